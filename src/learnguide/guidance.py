@@ -1,0 +1,249 @@
+"""Guidance schedules ω(c, s, t) behind one interface, including the learned ω-network (DESIGN §4, §5).
+
+Every schedule here uses the **paper convention**: ω = 0 is the plain conditional model and the guided
+prediction is x̂_c + ω (x̂_c − x̂_∅). The usual "guidance scale" (diffusers, k-diffusion, EDM2, DiT) is
+w = 1 + ω; convert with :func:`omega_to_scale` and :func:`scale_to_omega`.
+
+``omega(cond, s, t)`` returns the weight ``[B]`` for the step from t down to s of each item.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from .networks import FourierFeatures, mlp
+from .schedules import LOG_SNR_CLAMP, Schedule, get_schedule
+
+OUTPUT_MAPS = ("relu", "softplus", "identity")
+CHECKPOINT_KIND = "learnguide.omega_net"
+HPARAMS = ("num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega")
+
+
+def omega_to_scale(omega: float | Tensor) -> float | Tensor:
+    """Paper ω → conventional guidance scale w = 1 + ω (diffusers' ``guidance_scale``)."""
+    return 1.0 + omega
+
+
+def scale_to_omega(scale: float | Tensor) -> float | Tensor:
+    """Conventional guidance scale w → paper ω = w − 1."""
+    return scale - 1.0
+
+
+class GuidanceSchedule:
+    """Base class: a rule for ω(c, s, t) in the paper convention (ω = 0 is the conditional model)."""
+
+    def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """ω ``[B]`` for conditions ``cond`` (``[B]`` ids or ``[B, E]``) and step times s < t ``[B]``."""
+        raise NotImplementedError
+
+    def omega_table(self, cond: Tensor, grid: Tensor) -> Tensor:
+        """ω for every step of a sampling grid, ``[N, B]``, in one batched call.
+
+        ``grid`` is ``[N + 1]`` in sampling order (t_N > … > t_0); row i is the step grid[i] → grid[i + 1].
+        """
+        n, b = grid.shape[0] - 1, cond.shape[0]
+        t = grid[:-1].repeat_interleave(b)
+        s = grid[1:].repeat_interleave(b)
+        cond_rep = cond.repeat((n,) + (1,) * (cond.dim() - 1))
+        with torch.no_grad():
+            return self.omega(cond_rep, s, t).reshape(n, b).double()
+
+    def config(self) -> dict:
+        """JSON-serialisable description (``{"type": ..., ...}``)."""
+        raise NotImplementedError
+
+
+def _full(value: float, like: Tensor) -> Tensor:
+    return torch.full(like.shape[:1], float(value), dtype=torch.float64, device=like.device)
+
+
+class ConstantGuidance(GuidanceSchedule):
+    """ω(c, s, t) = ``omega`` everywhere (classic CFG with scale w = 1 + ω)."""
+
+    def __init__(self, omega: float) -> None:
+        self.value = float(omega)
+
+    def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        return _full(self.value, t)
+
+    def config(self) -> dict:
+        return {"type": "constant", "omega": self.value}
+
+
+class IntervalGuidance(GuidanceSchedule):
+    """Guidance limited to an interval (Kynkäänniemi et al. 2024): ω inside t_lo ≤ t ≤ t_hi, else 0.
+
+    ``t`` is the time the step starts from.
+    """
+
+    def __init__(self, omega: float, t_lo: float, t_hi: float) -> None:
+        if not 0.0 <= t_lo < t_hi <= 1.0:
+            raise ValueError(f"need 0 <= t_lo < t_hi <= 1, got t_lo={t_lo}, t_hi={t_hi}")
+        self.value, self.t_lo, self.t_hi = float(omega), float(t_lo), float(t_hi)
+
+    def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        inside = (t >= self.t_lo) & (t <= self.t_hi)
+        return torch.where(inside, self.value, 0.0).double()
+
+    def config(self) -> dict:
+        return {"type": "interval", "omega": self.value, "t_lo": self.t_lo, "t_hi": self.t_hi}
+
+
+class IncreasingGuidance(GuidanceSchedule):
+    """Guidance that grows as sampling proceeds (Wang et al. 2024), from 0 at t = 1 to ``omega_max`` at t = 0.
+
+    ``shape="linear"``: ω = ω_max (1 − t);  ``shape="cosine"``: ω = ω_max (1 − cos(π (1 − t))) / 2.
+    """
+
+    SHAPES = ("linear", "cosine")
+
+    def __init__(self, omega_max: float, shape: str = "linear") -> None:
+        if shape not in self.SHAPES:
+            raise ValueError(f"unknown shape {shape!r}; choose one of {self.SHAPES}")
+        self.omega_max, self.shape = float(omega_max), shape
+
+    def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        progress = 1.0 - t.double()
+        if self.shape == "linear":
+            return self.omega_max * progress
+        return self.omega_max * 0.5 * (1.0 - torch.cos(math.pi * progress))
+
+    def config(self) -> dict:
+        return {"type": "increasing", "omega_max": self.omega_max, "shape": self.shape}
+
+
+class PerStepGuidance(GuidanceSchedule):
+    """A per-step list of ω for one sampling grid: ``omegas[i]`` is used for the step grid[i] → grid[i + 1].
+
+    Steps are matched by their start time t (to 1e-6); asking for a t that is not on the grid is an error.
+    """
+
+    def __init__(self, omegas: list[float], grid: Tensor) -> None:
+        if len(omegas) != grid.shape[0] - 1:
+            raise ValueError(f"{len(omegas)} omegas for a grid of {grid.shape[0] - 1} steps")
+        self.omegas = torch.tensor([float(w) for w in omegas], dtype=torch.float64)
+        self.grid = grid.double()
+
+    def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        dist = (t.double()[:, None] - self.grid[None, :-1]).abs()
+        gap, idx = dist.min(dim=1)
+        if bool((gap > 1e-6).any()):
+            raise ValueError("PerStepGuidance was asked for a time that is not on its grid")
+        return self.omegas.to(t.device)[idx]
+
+    def config(self) -> dict:
+        return {"type": "per-step", "omegas": self.omegas.tolist(), "grid": self.grid.tolist()}
+
+
+class OmegaNet(nn.Module, GuidanceSchedule):
+    """The learned ω_φ(c, s, t) (DESIGN §4).
+
+    Time input: log-SNR of s and t (Fourier features + the scaled values); condition input: a learned table
+    of ``num_classes`` ids, or a linear projection of a ``cond_dim`` embedding. An MLP of ``layers`` layers
+    and width ``hidden`` maps their sum to one number, passed through ``output`` ∈ {relu, softplus,
+    identity}. The last layer starts at zero weight and a bias that gives ω = ``init_omega`` everywhere, so a
+    ReLU output starts in its active region and can move either way.
+    """
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        num_classes: int | None = None,
+        cond_dim: int | None = None,
+        hidden: int = 128,
+        layers: int = 4,
+        fourier_features: int = 8,
+        output: str = "relu",
+        init_omega: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if (num_classes is None) == (cond_dim is None):
+            raise ValueError("give exactly one of num_classes (class ids) or cond_dim (embeddings)")
+        if output not in OUTPUT_MAPS:
+            raise ValueError(f"unknown output map {output!r}; choose one of {OUTPUT_MAPS}")
+        if output != "identity" and init_omega <= 0:
+            raise ValueError(f"init_omega must be > 0 for a {output} output, got {init_omega}")
+        self.schedule = schedule
+        self.hparams = dict(zip(HPARAMS, (num_classes, cond_dim, hidden, layers, fourier_features, output,
+                                          init_omega), strict=True))
+        self.fourier = FourierFeatures(fourier_features, max_frequency=32.0, scale=LOG_SNR_CLAMP)
+        self.time_proj = nn.Linear(2 * (2 * fourier_features + 1), hidden)
+        if num_classes is not None:
+            self.cond_proj: nn.Module = nn.Embedding(num_classes, hidden)
+        else:
+            self.cond_proj = nn.Linear(cond_dim, hidden)
+        self.body = mlp(hidden, hidden, 1, layers)
+        last = self.body[-1]
+        nn.init.zeros_(last.weight)
+        bias = {"relu": init_omega, "identity": init_omega}.get(output, math.log(math.expm1(init_omega)))
+        nn.init.constant_(last.bias, bias)
+
+    def _time_features(self, t: Tensor) -> Tensor:
+        lam = self.schedule.log_snr(t.double()).float()
+        return torch.cat([self.fourier(lam), (lam / LOG_SNR_CLAMP)[:, None]], dim=1)
+
+    def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """ω ``[B]`` (float32, differentiable) for conditions ``[B]``/``[B, E]`` and times s < t ``[B]``."""
+        num_classes = self.hparams["num_classes"]
+        if num_classes is not None and bool(((cond < 0) | (cond >= num_classes)).any()):
+            raise ValueError(f"class ids must be in [0, {num_classes}), got {cond.min()}..{cond.max()}")
+        h = self.time_proj(torch.cat([self._time_features(s), self._time_features(t)], dim=1))
+        h = torch.nn.functional.silu(h + self.cond_proj(cond if num_classes is not None else cond.float()))
+        raw = self.body(h).squeeze(1)
+        if self.hparams["output"] == "relu":
+            return torch.relu(raw)
+        if self.hparams["output"] == "softplus":
+            return torch.nn.functional.softplus(raw)
+        return raw
+
+    def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """Same as :meth:`forward`; the :class:`GuidanceSchedule` interface."""
+        return self(cond, s, t)
+
+    def config(self) -> dict:
+        return {"type": "learned", "kind": CHECKPOINT_KIND, "schedule": self.schedule.config(), **self.hparams}
+
+    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory``; ``extra`` goes into the config."""
+        config = {**self.config(), **({"extra": extra} if extra else {})}
+        return save_checkpoint(directory, self.state_dict(), config)
+
+    @classmethod
+    def load(cls, directory: str | Path, schedule: Schedule | None = None) -> OmegaNet:
+        """Load a saved ω-network; no code is executed (JSON + safetensors only).
+
+        Raises :class:`~learnguide.checkpoints.CheckpointError` with the reason if the folder is incomplete,
+        not an ω-network's, corrupted, does not fit its config, or ``schedule`` (if given) differs from the
+        schedule the network was trained for.
+        """
+        config, state = load_checkpoint(directory, CHECKPOINT_KIND)
+        try:
+            saved_schedule = get_schedule(config["schedule"])
+            net = cls(saved_schedule, **{k: config[k] for k in HPARAMS})
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{directory}/config.json is not a valid ω-network config ({err})") from None
+        if schedule is not None and schedule.config() != saved_schedule.config():
+            raise CheckpointError(
+                f"{directory} was trained for schedule {saved_schedule.config()}, not {schedule.config()}"
+            )
+        load_state_strict(net, state, directory)
+        return net.eval()
+
+
+def guidance_from_config(config: dict, grid: Tensor | None = None) -> GuidanceSchedule:
+    """Rebuild a baseline schedule from its :meth:`GuidanceSchedule.config` (learned nets: :meth:`OmegaNet.load`)."""
+    kind = config.get("type")
+    if kind == "constant":
+        return ConstantGuidance(config["omega"])
+    if kind == "interval":
+        return IntervalGuidance(config["omega"], config["t_lo"], config["t_hi"])
+    if kind == "increasing":
+        return IncreasingGuidance(config["omega_max"], config["shape"])
+    if kind == "per-step":
+        return PerStepGuidance(config["omegas"], torch.tensor(config["grid"]) if grid is None else grid)
+    raise ValueError(f"cannot rebuild guidance of type {kind!r} from a config")
