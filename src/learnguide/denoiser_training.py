@@ -31,9 +31,12 @@ class DenoiserTrainingConfig:
         batch_size: items per step.
         lr: peak Adam learning rate (cosine decay to 0 over ``steps``).
         label_dropout: probability of replacing a class id by the null id (trains x̂(·, ∅)).
+        label_noise: probability of replacing a class id by the id of another item of the batch (a draw
+            from the class prior, independent of x_0). The conditional branch then learns
+            (1 − q) p(x | c) + q p(x): it under-commits to its condition, which guidance can undo (DESIGN §9).
         condition_lr_scale: learning-rate multiplier for parameters whose name contains ``"class_embedding"``
             (the condition pathway). Below 1 the model learns its condition more slowly than the shared
-            structure: the conditional branch under-commits, as image models do when stopped early.
+            structure.
         seed: seeds data, noise, times and dropout.
     """
 
@@ -41,6 +44,7 @@ class DenoiserTrainingConfig:
     batch_size: int = 512
     lr: float = 2e-3
     label_dropout: float = 0.2
+    label_noise: float = 0.0
     condition_lr_scale: float = 1.0
     seed: int = 0
 
@@ -71,6 +75,8 @@ def train_denoiser(
     for _ in tqdm(range(config.steps), desc="train denoiser", disable=not progress, leave=False):
         x0, labels = sample_data(config.batch_size, gen)
         x0 = x0.float()
+        noisy = torch.rand(labels.shape, generator=gen) < config.label_noise
+        labels = torch.where(noisy, labels[torch.randperm(labels.shape[0], generator=gen)], labels)
         drop = torch.rand(labels.shape, generator=gen) < config.label_dropout
         labels = torch.where(drop, model.null_id, labels)
         t = torch.rand(x0.shape[0], generator=gen)

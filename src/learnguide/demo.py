@@ -1,0 +1,282 @@
+"""``learnguide demo``: the method end to end on the toy mixture, against tuned baseline schedules.
+
+For each denoiser regime (``well_trained``, ``under_trained``) the demo trains (or reloads) a small MLP
+denoiser on the ring mixture, tunes a constant ω, a limited interval and an increasing schedule on a tuning
+set of samples, learns ω_φ(c, s, t) by online self-consistency, and evaluates every winner (and the
+unguided model) on fresh seeds with the same number of sampling steps. Distances are measured against exact
+samples of the true conditionals: the mean over classes of the energy distance and of the RBF MMD².
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .checkpoints import CheckpointError, atomic_write_text
+from .data.toy import GaussianMixture, ring_mixture
+from .denoiser_training import DataSampler, DenoiserTrainingConfig, load_mlp_denoiser, save_mlp_denoiser, train_denoiser
+from .denoisers import PredictionAdapter
+from .guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance, IntervalGuidance, OmegaNet
+from .metrics import class_metrics, median_bandwidth
+from .networks import MLPDenoiserNet
+from .reports import DemoFigures, write_demo_report
+from .sampling import sample
+from .schedules import VPCosine, step_grid
+from .training import OnlineConfig, train_omega_online
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A toy denoiser regime: its name in ``results.json``, what it is, and how its denoiser is trained."""
+
+    name: str
+    description: str
+    training: DenoiserTrainingConfig
+
+
+REGIMES = (
+    Regime(
+        "well_trained",
+        "3000 steps on clean labels: the conditional branch matches p(x | c) closely.",
+        DenoiserTrainingConfig(steps=3000, label_noise=0.0),
+    ),
+    Regime(
+        "under_trained",
+        "1500 steps with 40% of class labels replaced by random ones (label noise): the conditional branch "
+        "learns 0.6 p(x | c) + 0.4 p(x), i.e. it under-commits to its condition the way guidance can fix "
+        "(DESIGN §9; early stopping alone makes an MLP contract instead, which no ω > 0 helps).",
+        DenoiserTrainingConfig(steps=1500, label_noise=0.4),
+    ),
+)
+
+
+@dataclass
+class DemoConfig:
+    """Sizes and grids of the demo. :meth:`quick` is the CI-sized variant (< 2 minutes on 2 CPU cores).
+
+    Attributes:
+        steps: sampling steps N, the same for every schedule.
+        tune_per_class: samples per class used to pick each baseline's best setting.
+        eval_per_class: samples per class in each evaluation seed set.
+        eval_seeds: number of fresh seed sets the winners are evaluated on (mean and std are reported).
+        constant_grid: ω values of the constant sweep (0 is the unguided model).
+        interval_omegas, intervals: ω and (t_lo, t_hi) combinations of the limited-interval sweep.
+        increasing_omegas, increasing_shapes: ω_max and shapes of the increasing-schedule sweep.
+        online: hyper-parameters of learning ω (online self-consistency, DESIGN §3).
+        denoiser_hidden: width of the toy MLP denoisers.
+        seed: master seed; every sample set, network and run derives from it.
+    """
+
+    steps: int = 20
+    tune_per_class: int = 1000
+    eval_per_class: int = 2500
+    eval_seeds: int = 3
+    constant_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+    interval_omegas: tuple[float, ...] = (0.5, 1.0, 2.0)
+    intervals: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.3, 0.8), (0.2, 0.6), (0.0, 0.5))
+    increasing_omegas: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
+    increasing_shapes: tuple[str, ...] = ("linear", "cosine")
+    online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=2000))
+    denoiser_hidden: int = 128
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> DemoConfig:
+        """A CI-sized demo: small sample sets, short grids, 300 ω-training iterations."""
+        return cls(tune_per_class=400, eval_per_class=1000, eval_seeds=2, constant_grid=(0.0, 0.5, 1.0, 2.0),
+                   interval_omegas=(1.0,), intervals=((0.5, 1.0), (0.2, 0.6)), increasing_omegas=(1.0, 2.0),
+                   increasing_shapes=("linear",), online=OnlineConfig(iterations=300), seed=seed)
+
+    def baselines(self) -> dict[str, list[GuidanceSchedule]]:
+        """The schedules each baseline family sweeps over."""
+        return {
+            "constant": [ConstantGuidance(w) for w in self.constant_grid],
+            "interval": [IntervalGuidance(w, lo, hi) for w in self.interval_omegas for lo, hi in self.intervals],
+            "increasing": [IncreasingGuidance(w, shape) for w in self.increasing_omegas
+                           for shape in self.increasing_shapes],
+        }
+
+
+@dataclass
+class _Evaluator:
+    """Samples a schedule on fixed seeds and scores it against exact samples of the true conditionals."""
+
+    denoiser: PredictionAdapter
+    mixture: GaussianMixture
+    steps: int
+    bandwidth: float
+
+    def samples(self, guidance: GuidanceSchedule, labels: Tensor, seed: int) -> Tensor:
+        """Samples ``[n, d]`` for class ids ``labels [n]``, all noise from ``seed``."""
+        return sample(self.denoiser, self.denoiser.schedule, guidance, labels, (self.mixture.dim,),
+                      steps=self.steps, generator=torch.Generator().manual_seed(seed))
+
+    def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor, int]) -> dict:
+        """``{"energy", "mmd"}`` (means over classes) of ``guidance`` on one (labels, reference, seed) set."""
+        labels, reference, seed = sample_set
+        m = class_metrics(self.samples(guidance, labels, seed), labels, reference, labels, self.bandwidth)
+        return {"energy": m["energy"], "mmd": m["mmd"]}
+
+
+def _data_sampler(mixture: GaussianMixture) -> DataSampler:
+    """Training data for denoisers and ω: ``(n, generator) -> (x_0 [n, d] float32, class ids [n])``."""
+
+    def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        x0, labels = mixture.sample_batch(n, generator)
+        return x0.float(), labels
+
+    return draw
+
+
+def _sample_set(mixture: GaussianMixture, per_class: int, seed: int) -> tuple[Tensor, Tensor, int]:
+    """Balanced class ids ``[C·per_class]``, exact reference samples for them, and a sampling seed."""
+    labels = torch.arange(mixture.num_classes).repeat_interleave(per_class)
+    reference = mixture.sample(labels, torch.Generator().manual_seed(seed)).float()
+    return labels, reference, seed + 1
+
+
+def _denoiser(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool
+              ) -> tuple[PredictionAdapter, dict]:
+    """Load the regime's denoiser from ``out/denoisers/<name>`` if it was trained with these settings, else
+    train and save it. Returns the denoiser and a record of how it was obtained."""
+    directory = out / "denoisers" / regime.name
+    training = replace(regime.training, seed=config.seed)
+    try:
+        model = load_mlp_denoiser(directory, data_id=mixture.fingerprint())
+        saved = json.loads((directory / "config.json").read_text())
+        if saved["training"] == asdict(training) and saved["net"]["hidden"] == config.denoiser_hidden:
+            return model, {"source": "loaded", "path": str(directory), "training": asdict(training)}
+    except (CheckpointError, FileNotFoundError):
+        pass
+    torch.manual_seed(config.seed)
+    net = MLPDenoiserNet(mixture.dim, mixture.num_classes, hidden=config.denoiser_hidden, layers=4)
+    model = PredictionAdapter(net, VPCosine(), "v", null_id=mixture.num_classes)
+
+    began = time.perf_counter()
+    losses = train_denoiser(model, _data_sampler(mixture), training, progress=progress)
+    save_mlp_denoiser(model, directory, training, mixture.fingerprint())
+    return model, {"source": "trained", "path": str(directory), "training": asdict(training),
+                   "seconds": time.perf_counter() - began, "final_loss": sum(losses[-100:]) / 100}
+
+
+def _tune(evaluator: _Evaluator, schedules: list[GuidanceSchedule], tuning: tuple, bar: tqdm) -> list[dict]:
+    """Score every schedule on the tuning set: ``[{"settings", "energy", "mmd"}]``."""
+    sweep = []
+    for guidance in schedules:
+        sweep.append({"settings": guidance.config(), **evaluator.score(guidance, tuning)})
+        bar.update()
+    return sweep
+
+
+def _evaluate(evaluator: _Evaluator, guidance: GuidanceSchedule, eval_sets: list[tuple]) -> dict:
+    """Mean and standard deviation over the fresh evaluation sets of both metrics."""
+    scores = [evaluator.score(guidance, s) for s in eval_sets]
+    out = {}
+    for key in ("energy", "mmd"):
+        values = torch.tensor([s[key] for s in scores], dtype=torch.float64)
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std()) if len(scores) > 1 else 0.0
+        out[f"{key}_per_seed"] = values.tolist()
+    return out
+
+
+def run_regime(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
+               ) -> tuple[dict, dict]:
+    """Tune the baselines, learn ω and evaluate everything for one regime.
+
+    Returns ``(results, figure_data)``: the regime's entry of ``results.json`` and the arrays the report draws.
+    """
+    model, denoiser_record = _denoiser(regime, mixture, config, out, progress)
+    base = config.seed * 1000
+    tuning = _sample_set(mixture, config.tune_per_class, base + 100)
+    eval_sets = [_sample_set(mixture, config.eval_per_class, base + 200 + 10 * k) for k in range(config.eval_seeds)]
+    evaluator = _Evaluator(model, mixture, config.steps, median_bandwidth(tuning[1]))
+
+    families = config.baselines()
+    bar = tqdm(total=sum(map(len, families.values())), desc=f"{regime.name}: tune baselines",
+               disable=not progress, leave=False)
+    sweeps = {name: _tune(evaluator, schedules, tuning, bar) for name, schedules in families.items()}
+    bar.close()
+
+    omega_net = OmegaNet(model.schedule, num_classes=mixture.num_classes)
+
+    online = replace(config.online, seed=config.seed)
+    omega_dir = out / regime.name / "omega_net"
+    shutil.rmtree(omega_dir, ignore_errors=True)  # learn afresh: a stale state would be resumed, not redone
+    record = train_omega_online(omega_net, model, _data_sampler(mixture), online, out_dir=omega_dir,
+                                progress=progress)
+
+    results: dict = {"description": regime.description, "denoiser": denoiser_record, "steps": config.steps,
+                     "tune_per_class": config.tune_per_class, "eval_per_class": config.eval_per_class,
+                     "eval_seeds": config.eval_seeds}
+    winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
+    for name, sweep in sweeps.items():
+        best = min(range(len(sweep)), key=lambda i: sweep[i]["energy"])
+        winners[name] = families[name][best]
+    winners["learned"] = omega_net
+    for name, guidance in tqdm(winners.items(), desc=f"{regime.name}: evaluate", disable=not progress,
+                               leave=False):
+        entry = {"settings": guidance.config(), "tuning": evaluator.score(guidance, tuning),
+                 **_evaluate(evaluator, guidance, eval_sets)}
+        if name in sweeps:
+            entry["sweep"] = sweeps[name]
+        results[name] = entry
+    grid = step_grid(config.steps)
+    table = omega_net.omega_table(torch.arange(mixture.num_classes), grid)  # [N, C]
+    results["learned"].update({
+        "learning": {"method": "online", "config": asdict(online), "iterations": online.iterations,
+                     "seconds": record.seconds, "denoiser_calls": record.denoiser_calls,
+                     "denoiser_evals": record.denoiser_evals,
+                     "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:])},
+        "checkpoint": str(omega_dir),
+        "omega_table": {"t": grid[:-1].tolist(), "per_class": table.T.tolist()},
+    })
+    labels, reference, seed = eval_sets[0]
+    figure_data = {
+        "labels": labels, "reference": reference,
+        "samples": {name: evaluator.samples(winners[name], labels, seed)
+                    for name in ("unguided", "constant", "learned")},
+        "constant_sweep": sweeps["constant"],
+        "tuning_lines": {name: results[name]["tuning"]["energy"] for name in ("interval", "increasing", "learned")},
+        "omega_t": grid[:-1], "omega_table": table,
+    }
+    return results, figure_data
+
+
+def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    """Run the whole demo and write ``results.json``, ``report.md`` and figures into ``out``.
+
+    Args:
+        out: output folder (created; denoisers trained here are reused by later runs with the same settings).
+        quick: the CI-sized variant (:meth:`DemoConfig.quick`).
+        seed: master seed.
+        progress: show progress bars.
+
+    Returns:
+        the content of ``results.json``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
+    mixture = ring_mixture()
+    began = time.perf_counter()
+    results: dict = {"meta": {"quick": quick, "seed": seed, "mixture": "ring_mixture()",
+                              "mixture_fingerprint": mixture.fingerprint(), "schedule": VPCosine().config(),
+                              "metric": "mean over classes of energy distance / RBF MMD² to exact samples",
+                              "config": asdict(config), "torch": torch.__version__,
+                              "python": platform.python_version()}}
+    figures = DemoFigures()
+    for regime in REGIMES:
+        results[regime.name], figures.regimes[regime.name] = run_regime(regime, mixture, config, out, progress)
+    results["meta"]["seconds"] = time.perf_counter() - began
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    write_demo_report(results, figures, out)
+    return results
