@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ValueError, json.JSONDecodeError) as err:
+    except (CheckpointError, ValueError, json.JSONDecodeError, OSError) as err:
         print(f"learnguide {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -206,6 +206,7 @@ def run_regime(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out
     sweeps = {name: _tune(evaluator, schedules, tuning, bar) for name, schedules in families.items()}
     bar.close()
 
+    torch.manual_seed(config.seed)  # the ω-network's initial weights
     omega_net = OmegaNet(model.schedule, num_classes=mixture.num_classes)
 
     online = replace(config.online, seed=config.seed)

@@ -48,6 +48,16 @@ class DenoiserTrainingConfig:
     condition_lr_scale: float = 1.0
     seed: int = 0
 
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting."""
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        if self.lr <= 0 or self.condition_lr_scale < 0:
+            raise ValueError("lr must be > 0 and condition_lr_scale >= 0")
+        for name in ("label_dropout", "label_noise"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+
 
 def train_denoiser(
     model: PredictionAdapter,
@@ -60,6 +70,7 @@ def train_denoiser(
     Times are drawn t ~ U(0, 1); the loss is the mean squared error of the network output against
     :func:`~learnguide.denoisers.prediction_target` for ``model.prediction``.
     """
+    config.validate()
     if model.null_id is None:
         raise ValueError("train_denoiser trains class-conditional models (a PredictionAdapter with null_id)")
     gen = torch.Generator().manual_seed(config.seed)

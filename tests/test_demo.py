@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from learnguide.cli import main
+from learnguide.demo import REGIMES, DemoConfig
+from learnguide.reports import METHODS, describe_settings
+
+
+def test_demo_grids_cover_every_baseline_family():
+    families = DemoConfig().baselines()
+    assert {k: len(v) for k, v in families.items()} == {"constant": 9, "interval": 12, "increasing": 8}
+    assert families["constant"][0].config() == {"type": "constant", "omega": 0.0}
+    assert [r.name for r in REGIMES] == ["well_trained", "under_trained"]
+    assert describe_settings({"type": "interval", "omega": 2.0, "t_lo": 0.2, "t_hi": 0.6}) == "ω = 2 on t ∈ [0.2, 0.6]"
+
+
+def test_cli_reports_bad_output_folder_without_traceback(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["demo", "--quick", "--out", str(blocker), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learnguide demo: error:") and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_demo_quick_writes_every_result_field(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["quick"] is True
+    for regime in ("well_trained", "under_trained"):
+        r = results[regime]
+        assert r["steps"] == 20
+        for method in METHODS:
+            entry = r[method]
+            assert {"settings", "energy", "mmd", "energy_std", "mmd_std", "tuning"} <= set(entry)
+            assert entry["energy"] >= 0 and entry["mmd"] > -1e-3
+        for family in ("constant", "interval", "increasing"):
+            assert r[family]["settings"]["type"] == family
+            assert min(s["energy"] for s in r[family]["sweep"]) == r[family]["tuning"]["energy"]
+        assert r["learned"]["settings"]["type"] == "learned"
+        assert r["learned"]["learning"]["denoiser_calls"] == 300
+        assert len(r["learned"]["omega_table"]["per_class"]) == 4
+        assert (out / f"samples_{regime}.png").stat().st_size > 1000
+    # the under-trained denoiser under-commits: guidance must clearly help there, and not in the well-trained one
+    under, well = results["under_trained"], results["well_trained"]
+    assert under["constant"]["energy"] < 0.5 * under["unguided"]["energy"]
+    assert under["learned"]["energy"] < 0.5 * under["unguided"]["energy"]
+    assert well["learned"]["energy"] <= 1.5 * well["constant"]["energy"] + 0.002
+    report = (out / "report.md").read_text()
+    assert "## under_trained" in report and "metric_vs_omega.png" in report
+    assert (out / "learned_omega.png").is_file() and (out / "metric_vs_omega.png").is_file()
+    # a second run reuses the trained denoisers
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["well_trained"]["denoiser"]["source"] == "loaded"
+    assert again["under_trained"]["learned"]["energy"] == pytest.approx(under["learned"]["energy"])

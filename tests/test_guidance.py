@@ -1,0 +1,131 @@
+import json
+
+import pytest
+import torch
+
+from learnguide.checkpoints import CheckpointError
+from learnguide.guidance import (
+    ConstantGuidance,
+    IncreasingGuidance,
+    IntervalGuidance,
+    OmegaNet,
+    PerStepGuidance,
+    guidance_from_config,
+    omega_to_scale,
+    scale_to_omega,
+)
+from learnguide.schedules import RectifiedFlow, VPCosine, step_grid
+
+COND = torch.tensor([0, 1, 2])
+
+
+def _times(t):
+    t = torch.full((3,), t, dtype=torch.float64)
+    return t - 0.05, t
+
+
+def test_scale_conversions_round_trip():
+    assert omega_to_scale(0.0) == 1.0 and scale_to_omega(7.5) == 6.5
+    w = torch.tensor([1.0, 2.5])
+    assert torch.equal(omega_to_scale(scale_to_omega(w)), w)
+
+
+def test_constant_and_interval():
+    assert ConstantGuidance(1.5).omega(COND, *_times(0.5)).tolist() == [1.5] * 3
+    interval = IntervalGuidance(2.0, 0.2, 0.6)
+    assert interval.omega(COND, *_times(0.5)).tolist() == [2.0] * 3
+    assert interval.omega(COND, *_times(0.8)).tolist() == [0.0] * 3
+    with pytest.raises(ValueError):
+        IntervalGuidance(1.0, 0.7, 0.3)
+
+
+def test_increasing_schedules_rise_as_t_falls():
+    for shape in ("linear", "cosine"):
+        g = IncreasingGuidance(3.0, shape)
+        values = [g.omega(COND, *_times(t))[0].item() for t in (0.99, 0.7, 0.4, 0.1)]
+        assert values == sorted(values) and values[-1] <= 3.0 and values[0] < 0.1
+    assert IncreasingGuidance(2.0, "linear").omega(COND, *_times(0.25))[0].item() == pytest.approx(1.5)
+    with pytest.raises(ValueError):
+        IncreasingGuidance(1.0, "quadratic")
+
+
+def test_per_step_list_and_omega_table():
+    grid = step_grid(4)
+    per_step = PerStepGuidance([0.1, 0.2, 0.3, 0.4], grid)
+    table = per_step.omega_table(COND, grid)
+    assert table.shape == (4, 3) and table[:, 0].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(ValueError, match="not on its grid"):
+        per_step.omega(COND, *_times(0.5))
+    with pytest.raises(ValueError):
+        PerStepGuidance([0.1], grid)
+
+
+@pytest.mark.parametrize("guidance", [ConstantGuidance(0.5), IntervalGuidance(1.0, 0.1, 0.5),
+                                      IncreasingGuidance(2.0, "cosine"), PerStepGuidance([1, 2], step_grid(2))])
+def test_baselines_rebuild_from_config(guidance):
+    grid = step_grid(2)
+    rebuilt = guidance_from_config(json.loads(json.dumps(guidance.config())))
+    assert torch.equal(rebuilt.omega_table(COND, grid), guidance.omega_table(COND, grid))
+
+
+@pytest.mark.parametrize("output", ["relu", "softplus", "identity"])
+def test_omega_net_starts_at_init_omega(output):
+    net = OmegaNet(VPCosine(), num_classes=3, init_omega=0.7, output=output)
+    assert torch.allclose(net(COND, *_times(0.5)), torch.full((3,), 0.7), atol=1e-6)
+
+
+def test_omega_net_with_embeddings_and_bad_inputs():
+    net = OmegaNet(VPCosine(), cond_dim=5)
+    assert net(torch.randn(3, 5), *_times(0.4)).shape == (3,)
+    with pytest.raises(ValueError, match="class ids"):
+        OmegaNet(VPCosine(), num_classes=3)(torch.tensor([0, 3, 1]), *_times(0.4))
+    with pytest.raises(ValueError):
+        OmegaNet(VPCosine())
+    with pytest.raises(ValueError):
+        OmegaNet(VPCosine(), num_classes=3, output="tanh")
+    with pytest.raises(ValueError):
+        OmegaNet(VPCosine(), num_classes=3, init_omega=0.0)
+
+
+def _trained_net():
+    torch.manual_seed(0)
+    net = OmegaNet(VPCosine(), num_classes=3, hidden=32, layers=3)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return net
+
+
+def test_save_load_gives_identical_omega(tmp_path):
+    net = _trained_net()
+    net.save(tmp_path / "w", extra={"note": "test"})
+    loaded = OmegaNet.load(tmp_path / "w", VPCosine())
+    grid = step_grid(10)
+    assert torch.equal(loaded.omega_table(COND, grid), net.omega_table(COND, grid))
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["extra"] == {"note": "test"}
+
+
+def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path):
+    net = _trained_net()
+    net.save(tmp_path / "w")
+    weights, config = tmp_path / "w" / "model.safetensors", tmp_path / "w" / "config.json"
+    with pytest.raises(CheckpointError, match="schedule"):
+        OmegaNet.load(tmp_path / "w", RectifiedFlow())
+
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        OmegaNet.load(tmp_path / "w")
+    weights.write_bytes(data)
+
+    cfg = json.loads(config.read_text())
+    config.write_text(json.dumps({**cfg, "hidden": 64}))
+    with pytest.raises(CheckpointError, match="does not match"):
+        OmegaNet.load(tmp_path / "w")
+    config.write_text(json.dumps({**cfg, "kind": "learnguide.mlp_denoiser"}))
+    with pytest.raises(CheckpointError, match="expected 'learnguide.omega_net'"):
+        OmegaNet.load(tmp_path / "w")
+    config.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        OmegaNet.load(tmp_path / "w")
+    with pytest.raises(CheckpointError, match="missing"):
+        OmegaNet.load(tmp_path / "nowhere")
