@@ -129,3 +129,17 @@ def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path):
         OmegaNet.load(tmp_path / "w")
     with pytest.raises(CheckpointError, match="missing"):
         OmegaNet.load(tmp_path / "nowhere")
+
+
+def test_omega_table_evaluates_distinct_conditions_once_and_matches_per_item_omega():
+    net = _trained_net()
+    cond, grid = torch.tensor([2, 0, 2, 1, 0]), step_grid(6)
+    table = net.omega_table(cond, grid)
+    for i in range(6):
+        s, t = grid[i + 1].expand(5), grid[i].expand(5)
+        assert torch.allclose(table[i], net(cond, s, t).double(), atol=1e-6)
+    emb = torch.randn(3, 4)[torch.tensor([0, 1, 0, 2])]
+    net_e = OmegaNet(VPCosine(), cond_dim=4, init_omega=0.5)
+    torch.nn.init.normal_(net_e.body[-1].weight)
+    table_e = net_e.omega_table(emb, grid)
+    assert torch.equal(table_e[:, 0], table_e[:, 2]) and not torch.equal(table_e[:, 0], table_e[:, 1])

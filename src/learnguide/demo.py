@@ -122,11 +122,12 @@ class _Evaluator:
     def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor, int]) -> dict:
         """``{"energy", "mmd"}`` (means over classes) of ``guidance`` on one (labels, reference, seed) set."""
         labels, reference, seed = sample_set
-        m = class_metrics(self.samples(guidance, labels, seed), labels, reference, labels, self.bandwidth)
+        m = class_metrics(self.samples(guidance, labels, seed), labels, reference, labels, self.bandwidth,
+                          overall=False)
         return {"energy": m["energy"], "mmd": m["mmd"]}
 
 
-def _data_sampler(mixture: GaussianMixture) -> DataSampler:
+def toy_data_sampler(mixture: GaussianMixture) -> DataSampler:
     """Training data for denoisers and ω: ``(n, generator) -> (x_0 [n, d] float32, class ids [n])``."""
 
     def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -143,8 +144,8 @@ def _sample_set(mixture: GaussianMixture, per_class: int, seed: int) -> tuple[Te
     return labels, reference, seed + 1
 
 
-def _denoiser(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool
-              ) -> tuple[PredictionAdapter, dict]:
+def toy_denoiser(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
+                 ) -> tuple[PredictionAdapter, dict]:
     """Load the regime's denoiser from ``out/denoisers/<name>`` if it was trained with these settings, else
     train and save it. Returns the denoiser and a record of how it was obtained."""
     directory = out / "denoisers" / regime.name
@@ -161,7 +162,7 @@ def _denoiser(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out:
     model = PredictionAdapter(net, VPCosine(), "v", null_id=mixture.num_classes)
 
     began = time.perf_counter()
-    losses = train_denoiser(model, _data_sampler(mixture), training, progress=progress)
+    losses = train_denoiser(model, toy_data_sampler(mixture), training, progress=progress)
     save_mlp_denoiser(model, directory, training, mixture.fingerprint())
     return model, {"source": "trained", "path": str(directory), "training": asdict(training),
                    "seconds": time.perf_counter() - began, "final_loss": sum(losses[-100:]) / 100}
@@ -194,7 +195,7 @@ def run_regime(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out
 
     Returns ``(results, figure_data)``: the regime's entry of ``results.json`` and the arrays the report draws.
     """
-    model, denoiser_record = _denoiser(regime, mixture, config, out, progress)
+    model, denoiser_record = toy_denoiser(regime, mixture, config, out, progress)
     base = config.seed * 1000
     tuning = _sample_set(mixture, config.tune_per_class, base + 100)
     eval_sets = [_sample_set(mixture, config.eval_per_class, base + 200 + 10 * k) for k in range(config.eval_seeds)]
@@ -212,7 +213,7 @@ def run_regime(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out
     online = replace(config.online, seed=config.seed)
     omega_dir = out / regime.name / "omega_net"
     shutil.rmtree(omega_dir, ignore_errors=True)  # learn afresh: a stale state would be resumed, not redone
-    record = train_omega_online(omega_net, model, _data_sampler(mixture), online, out_dir=omega_dir,
+    record = train_omega_online(omega_net, model, toy_data_sampler(mixture), online, out_dir=omega_dir,
                                 progress=progress)
 
     results: dict = {"description": regime.description, "denoiser": denoiser_record, "steps": config.steps,

@@ -45,13 +45,16 @@ class GuidanceSchedule:
         """ω for every step of a sampling grid, ``[N, B]``, in one batched call.
 
         ``grid`` is ``[N + 1]`` in sampling order (t_N > … > t_0); row i is the step grid[i] → grid[i + 1].
+        ω does not depend on x_t, so it is computed once per distinct condition and step (N · U evaluations
+        for U distinct conditions, not N · B) and gathered for the batch.
         """
-        n, b = grid.shape[0] - 1, cond.shape[0]
-        t = grid[:-1].repeat_interleave(b)
-        s = grid[1:].repeat_interleave(b)
-        cond_rep = cond.repeat((n,) + (1,) * (cond.dim() - 1))
+        unique, inverse = torch.unique(cond, dim=0, return_inverse=True)
+        n, u = grid.shape[0] - 1, unique.shape[0]
+        t = grid[:-1].repeat_interleave(u)
+        s = grid[1:].repeat_interleave(u)
+        cond_rep = unique.repeat((n,) + (1,) * (unique.dim() - 1))
         with torch.no_grad():
-            return self.omega(cond_rep, s, t).reshape(n, b).double()
+            return self.omega(cond_rep, s, t).reshape(n, u).double()[:, inverse]
 
     def config(self) -> dict:
         """JSON-serialisable description (``{"type": ..., ...}``)."""

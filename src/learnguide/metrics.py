@@ -14,11 +14,12 @@ from torch import Tensor
 CHUNK = 2048
 
 
-def _pair_sum(x: Tensor, y: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Σ_{i,j} fn(‖x_i − y_j‖²) over all pairs, computed in row chunks (float64 scalar)."""
+def _pair_sum(x: Tensor, y: Tensor, fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Σ_{i,j} fn(‖x_i − y_j‖) over all pairs (fn = identity if None), in row chunks (float64 scalar)."""
     total = torch.zeros((), dtype=torch.float64)
     for start in range(0, x.shape[0], CHUNK):
-        total += fn(torch.cdist(x[start : start + CHUNK], y).pow(2)).sum()
+        dist = torch.cdist(x[start : start + CHUNK], y)
+        total += (dist if fn is None else fn(dist)).sum()
     return total
 
 
@@ -33,10 +34,9 @@ def energy_distance(x: Tensor, y: Tensor) -> float:
     the square of ``scipy.stats.energy_distance``. It is ≥ 0 and 0 only for equal empirical measures.
     """
     x, y = _flat(x), _flat(y)
-    dist = torch.sqrt
-    exy = _pair_sum(x, y, dist) / (x.shape[0] * y.shape[0])
-    exx = _pair_sum(x, x, dist) / x.shape[0] ** 2
-    eyy = _pair_sum(y, y, dist) / y.shape[0] ** 2
+    exy = _pair_sum(x, y) / (x.shape[0] * y.shape[0])
+    exx = _pair_sum(x, x) / x.shape[0] ** 2
+    eyy = _pair_sum(y, y) / y.shape[0] ** 2
     return float(2.0 * exy - exx - eyy)
 
 
@@ -56,8 +56,8 @@ def mmd_rbf(x: Tensor, y: Tensor, bandwidth: float) -> float:
     if n < 2 or k < 2:
         raise ValueError("the unbiased MMD needs at least 2 samples in each set")
 
-    def kern(sq: Tensor) -> Tensor:
-        return torch.exp(-sq / (2.0 * bandwidth**2))
+    def kern(dist: Tensor) -> Tensor:
+        return torch.exp(-dist.square() / (2.0 * bandwidth**2))
 
     kxx = (_pair_sum(x, x, kern) - n) / (n * (n - 1))  # the diagonal contributes k(a, a) = 1 per sample
     kyy = (_pair_sum(y, y, kern) - k) / (k * (k - 1))
@@ -66,13 +66,19 @@ def mmd_rbf(x: Tensor, y: Tensor, bandwidth: float) -> float:
 
 
 def class_metrics(
-    samples: Tensor, labels: Tensor, reference: Tensor, reference_labels: Tensor, bandwidth: float
+    samples: Tensor,
+    labels: Tensor,
+    reference: Tensor,
+    reference_labels: Tensor,
+    bandwidth: float,
+    overall: bool = True,
 ) -> dict:
-    """Energy distance and MMD² per class, their mean over classes, and over all samples together.
+    """Energy distance and MMD² per class, their mean over classes, and (if ``overall``) over all samples.
 
     Returns ``{"energy": mean over classes, "mmd": mean over classes, "energy_overall": ..., "mmd_overall":
     ..., "per_class": {class: {"energy": ..., "mmd": ...}}}``. The per-class mean measures how well each
-    conditional p(x | c) is matched, which is what guidance changes.
+    conditional p(x | c) is matched, which is what guidance changes. The overall pair costs C² times the
+    per-class ones; leave it out (``overall=False``) where only the per-class metrics are used.
     """
     per_class = {}
     for c in torch.unique(reference_labels).tolist():
@@ -80,10 +86,12 @@ def class_metrics(
         if xs.shape[0] < 2:
             raise ValueError(f"class {c} has fewer than 2 samples")
         per_class[int(c)] = {"energy": energy_distance(xs, ys), "mmd": mmd_rbf(xs, ys, bandwidth)}
-    return {
+    out = {
         "energy": sum(v["energy"] for v in per_class.values()) / len(per_class),
         "mmd": sum(v["mmd"] for v in per_class.values()) / len(per_class),
-        "energy_overall": energy_distance(samples, reference),
-        "mmd_overall": mmd_rbf(samples, reference, bandwidth),
         "per_class": per_class,
     }
+    if overall:
+        out["energy_overall"] = energy_distance(samples, reference)
+        out["mmd_overall"] = mmd_rbf(samples, reference, bandwidth)
+    return out
