@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from learnguide.data.toy import ring_mixture
 from learnguide.demo import REGIMES, DemoConfig, toy_data_sampler, toy_denoiser
 from learnguide.denoisers import PredictionAdapter
 from learnguide.guidance import ConstantGuidance, OmegaNet
-from learnguide.data.toy import ring_mixture
 from learnguide.sampling import sample
 from learnguide.schedules import VPCosine
 from learnguide.training import train_omega_online
@@ -50,7 +50,9 @@ class ConvImageNet(nn.Module):
         self.embed = nn.Embedding(num_classes + 1, width)
         self.time = nn.Linear(1, width)
         self.inp = nn.Conv2d(3, width, 3, padding=1)
-        self.body = nn.Sequential(*[nn.Sequential(nn.SiLU(), nn.Conv2d(width, width, 3, padding=1)) for _ in range(4)])
+        self.body = nn.Sequential(
+            *[nn.Sequential(nn.SiLU(), nn.Conv2d(width, width, 3, padding=1)) for _ in range(4)]
+        )
         self.out = nn.Conv2d(width, 3, 3, padding=1)
 
     def forward(self, x_t, t, cond):
@@ -65,7 +67,9 @@ def _time_sampling(denoiser, guidance, cond, shape, steps, repeats) -> dict:
     for _ in range(repeats):
         timed.seconds = 0.0
         began = time.perf_counter()
-        sample(timed, VPCosine(), guidance, cond, shape, steps=steps, generator=torch.Generator().manual_seed(0))
+        sample(
+            timed, VPCosine(), guidance, cond, shape, steps=steps, generator=torch.Generator().manual_seed(0)
+        )
         total = time.perf_counter() - began
         if best is None or total < best["seconds"]:
             best = {"seconds": total, "denoiser_seconds": timed.seconds}
@@ -80,9 +84,18 @@ def sampling_benchmarks(repeats: int) -> dict:
     toy, _ = toy_denoiser(REGIMES[1], mixture, DemoConfig(), Path("runs/bench"), progress=False)
     image = PredictionAdapter(ConvImageNet(), VPCosine(), "eps", null_id=10).eval()
     cases = {
-        "toy_mlp_2d": (toy, torch.arange(4).repeat_interleave(2500), (2,), OmegaNet(VPCosine(), num_classes=4)),
-        "conv_3x32x32": (image, torch.arange(10).repeat_interleave(6), (3, 32, 32),
-                         OmegaNet(VPCosine(), num_classes=10)),
+        "toy_mlp_2d": (
+            toy,
+            torch.arange(4).repeat_interleave(2500),
+            (2,),
+            OmegaNet(VPCosine(), num_classes=4),
+        ),
+        "conv_3x32x32": (
+            image,
+            torch.arange(10).repeat_interleave(6),
+            (3, 32, 32),
+            OmegaNet(VPCosine(), num_classes=10),
+        ),
     }
     out = {}
     for name, (denoiser, cond, shape, learned) in cases.items():
@@ -93,8 +106,12 @@ def sampling_benchmarks(repeats: int) -> dict:
             runs["learned"].append(_time_sampling(denoiser, learned, cond, shape, 20, 1))
         best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
         out[name] = {
-            "batch": int(cond.shape[0]), "steps": 20, "shape": list(shape), "repeats": repeats,
-            "constant_seconds": best["constant"]["seconds"], "learned_seconds": best["learned"]["seconds"],
+            "batch": int(cond.shape[0]),
+            "steps": 20,
+            "shape": list(shape),
+            "repeats": repeats,
+            "constant_seconds": best["constant"]["seconds"],
+            "learned_seconds": best["learned"]["seconds"],
             "learned_over_constant": best["learned"]["seconds"] / best["constant"]["seconds"],
             "outside_denoiser_share_constant": best["constant"]["outside_denoiser_share"],
             "outside_denoiser_share_learned": best["learned"]["outside_denoiser_share"],
@@ -110,9 +127,14 @@ def learning_benchmark() -> dict:
     torch.manual_seed(0)
     net = OmegaNet(VPCosine(), num_classes=4)
     record = train_omega_online(net, denoiser, toy_data_sampler(mixture), config.online, progress=False)
-    return {"iterations": config.online.iterations, "batch_size": config.online.batch_size,
-            "particles": config.online.particles, "seconds": record.seconds,
-            "denoiser_calls": record.denoiser_calls, "denoiser_evals": record.denoiser_evals}
+    return {
+        "iterations": config.online.iterations,
+        "batch_size": config.online.batch_size,
+        "particles": config.online.particles,
+        "seconds": record.seconds,
+        "denoiser_calls": record.denoiser_calls,
+        "denoiser_evals": record.denoiser_evals,
+    }
 
 
 def main() -> None:
@@ -120,9 +142,16 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/core.json")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads(), "processor": platform.processor()},
-               "sampling": sampling_benchmarks(args.repeats), "learning_omega": learning_benchmark()}
+    results = {
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "processor": platform.processor(),
+        },
+        "sampling": sampling_benchmarks(args.repeats),
+        "learning_omega": learning_benchmark(),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -12,7 +12,10 @@ def test_demo_grids_cover_every_baseline_family():
     assert {k: len(v) for k, v in families.items()} == {"constant": 9, "interval": 12, "increasing": 8}
     assert families["constant"][0].config() == {"type": "constant", "omega": 0.0}
     assert [r.name for r in REGIMES] == ["well_trained", "under_trained"]
-    assert describe_settings({"type": "interval", "omega": 2.0, "t_lo": 0.2, "t_hi": 0.6}) == "ω = 2 on t ∈ [0.2, 0.6]"
+    assert (
+        describe_settings({"type": "interval", "omega": 2.0, "t_lo": 0.2, "t_hi": 0.6})
+        == "ω = 2 on t ∈ [0.2, 0.6]"
+    )
 
 
 def test_cli_reports_bad_output_folder_without_traceback(tmp_path, capsys):
@@ -43,7 +46,7 @@ def test_demo_quick_writes_every_result_field(tmp_path):
         assert r["learned"]["learning"]["denoiser_calls"] == 300
         assert len(r["learned"]["omega_table"]["per_class"]) == 4
         assert (out / f"samples_{regime}.png").stat().st_size > 1000
-    # the under-trained denoiser under-commits: guidance must clearly help there, and not in the well-trained one
+    # the under-trained denoiser under-commits: guidance must clearly help there (not in the well-trained one)
     under, well = results["under_trained"], results["well_trained"]
     assert under["constant"]["energy"] < 0.5 * under["unguided"]["energy"]
     assert under["learned"]["energy"] < 0.5 * under["unguided"]["energy"]

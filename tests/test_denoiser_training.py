@@ -25,8 +25,9 @@ def _data(mixture):
 
 def _model():
     torch.manual_seed(0)
-    return PredictionAdapter(MLPDenoiserNet(2, 4, hidden=32, layers=3, fourier_features=4), VPCosine(), "v",
-                             null_id=4)
+    return PredictionAdapter(
+        MLPDenoiserNet(2, 4, hidden=32, layers=3, fourier_features=4), VPCosine(), "v", null_id=4
+    )
 
 
 def test_training_lowers_the_loss_and_is_seeded(mixture):
@@ -48,7 +49,9 @@ def test_training_lowers_the_loss_and_is_seeded(mixture):
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("bad", [dict(steps=0), dict(label_dropout=1.5), dict(label_noise=-0.1), dict(lr=0.0)])
+@pytest.mark.parametrize(
+    "bad", [dict(steps=0), dict(label_dropout=1.5), dict(label_noise=-0.1), dict(lr=0.0)]
+)
 def test_training_config_is_validated(bad, mixture):
     with pytest.raises(ValueError):
         train_denoiser(_model(), _data(mixture), DenoiserTrainingConfig(**bad), progress=False)

@@ -11,7 +11,10 @@ from learnguide.schedules import RectifiedFlow, VPCosine, VPLinear
 @pytest.mark.parametrize("prediction", ["x0", "eps", "v", "flow"])
 def test_to_x0_inverts_the_training_target(schedule, prediction):
     g = torch.Generator().manual_seed(0)
-    x0, noise = torch.randn(64, 3, generator=g, dtype=torch.float64), torch.randn(64, 3, generator=g, dtype=torch.float64)
+    x0, noise = (
+        torch.randn(64, 3, generator=g, dtype=torch.float64),
+        torch.randn(64, 3, generator=g, dtype=torch.float64),
+    )
     t = 0.02 + 0.96 * torch.rand(64, generator=g, dtype=torch.float64)
     x_t = schedule.add_noise(x0, t, noise)
     target = prediction_target(x0, noise, t, schedule, prediction)
@@ -64,7 +67,21 @@ def test_exact_denoiser_is_the_posterior_mean(mixture, exact):
 def test_exact_denoiser_null_class_is_the_unconditional_mixture(mixture, exact):
     t = torch.full((4,), 0.3, dtype=torch.float64)
     x_t = torch.randn(4, 2, dtype=torch.float64)
-    uncond = GaussianMixture(mixture.means, mixture.stds, mixture.unconditional_weights()[None],
-                             torch.ones(1, dtype=torch.float64))
+    uncond = GaussianMixture(
+        mixture.means, mixture.stds, mixture.unconditional_weights()[None], torch.ones(1, dtype=torch.float64)
+    )
     expected = ExactMixtureDenoiser(uncond, exact.schedule)(x_t, t, torch.zeros(4, dtype=torch.long))
     assert torch.allclose(exact(x_t, t, exact.null_cond(torch.zeros(4, dtype=torch.long))), expected)
+
+
+def test_weakened_denoiser_is_undone_by_omega_star(exact):
+    from learnguide.denoisers import WeakenedDenoiser
+    from learnguide.transitions import guided_x0
+
+    weak = WeakenedDenoiser(exact, 0.25)
+    x, t, c = torch.randn(8, 2, dtype=torch.float64), torch.rand(8, dtype=torch.float64), torch.arange(8) % 4
+    guided = guided_x0(weak(x, t, c), weak(x, t, weak.null_cond(c)), torch.full((8,), 0.25 / 0.75))
+    assert torch.allclose(guided, exact(x, t, c))
+    assert torch.equal(weak(x, t, weak.null_cond(c)), exact(x, t, exact.null_cond(c)))
+    with pytest.raises(ValueError):
+        WeakenedDenoiser(exact, 1.0)

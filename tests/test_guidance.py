@@ -60,8 +60,15 @@ def test_per_step_list_and_omega_table():
         PerStepGuidance([0.1], grid)
 
 
-@pytest.mark.parametrize("guidance", [ConstantGuidance(0.5), IntervalGuidance(1.0, 0.1, 0.5),
-                                      IncreasingGuidance(2.0, "cosine"), PerStepGuidance([1, 2], step_grid(2))])
+@pytest.mark.parametrize(
+    "guidance",
+    [
+        ConstantGuidance(0.5),
+        IntervalGuidance(1.0, 0.1, 0.5),
+        IncreasingGuidance(2.0, "cosine"),
+        PerStepGuidance([1, 2], step_grid(2)),
+    ],
+)
 def test_baselines_rebuild_from_config(guidance):
     grid = step_grid(2)
     rebuilt = guidance_from_config(json.loads(json.dumps(guidance.config())))

@@ -42,8 +42,9 @@ def test_mmd_rbf_is_the_unbiased_estimator():
         return np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * h * h))
 
     kxx, kyy = k(x, x), k(y, y)
-    direct = ((kxx.sum() - np.trace(kxx)) / (40 * 39) + (kyy.sum() - np.trace(kyy)) / (50 * 49)
-              - 2 * k(x, y).mean())
+    direct = (
+        (kxx.sum() - np.trace(kxx)) / (40 * 39) + (kyy.sum() - np.trace(kyy)) / (50 * 49) - 2 * k(x, y).mean()
+    )
     assert mmd_rbf(torch.from_numpy(x), torch.from_numpy(y), h) == pytest.approx(direct, rel=1e-9)
     with pytest.raises(ValueError):
         mmd_rbf(torch.from_numpy(x), torch.from_numpy(y), 0.0)
@@ -54,9 +55,14 @@ def test_class_metrics_per_class_and_overall():
     labels = torch.arange(3).repeat_interleave(200)
     ref = torch.randn(600, 2, generator=g) + labels[:, None] * 3.0
     good = torch.randn(600, 2, generator=g) + labels[:, None] * 3.0
-    swapped = torch.randn(600, 2, generator=g) + labels.flip(0)[:, None] * 3.0  # right marginal, wrong classes
+    swapped = (
+        torch.randn(600, 2, generator=g) + labels.flip(0)[:, None] * 3.0
+    )  # right marginal, wrong classes
     bw = median_bandwidth(ref)
-    m_good, m_bad = class_metrics(good, labels, ref, labels, bw), class_metrics(swapped, labels, ref, labels, bw)
+    m_good, m_bad = (
+        class_metrics(good, labels, ref, labels, bw),
+        class_metrics(swapped, labels, ref, labels, bw),
+    )
     assert set(m_good) == {"energy", "mmd", "energy_overall", "mmd_overall", "per_class"}
     assert sorted(m_good["per_class"]) == [0, 1, 2]
     assert m_good["energy"] == pytest.approx(np.mean([v["energy"] for v in m_good["per_class"].values()]))

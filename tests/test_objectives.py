@@ -44,15 +44,19 @@ def test_loss_gradient_matches_finite_difference(beta, lam):
     omega = torch.tensor([0.3, 1.1, -0.4, 2.0, 0.9], dtype=torch.float64, requires_grad=True)
     energy_loss_from_stats(stats, omega, 4, beta, lam).sum().backward()
     h = 1e-6
-    fd = (energy_loss_from_stats(stats, omega.detach() + h, 4, beta, lam)
-          - energy_loss_from_stats(stats, omega.detach() - h, 4, beta, lam)) / (2 * h)
+    fd = (
+        energy_loss_from_stats(stats, omega.detach() + h, 4, beta, lam)
+        - energy_loss_from_stats(stats, omega.detach() - h, 4, beta, lam)
+    ) / (2 * h)
     assert torch.allclose(omega.grad, fd, rtol=1e-6, atol=1e-8)
 
 
 def test_loss_gradient_wrt_omega_network_matches_finite_difference(exact, mixture):
     """End to end: d loss / d(one ω-network weight) through ω(c, s, t) equals a finite difference."""
     torch.manual_seed(0)
-    net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2, fourier_features=2, output="identity").double()
+    net = OmegaNet(
+        VPCosine(), num_classes=4, hidden=16, layers=2, fourier_features=2, output="identity"
+    ).double()
     torch.nn.init.normal_(net.body[-1].weight, std=0.3)
     g = torch.Generator().manual_seed(3)
     x0, c = mixture.sample_batch(32, g)

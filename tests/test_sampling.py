@@ -8,8 +8,14 @@ from learnguide.schedules import VPCosine, step_grid
 
 def test_per_sample_seeds_make_samples_independent_of_the_batch(mlp_denoiser):
     kw = dict(shape=(2,), steps=5, churn=0.5)
-    full = sample(mlp_denoiser, VPCosine(), ConstantGuidance(1.0), torch.tensor([0, 1, 2, 3]),
-                  seeds=[10, 11, 12, 13], **kw)
+    full = sample(
+        mlp_denoiser,
+        VPCosine(),
+        ConstantGuidance(1.0),
+        torch.tensor([0, 1, 2, 3]),
+        seeds=[10, 11, 12, 13],
+        **kw,
+    )
     part = sample(mlp_denoiser, VPCosine(), ConstantGuidance(1.0), torch.tensor([2, 0]), seeds=[12, 10], **kw)
     assert torch.allclose(part, full[[2, 0]], atol=1e-6)
     with pytest.raises(ValueError, match="seeds"):
@@ -20,8 +26,15 @@ def test_sampling_is_reproducible_and_guidance_changes_it(mlp_denoiser):
     cond = torch.tensor([0, 1, 2])
 
     def run(omega):
-        return sample(mlp_denoiser, VPCosine(), ConstantGuidance(omega), cond, (2,), steps=4,
-                      generator=torch.Generator().manual_seed(0))
+        return sample(
+            mlp_denoiser,
+            VPCosine(),
+            ConstantGuidance(omega),
+            cond,
+            (2,),
+            steps=4,
+            generator=torch.Generator().manual_seed(0),
+        )
 
     assert torch.equal(run(1.0), run(1.0))
     assert not torch.allclose(run(1.0), run(0.0))
@@ -36,7 +49,16 @@ def test_per_item_omega_and_per_step_schedule(mlp_denoiser):
         assert torch.allclose(guided[i], alone[0], atol=1e-6)
     grid = step_grid(3)
     schedule = PerStepGuidance([2.0, 0.0, 0.0], grid)
-    a = sample(mlp_denoiser, VPCosine(), schedule, cond, (2,), steps=3, generator=torch.Generator().manual_seed(1))
-    b = sample(mlp_denoiser, VPCosine(), ConstantGuidance(0.0), cond, (2,), steps=3,
-               generator=torch.Generator().manual_seed(1))
+    a = sample(
+        mlp_denoiser, VPCosine(), schedule, cond, (2,), steps=3, generator=torch.Generator().manual_seed(1)
+    )
+    b = sample(
+        mlp_denoiser,
+        VPCosine(),
+        ConstantGuidance(0.0),
+        cond,
+        (2,),
+        steps=3,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert not torch.allclose(a, b)

@@ -28,8 +28,12 @@ def test_vp_linear_matches_ddpm_beta_integral():
 def test_derivatives_match_finite_differences(schedule):
     h = 1e-6
     t = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
-    assert torch.allclose(schedule.d_alpha(t), (schedule.alpha(t + h) - schedule.alpha(t - h)) / (2 * h), atol=1e-6)
-    assert torch.allclose(schedule.d_sigma(t), (schedule.sigma(t + h) - schedule.sigma(t - h)) / (2 * h), atol=1e-6)
+    assert torch.allclose(
+        schedule.d_alpha(t), (schedule.alpha(t + h) - schedule.alpha(t - h)) / (2 * h), atol=1e-6
+    )
+    assert torch.allclose(
+        schedule.d_sigma(t), (schedule.sigma(t + h) - schedule.sigma(t - h)) / (2 * h), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)

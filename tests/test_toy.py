@@ -29,8 +29,12 @@ def test_sampling_is_seeded_and_round_trips_through_dict():
 def test_mixture_validation():
     means, stds = torch.zeros(2, 2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
     with pytest.raises(ValueError, match="sum to 1"):
-        GaussianMixture(means, stds, torch.tensor([[0.5, 0.2]], dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+        GaussianMixture(
+            means, stds, torch.tensor([[0.5, 0.2]], dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+        )
     with pytest.raises(ValueError, match="agree on K"):
-        GaussianMixture(means, stds, torch.ones(1, 3, dtype=torch.float64) / 3, torch.ones(1, dtype=torch.float64))
+        GaussianMixture(
+            means, stds, torch.ones(1, 3, dtype=torch.float64) / 3, torch.ones(1, dtype=torch.float64)
+        )
     with pytest.raises(ValueError):
         ring_mixture(num_classes=1)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from learnguide.denoisers import WeakenedDenoiser
 from learnguide.guidance import OmegaNet
 from learnguide.schedules import VPCosine
 from learnguide.training import OnlineConfig, sample_times, train_omega_online
@@ -19,8 +20,17 @@ def test_time_sampling_respects_s_min_zeta_delta():
     assert s.min() >= 0.01 and s.max() <= 0.89 and (t - s).min() >= 0.1 - 1e-12 and t.max() <= 0.99 + 1e-12
 
 
-@pytest.mark.parametrize("bad", [dict(beta=0.0), dict(lam=2.0), dict(objective="l3"), dict(iterations=0),
-                                 dict(particles=1), dict(s_min=0.95)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(beta=0.0),
+        dict(lam=2.0),
+        dict(objective="l3"),
+        dict(iterations=0),
+        dict(particles=1),
+        dict(s_min=0.95),
+    ],
+)
 def test_online_config_is_validated(bad):
     with pytest.raises(ValueError):
         OnlineConfig(**bad).validate()
@@ -29,8 +39,14 @@ def test_online_config_is_validated(bad):
 def _run(mixture, denoiser, **kw):
     torch.manual_seed(123)  # the ω-network's initial weights
     net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
-    record = train_omega_online(net, denoiser, _data(mixture), OnlineConfig(batch_size=32, **kw), progress=False,
-                                out_dir=kw.pop("out_dir", None))
+    record = train_omega_online(
+        net,
+        denoiser,
+        _data(mixture),
+        OnlineConfig(batch_size=32, **kw),
+        progress=False,
+        out_dir=kw.pop("out_dir", None),
+    )
     return net, record
 
 
@@ -44,11 +60,13 @@ def test_resume_gives_the_same_network_as_an_uninterrupted_run(mixture, exact, t
     full, _ = _run(mixture, exact, iterations=6)
     torch.manual_seed(123)
     net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
-    train_omega_online(net, exact, _data(mixture), OnlineConfig(iterations=3, batch_size=32), tmp_path,
-                       progress=False)  # "killed" after 3 of 6 iterations (its state is on disk)
+    train_omega_online(
+        net, exact, _data(mixture), OnlineConfig(iterations=3, batch_size=32), tmp_path, progress=False
+    )  # "killed" after 3 of 6 iterations (its state is on disk)
     fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)  # a new process starts from scratch
-    record = train_omega_online(fresh, exact, _data(mixture), OnlineConfig(iterations=6, batch_size=32), tmp_path,
-                                progress=False)
+    record = train_omega_online(
+        fresh, exact, _data(mixture), OnlineConfig(iterations=6, batch_size=32), tmp_path, progress=False
+    )
     assert all(torch.equal(p, q) for p, q in zip(full.parameters(), fresh.parameters(), strict=True))
     assert len(record.losses) == 6 and (tmp_path / "model.safetensors").is_file()
 
@@ -57,18 +75,15 @@ def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):
     """x̂'_c = 0.6 x̂_c + 0.4 x̂_∅ is made exact by ω* = 0.4 / 0.6 (DESIGN §9). Early in the trajectory, where
     the per-item objective identifies ω, the learned ω must be close to ω* (it starts at 1.0)."""
 
-    class Weakened(torch.nn.Module):
-        def forward(self, x, t, c):
-            cond, uncond = exact(x, t, c), exact(x, t, exact.null_cond(c))
-            return torch.where((c == exact.null_id)[:, None], cond, 0.6 * cond + 0.4 * uncond)
-
-        def null_cond(self, c):
-            return exact.null_cond(c)
-
     torch.manual_seed(0)
     net = OmegaNet(VPCosine(), num_classes=4, output="identity")
-    train_omega_online(net, Weakened(), _data(mixture), OnlineConfig(iterations=400, batch_size=128),
-                                progress=False)
+    train_omega_online(
+        net,
+        WeakenedDenoiser(exact, 0.4),
+        _data(mixture),
+        OnlineConfig(iterations=400, batch_size=128),
+        progress=False,
+    )
     t = torch.full((4,), 0.9, dtype=torch.float64)
     learned = net(torch.arange(4), t - 0.05, t)
     assert torch.allclose(learned, torch.full((4,), 0.4 / 0.6), atol=0.15)

@@ -26,8 +26,15 @@ class CountingDenoiser(torch.nn.Module):
 def test_zero_omega_is_plain_conditional_ddim(mlp_denoiser):
     counting = CountingDenoiser(mlp_denoiser)
     cond = torch.tensor([0, 1, 2, 3, 1])
-    out = sample(counting, VPCosine(), ConstantGuidance(0.0), cond, (2,), steps=8,
-                 generator=torch.Generator().manual_seed(3))
+    out = sample(
+        counting,
+        VPCosine(),
+        ConstantGuidance(0.0),
+        cond,
+        (2,),
+        steps=8,
+        generator=torch.Generator().manual_seed(3),
+    )
     x = torch.randn(1, 5, 2, generator=torch.Generator().manual_seed(3))[0]
     grid = step_grid(8)
     for i in range(8):
@@ -41,14 +48,25 @@ def test_zero_omega_is_plain_conditional_ddim(mlp_denoiser):
 
 def test_constant_omega_is_the_textbook_cfg_update(mlp_denoiser):
     g = torch.Generator().manual_seed(0)
-    cond_out, uncond_out, omega = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g), torch.rand(6) * 4
+    cond_out, uncond_out, omega = (
+        torch.randn(6, 3, generator=g),
+        torch.randn(6, 3, generator=g),
+        torch.rand(6) * 4,
+    )
     textbook = uncond_out + (1 + omega[:, None]) * (cond_out - uncond_out)
     assert torch.allclose(guided_x0(cond_out, uncond_out, omega), textbook, atol=1e-6)
     # and through the sampler: one step with ω = 2.5 uses the textbook mixture of both passes, batched
     counting = CountingDenoiser(mlp_denoiser)
     cond = torch.tensor([0, 3, 2])
-    out = sample(counting, VPCosine(), ConstantGuidance(2.5), cond, (2,), steps=1,
-                 generator=torch.Generator().manual_seed(5))
+    out = sample(
+        counting,
+        VPCosine(),
+        ConstantGuidance(2.5),
+        cond,
+        (2,),
+        steps=1,
+        generator=torch.Generator().manual_seed(5),
+    )
     x = torch.randn(1, 3, 2, generator=torch.Generator().manual_seed(5))[0]
     t, s = torch.full((3,), 0.99, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
     with torch.no_grad():
@@ -81,16 +99,32 @@ def test_ddpm_step_keeps_marginals_with_exact_denoiser(mixture, exact, t_val, s_
     sch = exact.schedule
     t, s = torch.full((n,), t_val, dtype=torch.float64), torch.full((n,), s_val, dtype=torch.float64)
     x_t = sch.add_noise(mixture.sample(labels, g), t, torch.randn(n, 2, generator=g, dtype=torch.float64))
-    x_s = ddim_step(x_t, exact(x_t, t, labels), s, t, sch, churn=1.0,
-                    noise=torch.randn(n, 2, generator=g, dtype=torch.float64))
-    fresh = [sch.add_noise(mixture.sample(labels, g), s, torch.randn(n, 2, generator=g, dtype=torch.float64))
-             for _ in range(2)]
+    x_s = ddim_step(
+        x_t,
+        exact(x_t, t, labels),
+        s,
+        t,
+        sch,
+        churn=1.0,
+        noise=torch.randn(n, 2, generator=g, dtype=torch.float64),
+    )
+    fresh = [
+        sch.add_noise(mixture.sample(labels, g), s, torch.randn(n, 2, generator=g, dtype=torch.float64))
+        for _ in range(2)
+    ]
     noise_floor = energy_distance(fresh[0], fresh[1])
     assert energy_distance(x_s, fresh[0]) < 3 * noise_floor + 1e-3
     # the test has power: a denoiser that ignores the data (x̂_0 = 0) fails it where the data still shows
     if t_val < 0.9:
-        wrong = ddim_step(x_t, torch.zeros_like(x_t), s, t, sch, churn=1.0,
-                          noise=torch.randn(n, 2, generator=g, dtype=torch.float64))
+        wrong = ddim_step(
+            x_t,
+            torch.zeros_like(x_t),
+            s,
+            t,
+            sch,
+            churn=1.0,
+            noise=torch.randn(n, 2, generator=g, dtype=torch.float64),
+        )
         assert energy_distance(wrong, fresh[0]) > 10 * noise_floor
 
 
@@ -109,7 +143,10 @@ def test_affine_form_equals_direct_guided_step(churn):
 
 def test_ddim_on_rectified_flow_is_an_euler_step():
     g = torch.Generator().manual_seed(4)
-    x_t, x0 = torch.randn(5, 2, generator=g, dtype=torch.float64), torch.randn(5, 2, generator=g, dtype=torch.float64)
+    x_t, x0 = (
+        torch.randn(5, 2, generator=g, dtype=torch.float64),
+        torch.randn(5, 2, generator=g, dtype=torch.float64),
+    )
     t, s = torch.full((5,), 0.7, dtype=torch.float64), torch.full((5,), 0.4, dtype=torch.float64)
     velocity = (x_t - x0) / 0.7  # dx/dt = ε − x_0 with ε = (x_t − (1 − t) x_0) / t
     euler = x_t + (s - t)[:, None] * velocity

@@ -1,4 +1,4 @@
-"""Checkpoint folders: ``config.json`` + ``model.safetensors``, written atomically, loaded without running code."""
+"""Checkpoint folders: ``config.json`` + ``model.safetensors``, written atomically, loaded without code."""
 
 from __future__ import annotations
 

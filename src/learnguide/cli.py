@@ -24,13 +24,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``learnguide`` and its sub-commands."""
-    parser = argparse.ArgumentParser(prog="learnguide", description=__doc__.split("\n")[0] + " Learn "
-                                     "classifier-free-guidance weights ω(c, s, t) by self-consistency.")
+    parser = argparse.ArgumentParser(
+        prog="learnguide",
+        description=__doc__.split("\n")[0] + " Learn "
+        "classifier-free-guidance weights ω(c, s, t) by self-consistency.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="learn ω on the toy mixture and compare it with tuned baselines",
-                          description="Train (or reuse) a well-trained and an under-trained toy denoiser, tune "
-                          "constant / interval / increasing guidance, learn ω, evaluate all on fresh seeds, and "
-                          "write results.json, report.md and figures.")
+    demo = sub.add_parser(
+        "demo",
+        help="learn ω on the toy mixture and compare it with tuned baselines",
+        description="Train (or reuse) a well-trained and an under-trained toy denoiser, tune "
+        "constant / interval / increasing guidance, learn ω, evaluate all on fresh seeds, and "
+        "write results.json, report.md and figures.",
+    )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="CI-sized run (under 2 minutes on 2 CPU cores)")
     demo.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")

@@ -22,7 +22,13 @@ from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, atomic_write_text
 from .data.toy import GaussianMixture, ring_mixture
-from .denoiser_training import DataSampler, DenoiserTrainingConfig, load_mlp_denoiser, save_mlp_denoiser, train_denoiser
+from .denoiser_training import (
+    DataSampler,
+    DenoiserTrainingConfig,
+    load_mlp_denoiser,
+    save_mlp_denoiser,
+    train_denoiser,
+)
 from .denoisers import PredictionAdapter
 from .guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance, IntervalGuidance, OmegaNet
 from .metrics import class_metrics, median_bandwidth
@@ -76,32 +82,46 @@ class DemoConfig:
     """
 
     steps: int = 20
-    tune_per_class: int = 1000
-    eval_per_class: int = 2500
-    eval_seeds: int = 3
+    tune_per_class: int = 2000
+    eval_per_class: int = 4000
+    eval_seeds: int = 5
     constant_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
     interval_omegas: tuple[float, ...] = (0.5, 1.0, 2.0)
     intervals: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.3, 0.8), (0.2, 0.6), (0.0, 0.5))
     increasing_omegas: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
     increasing_shapes: tuple[str, ...] = ("linear", "cosine")
-    online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=2000))
+    online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=3000))
     denoiser_hidden: int = 128
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
         """A CI-sized demo: small sample sets, short grids, 300 ω-training iterations."""
-        return cls(tune_per_class=400, eval_per_class=1000, eval_seeds=2, constant_grid=(0.0, 0.5, 1.0, 2.0),
-                   interval_omegas=(1.0,), intervals=((0.5, 1.0), (0.2, 0.6)), increasing_omegas=(1.0, 2.0),
-                   increasing_shapes=("linear",), online=OnlineConfig(iterations=300), seed=seed)
+        return cls(
+            tune_per_class=400,
+            eval_per_class=1000,
+            eval_seeds=2,
+            constant_grid=(0.0, 0.5, 1.0, 2.0),
+            interval_omegas=(1.0,),
+            intervals=((0.5, 1.0), (0.2, 0.6)),
+            increasing_omegas=(1.0, 2.0),
+            increasing_shapes=("linear",),
+            online=OnlineConfig(iterations=300),
+            seed=seed,
+        )
 
     def baselines(self) -> dict[str, list[GuidanceSchedule]]:
         """The schedules each baseline family sweeps over."""
         return {
             "constant": [ConstantGuidance(w) for w in self.constant_grid],
-            "interval": [IntervalGuidance(w, lo, hi) for w in self.interval_omegas for lo, hi in self.intervals],
-            "increasing": [IncreasingGuidance(w, shape) for w in self.increasing_omegas
-                           for shape in self.increasing_shapes],
+            "interval": [
+                IntervalGuidance(w, lo, hi) for w in self.interval_omegas for lo, hi in self.intervals
+            ],
+            "increasing": [
+                IncreasingGuidance(w, shape)
+                for w in self.increasing_omegas
+                for shape in self.increasing_shapes
+            ],
         }
 
 
@@ -116,14 +136,22 @@ class _Evaluator:
 
     def samples(self, guidance: GuidanceSchedule, labels: Tensor, seed: int) -> Tensor:
         """Samples ``[n, d]`` for class ids ``labels [n]``, all noise from ``seed``."""
-        return sample(self.denoiser, self.denoiser.schedule, guidance, labels, (self.mixture.dim,),
-                      steps=self.steps, generator=torch.Generator().manual_seed(seed))
+        return sample(
+            self.denoiser,
+            self.denoiser.schedule,
+            guidance,
+            labels,
+            (self.mixture.dim,),
+            steps=self.steps,
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor, int]) -> dict:
         """``{"energy", "mmd"}`` (means over classes) of ``guidance`` on one (labels, reference, seed) set."""
         labels, reference, seed = sample_set
-        m = class_metrics(self.samples(guidance, labels, seed), labels, reference, labels, self.bandwidth,
-                          overall=False)
+        m = class_metrics(
+            self.samples(guidance, labels, seed), labels, reference, labels, self.bandwidth, overall=False
+        )
         return {"energy": m["energy"], "mmd": m["mmd"]}
 
 
@@ -144,8 +172,9 @@ def _sample_set(mixture: GaussianMixture, per_class: int, seed: int) -> tuple[Te
     return labels, reference, seed + 1
 
 
-def toy_denoiser(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
-                 ) -> tuple[PredictionAdapter, dict]:
+def toy_denoiser(
+    regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
+) -> tuple[PredictionAdapter, dict]:
     """Load the regime's denoiser from ``out/denoisers/<name>`` if it was trained with these settings, else
     train and save it. Returns the denoiser and a record of how it was obtained."""
     directory = out / "denoisers" / regime.name
@@ -164,8 +193,13 @@ def toy_denoiser(regime: Regime, mixture: GaussianMixture, config: DemoConfig, o
     began = time.perf_counter()
     losses = train_denoiser(model, toy_data_sampler(mixture), training, progress=progress)
     save_mlp_denoiser(model, directory, training, mixture.fingerprint())
-    return model, {"source": "trained", "path": str(directory), "training": asdict(training),
-                   "seconds": time.perf_counter() - began, "final_loss": sum(losses[-100:]) / 100}
+    return model, {
+        "source": "trained",
+        "path": str(directory),
+        "training": asdict(training),
+        "seconds": time.perf_counter() - began,
+        "final_loss": sum(losses[-100:]) / 100,
+    }
 
 
 def _tune(evaluator: _Evaluator, schedules: list[GuidanceSchedule], tuning: tuple, bar: tqdm) -> list[dict]:
@@ -189,21 +223,28 @@ def _evaluate(evaluator: _Evaluator, guidance: GuidanceSchedule, eval_sets: list
     return out
 
 
-def run_regime(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
-               ) -> tuple[dict, dict]:
+def run_regime(
+    regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
+) -> tuple[dict, dict]:
     """Tune the baselines, learn ω and evaluate everything for one regime.
 
-    Returns ``(results, figure_data)``: the regime's entry of ``results.json`` and the arrays the report draws.
+    Returns ``(results, figure_data)``: the regime's entry of ``results.json`` and what the report draws.
     """
     model, denoiser_record = toy_denoiser(regime, mixture, config, out, progress)
     base = config.seed * 1000
     tuning = _sample_set(mixture, config.tune_per_class, base + 100)
-    eval_sets = [_sample_set(mixture, config.eval_per_class, base + 200 + 10 * k) for k in range(config.eval_seeds)]
+    eval_sets = [
+        _sample_set(mixture, config.eval_per_class, base + 200 + 10 * k) for k in range(config.eval_seeds)
+    ]
     evaluator = _Evaluator(model, mixture, config.steps, median_bandwidth(tuning[1]))
 
     families = config.baselines()
-    bar = tqdm(total=sum(map(len, families.values())), desc=f"{regime.name}: tune baselines",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=sum(map(len, families.values())),
+        desc=f"{regime.name}: tune baselines",
+        disable=not progress,
+        leave=False,
+    )
     sweeps = {name: _tune(evaluator, schedules, tuning, bar) for name, schedules in families.items()}
     bar.close()
 
@@ -213,47 +254,72 @@ def run_regime(regime: Regime, mixture: GaussianMixture, config: DemoConfig, out
     online = replace(config.online, seed=config.seed)
     omega_dir = out / regime.name / "omega_net"
     shutil.rmtree(omega_dir, ignore_errors=True)  # learn afresh: a stale state would be resumed, not redone
-    record = train_omega_online(omega_net, model, toy_data_sampler(mixture), online, out_dir=omega_dir,
-                                progress=progress)
+    record = train_omega_online(
+        omega_net, model, toy_data_sampler(mixture), online, out_dir=omega_dir, progress=progress
+    )
 
-    results: dict = {"description": regime.description, "denoiser": denoiser_record, "steps": config.steps,
-                     "tune_per_class": config.tune_per_class, "eval_per_class": config.eval_per_class,
-                     "eval_seeds": config.eval_seeds}
+    results: dict = {
+        "description": regime.description,
+        "denoiser": denoiser_record,
+        "steps": config.steps,
+        "tune_per_class": config.tune_per_class,
+        "eval_per_class": config.eval_per_class,
+        "eval_seeds": config.eval_seeds,
+    }
     winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
     for name, sweep in sweeps.items():
         best = min(range(len(sweep)), key=lambda i: sweep[i]["energy"])
         winners[name] = families[name][best]
     winners["learned"] = omega_net
-    for name, guidance in tqdm(winners.items(), desc=f"{regime.name}: evaluate", disable=not progress,
-                               leave=False):
-        entry = {"settings": guidance.config(), "tuning": evaluator.score(guidance, tuning),
-                 **_evaluate(evaluator, guidance, eval_sets)}
+    for name, guidance in tqdm(
+        winners.items(), desc=f"{regime.name}: evaluate", disable=not progress, leave=False
+    ):
+        entry = {
+            "settings": guidance.config(),
+            "tuning": evaluator.score(guidance, tuning),
+            **_evaluate(evaluator, guidance, eval_sets),
+        }
         if name in sweeps:
             entry["sweep"] = sweeps[name]
         results[name] = entry
     grid = step_grid(config.steps)
     table = omega_net.omega_table(torch.arange(mixture.num_classes), grid)  # [N, C]
-    results["learned"].update({
-        "learning": {"method": "online", "config": asdict(online), "iterations": online.iterations,
-                     "seconds": record.seconds, "denoiser_calls": record.denoiser_calls,
-                     "denoiser_evals": record.denoiser_evals,
-                     "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:])},
-        "checkpoint": str(omega_dir),
-        "omega_table": {"t": grid[:-1].tolist(), "per_class": table.T.tolist()},
-    })
+    results["learned"].update(
+        {
+            "learning": {
+                "method": "online",
+                "config": asdict(online),
+                "iterations": online.iterations,
+                "seconds": record.seconds,
+                "denoiser_calls": record.denoiser_calls,
+                "denoiser_evals": record.denoiser_evals,
+                "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:]),
+            },
+            "checkpoint": str(omega_dir),
+            "omega_table": {"t": grid[:-1].tolist(), "per_class": table.T.tolist()},
+        }
+    )
     labels, reference, seed = eval_sets[0]
     figure_data = {
-        "labels": labels, "reference": reference,
-        "samples": {name: evaluator.samples(winners[name], labels, seed)
-                    for name in ("unguided", "constant", "learned")},
+        "labels": labels,
+        "reference": reference,
+        "samples": {
+            name: evaluator.samples(winners[name], labels, seed)
+            for name in ("unguided", "constant", "learned")
+        },
         "constant_sweep": sweeps["constant"],
-        "tuning_lines": {name: results[name]["tuning"]["energy"] for name in ("interval", "increasing", "learned")},
-        "omega_t": grid[:-1], "omega_table": table,
+        "tuning_lines": {
+            name: results[name]["tuning"]["energy"] for name in ("interval", "increasing", "learned")
+        },
+        "omega_t": grid[:-1],
+        "omega_table": table,
     }
     return results, figure_data
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
+def run_demo(
+    out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, progress: bool = True
+) -> dict:
     """Run the whole demo and write ``results.json``, ``report.md`` and figures into ``out``.
 
     Args:
@@ -270,14 +336,24 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, 
     config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
     mixture = ring_mixture()
     began = time.perf_counter()
-    results: dict = {"meta": {"quick": quick, "seed": seed, "mixture": "ring_mixture()",
-                              "mixture_fingerprint": mixture.fingerprint(), "schedule": VPCosine().config(),
-                              "metric": "mean over classes of energy distance / RBF MMD² to exact samples",
-                              "config": asdict(config), "torch": torch.__version__,
-                              "python": platform.python_version()}}
+    results: dict = {
+        "meta": {
+            "quick": quick,
+            "seed": seed,
+            "mixture": "ring_mixture()",
+            "mixture_fingerprint": mixture.fingerprint(),
+            "schedule": VPCosine().config(),
+            "metric": "mean over classes of energy distance / RBF MMD² to exact samples",
+            "config": asdict(config),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+    }
     figures = DemoFigures()
     for regime in REGIMES:
-        results[regime.name], figures.regimes[regime.name] = run_regime(regime, mixture, config, out, progress)
+        results[regime.name], figures.regimes[regime.name] = run_regime(
+            regime, mixture, config, out, progress
+        )
     results["meta"]["seconds"] = time.perf_counter() - began
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))
     write_demo_report(results, figures, out)

@@ -76,10 +76,12 @@ def train_denoiser(
     gen = torch.Generator().manual_seed(config.seed)
     cond_params = [p for n, p in model.net.named_parameters() if "class_embedding" in n]
     other_params = [p for n, p in model.net.named_parameters() if "class_embedding" not in n]
-    opt = torch.optim.Adam([
-        {"params": other_params, "lr": config.lr},
-        {"params": cond_params, "lr": config.lr * config.condition_lr_scale},
-    ])
+    opt = torch.optim.Adam(
+        [
+            {"params": other_params, "lr": config.lr},
+            {"params": cond_params, "lr": config.lr * config.condition_lr_scale},
+        ]
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps)
     losses = []
     model.train()
@@ -133,8 +135,9 @@ def load_mlp_denoiser(directory: str | Path, data_id: str | None = None) -> Pred
         raise CheckpointError(f"{directory} was trained on other data than asked for")
     try:
         net = MLPDenoiserNet(**config["net"])
-        model = PredictionAdapter(net, get_schedule(config["schedule"]), config["prediction"],
-                                  null_id=config["net"]["num_classes"])
+        model = PredictionAdapter(
+            net, get_schedule(config["schedule"]), config["prediction"], null_id=config["net"]["num_classes"]
+        )
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{directory}/config.json is not a valid denoiser config ({err})") from None
     load_state_strict(net, state, directory)

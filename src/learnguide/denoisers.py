@@ -35,9 +35,7 @@ def null_class_ids(cond: Tensor, null_id: int) -> Tensor:
     return torch.full_like(cond, null_id)
 
 
-def to_x0(
-    output: Tensor, x_t: Tensor, t: Tensor, schedule: Schedule, prediction: str
-) -> Tensor:
+def to_x0(output: Tensor, x_t: Tensor, t: Tensor, schedule: Schedule, prediction: str) -> Tensor:
     """Convert a network output to the clean-data prediction x̂_0.
 
     Args:
@@ -48,7 +46,8 @@ def to_x0(
         prediction: what the network predicts:
             ``"x0"`` (x̂_0 itself), ``"eps"`` (ε̂, x̂_0 = (x_t − σ_t ε̂)/α_t),
             ``"v"`` (v̂ = α_t ε − σ_t x_0, x̂_0 = (α_t x_t − σ_t v̂)/(α_t² + σ_t²)), or
-            ``"flow"`` (velocity û = dx_t/dt = α'_t x_0 + σ'_t ε, x̂_0 = (σ'_t x_t − σ_t û)/(σ'_t α_t − σ_t α'_t)).
+            ``"flow"`` (velocity û = dx_t/dt = α'_t x_0 + σ'_t ε,
+            x̂_0 = (σ'_t x_t − σ_t û)/(σ'_t α_t − σ_t α'_t)).
     """
     a, s = expand_as(schedule.alpha(t), x_t), expand_as(schedule.sigma(t), x_t)
     if prediction == "x0":
@@ -120,7 +119,8 @@ class ExactMixtureDenoiser(nn.Module):
     """The exact x̂(x_t, t, c) = E[x_0 | x_t, c] of a :class:`~learnguide.data.toy.GaussianMixture`.
 
     Class id ``mixture.num_classes`` is ∅ (the unconditional mixture). For component k,
-    x_t | k ~ N(α_t μ_k, (α_t² s_k² + σ_t²) I) and E[x_0 | x_t, k] = μ_k + α_t s_k² (x_t − α_t μ_k) / (α_t² s_k² + σ_t²);
+    x_t | k ~ N(α_t μ_k, (α_t² s_k² + σ_t²) I) and
+    E[x_0 | x_t, k] = μ_k + α_t s_k² (x_t − α_t μ_k) / (α_t² s_k² + σ_t²);
     x̂ is their average under the posterior component responsibilities.
     """
 
@@ -149,6 +149,30 @@ class ExactMixtureDenoiser(nn.Module):
         resp = torch.softmax(log_resp, dim=1)  # [B, K]
         post_means = means[None] + (a * var0[None] / var_t)[:, :, None] * diff  # [B, K, d]
         return torch.einsum("bk,bkd->bd", resp, post_means)
+
+    def null_cond(self, cond: Tensor) -> Tensor:
+        """The null class id for every item of ``cond [B]``."""
+        return null_class_ids(cond, self.null_id)
+
+
+class WeakenedDenoiser(nn.Module):
+    """A conditional branch that under-commits: x̂'(x, t, c) = (1 − κ) x̂(x, t, c) + κ x̂(x, t, ∅) for c ≠ ∅.
+
+    Guidance with ω* = κ / (1 − κ) turns it back into ``inner`` exactly (DESIGN §9), which makes it a test
+    and diagnostic case with a known right answer. ``inner`` must use class ids with a ``null_id``.
+    """
+
+    def __init__(self, inner: ExactMixtureDenoiser | PredictionAdapter, kappa: float) -> None:
+        super().__init__()
+        if not 0.0 <= kappa < 1.0:
+            raise ValueError(f"kappa must be in [0, 1), got {kappa}")
+        self.inner, self.kappa, self.null_id = inner, kappa, inner.null_id
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """x̂' ``[B, ...]`` for x_t ``[B, ...]``, t ``[B]`` and class ids ``[B]``."""
+        c, u = self.inner(x_t, t, cond), self.inner(x_t, t, self.null_cond(cond))
+        is_null = (cond == self.null_id).reshape((-1,) + (1,) * (c.dim() - 1))
+        return torch.where(is_null, c, (1.0 - self.kappa) * c + self.kappa * u)
 
     def null_cond(self, cond: Tensor) -> Tensor:
         """The null class id for every item of ``cond [B]``."""

@@ -172,8 +172,13 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         if output != "identity" and init_omega <= 0:
             raise ValueError(f"init_omega must be > 0 for a {output} output, got {init_omega}")
         self.schedule = schedule
-        self.hparams = dict(zip(HPARAMS, (num_classes, cond_dim, hidden, layers, fourier_features, output,
-                                          init_omega), strict=True))
+        self.hparams = dict(
+            zip(
+                HPARAMS,
+                (num_classes, cond_dim, hidden, layers, fourier_features, output, init_omega),
+                strict=True,
+            )
+        )
         self.fourier = FourierFeatures(fourier_features, max_frequency=32.0, scale=LOG_SNR_CLAMP)
         self.time_proj = nn.Linear(2 * (2 * fourier_features + 1), hidden)
         if num_classes is not None:
@@ -209,10 +214,15 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         return self(cond, s, t)
 
     def config(self) -> dict:
-        return {"type": "learned", "kind": CHECKPOINT_KIND, "schedule": self.schedule.config(), **self.hparams}
+        return {
+            "type": "learned",
+            "kind": CHECKPOINT_KIND,
+            "schedule": self.schedule.config(),
+            **self.hparams,
+        }
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory``; ``extra`` goes into the config."""
+        """Write ``config.json`` + ``model.safetensors`` into ``directory``; ``extra`` joins the config."""
         config = {**self.config(), **({"extra": extra} if extra else {})}
         return save_checkpoint(directory, self.state_dict(), config)
 
@@ -229,7 +239,9 @@ class OmegaNet(nn.Module, GuidanceSchedule):
             saved_schedule = get_schedule(config["schedule"])
             net = cls(saved_schedule, **{k: config[k] for k in HPARAMS})
         except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{directory}/config.json is not a valid ω-network config ({err})") from None
+            raise CheckpointError(
+                f"{directory}/config.json is not a valid ω-network config ({err})"
+            ) from None
         if schedule is not None and schedule.config() != saved_schedule.config():
             raise CheckpointError(
                 f"{directory} was trained for schedule {saved_schedule.config()}, not {schedule.config()}"
@@ -239,7 +251,7 @@ class OmegaNet(nn.Module, GuidanceSchedule):
 
 
 def guidance_from_config(config: dict, grid: Tensor | None = None) -> GuidanceSchedule:
-    """Rebuild a baseline schedule from its :meth:`GuidanceSchedule.config` (learned nets: :meth:`OmegaNet.load`)."""
+    """Rebuild a baseline schedule from its config (learned ω-networks load with :meth:`OmegaNet.load`)."""
     kind = config.get("type")
     if kind == "constant":
         return ConstantGuidance(config["omega"])

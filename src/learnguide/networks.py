@@ -27,7 +27,9 @@ class FourierFeatures(nn.Module):
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, activation: type[nn.Module] = nn.SiLU) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden: int, out_dim: int, layers: int, activation: type[nn.Module] = nn.SiLU
+) -> nn.Sequential:
     """``layers`` linear layers ``in_dim -> hidden -> … -> out_dim`` with ``activation`` in between."""
     if layers < 1:
         raise ValueError(f"an MLP needs at least one layer, got {layers}")
@@ -47,10 +49,17 @@ class MLPDenoiserNet(nn.Module):
     ε, v or a velocity) is set by the :class:`~learnguide.denoisers.PredictionAdapter` that wraps it.
     """
 
-    def __init__(self, dim: int, num_classes: int, hidden: int = 256, layers: int = 4, fourier_features: int = 16):
+    def __init__(
+        self, dim: int, num_classes: int, hidden: int = 256, layers: int = 4, fourier_features: int = 16
+    ):
         super().__init__()
-        self.config = {"dim": dim, "num_classes": num_classes, "hidden": hidden, "layers": layers,
-                       "fourier_features": fourier_features}
+        self.config = {
+            "dim": dim,
+            "num_classes": num_classes,
+            "hidden": hidden,
+            "layers": layers,
+            "fourier_features": fourier_features,
+        }
         self.time_features = FourierFeatures(fourier_features, max_frequency=64.0)
         self.class_embedding = nn.Embedding(num_classes + 1, hidden)
         nn.init.zeros_(self.class_embedding.weight)  # every class starts as the unconditional model

@@ -63,7 +63,9 @@ def pair_statistics(a: Tensor, b: Tensor, x_true: Tensor) -> Tensor:
     return torch.cat([attraction, repulsion], dim=1)
 
 
-def energy_loss_from_stats(stats: Tensor, omega: Tensor, m: int, beta: float = 1.75, lam: float = 1.0) -> Tensor:
+def energy_loss_from_stats(
+    stats: Tensor, omega: Tensor, m: int, beta: float = 1.75, lam: float = 1.0
+) -> Tensor:
     """Per-item energy loss L_i(ω) ``[n]`` from sufficient statistics (paper eq. 9 via DESIGN §3.1).
 
     ``stats``: ``[n, m² + m(m−1)/2, 3]`` from :func:`pair_statistics`; ``omega``: ``[n]`` (differentiable).
@@ -81,7 +83,7 @@ def energy_loss_from_stats(stats: Tensor, omega: Tensor, m: int, beta: float = 1
 
 
 def energy_loss_particles(x_guided: Tensor, x_true: Tensor, beta: float = 1.75, lam: float = 1.0) -> Tensor:
-    """Per-item energy loss ``[n]`` computed directly from particles ``[n, m, ...]`` (reference form of eq. 9)."""
+    """Per-item energy loss ``[n]`` computed directly from particles ``[n, m, ...]`` (eq. 9 as written)."""
     check_energy_params(beta, lam)
     n, m = x_guided.shape[:2]
     g, x = x_guided.reshape(n, m, -1), x_true.reshape(n, m, -1)

@@ -41,15 +41,20 @@ def describe_settings(settings: dict) -> str:
 
 def results_table(regime: dict) -> str:
     """Markdown table of one regime's methods: settings, evaluation metrics (mean ± std) and tuning energy."""
-    rows = ["| method | best settings | energy distance | MMD² (RBF) | tuning energy |", "|---|---|---|---|---|"]
+    rows = [
+        "| method | best settings | energy distance | MMD² (RBF) | tuning energy |",
+        "|---|---|---|---|---|",
+    ]
     best = min(regime[m]["energy"] for m in METHODS)
     for m in METHODS:
         r = regime[m]
         energy = f"{r['energy']:.4f} ± {r['energy_std']:.4f}"
         if r["energy"] == best:
             energy = f"**{energy}**"
-        rows.append(f"| {m} | {describe_settings(r['settings'])} | {energy} | {r['mmd']:.5f} ± {r['mmd_std']:.5f} "
-                    f"| {r['tuning']['energy']:.4f} |")
+        rows.append(
+            f"| {m} | {describe_settings(r['settings'])} | {energy} | {r['mmd']:.5f} ± {r['mmd_std']:.5f} "
+            f"| {r['tuning']['energy']:.4f} |"
+        )
     return "\n".join(rows)
 
 
@@ -57,8 +62,14 @@ def _plot_samples(name: str, data: dict, path: Path) -> None:
     labels, reference = data["labels"], data["reference"]
     classes = sorted(set(labels.tolist()))
     rows = ["truth", *SAMPLE_PANELS]
-    fig, axes = plt.subplots(len(rows), len(classes), figsize=(2.6 * len(classes), 2.6 * len(rows)),
-                             sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows),
+        len(classes),
+        figsize=(2.6 * len(classes), 2.6 * len(rows)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
     for j, c in enumerate(classes):
         mask = labels == c
         for i, row in enumerate(rows):
@@ -81,11 +92,20 @@ def _plot_sweeps(figures: DemoFigures, path: Path) -> None:
     fig, axes = plt.subplots(1, len(figures.regimes), figsize=(5.5 * len(figures.regimes), 4), squeeze=False)
     for ax, (name, data) in zip(axes[0], figures.regimes.items(), strict=True):
         sweep = data["constant_sweep"]
-        ax.plot([s["settings"]["omega"] for s in sweep], [s["energy"] for s in sweep], "o-", c="k",
-                label="constant ω")
+        ax.plot(
+            [s["settings"]["omega"] for s in sweep],
+            [s["energy"] for s in sweep],
+            "o-",
+            c="k",
+            label="constant ω",
+        )
         for k, (method, value) in enumerate(data["tuning_lines"].items()):
-            ax.axhline(value, c=f"C{k}", ls="--" if method != "learned" else "-",
-                       label=f"best {method}" if method != "learned" else "learned ω")
+            ax.axhline(
+                value,
+                c=f"C{k}",
+                ls="--" if method != "learned" else "-",
+                label=f"best {method}" if method != "learned" else "learned ω",
+            )
         ax.set_yscale("log")
         ax.set_xlabel("constant ω (paper convention; scale w = 1 + ω)")
         ax.set_ylabel("energy distance (tuning set)")
@@ -117,24 +137,44 @@ def write_demo_report(results: dict, figures: DemoFigures, out: Path) -> Path:
     _plot_sweeps(figures, out / "metric_vs_omega.png")
     _plot_omega(figures, out / "learned_omega.png")
     meta = results["meta"]
-    lines = ["# learnguide demo: learned ω on the toy ring mixture", "",
-             f"Quick: {meta['quick']} · seed {meta['seed']} · {meta['seconds']:.0f} s · torch {meta['torch']}",
-             "", f"Metric: {meta['metric']}. Every schedule samples with the same number of DDIM steps; "
-             "baselines are tuned on a tuning set and all winners are evaluated on fresh seed sets "
-             "(mean ± std over sets). Lower is better; the best energy is in bold.", ""]
+    lines = [
+        "# learnguide demo: learned ω on the toy ring mixture",
+        "",
+        f"Quick: {meta['quick']} · seed {meta['seed']} · {meta['seconds']:.0f} s · torch {meta['torch']}",
+        "",
+        f"Metric: {meta['metric']}. Every schedule samples with the same number of DDIM steps; "
+        "baselines are tuned on a tuning set and all winners are evaluated on fresh seed sets "
+        "(mean ± std over sets). Lower is better; the best energy is in bold.",
+        "",
+    ]
     for name, data in figures.regimes.items():
         regime = results[name]
         _plot_samples(name, data, out / f"samples_{name}.png")
         learning = regime["learned"]["learning"]
-        lines += [f"## {name}", "", regime["description"], "",
-                  f"{regime['steps']} sampling steps · {regime['eval_seeds']} evaluation sets of "
-                  f"{regime['eval_per_class']} samples per class · tuning on {regime['tune_per_class']} per class",
-                  "", results_table(regime), "",
-                  f"Learning ω: {learning['iterations']} online iterations, {learning['denoiser_calls']} denoiser "
-                  f"calls ({learning['denoiser_evals']} items), {learning['seconds']:.1f} s.", "",
-                  f"![samples](samples_{name}.png)", ""]
-    lines += ["## Constant-ω sweep and learned ω", "", "![metric vs omega](metric_vs_omega.png)", "",
-              "![learned omega](learned_omega.png)", ""]
+        lines += [
+            f"## {name}",
+            "",
+            regime["description"],
+            "",
+            f"{regime['steps']} sampling steps · {regime['eval_seeds']} evaluation sets of "
+            f"{regime['eval_per_class']} samples per class · tuning on {regime['tune_per_class']} per class",
+            "",
+            results_table(regime),
+            "",
+            f"Learning ω: {learning['iterations']} online iterations, {learning['denoiser_calls']} denoiser "
+            f"calls ({learning['denoiser_evals']} items), {learning['seconds']:.1f} s.",
+            "",
+            f"![samples](samples_{name}.png)",
+            "",
+        ]
+    lines += [
+        "## Constant-ω sweep and learned ω",
+        "",
+        "![metric vs omega](metric_vs_omega.png)",
+        "",
+        "![learned omega](learned_omega.png)",
+        "",
+    ]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

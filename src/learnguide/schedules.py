@@ -128,7 +128,7 @@ SCHEDULES: dict[str, type[Schedule]] = {cls.name: cls for cls in (VPCosine, VPLi
 
 
 def get_schedule(config: str | dict) -> Schedule:
-    """Build a schedule from its name (``"vp-cosine"``, ``"vp-linear"``, ``"rectified-flow"``) or config dict."""
+    """A schedule from its name ("vp-cosine", "vp-linear", "rectified-flow") or its config dict."""
     if isinstance(config, str):
         config = {"name": config}
     params = dict(config)

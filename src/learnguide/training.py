@@ -73,8 +73,10 @@ class OnlineConfig:
         if self.particles < 2 and self.lam > 0:
             raise ValueError("repulsion (lam > 0) needs at least 2 particles")
         if not 0.0 <= self.s_min < 1.0 - self.zeta - self.delta:
-            raise ValueError(f"need 0 <= s_min < 1 - zeta - delta, got s_min={self.s_min}, zeta={self.zeta}, "
-                             f"delta={self.delta}")
+            raise ValueError(
+                f"need 0 <= s_min < 1 - zeta - delta, got s_min={self.s_min}, zeta={self.zeta}, "
+                f"delta={self.delta}"
+            )
 
 
 @dataclass
@@ -122,7 +124,9 @@ def simulate_items(
     x_true = schedule.add_noise(x0_rep, s_rep, noise[0])
     x_t = schedule.add_noise(x0_rep, t_rep, noise[1])
     t_in = t_rep.to(x0.dtype)
-    both = denoiser(torch.cat([x_t, x_t]), torch.cat([t_in, t_in]), torch.cat([cond_rep, denoiser.null_cond(cond_rep)]))
+    both = denoiser(
+        torch.cat([x_t, x_t]), torch.cat([t_in, t_in]), torch.cat([cond_rep, denoiser.null_cond(cond_rep)])
+    )
     x0_cond, x0_uncond = both.chunk(2)
     a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn, noise[2])
     return (y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true))
@@ -139,8 +143,9 @@ def self_consistency_loss(
     return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
 
 
-def _save_state(directory: Path, iteration: int, opt: torch.optim.Optimizer, gen: torch.Generator,
-                record: TrainingRecord) -> None:
+def _save_state(
+    directory: Path, iteration: int, opt: torch.optim.Optimizer, gen: torch.Generator, record: TrainingRecord
+) -> None:
     tensors = {"generator": gen.get_state()}
     for idx, st in opt.state_dict()["state"].items():
         for name, value in st.items():
@@ -152,7 +157,9 @@ def _save_state(directory: Path, iteration: int, opt: torch.optim.Optimizer, gen
     atomic_write_text(directory / STATE_META, json.dumps(meta))
 
 
-def _load_state(directory: Path, opt: torch.optim.Optimizer, gen: torch.Generator) -> tuple[int, TrainingRecord]:
+def _load_state(
+    directory: Path, opt: torch.optim.Optimizer, gen: torch.Generator
+) -> tuple[int, TrainingRecord]:
     tensors = load_file(str(directory / STATE_FILE))
     meta = json.loads((directory / STATE_META).read_text())
     gen.set_state(tensors.pop("generator"))
@@ -198,8 +205,13 @@ def train_omega_online(
         start, record = _load_state(out, opt, gen)
     began = time.perf_counter() - record.seconds
     omega_net.train()
-    bar = tqdm(range(start, config.iterations), desc="learn ω (online)", disable=not progress,
-               initial=start, total=config.iterations)
+    bar = tqdm(
+        range(start, config.iterations),
+        desc="learn ω (online)",
+        disable=not progress,
+        initial=start,
+        total=config.iterations,
+    )
     for it in bar:
         x0, cond = sample_data(config.batch_size, gen)
         s, t = sample_times(x0.shape[0], config.s_min, config.zeta, config.delta, gen)

@@ -75,7 +75,12 @@ class GaussianMixture:
     @classmethod
     def from_dict(cls, d: dict) -> GaussianMixture:
         """Rebuild a mixture from :meth:`to_dict` output."""
-        return cls(**{k: torch.tensor(d[k], dtype=torch.float64) for k in ("means", "stds", "weights", "class_prior")})
+        return cls(
+            **{
+                k: torch.tensor(d[k], dtype=torch.float64)
+                for k in ("means", "stds", "weights", "class_prior")
+            }
+        )
 
     def fingerprint(self) -> str:
         """A stable string that identifies this mixture (stored in checkpoints trained on it)."""
