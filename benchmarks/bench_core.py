@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from learnguide.data.toy import ring_mixture
-from learnguide.demo import REGIMES, DemoConfig, toy_data_sampler, toy_denoiser
+from learnguide.demo import REGIMES, DemoConfig, toy_denoiser
 from learnguide.denoisers import PredictionAdapter
 from learnguide.guidance import ConstantGuidance, OmegaNet
 from learnguide.sampling import sample
@@ -126,7 +126,7 @@ def learning_benchmark() -> dict:
     denoiser, _ = toy_denoiser(REGIMES[1], mixture, config, Path("runs/bench"), progress=False)
     torch.manual_seed(0)
     net = OmegaNet(VPCosine(), num_classes=4)
-    record = train_omega_online(net, denoiser, toy_data_sampler(mixture), config.online, progress=False)
+    record = train_omega_online(net, denoiser, mixture.data_sampler(), config.online, progress=False)
     return {
         "iterations": config.online.iterations,
         "batch_size": config.online.batch_size,

@@ -15,14 +15,6 @@ from learnguide.networks import MLPDenoiserNet
 from learnguide.schedules import VPCosine
 
 
-def _data(mixture):
-    def draw(n, gen):
-        x, c = mixture.sample_batch(n, gen)
-        return x.float(), c
-
-    return draw
-
-
 def _model():
     torch.manual_seed(0)
     return PredictionAdapter(
@@ -34,7 +26,7 @@ def test_training_lowers_the_loss_and_is_seeded(mixture):
     config = DenoiserTrainingConfig(steps=150, batch_size=128, label_noise=0.3)
     a, b = _model(), _model()
     g = torch.Generator().manual_seed(99)
-    x0, c = _data(mixture)(2048, g)
+    x0, c = mixture.data_sampler()(2048, g)
     t, noise = torch.rand(2048, generator=g) * 0.98 + 0.01, torch.randn(2048, 2, generator=g)
     x_t = a.schedule.add_noise(x0, t, noise)
 
@@ -43,8 +35,8 @@ def test_training_lowers_the_loss_and_is_seeded(mixture):
             return (a(x_t, t, c) - x0).pow(2).mean().item()
 
     before = held_out()
-    train_denoiser(a, _data(mixture), config, progress=False)
-    train_denoiser(b, _data(mixture), config, progress=False)
+    train_denoiser(a, mixture.data_sampler(), config, progress=False)
+    train_denoiser(b, mixture.data_sampler(), config, progress=False)
     assert held_out() < 0.9 * before
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
@@ -54,7 +46,7 @@ def test_training_lowers_the_loss_and_is_seeded(mixture):
 )
 def test_training_config_is_validated(bad, mixture):
     with pytest.raises(ValueError):
-        train_denoiser(_model(), _data(mixture), DenoiserTrainingConfig(**bad), progress=False)
+        train_denoiser(_model(), mixture.data_sampler(), DenoiserTrainingConfig(**bad), progress=False)
 
 
 def test_save_load_round_trip_and_errors(tmp_path, mixture):

@@ -83,11 +83,9 @@ def test_no_gradient_reaches_the_denoiser(mlp_denoiser, mixture):
     net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
     start = [p.clone() for p in net.parameters()]
 
-    def data(n, gen):
-        x, c = mixture.sample_batch(n, gen)
-        return x.float(), c
-
-    train_omega_online(net, mlp_denoiser, data, OnlineConfig(iterations=3, batch_size=16), progress=False)
+    train_omega_online(
+        net, mlp_denoiser, mixture.data_sampler(), OnlineConfig(iterations=3, batch_size=16), progress=False
+    )
     assert all(p.grad is None for p in mlp_denoiser.parameters())
     assert all(torch.equal(v, mlp_denoiser.state_dict()[k]) for k, v in before.items())
     assert any(not torch.equal(p, q) for p, q in zip(start, net.parameters(), strict=True))  # ω did learn

@@ -7,14 +7,6 @@ from learnguide.schedules import VPCosine
 from learnguide.training import OnlineConfig, sample_times, train_omega_online
 
 
-def _data(mixture):
-    def draw(n, gen):
-        x, c = mixture.sample_batch(n, gen)
-        return x.float(), c
-
-    return draw
-
-
 def test_time_sampling_respects_s_min_zeta_delta():
     s, t = sample_times(100_000, 0.01, 0.01, 0.1, torch.Generator().manual_seed(0))
     assert s.min() >= 0.01 and s.max() <= 0.89 and (t - s).min() >= 0.1 - 1e-12 and t.max() <= 0.99 + 1e-12
@@ -42,7 +34,7 @@ def _run(mixture, denoiser, **kw):
     record = train_omega_online(
         net,
         denoiser,
-        _data(mixture),
+        mixture.data_sampler(),
         OnlineConfig(batch_size=32, **kw),
         progress=False,
         out_dir=kw.pop("out_dir", None),
@@ -60,12 +52,12 @@ def test_resume_gives_the_same_network_as_an_uninterrupted_run(mixture, exact, t
     full, _ = _run(mixture, exact, iterations=6)
     torch.manual_seed(123)
     net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
-    train_omega_online(
-        net, exact, _data(mixture), OnlineConfig(iterations=3, batch_size=32), tmp_path, progress=False
-    )  # "killed" after 3 of 6 iterations (its state is on disk)
-    fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)  # a new process starts from scratch
+    data = mixture.data_sampler()
+    train_omega_online(net, exact, data, OnlineConfig(iterations=3, batch_size=32), tmp_path, progress=False)
+    # "killed" after 3 of 6 iterations (its state is on disk); a new process starts from scratch:
+    fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
     record = train_omega_online(
-        fresh, exact, _data(mixture), OnlineConfig(iterations=6, batch_size=32), tmp_path, progress=False
+        fresh, exact, data, OnlineConfig(iterations=6, batch_size=32), tmp_path, progress=False
     )
     assert all(torch.equal(p, q) for p, q in zip(full.parameters(), fresh.parameters(), strict=True))
     assert len(record.losses) == 6 and (tmp_path / "model.safetensors").is_file()
@@ -80,7 +72,7 @@ def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):
     train_omega_online(
         net,
         WeakenedDenoiser(exact, 0.4),
-        _data(mixture),
+        mixture.data_sampler(),
         OnlineConfig(iterations=400, batch_size=128),
         progress=False,
     )

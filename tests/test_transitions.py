@@ -23,19 +23,24 @@ class CountingDenoiser(torch.nn.Module):
         return self.inner.null_cond(cond)
 
 
+def _sample_2d(denoiser, omega, cond, steps, seed):
+    """Sampler output for 2-D data, and the initial noise x_T it started from."""
+    out = sample(
+        denoiser,
+        VPCosine(),
+        ConstantGuidance(omega),
+        cond,
+        (2,),
+        steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return out, torch.randn(1, cond.shape[0], 2, generator=torch.Generator().manual_seed(seed))[0]
+
+
 def test_zero_omega_is_plain_conditional_ddim(mlp_denoiser):
     counting = CountingDenoiser(mlp_denoiser)
     cond = torch.tensor([0, 1, 2, 3, 1])
-    out = sample(
-        counting,
-        VPCosine(),
-        ConstantGuidance(0.0),
-        cond,
-        (2,),
-        steps=8,
-        generator=torch.Generator().manual_seed(3),
-    )
-    x = torch.randn(1, 5, 2, generator=torch.Generator().manual_seed(3))[0]
+    out, x = _sample_2d(counting, 0.0, cond, 8, 3)
     grid = step_grid(8)
     for i in range(8):
         t, s = grid[i].expand(5), grid[i + 1].expand(5)
@@ -58,16 +63,7 @@ def test_constant_omega_is_the_textbook_cfg_update(mlp_denoiser):
     # and through the sampler: one step with ω = 2.5 uses the textbook mixture of both passes, batched
     counting = CountingDenoiser(mlp_denoiser)
     cond = torch.tensor([0, 3, 2])
-    out = sample(
-        counting,
-        VPCosine(),
-        ConstantGuidance(2.5),
-        cond,
-        (2,),
-        steps=1,
-        generator=torch.Generator().manual_seed(5),
-    )
-    x = torch.randn(1, 3, 2, generator=torch.Generator().manual_seed(5))[0]
+    out, x = _sample_2d(counting, 2.5, cond, 1, 5)
     t, s = torch.full((3,), 0.99, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
     with torch.no_grad():
         c, u = mlp_denoiser(x, t.float(), cond), mlp_denoiser(x, t.float(), mlp_denoiser.null_cond(cond))

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from .checkpoints import CheckpointError, atomic_write_text
 from .data.toy import GaussianMixture, ring_mixture
 from .denoiser_training import (
-    DataSampler,
     DenoiserTrainingConfig,
     load_mlp_denoiser,
     save_mlp_denoiser,
@@ -155,16 +154,6 @@ class _Evaluator:
         return {"energy": m["energy"], "mmd": m["mmd"]}
 
 
-def toy_data_sampler(mixture: GaussianMixture) -> DataSampler:
-    """Training data for denoisers and ω: ``(n, generator) -> (x_0 [n, d] float32, class ids [n])``."""
-
-    def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        x0, labels = mixture.sample_batch(n, generator)
-        return x0.float(), labels
-
-    return draw
-
-
 def _sample_set(mixture: GaussianMixture, per_class: int, seed: int) -> tuple[Tensor, Tensor, int]:
     """Balanced class ids ``[C·per_class]``, exact reference samples for them, and a sampling seed."""
     labels = torch.arange(mixture.num_classes).repeat_interleave(per_class)
@@ -191,7 +180,7 @@ def toy_denoiser(
     model = PredictionAdapter(net, VPCosine(), "v", null_id=mixture.num_classes)
 
     began = time.perf_counter()
-    losses = train_denoiser(model, toy_data_sampler(mixture), training, progress=progress)
+    losses = train_denoiser(model, mixture.data_sampler(), training, progress=progress)
     save_mlp_denoiser(model, directory, training, mixture.fingerprint())
     return model, {
         "source": "trained",
@@ -255,7 +244,7 @@ def run_regime(
     omega_dir = out / regime.name / "omega_net"
     shutil.rmtree(omega_dir, ignore_errors=True)  # learn afresh: a stale state would be resumed, not redone
     record = train_omega_online(
-        omega_net, model, toy_data_sampler(mixture), online, out_dir=omega_dir, progress=progress
+        omega_net, model, mixture.data_sampler(), online, out_dir=omega_dir, progress=progress
     )
 
     results: dict = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,19 @@ def results_table(regime: dict) -> str:
     return "\n".join(rows)
 
 
+def ranking(regime: dict) -> str:
+    """One line on where the learned ω stands among all methods of a regime (by mean energy distance)."""
+    order = sorted(METHODS, key=lambda m: regime[m]["energy"])
+    best, learned = order[0], regime["learned"]
+    place = order.index("learned") + 1
+    ratio = regime["unguided"]["energy"] / learned["energy"]
+    return (
+        f"learned ω ranks {place} of {len(order)} "
+        f"(energy {learned['energy']:.4f} ± {learned['energy_std']:.4f}; "
+        f"best: {best} {regime[best]['energy']:.4f}); unguided / learned = {ratio:.2f}."
+    )
+
+
 def _plot_samples(name: str, data: dict, path: Path) -> None:
     labels, reference = data["labels"], data["reference"]
     classes = sorted(set(labels.tolist()))
@@ -88,44 +102,36 @@ def _plot_samples(name: str, data: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_sweeps(figures: DemoFigures, path: Path) -> None:
-    fig, axes = plt.subplots(1, len(figures.regimes), figsize=(5.5 * len(figures.regimes), 4), squeeze=False)
-    for ax, (name, data) in zip(axes[0], figures.regimes.items(), strict=True):
-        sweep = data["constant_sweep"]
-        ax.plot(
-            [s["settings"]["omega"] for s in sweep],
-            [s["energy"] for s in sweep],
-            "o-",
-            c="k",
-            label="constant ω",
+def _draw_sweep(ax: plt.Axes, data: dict) -> None:
+    sweep = data["constant_sweep"]
+    ax.plot(
+        [s["settings"]["omega"] for s in sweep], [s["energy"] for s in sweep], "o-", c="k", label="constant ω"
+    )
+    for k, (method, value) in enumerate(data["tuning_lines"].items()):
+        learned = method == "learned"
+        ax.axhline(
+            value, c=f"C{k}", ls="-" if learned else "--", label="learned ω" if learned else f"best {method}"
         )
-        for k, (method, value) in enumerate(data["tuning_lines"].items()):
-            ax.axhline(
-                value,
-                c=f"C{k}",
-                ls="--" if method != "learned" else "-",
-                label=f"best {method}" if method != "learned" else "learned ω",
-            )
-        ax.set_yscale("log")
-        ax.set_xlabel("constant ω (paper convention; scale w = 1 + ω)")
-        ax.set_ylabel("energy distance (tuning set)")
-        ax.set_title(name)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    ax.set_yscale("log")
+    ax.set_xlabel("constant ω (paper convention; scale w = 1 + ω)")
+    ax.set_ylabel("energy distance (tuning set)")
 
 
-def _plot_omega(figures: DemoFigures, path: Path) -> None:
+def _draw_omega(ax: plt.Axes, data: dict) -> None:
+    t, table = data["omega_t"].numpy(), data["omega_table"].numpy()
+    for c in range(table.shape[1]):
+        ax.plot(t, table[:, c], "o-", ms=3, label=f"class {c}")
+    ax.set_xlabel("t of the step t → s (sampling grid)")
+    ax.set_ylabel("learned ω(c, s, t)")
+    ax.invert_xaxis()
+
+
+def _plot_per_regime(figures: DemoFigures, draw: Callable[[plt.Axes, dict], None], path: Path) -> None:
+    """One panel per regime, side by side, each drawn by ``draw(ax, regime data)``."""
     fig, axes = plt.subplots(1, len(figures.regimes), figsize=(5.5 * len(figures.regimes), 4), squeeze=False)
     for ax, (name, data) in zip(axes[0], figures.regimes.items(), strict=True):
-        t, table = data["omega_t"].numpy(), data["omega_table"].numpy()
-        for c in range(table.shape[1]):
-            ax.plot(t, table[:, c], "o-", ms=3, label=f"class {c}")
-        ax.set_xlabel("t of the step t → s (sampling grid)")
-        ax.set_ylabel("learned ω(c, s, t)")
+        draw(ax, data)
         ax.set_title(name)
-        ax.invert_xaxis()
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -134,8 +140,8 @@ def _plot_omega(figures: DemoFigures, path: Path) -> None:
 
 def write_demo_report(results: dict, figures: DemoFigures, out: Path) -> Path:
     """Write ``report.md`` and its PNG figures into ``out``; returns the report's path."""
-    _plot_sweeps(figures, out / "metric_vs_omega.png")
-    _plot_omega(figures, out / "learned_omega.png")
+    _plot_per_regime(figures, _draw_sweep, out / "metric_vs_omega.png")
+    _plot_per_regime(figures, _draw_omega, out / "learned_omega.png")
     meta = results["meta"]
     lines = [
         "# learnguide demo: learned ω on the toy ring mixture",

@@ -84,7 +84,7 @@ def sample(
     omegas = guidance.omega_table(cond, grid)  # [N, B]
     x = noise[0]
     for i in tqdm(range(steps), desc="sample", disable=not progress, leave=False):
-        t, s = grid[i].expand(batch), grid[i + 1].expand(batch)
-        x0_hat = denoise_guided(denoiser, x, t.float(), cond, omegas[i])
+        t, s = grid[i : i + 1], grid[i + 1 : i + 2]  # [1]: the kernel's scalars broadcast over the batch
+        x0_hat = denoise_guided(denoiser, x, t.float().expand(batch), cond, omegas[i])
         x = ddim_step(x, x0_hat, s, t, schedule, churn, noise[i + 1] if churn > 0 else None)
     return x

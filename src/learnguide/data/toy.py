@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,15 @@ class GaussianMixture:
         """``n`` pairs (x_0 ``[n, d]``, c ``[n]``) from the joint distribution."""
         labels = self.sample_labels(n, generator)
         return self.sample(labels, generator), labels
+
+    def data_sampler(self) -> Callable[[int, torch.Generator], tuple[Tensor, Tensor]]:
+        """Trainer input: ``(n, generator) -> (x_0 [n, d] float32, class ids [n])``."""
+
+        def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+            x0, labels = self.sample_batch(n, generator)
+            return x0.float(), labels
+
+        return draw
 
     def to_dict(self) -> dict:
         """JSON-serialisable description (inverse of :meth:`from_dict`)."""
