@@ -59,3 +59,14 @@ def test_demo_quick_writes_every_result_field(tmp_path):
     again = json.loads((out / "results.json").read_text())
     assert again["well_trained"]["denoiser"]["source"] == "loaded"
     assert again["under_trained"]["learned"]["energy"] == pytest.approx(under["learned"]["energy"])
+
+
+def test_ranking_line_names_the_learned_place():
+    from learnguide.reports import ranking
+
+    regime = {
+        m: {"energy": e, "energy_std": 0.001}
+        for m, e in zip(METHODS, [0.2, 0.03, 0.02, 0.04, 0.05], strict=True)
+    }
+    line = ranking(regime)
+    assert line.startswith("learned ω ranks 5 of 5") and "best: interval 0.0200" in line and "= 4.00" in line
