@@ -69,4 +69,4 @@ def test_ranking_line_names_the_learned_place():
         for m, e in zip(METHODS, [0.2, 0.03, 0.02, 0.04, 0.05], strict=True)
     }
     line = ranking(regime)
-    assert line.startswith("learned ω ranks 5 of 5") and "best: interval 0.0200" in line and "= 4.00" in line
+    assert line.startswith("learned ω ranks 4 of 5") and "best: interval 0.0200" in line and "= 4.00" in line
