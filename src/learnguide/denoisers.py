@@ -25,9 +25,13 @@ PREDICTIONS = ("x0", "eps", "v", "flow")
 class Denoiser(Protocol):
     """Clean-data predictor with a null condition; see the module docstring."""
 
-    def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor: ...
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """x̂_0 ``[B, ...]`` for noisy inputs ``x_t [B, ...]``, times ``t [B]`` and conditions ``cond``."""
+        ...
 
-    def null_cond(self, cond: Tensor) -> Tensor: ...
+    def null_cond(self, cond: Tensor) -> Tensor:
+        """The null condition ∅ for each item of ``cond`` (same shape as ``cond``)."""
+        ...
 
 
 def null_class_ids(cond: Tensor, null_id: int) -> Tensor:
