@@ -31,7 +31,7 @@ def loss_argmin(denoiser, mixture, s_val, t_val, beta, items, generator) -> dict
     x0, c = mixture.sample_batch(items, generator)
     s = torch.full((items,), s_val, dtype=torch.float64)
     t = torch.full((items,), t_val, dtype=torch.float64)
-    a, b, x_true = simulate_items(denoiser, VPCosine(), x0, c, s, t, 4, 1.0, generator)
+    a, b, x_true, _, _ = simulate_items(denoiser, VPCosine(), x0, c, s, t, 4, 1.0, generator)
     stats = pair_statistics(a, b, x_true)
     omegas = torch.linspace(-1.0, 2.0, 61, dtype=torch.float64)
     losses = torch.stack(

@@ -61,7 +61,7 @@ def test_loss_gradient_wrt_omega_network_matches_finite_difference(exact, mixtur
     g = torch.Generator().manual_seed(3)
     x0, c = mixture.sample_batch(32, g)
     s, t = torch.full((32,), 0.3, dtype=torch.float64), torch.full((32,), 0.6, dtype=torch.float64)
-    a, b, x_true = simulate_items(exact, VPCosine(), x0, c, s, t, 4, 1.0, g)
+    a, b, x_true, _, _ = simulate_items(exact, VPCosine(), x0, c, s, t, 4, 1.0, g)
     config = OnlineConfig(particles=4)
 
     def loss():

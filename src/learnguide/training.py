@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -99,6 +100,21 @@ def sample_times(
     return s, s + gap
 
 
+class TransitionItems(NamedTuple):
+    """Particles of n self-consistency items, each ``[n, m, ...]``.
+
+    Guided particles are ``a + ω b``; ``x_true`` are the true particles; ``x0_cond`` and ``delta`` = x̂_c − x̂_∅
+    are the conditional prediction and guidance direction at each guided particle's x_t (what a reward on
+    the guided clean prediction x̂_c + ω Δ needs).
+    """
+
+    a: Tensor
+    b: Tensor
+    x_true: Tensor
+    x0_cond: Tensor
+    delta: Tensor
+
+
 @torch.no_grad()
 def simulate_items(
     denoiser: Denoiser,
@@ -110,8 +126,8 @@ def simulate_items(
     particles: int,
     churn: float,
     generator: torch.Generator,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Particles of one self-consistency item each: returns ``(A, B, x_true)``, each ``[n, m, ...]``.
+) -> TransitionItems:
+    """Particles of n self-consistency items (:class:`TransitionItems`, each field ``[n, m, ...]``).
 
     ``x_true`` are m draws of x_s = α_s x_0 + σ_s ε; ``A + ωB`` are m guided steps t → s from independent
     x_t = α_t x_0 + σ_t ε' (DESIGN §2). One denoiser forward of 2·n·m items (conditional and ∅ together).
@@ -129,7 +145,8 @@ def simulate_items(
     )
     x0_cond, x0_uncond = both.chunk(2)
     a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn, noise[2])
-    return (y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true))
+    delta = x0_cond - x0_uncond
+    return TransitionItems(*(y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true, x0_cond, delta)))
 
 
 def self_consistency_loss(
@@ -215,10 +232,10 @@ def train_omega_online(
     for it in bar:
         x0, cond = sample_data(config.batch_size, gen)
         s, t = sample_times(x0.shape[0], config.s_min, config.zeta, config.delta, gen)
-        a, b, x_true = simulate_items(denoiser, schedule, x0, cond, s, t, config.particles, config.churn, gen)
+        items = simulate_items(denoiser, schedule, x0, cond, s, t, config.particles, config.churn, gen)
         record.denoiser_evals += 2 * x0.shape[0] * config.particles
         record.denoiser_calls += 1
-        loss = self_consistency_loss(omega_net(cond, s, t), a, b, x_true, config)
+        loss = self_consistency_loss(omega_net(cond, s, t), items.a, items.b, items.x_true, config)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
