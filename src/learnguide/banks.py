@@ -1,0 +1,423 @@
+"""Transition banks: learn ω from cached sufficient statistics (DESIGN §3.1).
+
+A bank is a folder of shards, each holding for a block of items the condition, the times s < t and the
+pair statistics of :func:`~learnguide.objectives.pair_statistics` (float64), plus a ``manifest.json``. Because
+the guided particles are A + ωB with one ω per item, every item's loss is an exact function of ω from these
+numbers, for any β and λ: the denoiser runs once, forward only, and fitting ω_φ afterwards is cheap.
+
+Shard k is drawn from its own seed (``seed``, k), so a killed run resumes at the first missing shard and ends
+with exactly the bank an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .checkpoints import CheckpointError, atomic_write_text
+from .denoisers import Denoiser
+from .guidance import OmegaNet
+from .objectives import check_energy_params, energy_loss_from_stats, pair_statistics
+from .schedules import Schedule
+from .training import DataSampler, sample_times, simulate_items
+
+BANK_KIND = "learnguide.bank"
+MANIFEST = "manifest.json"
+EXTRA_FIELDS = ("x0_cond", "delta")
+
+
+@dataclass
+class BankConfig:
+    """What a bank holds and how its items are drawn.
+
+    Attributes:
+        items: number of items (x_0, c, s, t) in the bank.
+        particles: m true and m guided particles per item.
+        shard_size: items per shard (the unit of resumption).
+        batch_size: items per denoiser forward (2·batch_size·m inputs); bounds memory.
+        s_min, zeta, delta: time sampling as in training (DESIGN §3).
+        churn: ε of the kernel (1 = DDPM posterior, as in the paper).
+        store_predictions: also store x̂_c and Δ per guided particle (``[m, ...]`` float32 per item), for
+            objectives that need them (reward).
+        seed: shard k draws everything from the seed pair (seed, k).
+    """
+
+    items: int = 16384
+    particles: int = 4
+    shard_size: int = 4096
+    batch_size: int = 1024
+    s_min: float = 0.01
+    zeta: float = 0.01
+    delta: float = 0.1
+    churn: float = 1.0
+    store_predictions: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting."""
+        if min(self.items, self.shard_size, self.batch_size) < 1:
+            raise ValueError("items, shard_size and batch_size must be >= 1")
+        if self.particles < 2:
+            raise ValueError(f"a bank needs at least 2 particles per item, got {self.particles}")
+        if not 0.0 <= self.churn <= 1.0:
+            raise ValueError(f"churn must be in [0, 1], got {self.churn}")
+        if not 0.0 <= self.s_min < 1.0 - self.zeta - self.delta:
+            raise ValueError("need 0 <= s_min < 1 - zeta - delta")
+
+    @property
+    def num_shards(self) -> int:
+        """How many shards the bank has."""
+        return math.ceil(self.items / self.shard_size)
+
+
+@dataclass
+class BankRecord:
+    """What making a bank cost in this process (resumed shards are not counted again)."""
+
+    shards_written: int = 0
+    denoiser_calls: int = 0
+    denoiser_evals: int = 0
+    seconds: float = 0.0
+
+
+def _shard_name(k: int) -> str:
+    return f"shard_{k:05d}.safetensors"
+
+
+def shard_generator(seed: int, k: int) -> torch.Generator:
+    """The random source of shard ``k`` of a bank with seed ``seed`` (independent of every other shard)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + k)
+
+
+def _manifest(config: BankConfig, schedule: Schedule, denoiser_id: str, done: list[int]) -> dict:
+    return {
+        "kind": BANK_KIND,
+        "config": asdict(config),
+        "schedule": schedule.config(),
+        "denoiser_id": denoiser_id,
+        "shards_done": sorted(done),
+    }
+
+
+@torch.no_grad()
+def _make_shard(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    sample_data: DataSampler,
+    config: BankConfig,
+    k: int,
+    record: BankRecord,
+    bar: tqdm,
+) -> dict[str, Tensor]:
+    gen = shard_generator(config.seed, k)
+    n = min(config.shard_size, config.items - k * config.shard_size)
+    x0, cond = sample_data(n, gen)
+    s, t = sample_times(n, config.s_min, config.zeta, config.delta, gen)
+    parts: dict[str, list[Tensor]] = {"stats": [], **{f: [] for f in EXTRA_FIELDS}}
+    for lo in range(0, n, config.batch_size):
+        sl = slice(lo, lo + config.batch_size)
+        items = simulate_items(
+            denoiser, schedule, x0[sl], cond[sl], s[sl], t[sl], config.particles, config.churn, gen
+        )
+        parts["stats"].append(pair_statistics(items.a, items.b, items.x_true))
+        if config.store_predictions:
+            parts["x0_cond"].append(items.x0_cond.float())
+            parts["delta"].append(items.delta.float())
+        record.denoiser_calls += 1
+        record.denoiser_evals += 2 * items.a.shape[0] * config.particles
+        bar.update(items.a.shape[0])
+        bar.set_postfix(nfe=record.denoiser_evals)
+    shard = {"cond": cond.contiguous(), "s": s, "t": t, "stats": torch.cat(parts["stats"])}
+    if config.store_predictions:
+        shard.update({f: torch.cat(parts[f]) for f in EXTRA_FIELDS})
+    return shard
+
+
+def generate_bank(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    sample_data: DataSampler,
+    out_dir: str | Path,
+    config: BankConfig,
+    denoiser_id: str = "",
+    progress: bool = True,
+) -> BankRecord:
+    """Write a transition bank into ``out_dir`` (forward passes only), resuming a partial one.
+
+    Args:
+        denoiser: the frozen x̂ denoiser.
+        schedule: its noise schedule.
+        sample_data: ``(n, generator) -> (x_0 [n, ...], cond [n] or [n, E])``.
+        out_dir: bank folder; if it holds a bank made with the same settings, missing shards are added.
+        config: what to draw (:class:`BankConfig`).
+        denoiser_id: identifies the denoiser (e.g. a hash of its weights); checked on resume and by fits.
+        progress: show a progress bar with items/s and the denoiser evaluations (NFE) so far.
+
+    Raises:
+        ValueError: if ``out_dir`` holds a bank made with other settings, schedule or denoiser.
+    """
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done: list[int] = []
+    if (out / MANIFEST).is_file():
+        old = json.loads((out / MANIFEST).read_text())
+        if {k: old.get(k) for k in ("config", "schedule", "denoiser_id")} != {
+            "config": asdict(config),
+            "schedule": schedule.config(),
+            "denoiser_id": denoiser_id,
+        }:
+            raise ValueError(
+                f"{out} holds a bank made with other settings, schedule or denoiser; "
+                "use another folder or the same settings"
+            )
+        done = [k for k in old["shards_done"] if (out / _shard_name(k)).is_file()]
+    record, began = BankRecord(), time.perf_counter()
+    todo = [k for k in range(config.num_shards) if k not in done]
+    remaining = sum(min(config.shard_size, config.items - k * config.shard_size) for k in todo)
+    bar = tqdm(
+        total=config.items, initial=config.items - remaining, desc="bank", unit="item", disable=not progress
+    )
+    for k in todo:
+        shard = _make_shard(denoiser, schedule, sample_data, config, k, record, bar)
+        tmp = out / (_shard_name(k) + ".tmp")
+        save_file(shard, str(tmp))
+        tmp.replace(out / _shard_name(k))
+        done.append(k)
+        atomic_write_text(
+            out / MANIFEST, json.dumps(_manifest(config, schedule, denoiser_id, done), indent=1)
+        )
+        record.shards_written += 1
+    bar.close()
+    if not todo:  # an empty run still leaves a manifest behind
+        atomic_write_text(
+            out / MANIFEST, json.dumps(_manifest(config, schedule, denoiser_id, done), indent=1)
+        )
+    record.seconds = time.perf_counter() - began
+    return record
+
+
+@dataclass
+class Bank:
+    """A loaded bank: ``cond [N]``/``[N, E]``, ``s``, ``t`` ``[N]`` float64, ``stats [N, P, 3]`` float64, and
+    (if stored) ``x0_cond``/``delta`` ``[N, m, ...]``; ``particles`` m and the manifest."""
+
+    cond: Tensor
+    s: Tensor
+    t: Tensor
+    stats: Tensor
+    particles: int
+    manifest: dict
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.s.shape[0]
+
+    def loss(
+        self, omega: Tensor, beta: float = 1.75, lam: float = 1.0, index: Tensor | None = None
+    ) -> Tensor:
+        """Per-item self-consistency loss ``[n]`` at per-item ω ``[n]`` (the loss the online trainer uses)."""
+        stats = self.stats if index is None else self.stats[index]
+        return energy_loss_from_stats(stats, omega, self.particles, beta, lam)
+
+
+def load_bank(directory: str | Path, denoiser_id: str | None = None) -> Bank:
+    """Load a complete bank; no code runs (JSON + safetensors).
+
+    Raises :class:`~learnguide.checkpoints.CheckpointError` if the folder is not a bank, is incomplete (the
+    run that makes it has not finished: run it again to resume), has a corrupted shard, or (when
+    ``denoiser_id`` is given) was made with another denoiser.
+    """
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} has no {MANIFEST}: it is not a transition bank") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{directory / MANIFEST} is not valid JSON ({err})") from None
+    if manifest.get("kind") != BANK_KIND:
+        raise CheckpointError(f"{directory} is not a transition bank")
+    config = BankConfig(**manifest["config"])
+    missing = sorted(set(range(config.num_shards)) - set(manifest["shards_done"]))
+    if missing:
+        raise CheckpointError(
+            f"{directory} is incomplete ({len(missing)} of {config.num_shards} shards missing); "
+            "run the same bank command again to finish it"
+        )
+    if denoiser_id is not None and manifest["denoiser_id"] != denoiser_id:
+        raise CheckpointError(f"{directory} was made with another denoiser ({manifest['denoiser_id']!r})")
+    shards = []
+    for k in range(config.num_shards):
+        try:
+            shards.append(load_file(str(directory / _shard_name(k))))
+        except Exception as err:  # safetensors raises its own error types for corrupted files
+            raise CheckpointError(f"{directory / _shard_name(k)} is corrupted or missing ({err})") from None
+    cat = {key: torch.cat([sh[key] for sh in shards]) for key in shards[0]}
+    extras = {f: cat[f] for f in EXTRA_FIELDS if f in cat}
+    return Bank(cat["cond"], cat["s"], cat["t"], cat["stats"], config.particles, manifest, extras)
+
+
+def per_item_optimal_omega(
+    bank: Bank, beta: float = 1.75, lam: float = 1.0, grid: Tensor | None = None
+) -> Tensor:
+    """Each item's loss-minimising ω ``[N]`` over a grid (default −2 … 8 in steps of 0.01): a diagnostic."""
+    grid = torch.arange(-2.0, 8.0001, 0.01, dtype=torch.float64) if grid is None else grid.double()
+    best_loss = torch.full((len(bank),), math.inf, dtype=torch.float64)
+    best = torch.zeros(len(bank), dtype=torch.float64)
+    for w in grid:  # a loop over grid values, each batched over all items
+        loss = bank.loss(w.expand(len(bank)), beta, lam)
+        better = loss < best_loss
+        best_loss, best = torch.where(better, loss, best_loss), torch.where(better, w, best)
+    return best
+
+
+def binned_optimal_omega(
+    bank: Bank, t_edges: Tensor, beta: float = 1.75, lam: float = 1.0, grid: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The ω minimising the mean loss of the items of each (class, t-bin): ``(omega [C, T], count [C, T])``.
+
+    Only for class-id conditions; bins without items hold NaN. A diagnostic of what a per-class, per-time ω
+    would choose, independent of the ω-network's capacity.
+    """
+    if bank.cond.dim() != 1:
+        raise ValueError("binned_optimal_omega needs class-id conditions")
+    grid = torch.arange(-2.0, 8.0001, 0.02, dtype=torch.float64) if grid is None else grid.double()
+    classes = int(bank.cond.max()) + 1
+    bins = (torch.bucketize(bank.t, t_edges.double()) - 1).clamp(0, t_edges.shape[0] - 2)
+    cell = bank.cond * (t_edges.shape[0] - 1) + bins  # [N]
+    cells = classes * (t_edges.shape[0] - 1)
+    count = torch.bincount(cell, minlength=cells).double()
+    totals = torch.stack(
+        [
+            torch.zeros(cells, dtype=torch.float64).index_add_(
+                0, cell, bank.loss(w.expand(len(bank)), beta, lam)
+            )
+            for w in grid
+        ]
+    )  # [G, cells]
+    omega = grid[totals.argmin(0)]
+    omega = torch.where(count > 0, omega, torch.full_like(omega, math.nan))
+    shape = (classes, t_edges.shape[0] - 1)
+    return omega.reshape(shape), count.reshape(shape)
+
+
+@dataclass
+class FitConfig:
+    """Hyper-parameters of :func:`fit_omega_on_bank`.
+
+    Attributes:
+        epochs: maximum passes over the training items.
+        batch_size: items per Adam step.
+        lr: Adam learning rate.
+        beta, lam: energy exponent β ∈ (0, 2] and repulsion λ ∈ [0, 1] (chosen at fit time: the statistics
+            do not depend on them).
+        val_fraction: share of items held out for validation and early stopping.
+        patience: stop after this many epochs without a better validation loss (the best state is kept).
+        seed: seeds the split, the minibatch order and nothing else.
+    """
+
+    epochs: int = 60
+    batch_size: int = 1024
+    lr: float = 3e-3
+    beta: float = 1.75
+    lam: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 10
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting."""
+        check_energy_params(self.beta, self.lam)
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class FitRecord:
+    """Training and validation loss per epoch, the best epoch, items seen and wall time."""
+
+    train_losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    items_seen: int = 0
+    seconds: float = 0.0
+
+
+def fit_omega_on_bank(omega_net: OmegaNet, bank: Bank, config: FitConfig, progress: bool = True) -> FitRecord:
+    """Fit ``omega_net`` in place on a bank by minibatch Adam with a held-out split and early stopping.
+
+    Args:
+        omega_net: the ω-network (its schedule must be the bank's).
+        bank: a loaded :class:`Bank`.
+        config: :class:`FitConfig`.
+        progress: show a progress bar over epochs with the validation loss.
+
+    Returns:
+        the :class:`FitRecord`; the network ends in its best-validation state.
+    """
+    config.validate()
+    if omega_net.schedule.config() != bank.manifest["schedule"]:
+        raise ValueError(
+            f"the ω-network's schedule {omega_net.schedule.config()} is not the bank's "
+            f"{bank.manifest['schedule']}"
+        )
+    if len(bank) < 2:
+        raise ValueError("the bank has fewer than 2 items")
+    gen = torch.Generator().manual_seed(config.seed)
+    perm = torch.randperm(len(bank), generator=gen)
+    n_val = max(1, int(round(config.val_fraction * len(bank))))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    opt = torch.optim.Adam(omega_net.parameters(), lr=config.lr)
+    record, began = FitRecord(), time.perf_counter()
+    best_state, best_val, stale = None, math.inf, 0
+
+    def mean_loss(idx: Tensor) -> Tensor:
+        omega = omega_net(bank.cond[idx], bank.s[idx], bank.t[idx])
+        return bank.loss(omega, config.beta, config.lam, idx).mean()
+
+    bar = tqdm(range(config.epochs), desc="fit ω on bank", disable=not progress)
+    for epoch in bar:
+        omega_net.train()
+        order = train_idx[torch.randperm(train_idx.shape[0], generator=gen)]
+        total = 0.0
+        for lo in range(0, order.shape[0], config.batch_size):
+            idx = order[lo : lo + config.batch_size]
+            loss = mean_loss(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * idx.shape[0]
+            record.items_seen += idx.shape[0]
+        omega_net.eval()
+        with torch.no_grad():
+            val = mean_loss(val_idx).item()
+        record.train_losses.append(total / max(1, order.shape[0]))
+        record.val_losses.append(val)
+        bar.set_postfix(val=f"{val:.5f}")
+        if val < best_val - 1e-9:
+            best_val, best_state, stale, record.best_epoch = (
+                val,
+                copy.deepcopy(omega_net.state_dict()),
+                0,
+                epoch,
+            )
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        omega_net.load_state_dict(best_state)
+    omega_net.eval()
+    record.seconds = time.perf_counter() - began
+    return record
