@@ -43,7 +43,8 @@ def test_demo_quick_writes_every_result_field(tmp_path):
             assert r[family]["settings"]["type"] == family
             assert min(s["energy"] for s in r[family]["sweep"]) == r[family]["tuning"]["energy"]
         assert r["learned"]["settings"]["type"] == "learned"
-        assert r["learned"]["learning"]["denoiser_calls"] == 300
+        assert r["learned"]["learning"]["method"] == "bank"
+        assert r["learned"]["learning"]["denoiser_evals"] == 4096 * 2 * 4
         assert len(r["learned"]["omega_table"]["per_class"]) == 4
         assert (out / f"samples_{regime}.png").stat().st_size > 1000
     # the under-trained denoiser under-commits: guidance must clearly help there (not in the well-trained one)

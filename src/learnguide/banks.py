@@ -325,13 +325,13 @@ class FitConfig:
         seed: seeds the split, the minibatch order and nothing else.
     """
 
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 1024
     lr: float = 3e-3
     beta: float = 1.75
     lam: float = 1.0
     val_fraction: float = 0.1
-    patience: int = 10
+    patience: int = 20
     seed: int = 0
 
     def validate(self) -> None:

@@ -14,7 +14,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import REGIMES, run_demo
     from .reports import METHODS
 
-    results = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress)
+    learn = "online" if args.online else "bank"
+    results = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress, learn=learn)
     for regime in REGIMES:
         scores = ", ".join(f"{m} {results[regime.name][m]['energy']:.4f}" for m in METHODS)
         print(f"{regime.name}: energy distance — {scores}")
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="CI-sized run (under 2 minutes on 2 CPU cores)")
     demo.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")
+    demo.add_argument(
+        "--online",
+        action="store_true",
+        help="learn ω online (the paper's Algorithm 1) instead of from a transition bank",
+    )
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_demo)
     return parser

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
 from .checkpoints import CheckpointError, atomic_write_text
 from .data.toy import GaussianMixture, ring_mixture
 from .denoiser_training import (
@@ -75,7 +76,9 @@ class DemoConfig:
         constant_grid: ω values of the constant sweep (0 is the unguided model).
         interval_omegas, intervals: ω and (t_lo, t_hi) combinations of the limited-interval sweep.
         increasing_omegas, increasing_shapes: ω_max and shapes of the increasing-schedule sweep.
-        online: hyper-parameters of learning ω (online self-consistency, DESIGN §3).
+        learn: ``"bank"`` (a transition bank, then a fit; default) or ``"online"`` (the paper's procedure).
+        bank, fit: the transition bank and its fit (DESIGN §3.1).
+        online: hyper-parameters of online learning (DESIGN §3), used when ``learn == "online"``.
         denoiser_hidden: width of the toy MLP denoisers.
         seed: master seed; every sample set, network and run derives from it.
     """
@@ -89,13 +92,16 @@ class DemoConfig:
     intervals: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.3, 0.8), (0.2, 0.6), (0.0, 0.5))
     increasing_omegas: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
     increasing_shapes: tuple[str, ...] = ("linear", "cosine")
+    learn: str = "bank"
+    bank: BankConfig = field(default_factory=lambda: BankConfig(items=16384))
+    fit: FitConfig = field(default_factory=FitConfig)
     online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=3000))
     denoiser_hidden: int = 128
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
-        """A CI-sized demo: small sample sets, short grids, 300 ω-training iterations."""
+        """A CI-sized demo: small sample sets, short grids, a 4,096-item bank (or 300 online iterations)."""
         return cls(
             tune_per_class=400,
             eval_per_class=1000,
@@ -105,6 +111,7 @@ class DemoConfig:
             intervals=((0.5, 1.0), (0.2, 0.6)),
             increasing_omegas=(1.0, 2.0),
             increasing_shapes=("linear",),
+            bank=BankConfig(items=4096),
             online=OnlineConfig(iterations=300),
             seed=seed,
         )
@@ -212,6 +219,45 @@ def _evaluate(evaluator: _Evaluator, guidance: GuidanceSchedule, eval_sets: list
     return out
 
 
+def learn_omega(
+    model: PredictionAdapter, mixture: GaussianMixture, config: DemoConfig, directory: Path, progress: bool
+) -> tuple[OmegaNet, dict]:
+    """Learn ω for one denoiser, from a transition bank (``config.learn == "bank"``) or online (the paper's
+    procedure), saving the ω-network to ``directory/omega_net``. Returns the network and a cost record."""
+    torch.manual_seed(config.seed)  # the ω-network's initial weights
+    omega_net = OmegaNet(model.schedule, num_classes=mixture.num_classes)
+    shutil.rmtree(directory, ignore_errors=True)  # learn afresh: a stale state would be resumed, not redone
+    data = mixture.data_sampler()
+    if config.learn == "online":
+        online = replace(config.online, seed=config.seed)
+        record = train_omega_online(omega_net, model, data, online, directory / "omega_net", progress)
+        return omega_net, {
+            "method": "online",
+            "online": asdict(online),
+            "seconds": record.seconds,
+            "denoiser_calls": record.denoiser_calls,
+            "denoiser_evals": record.denoiser_evals,
+            "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:]),
+        }
+    bank_config, fit_config = replace(config.bank, seed=config.seed), replace(config.fit, seed=config.seed)
+    made = generate_bank(model, model.schedule, data, directory / "bank", bank_config, progress=progress)
+    fit = fit_omega_on_bank(omega_net, load_bank(directory / "bank"), fit_config, progress)
+    omega_net.save(directory / "omega_net", extra={"bank": asdict(bank_config), "fit": asdict(fit_config)})
+    return omega_net, {
+        "method": "bank",
+        "bank": asdict(bank_config),
+        "fit": asdict(fit_config),
+        "seconds": made.seconds + fit.seconds,
+        "bank_seconds": made.seconds,
+        "fit_seconds": fit.seconds,
+        "denoiser_calls": made.denoiser_calls,
+        "denoiser_evals": made.denoiser_evals,
+        "epochs": len(fit.val_losses),
+        "best_epoch": fit.best_epoch,
+        "final_loss": fit.val_losses[fit.best_epoch],
+    }
+
+
 def run_regime(
     regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
 ) -> tuple[dict, dict]:
@@ -237,15 +283,7 @@ def run_regime(
     sweeps = {name: _tune(evaluator, schedules, tuning, bar) for name, schedules in families.items()}
     bar.close()
 
-    torch.manual_seed(config.seed)  # the ω-network's initial weights
-    omega_net = OmegaNet(model.schedule, num_classes=mixture.num_classes)
-
-    online = replace(config.online, seed=config.seed)
-    omega_dir = out / regime.name / "omega_net"
-    shutil.rmtree(omega_dir, ignore_errors=True)  # learn afresh: a stale state would be resumed, not redone
-    record = train_omega_online(
-        omega_net, model, mixture.data_sampler(), online, out_dir=omega_dir, progress=progress
-    )
+    omega_net, learning = learn_omega(model, mixture, config, out / regime.name, progress)
 
     results: dict = {
         "description": regime.description,
@@ -275,16 +313,8 @@ def run_regime(
     table = omega_net.omega_table(torch.arange(mixture.num_classes), grid)  # [N, C]
     results["learned"].update(
         {
-            "learning": {
-                "method": "online",
-                "config": asdict(online),
-                "iterations": online.iterations,
-                "seconds": record.seconds,
-                "denoiser_calls": record.denoiser_calls,
-                "denoiser_evals": record.denoiser_evals,
-                "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:]),
-            },
-            "checkpoint": str(omega_dir),
+            "learning": learning,
+            "checkpoint": str(out / regime.name / "omega_net"),
             "omega_table": {"t": grid[:-1].tolist(), "per_class": table.T.tolist()},
         }
     )
@@ -307,7 +337,11 @@ def run_regime(
 
 
 def run_demo(
-    out: str | Path = "runs/demo", quick: bool = False, seed: int = 0, progress: bool = True
+    out: str | Path = "runs/demo",
+    quick: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    learn: str = "bank",
 ) -> dict:
     """Run the whole demo and write ``results.json``, ``report.md`` and figures into ``out``.
 
@@ -316,19 +350,23 @@ def run_demo(
         quick: the CI-sized variant (:meth:`DemoConfig.quick`).
         seed: master seed.
         progress: show progress bars.
+        learn: ``"bank"`` (default) or ``"online"``: how ω is learned.
 
     Returns:
         the content of ``results.json``.
     """
+    if learn not in ("bank", "online"):
+        raise ValueError(f"learn must be 'bank' or 'online', got {learn!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
+    config = replace(DemoConfig.quick(seed) if quick else DemoConfig(seed=seed), learn=learn)
     mixture = ring_mixture()
     began = time.perf_counter()
     results: dict = {
         "meta": {
             "quick": quick,
             "seed": seed,
+            "learn": learn,
             "mixture": "ring_mixture()",
             "mixture_fingerprint": mixture.fingerprint(),
             "schedule": VPCosine().config(),

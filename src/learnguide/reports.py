@@ -167,8 +167,8 @@ def write_demo_report(results: dict, figures: DemoFigures, out: Path) -> Path:
             "",
             results_table(regime),
             "",
-            f"Learning ω: {learning['iterations']} online iterations, {learning['denoiser_calls']} denoiser "
-            f"calls ({learning['denoiser_evals']} items), {learning['seconds']:.1f} s.",
+            f"Learning ω ({learning['method']}): {learning['denoiser_calls']} denoiser calls "
+            f"({learning['denoiser_evals']} items), {learning['seconds']:.1f} s.",
             "",
             f"![samples](samples_{name}.png)",
             "",
