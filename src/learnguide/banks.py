@@ -310,6 +310,29 @@ def binned_optimal_omega(
     return omega.reshape(shape), count.reshape(shape)
 
 
+def bank_diagnostics(
+    bank: Bank, beta: float = 1.75, lam: float = 1.0, bins: int = 10
+) -> tuple[dict, Tensor, Tensor]:
+    """What the loss wants, independent of the ω-network: per-(class, t-bin) optimum, per-item quantiles.
+
+    Returns ``(table, omega [C, bins], t_edges [bins + 1])``; ``table`` is JSON-ready (empty bins are None).
+    """
+    edges = torch.linspace(0.0, 1.0, bins + 1, dtype=torch.float64)
+    omega, count = binned_optimal_omega(bank, edges, beta, lam)
+    quantiles = per_item_optimal_omega(bank, beta, lam).quantile(
+        torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    )
+    table = {
+        "beta": beta,
+        "lam": lam,
+        "t_edges": edges.tolist(),
+        "omega": [[None if math.isnan(w) else w for w in row] for row in omega.tolist()],
+        "count": count.tolist(),
+        "per_item_optimal_omega": dict(zip(("q10", "q50", "q90"), quantiles.tolist(), strict=True)),
+    }
+    return table, omega, edges
+
+
 @dataclass
 class FitConfig:
     """Hyper-parameters of :func:`fit_omega_on_bank`.

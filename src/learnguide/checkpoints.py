@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -75,3 +76,11 @@ def load_state_strict(module: nn.Module, state: dict[str, Tensor], source: str |
                 f"expected {tuple(expected[key].shape)}"
             )
     module.load_state_dict(state)
+
+
+def checkpoint_fingerprint(directory: str | Path) -> str:
+    """A short SHA-256 of a checkpoint folder's weights: identifies the model a bank was made with."""
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {directory} is not a checkpoint folder")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

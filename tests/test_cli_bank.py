@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from learnguide.cli import main
+from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
+from learnguide.guidance import OmegaNet
+
+
+@pytest.fixture
+def denoiser_dir(tmp_path, mlp_denoiser, mixture):
+    return save_mlp_denoiser(
+        mlp_denoiser, tmp_path / "denoiser", DenoiserTrainingConfig(), mixture.fingerprint()
+    )
+
+
+def test_bank_then_fit_through_the_cli(tmp_path, denoiser_dir, capsys):
+    bank, fitted = tmp_path / "bank", tmp_path / "omega"
+    args = [
+        "bank",
+        "--denoiser",
+        str(denoiser_dir),
+        "--out",
+        str(bank),
+        "--items",
+        "600",
+        "--shard-size",
+        "256",
+    ]
+    assert main([*args, "--no-progress"]) == 0
+    assert "this run wrote 3 shards" in capsys.readouterr().out
+    assert main([*args, "--no-progress"]) == 0  # a finished bank: nothing left to do
+    assert "this run wrote 0 shards" in capsys.readouterr().out
+    fit = [
+        "fit",
+        "--bank",
+        str(bank),
+        "--out",
+        str(fitted),
+        "--epochs",
+        "3",
+        "--diagnostics",
+        "--no-progress",
+    ]
+    assert main(fit) == 0
+    net = OmegaNet.load(fitted)
+    assert net.hparams["num_classes"] == 4
+    assert net(torch.tensor([0, 1]), torch.tensor([0.2, 0.4]), torch.tensor([0.5, 0.6])).shape == (2,)
+    table = json.loads((fitted / "diagnostics.json").read_text())
+    assert len(table["omega"]) == 4 and table["omega"][0][0] is None  # no item has t < 0.1
+    assert (fitted / "omega_heatmap.png").stat().st_size > 1000
+
+
+def test_bank_and_fit_errors_are_one_line(tmp_path, denoiser_dir, capsys):
+    assert main(["fit", "--bank", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a transition bank" in capsys.readouterr().err
+    bank = ["bank", "--denoiser", str(denoiser_dir), "--out", str(tmp_path / "b"), "--no-progress"]
+    assert main([*bank, "--items", "64", "--particles", "1"]) == 2
+    assert "at least 2 particles" in capsys.readouterr().err
+    assert main([*bank, "--items", "64"]) == 0
+    assert main([*bank, "--items", "128"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other settings" in err
