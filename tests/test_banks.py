@@ -175,3 +175,39 @@ def test_optimal_omega_diagnostics(weakened_bank):
     assert torch.isnan(omega[:, 0]).all() and (count[:, 0] == 0).all()  # t ≥ s_min + δ: no item below 0.1
     assert (omega[:, -1] - 2 / 3).abs().max() < 0.15
     assert int(count.sum()) == len(weakened_bank)
+
+
+@pytest.mark.slow
+def test_bank_fit_matches_online_training_on_the_toy(mixture, exact, tmp_path):
+    """Issue 3: ω fitted on a bank samples as well as ω trained online (same denoiser, same evaluation)."""
+    from learnguide.metrics import class_metrics, median_bandwidth
+    from learnguide.sampling import sample
+    from learnguide.training import OnlineConfig, train_omega_online
+
+    weak = WeakenedDenoiser(exact, 0.4)
+    labels = torch.arange(4).repeat_interleave(2000)
+    reference = mixture.sample(labels, torch.Generator().manual_seed(5)).float()
+    bandwidth = median_bandwidth(reference)
+
+    def energy(net):
+        x = sample(
+            weak, exact.schedule, net, labels, (2,), steps=20, generator=torch.Generator().manual_seed(6)
+        )
+        return class_metrics(x, labels, reference, labels, bandwidth, overall=False)["energy"]
+
+    torch.manual_seed(0)
+    online = OmegaNet(VPCosine(), num_classes=4)
+    record = train_omega_online(
+        online, weak, mixture.data_sampler(), OnlineConfig(iterations=800, batch_size=128), progress=False
+    )
+    generate_bank(
+        weak, exact.schedule, mixture.data_sampler(), tmp_path, BankConfig(items=8192), progress=False
+    )
+    torch.manual_seed(0)
+    banked = OmegaNet(VPCosine(), num_classes=4)
+    fit_omega_on_bank(banked, load_bank(tmp_path), FitConfig(), progress=False)
+    unguided = energy(OmegaNet(VPCosine(), num_classes=4, output="identity", init_omega=0.0))
+    e_online, e_bank = energy(online), energy(banked)
+    assert e_online < 0.5 * unguided and e_bank < 0.5 * unguided  # both learned something that helps
+    assert e_bank < e_online + max(0.3 * e_online, 0.003)  # at least as good, within run-to-run spread
+    assert record.denoiser_evals >= 10 * 8192 * 2 * 4  # with ≥ 10× fewer denoiser evaluations

@@ -92,6 +92,8 @@ def test_omega_net_with_embeddings_and_bad_inputs():
         OmegaNet(VPCosine(), num_classes=3, output="tanh")
     with pytest.raises(ValueError):
         OmegaNet(VPCosine(), num_classes=3, init_omega=0.0)
+    unguided = OmegaNet(VPCosine(), num_classes=3, output="identity", init_omega=0.0)
+    assert unguided(COND, *_times(0.3)).abs().max() == 0
 
 
 def _trained_net():

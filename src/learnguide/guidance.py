@@ -188,7 +188,7 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         self.body = mlp(hidden, hidden, 1, layers)
         last = self.body[-1]
         nn.init.zeros_(last.weight)
-        bias = {"relu": init_omega, "identity": init_omega}.get(output, math.log(math.expm1(init_omega)))
+        bias = math.log(math.expm1(init_omega)) if output == "softplus" else init_omega  # inverse of the map
         nn.init.constant_(last.bias, bias)
 
     def _time_features(self, t: Tensor) -> Tensor:
