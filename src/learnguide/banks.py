@@ -28,7 +28,7 @@ from .denoisers import Denoiser
 from .guidance import OmegaNet
 from .objectives import check_energy_params, energy_loss_from_stats, pair_statistics
 from .schedules import Schedule
-from .training import DataSampler, sample_times, simulate_items
+from .training import DataSampler, check_time_sampling, sample_times, simulate_items
 
 BANK_KIND = "learnguide.bank"
 MANIFEST = "manifest.json"
@@ -68,10 +68,7 @@ class BankConfig:
             raise ValueError("items, shard_size and batch_size must be >= 1")
         if self.particles < 2:
             raise ValueError(f"a bank needs at least 2 particles per item, got {self.particles}")
-        if not 0.0 <= self.churn <= 1.0:
-            raise ValueError(f"churn must be in [0, 1], got {self.churn}")
-        if not 0.0 <= self.s_min < 1.0 - self.zeta - self.delta:
-            raise ValueError("need 0 <= s_min < 1 - zeta - delta")
+        check_time_sampling(self.s_min, self.zeta, self.delta, self.churn)
 
     @property
     def num_shards(self) -> int:

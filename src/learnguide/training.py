@@ -32,6 +32,14 @@ OBJECTIVES = ("energy", "marginal")
 STATE_FILE, STATE_META = "trainer_state.safetensors", "trainer_state.json"
 
 
+def check_time_sampling(s_min: float, zeta: float, delta: float, churn: float) -> None:
+    """Raise ``ValueError`` unless 0 ≤ s_min < 1 − ζ − δ (so s < t ≤ 1 − ζ can be drawn) and ε ∈ [0, 1]."""
+    if not 0.0 <= s_min < 1.0 - zeta - delta:
+        raise ValueError(f"need 0 <= s_min < 1 - zeta - delta, got s_min={s_min}, zeta={zeta}, delta={delta}")
+    if not 0.0 <= churn <= 1.0:
+        raise ValueError(f"churn must be in [0, 1], got {churn}")
+
+
 @dataclass
 class OnlineConfig:
     """Hyper-parameters of :func:`train_omega_online` (defaults: DESIGN §3 and the paper's image settings).
@@ -73,11 +81,7 @@ class OnlineConfig:
             raise ValueError("iterations and batch_size must be >= 1")
         if self.particles < 2 and self.lam > 0:
             raise ValueError("repulsion (lam > 0) needs at least 2 particles")
-        if not 0.0 <= self.s_min < 1.0 - self.zeta - self.delta:
-            raise ValueError(
-                f"need 0 <= s_min < 1 - zeta - delta, got s_min={self.s_min}, zeta={self.zeta}, "
-                f"delta={self.delta}"
-            )
+        check_time_sampling(self.s_min, self.zeta, self.delta, self.churn)
 
 
 @dataclass
