@@ -7,11 +7,13 @@ import json
 import os
 from pathlib import Path
 
-from safetensors import SafetensorError
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+STATE_FILE = "trainer_state.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -84,3 +86,56 @@ def checkpoint_fingerprint(directory: str | Path) -> str:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: {directory} is not a checkpoint folder")
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def save_training_state(
+    directory: str | Path,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    meta: dict,
+    tensors: dict[str, Tensor] | None = None,
+) -> None:
+    """Write a trainer's resumable state into ``directory/trainer_state.safetensors`` in one atomic file.
+
+    It holds the optimiser's per-parameter state and parameter groups (learning rates), the random
+    generator's state, any extra ``tensors``
+    (e.g. raw and EMA weights) and ``meta`` (JSON-serialisable: step, losses, …) as safetensors metadata,
+    so a kill at any moment leaves either the previous state or the new one, never a mix.
+    """
+    state = {"generator": gen.get_state()}
+    for idx, st in opt.state_dict()["state"].items():
+        for name, value in st.items():
+            state[f"opt.{idx}.{name}"] = torch.as_tensor(value)
+    state.update({f"extra.{k}": v.detach().contiguous().cpu() for k, v in (tensors or {}).items()})
+    tmp = Path(directory) / (STATE_FILE + ".tmp")
+    groups = json.dumps(opt.state_dict()["param_groups"])  # learning rates that schedulers changed
+    save_file(state, str(tmp), metadata={"meta": json.dumps(meta), "param_groups": groups})
+    os.replace(tmp, Path(directory) / STATE_FILE)
+
+
+def load_training_state(
+    directory: str | Path, opt: torch.optim.Optimizer, gen: torch.Generator
+) -> tuple[dict, dict[str, Tensor]]:
+    """Restore ``opt`` and ``gen`` from :func:`save_training_state`; returns ``(meta, extra tensors)``."""
+    path = Path(directory) / STATE_FILE
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["meta"])
+            groups = json.loads(f.metadata()["param_groups"])
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable trainer state ({err}); delete it to start over"
+        ) from None
+    gen.set_state(tensors.pop("generator"))
+    opt_state: dict[int, dict[str, Tensor]] = {}
+    extra = {}
+    for key, value in tensors.items():
+        kind, rest = key.split(".", 1)
+        if kind == "extra":
+            extra[rest] = value
+        else:
+            idx, name = rest.split(".", 1)
+            opt_state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": opt_state, "param_groups": groups})
+    return meta, extra

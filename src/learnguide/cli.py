@@ -99,6 +99,91 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_denoiser(args: argparse.Namespace) -> int:
+    from .data.images import load_dataset
+    from .denoiser_training import DenoiserTrainingConfig
+    from .image_denoisers import train_image_denoiser
+
+    dataset = load_dataset(args.dataset)
+    training = DenoiserTrainingConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        label_dropout=args.label_dropout,
+        ema_decay=args.ema_decay,
+        seed=args.seed,
+    )
+    train_image_denoiser(
+        dataset,
+        args.out,
+        training,
+        width=args.width,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+    )
+    print(f"trained a {dataset.name} denoiser for {args.steps} steps; saved to {args.out}")
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from .classifier import ClassifierTrainingConfig, save_classifier, train_classifier
+    from .data.images import load_dataset
+
+    dataset = load_dataset(args.dataset)
+    training = ClassifierTrainingConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    )
+    model, record = train_classifier(dataset, training, width=args.width, progress=not args.no_progress)
+    save_classifier(model, args.out, record, training, dataset.fingerprint())
+    print(
+        f"trained a {dataset.name} classifier: test accuracy {record['test_accuracy']:.4f} "
+        f"({record['seconds']:.0f} s); saved to {args.out}"
+    )
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .data.images import load_dataset
+    from .experiment import ExperimentConfig, run_experiment
+
+    dataset = load_dataset(args.dataset)
+    root = Path(args.checkpoints or f"checkpoints/{dataset.name}")
+    denoisers = dict(item.split("=", 1) for item in args.denoisers) if args.denoisers else None
+    denoisers = denoisers or {name: root / name for name in ("under_trained", "well_trained")}
+    classifier = Path(args.classifier or root / "classifier")
+    for path in [*denoisers.values(), classifier]:
+        if not Path(path).is_dir():
+            raise ValueError(
+                f"{path} does not exist; train it with `learnguide train-denoiser --dataset {args.dataset} "
+                f"--out {path}` (or train-classifier for the classifier), or pass --denoisers / --classifier"
+            )
+    config = ExperimentConfig.tiny(args.seed) if args.tiny else ExperimentConfig(seed=args.seed)
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": tuple(args.steps) if args.steps else None,
+            "tune_per_class": args.tune_per_class,
+            "eval_per_class": args.eval_per_class,
+            "eval_seeds": args.eval_seeds,
+        }.items()
+        if v is not None
+    }
+    config = replace(config, learn="online" if args.online else "bank", **overrides)
+    out = Path(args.out or f"runs/experiment-{dataset.name}")
+    results = run_experiment(dataset, denoisers, classifier, out, config, progress=not args.no_progress)
+    for name in denoisers:
+        for steps, entry in results[name]["by_steps"].items():
+            scores = ", ".join(
+                f"{m} {entry[m]['fd']:.2f}"
+                for m in ("unguided", "constant", "interval", "increasing", "learned")
+            )
+            print(f"{name}, {steps} steps: FD — {scores}")
+    print(f"wrote {out}/results.json and {out}/report.md ({results['meta']['seconds']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``learnguide`` and its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -177,6 +262,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.set_defaults(func=_fit)
+
+    train = sub.add_parser(
+        "train-denoiser",
+        help="train a class-conditional UNet denoiser on an image dataset (resumable)",
+        description="Train a diffusers UNet2DModel with a null class by v-prediction on the VP-cosine "
+        "schedule with label dropout and EMA. Run it again on the same --out to resume.",
+    )
+    train.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
+    train.add_argument("--out", required=True, help="checkpoint folder")
+    train.add_argument("--steps", type=int, default=6000, help="optimiser steps (default: 6000)")
+    train.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
+    train.add_argument("--lr", type=float, default=1e-3, help="peak Adam learning rate (default: 1e-3)")
+    train.add_argument("--label-dropout", type=float, default=0.1, help="null-class rate (default: 0.1)")
+    train.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (default: 0.999)")
+    train.add_argument("--width", type=int, default=32, help="UNet base channels (default: 32)")
+    train.add_argument("--checkpoint-every", type=int, default=500, help="steps per state (default: 500)")
+    train.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=_train_denoiser)
+
+    clf = sub.add_parser(
+        "train-classifier",
+        help="train the evaluation classifier of an image dataset (features for FD/KID, class accuracy)",
+    )
+    clf.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
+    clf.add_argument("--out", required=True, help="checkpoint folder")
+    clf.add_argument("--epochs", type=int, default=10, help="epochs (default: 10)")
+    clf.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
+    clf.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    clf.add_argument("--width", type=int, default=32, help="channels of the first conv (default: 32)")
+    clf.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    clf.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    clf.set_defaults(func=_train_classifier)
+
+    exp = sub.add_parser(
+        "experiment",
+        help="learned ω vs tuned constant / interval / increasing guidance on an image dataset",
+        description="For each denoiser checkpoint and step count: tune the baselines on a validation FD, "
+        "learn ω (bank by default), evaluate every winner on fresh seeds, write results.json and report.md.",
+    )
+    exp.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
+    exp.add_argument(
+        "--checkpoints",
+        help="folder with under_trained/, well_trained/, classifier/ (default: checkpoints/<dataset>)",
+    )
+    exp.add_argument("--denoisers", nargs="+", metavar="NAME=DIR", help="denoiser checkpoints to compare")
+    exp.add_argument("--classifier", help="evaluation classifier folder")
+    exp.add_argument("--out", help="output folder (default: runs/experiment-<dataset>)")
+    exp.add_argument("--steps", type=int, nargs="+", help="step counts (default: 10 25 50)")
+    exp.add_argument("--tune-per-class", type=int, help="validation samples per class (default: 50)")
+    exp.add_argument(
+        "--eval-per-class", type=int, help="evaluation samples per class and seed set (default: 100)"
+    )
+    exp.add_argument("--eval-seeds", type=int, help="evaluation seed sets (default: 3)")
+    exp.add_argument("--online", action="store_true", help="learn ω online instead of from a bank")
+    exp.add_argument("--tiny", action="store_true", help="CI-sized run")
+    exp.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")
+    exp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    exp.set_defaults(func=_experiment)
     return parser
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,8 +19,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from .banks import BankConfig, FitConfig
 from .checkpoints import CheckpointError, atomic_write_text
+from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
 from .data.toy import GaussianMixture, ring_mixture
 from .denoiser_training import (
     DenoiserTrainingConfig,
@@ -30,13 +30,13 @@ from .denoiser_training import (
     train_denoiser,
 )
 from .denoisers import PredictionAdapter
-from .guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance, IntervalGuidance, OmegaNet
+from .guidance import ConstantGuidance, GuidanceSchedule
 from .metrics import class_metrics, median_bandwidth
 from .networks import MLPDenoiserNet
 from .reports import DemoFigures, write_demo_report
 from .sampling import sample
 from .schedules import VPCosine, step_grid
-from .training import OnlineConfig, train_omega_online
+from .training import OnlineConfig
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,13 @@ class DemoConfig:
 
     def baselines(self) -> dict[str, list[GuidanceSchedule]]:
         """The schedules each baseline family sweeps over."""
-        return {
-            "constant": [ConstantGuidance(w) for w in self.constant_grid],
-            "interval": [
-                IntervalGuidance(w, lo, hi) for w in self.interval_omegas for lo, hi in self.intervals
-            ],
-            "increasing": [
-                IncreasingGuidance(w, shape)
-                for w in self.increasing_omegas
-                for shape in self.increasing_shapes
-            ],
-        }
+        return baseline_families(
+            self.constant_grid,
+            self.interval_omegas,
+            self.intervals,
+            self.increasing_omegas,
+            self.increasing_shapes,
+        )
 
 
 @dataclass
@@ -198,66 +194,6 @@ def toy_denoiser(
     }
 
 
-def _tune(evaluator: _Evaluator, schedules: list[GuidanceSchedule], tuning: tuple, bar: tqdm) -> list[dict]:
-    """Score every schedule on the tuning set: ``[{"settings", "energy", "mmd"}]``."""
-    sweep = []
-    for guidance in schedules:
-        sweep.append({"settings": guidance.config(), **evaluator.score(guidance, tuning)})
-        bar.update()
-    return sweep
-
-
-def _evaluate(evaluator: _Evaluator, guidance: GuidanceSchedule, eval_sets: list[tuple]) -> dict:
-    """Mean and standard deviation over the fresh evaluation sets of both metrics."""
-    scores = [evaluator.score(guidance, s) for s in eval_sets]
-    out = {}
-    for key in ("energy", "mmd"):
-        values = torch.tensor([s[key] for s in scores], dtype=torch.float64)
-        out[key] = float(values.mean())
-        out[f"{key}_std"] = float(values.std()) if len(scores) > 1 else 0.0
-        out[f"{key}_per_seed"] = values.tolist()
-    return out
-
-
-def learn_omega(
-    model: PredictionAdapter, mixture: GaussianMixture, config: DemoConfig, directory: Path, progress: bool
-) -> tuple[OmegaNet, dict]:
-    """Learn ω for one denoiser, from a transition bank (``config.learn == "bank"``) or online (the paper's
-    procedure), saving the ω-network to ``directory/omega_net``. Returns the network and a cost record."""
-    torch.manual_seed(config.seed)  # the ω-network's initial weights
-    omega_net = OmegaNet(model.schedule, num_classes=mixture.num_classes)
-    shutil.rmtree(directory, ignore_errors=True)  # learn afresh: a stale state would be resumed, not redone
-    data = mixture.data_sampler()
-    if config.learn == "online":
-        online = replace(config.online, seed=config.seed)
-        record = train_omega_online(omega_net, model, data, online, directory / "omega_net", progress)
-        return omega_net, {
-            "method": "online",
-            "online": asdict(online),
-            "seconds": record.seconds,
-            "denoiser_calls": record.denoiser_calls,
-            "denoiser_evals": record.denoiser_evals,
-            "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:]),
-        }
-    bank_config, fit_config = replace(config.bank, seed=config.seed), replace(config.fit, seed=config.seed)
-    made = generate_bank(model, model.schedule, data, directory / "bank", bank_config, progress=progress)
-    fit = fit_omega_on_bank(omega_net, load_bank(directory / "bank"), fit_config, progress)
-    omega_net.save(directory / "omega_net", extra={"bank": asdict(bank_config), "fit": asdict(fit_config)})
-    return omega_net, {
-        "method": "bank",
-        "bank": asdict(bank_config),
-        "fit": asdict(fit_config),
-        "seconds": made.seconds + fit.seconds,
-        "bank_seconds": made.seconds,
-        "fit_seconds": fit.seconds,
-        "denoiser_calls": made.denoiser_calls,
-        "denoiser_evals": made.denoiser_evals,
-        "epochs": len(fit.val_losses),
-        "best_epoch": fit.best_epoch,
-        "final_loss": fit.val_losses[fit.best_epoch],
-    }
-
-
 def run_regime(
     regime: Regime, mixture: GaussianMixture, config: DemoConfig, out: Path, progress: bool = True
 ) -> tuple[dict, dict]:
@@ -280,10 +216,22 @@ def run_regime(
         disable=not progress,
         leave=False,
     )
-    sweeps = {name: _tune(evaluator, schedules, tuning, bar) for name, schedules in families.items()}
+    sweeps = {name: tune(evaluator.score, schedules, tuning, bar) for name, schedules in families.items()}
     bar.close()
 
-    omega_net, learning = learn_omega(model, mixture, config, out / regime.name, progress)
+    omega_net, learning = learn_omega(
+        model,
+        model.schedule,
+        mixture.data_sampler(),
+        mixture.num_classes,
+        out / regime.name,
+        method=config.learn,
+        bank=config.bank,
+        fit=config.fit,
+        online=config.online,
+        seed=config.seed,
+        progress=progress,
+    )
 
     results: dict = {
         "description": regime.description,
@@ -295,8 +243,7 @@ def run_regime(
     }
     winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
     for name, sweep in sweeps.items():
-        best = min(range(len(sweep)), key=lambda i: sweep[i]["energy"])
-        winners[name] = families[name][best]
+        winners[name] = families[name][best_index(sweep, "energy")]
     winners["learned"] = omega_net
     for name, guidance in tqdm(
         winners.items(), desc=f"{regime.name}: evaluate", disable=not progress, leave=False
@@ -304,7 +251,7 @@ def run_regime(
         entry = {
             "settings": guidance.config(),
             "tuning": evaluator.score(guidance, tuning),
-            **_evaluate(evaluator, guidance, eval_sets),
+            **evaluate_over_sets(evaluator.score, guidance, eval_sets),
         }
         if name in sweeps:
             entry["sweep"] = sweeps[name]

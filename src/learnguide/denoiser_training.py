@@ -13,7 +13,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from .checkpoints import (
+    STATE_FILE,
+    CheckpointError,
+    load_checkpoint,
+    load_state_strict,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
 from .denoisers import PredictionAdapter, prediction_target
 from .networks import MLPDenoiserNet
 from .schedules import get_schedule
@@ -37,6 +45,9 @@ class DenoiserTrainingConfig:
         condition_lr_scale: learning-rate multiplier for parameters whose name contains ``"class_embedding"``
             (the condition pathway). Below 1 the model learns its condition more slowly than the shared
             structure.
+        ema_decay: decay of an exponential moving average of the weights (0: none), warmed up as
+            min(decay, (1 + k) / (10 + k)) at step k. With it, the model ends the run holding the EMA
+            weights (what sampling should use).
         seed: seeds data, noise, times and dropout.
     """
 
@@ -46,12 +57,15 @@ class DenoiserTrainingConfig:
     label_dropout: float = 0.2
     label_noise: float = 0.0
     condition_lr_scale: float = 1.0
+    ema_decay: float = 0.0
     seed: int = 0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0 or self.condition_lr_scale < 0:
             raise ValueError("lr must be > 0 and condition_lr_scale >= 0")
         for name in ("label_dropout", "label_noise"):
@@ -64,11 +78,23 @@ def train_denoiser(
     sample_data: DataSampler,
     config: DenoiserTrainingConfig,
     progress: bool = True,
+    state_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
 ) -> list[float]:
     """Train ``model.net`` by regression on its prediction target with label dropout; returns the loss curve.
 
     Times are drawn t ~ U(0, 1); the loss is the mean squared error of the network output against
     :func:`~learnguide.denoisers.prediction_target` for ``model.prediction``.
+
+    Args:
+        model: a class-conditional :class:`PredictionAdapter` (its ``null_id`` is the dropout label).
+        sample_data: ``(n, generator) -> (x_0 [n, ...], class ids [n])``.
+        config: hyper-parameters; ``config.seed`` makes the run reproducible.
+        progress: show a progress bar with the running loss.
+        state_dir: folder for a resumable trainer state (weights, EMA, optimiser, random state, losses),
+            written atomically every ``checkpoint_every`` steps and at the end. A run pointed at a folder
+            holding such a state continues from it and ends with the same weights as an uninterrupted run.
+        checkpoint_every: steps between trainer states (0: only at the end).
     """
     config.validate()
     if model.null_id is None:
@@ -83,9 +109,39 @@ def train_denoiser(
         ]
     )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps)
-    losses = []
+    ema = {k: v.detach().clone() for k, v in model.net.state_dict().items()} if config.ema_decay else {}
+    losses: list[float] = []
+    start = 0
+    if state_dir is not None and (Path(state_dir) / STATE_FILE).is_file():
+        meta, tensors = load_training_state(state_dir, opt, gen)
+        if meta.get("config") != asdict(config):
+            raise CheckpointError(
+                f"{state_dir} holds the state of a run with other settings; "
+                "use another folder or the same settings"
+            )
+        model.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        sched.load_state_dict(meta["scheduler"])
+        start, losses = meta["step"], meta["losses"]
+
+    def save_state(step: int) -> None:
+        tensors = {f"net.{k}": v for k, v in model.net.state_dict().items()}
+        tensors.update({f"ema.{k}": v for k, v in ema.items()})
+        meta = {"step": step, "losses": losses, "scheduler": sched.state_dict(), "config": asdict(config)}
+        save_training_state(state_dir, opt, gen, meta, tensors)
+
+    if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
     model.train()
-    for _ in tqdm(range(config.steps), desc="train denoiser", disable=not progress, leave=False):
+    bar = tqdm(
+        range(start, config.steps),
+        desc="train denoiser",
+        disable=not progress,
+        leave=False,
+        initial=start,
+        total=config.steps,
+    )
+    for step in bar:
         x0, labels = sample_data(config.batch_size, gen)
         x0 = x0.float()
         noisy = torch.rand(labels.shape, generator=gen) < config.label_noise
@@ -102,6 +158,22 @@ def train_denoiser(
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if ema:
+            decay = min(config.ema_decay, (1 + step) / (10 + step))  # warm-up: early weights fade fast
+            with torch.no_grad():
+                for k, v in model.net.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].lerp_(v, 1.0 - decay)
+                    else:
+                        ema[k].copy_(v)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if state_dir is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
+            save_state(step + 1)
+    if state_dir is not None:
+        save_state(config.steps)
+    if ema:
+        model.net.load_state_dict(ema)
     model.eval()
     return losses
 

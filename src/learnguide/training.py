@@ -8,7 +8,6 @@ gradients reach only the ω-network.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoints import atomic_write_text
+from .checkpoints import STATE_FILE, load_training_state, save_training_state
 from .denoisers import Denoiser
 from .guidance import OmegaNet
 from .objectives import check_energy_params, energy_loss_from_stats, marginal_energy_loss, pair_statistics
@@ -29,7 +27,6 @@ from .transitions import guided_step_affine
 
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 OBJECTIVES = ("energy", "marginal")
-STATE_FILE, STATE_META = "trainer_state.safetensors", "trainer_state.json"
 
 
 def check_time_sampling(s_min: float, zeta: float, delta: float, churn: float) -> None:
@@ -164,34 +161,6 @@ def self_consistency_loss(
     return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
 
 
-def _save_state(
-    directory: Path, iteration: int, opt: torch.optim.Optimizer, gen: torch.Generator, record: TrainingRecord
-) -> None:
-    tensors = {"generator": gen.get_state()}
-    for idx, st in opt.state_dict()["state"].items():
-        for name, value in st.items():
-            tensors[f"opt.{idx}.{name}"] = torch.as_tensor(value)
-    tmp = directory / (STATE_FILE + ".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(directory / STATE_FILE)
-    meta = {"iteration": iteration, "record": asdict(record)}
-    atomic_write_text(directory / STATE_META, json.dumps(meta))
-
-
-def _load_state(
-    directory: Path, opt: torch.optim.Optimizer, gen: torch.Generator
-) -> tuple[int, TrainingRecord]:
-    tensors = load_file(str(directory / STATE_FILE))
-    meta = json.loads((directory / STATE_META).read_text())
-    gen.set_state(tensors.pop("generator"))
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, value in tensors.items():
-        _, idx, name = key.split(".")
-        state.setdefault(int(idx), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
-    return meta["iteration"], TrainingRecord(**meta["record"])
-
-
 def train_omega_online(
     omega_net: OmegaNet,
     denoiser: Denoiser,
@@ -223,7 +192,8 @@ def train_omega_online(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (out / STATE_FILE).is_file():
         omega_net.load_state_dict(OmegaNet.load(out, schedule).state_dict())
-        start, record = _load_state(out, opt, gen)
+        meta, _ = load_training_state(out, opt, gen)
+        start, record = meta["iteration"], TrainingRecord(**meta["record"])
     began = time.perf_counter() - record.seconds
     omega_net.train()
     bar = tqdm(
@@ -249,10 +219,10 @@ def train_omega_online(
         if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
             record.seconds = time.perf_counter() - began
             omega_net.save(out)
-            _save_state(out, it + 1, opt, gen, record)
+            save_training_state(out, opt, gen, {"iteration": it + 1, "record": asdict(record)})
     omega_net.eval()
     record.seconds = time.perf_counter() - began
     if out is not None:
         omega_net.save(out, extra={"online": asdict(config)})
-        _save_state(out, config.iterations, opt, gen, record)
+        save_training_state(out, opt, gen, {"iteration": config.iterations, "record": asdict(record)})
     return record

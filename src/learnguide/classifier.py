@@ -1,0 +1,135 @@
+"""A small CNN classifier per image dataset: evaluation features (for FD, KID, precision/recall) and the
+class accuracy of samples. Saved as ``config.json`` + ``model.safetensors`` like every learnguide checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from .data.images import ImageDataset
+
+KIND = "learnguide.classifier"
+
+
+class ImageClassifier(nn.Module):
+    """Three conv blocks, global average pooling, and a linear head: ``[B, C, H, W] -> logits [B, K]``.
+
+    :meth:`features` is the pooled ``[B, width·4]`` representation the image metrics use.
+    """
+
+    def __init__(self, channels: int, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        self.config = {"channels": channels, "num_classes": num_classes, "width": width}
+
+        def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU()]
+
+        self.body = nn.Sequential(
+            *block(channels, width, 1),
+            *block(width, 2 * width, 2),
+            *block(2 * width, 4 * width, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def features(self, images: Tensor) -> Tensor:
+        """Pooled features ``[B, 4·width]`` of images ``[B, C, H, W]`` in [−1, 1]."""
+        return self.body(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Class logits ``[B, K]``."""
+        return self.head(self.features(images))
+
+
+@dataclass
+class ClassifierTrainingConfig:
+    """Hyper-parameters of :func:`train_classifier`: epochs over the training split, batch, Adam lr,
+    Gaussian pixel-noise augmentation (std in [−1, 1] units; makes features robust to sampler noise), seed."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    noise_std: float = 0.05
+    seed: int = 0
+
+
+@torch.no_grad()
+def predict(classifier: ImageClassifier, images: Tensor, batch_size: int = 512) -> tuple[Tensor, Tensor]:
+    """``(features [N, F], logits [N, K])`` of ``images [N, C, H, W]``, in batches."""
+    classifier.eval()
+    feats, logits = [], []
+    for chunk in images.split(batch_size):
+        f = classifier.features(chunk.float())
+        feats.append(f)
+        logits.append(classifier.head(f))
+    return torch.cat(feats), torch.cat(logits)
+
+
+def train_classifier(
+    dataset: ImageDataset, config: ClassifierTrainingConfig, width: int = 32, progress: bool = True
+) -> tuple[ImageClassifier, dict]:
+    """Train an :class:`ImageClassifier` on the training split; returns it and a record with test accuracy."""
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    model = ImageClassifier(dataset.image_shape[0], dataset.num_classes, width)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    n = len(dataset.train_images)
+    steps = config.epochs * ((n + config.batch_size - 1) // config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
+    began = time.perf_counter()
+    bar = tqdm(total=steps, desc="train classifier", disable=not progress, leave=False)
+    model.train()
+    for _ in range(config.epochs):
+        for idx in torch.randperm(n, generator=gen).split(config.batch_size):
+            x = dataset.train_images[idx]
+            x = x + config.noise_std * torch.randn(x.shape, generator=gen)
+            loss = nn.functional.cross_entropy(model(x), dataset.train_labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+    bar.close()
+    _, logits = predict(model, dataset.test_images)
+    accuracy = (logits.argmax(1) == dataset.test_labels).float().mean().item()
+    return model, {"test_accuracy": accuracy, "seconds": time.perf_counter() - began, "steps": steps}
+
+
+def save_classifier(
+    model: ImageClassifier,
+    directory: str | Path,
+    record: dict,
+    training: ClassifierTrainingConfig,
+    data_id: str,
+) -> Path:
+    """Write the classifier with its training settings, test accuracy and the data fingerprint."""
+    config = {
+        "kind": KIND,
+        "net": model.config,
+        "training": asdict(training),
+        "record": record,
+        "data_id": data_id,
+    }
+    return save_checkpoint(directory, model.state_dict(), config)
+
+
+def load_classifier(directory: str | Path, data_id: str | None = None) -> ImageClassifier:
+    """Load a classifier saved by :func:`save_classifier`; with ``data_id``, insist it was trained on that
+    data (raises :class:`~learnguide.checkpoints.CheckpointError` otherwise)."""
+    config, state = load_checkpoint(directory, KIND)
+    if data_id is not None and config.get("data_id") != data_id:
+        raise CheckpointError(
+            f"{directory} is a classifier for other data "
+            f"(data_id {config.get('data_id')}, expected {data_id})"
+        )
+    model = ImageClassifier(**config["net"])
+    load_state_strict(model, state, directory)
+    return model.eval()

@@ -1,0 +1,140 @@
+"""Comparing guidance schedules: the baseline grids, tuning on a fixed sample set, learning ω (bank or
+online), and evaluating winners over fresh seed sets. Shared by ``learnguide demo`` and ``experiment``.
+
+A *scorer* ``score(guidance, sample_set) -> {metric: value}`` samples with ``guidance`` on the seeds of one
+sample set and measures the result; what a sample set holds (labels, seeds, references) is the scorer's
+business.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from .denoisers import Denoiser
+from .guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance, IntervalGuidance, OmegaNet
+from .schedules import Schedule
+from .training import DataSampler, OnlineConfig, train_omega_online
+
+Scorer = Callable[[GuidanceSchedule, Any], dict[str, float]]
+LEARN_METHODS = ("bank", "online")
+
+
+def baseline_families(
+    constant_grid: tuple[float, ...],
+    interval_omegas: tuple[float, ...],
+    intervals: tuple[tuple[float, float], ...],
+    increasing_omegas: tuple[float, ...],
+    increasing_shapes: tuple[str, ...],
+) -> dict[str, list[GuidanceSchedule]]:
+    """The schedules each baseline family sweeps: ``{"constant", "interval", "increasing"}``."""
+    return {
+        "constant": [ConstantGuidance(w) for w in constant_grid],
+        "interval": [IntervalGuidance(w, lo, hi) for w in interval_omegas for lo, hi in intervals],
+        "increasing": [
+            IncreasingGuidance(w, shape) for w in increasing_omegas for shape in increasing_shapes
+        ],
+    }
+
+
+def tune(
+    score: Scorer, schedules: list[GuidanceSchedule], tuning_set: Any, bar: tqdm | None = None
+) -> list[dict]:
+    """Score every schedule on the tuning set: ``[{"settings": config, **metrics}]`` in input order."""
+    sweep = []
+    for guidance in schedules:
+        sweep.append({"settings": guidance.config(), **score(guidance, tuning_set)})
+        if bar is not None:
+            bar.update()
+    return sweep
+
+
+def best_index(sweep: list[dict], metric: str) -> int:
+    """Index of the sweep entry with the lowest ``metric``."""
+    return min(range(len(sweep)), key=lambda i: sweep[i][metric])
+
+
+def evaluate_over_sets(score: Scorer, guidance: GuidanceSchedule, sample_sets: list[Any]) -> dict:
+    """Every metric's mean, standard deviation and per-set values over fresh sample sets."""
+    scores = [score(guidance, s) for s in sample_sets]
+    out: dict = {}
+    for key in scores[0]:
+        values = torch.tensor([s[key] for s in scores], dtype=torch.float64)
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std()) if len(scores) > 1 else 0.0
+        out[f"{key}_per_seed"] = values.tolist()
+    return out
+
+
+def learn_omega(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    sample_data: DataSampler,
+    num_classes: int,
+    directory: str | Path,
+    method: str = "bank",
+    bank: BankConfig | None = None,
+    fit: FitConfig | None = None,
+    online: OnlineConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[OmegaNet, dict]:
+    """Learn ω(c, s, t) for one denoiser and save it to ``directory/omega_net``.
+
+    Args:
+        denoiser, schedule: the frozen x̂ denoiser and its schedule.
+        sample_data: ``(n, generator) -> (x_0, class ids)``: the data self-consistency is measured against.
+        num_classes: K (class ids 0 … K − 1).
+        directory: working folder (bank, ω-network); emptied first so that nothing stale is resumed.
+        method: ``"bank"`` (a transition bank, then a fit; default) or ``"online"`` (Algorithm 1).
+        bank, fit, online: their configurations (defaults when None); ``seed`` replaces their seeds.
+        seed: seeds the ω-network's initial weights and the bank / online run.
+        progress: show progress bars.
+
+    Returns:
+        the ω-network and a record of the cost: seconds, denoiser calls and evaluations, final loss.
+    """
+    if method not in LEARN_METHODS:
+        raise ValueError(f"method must be one of {LEARN_METHODS}, got {method!r}")
+    directory = Path(directory)
+    torch.manual_seed(seed)  # the ω-network's initial weights
+    omega_net = OmegaNet(schedule, num_classes=num_classes)
+    shutil.rmtree(directory, ignore_errors=True)
+    if method == "online":
+        online = replace(online or OnlineConfig(), seed=seed)
+        record = train_omega_online(
+            omega_net, denoiser, sample_data, online, directory / "omega_net", progress
+        )
+        return omega_net, {
+            "method": "online",
+            "online": asdict(online),
+            "seconds": record.seconds,
+            "denoiser_calls": record.denoiser_calls,
+            "denoiser_evals": record.denoiser_evals,
+            "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:]),
+        }
+    bank = replace(bank or BankConfig(), seed=seed)
+    fit = replace(fit or FitConfig(), seed=seed)
+    made = generate_bank(denoiser, schedule, sample_data, directory / "bank", bank, progress=progress)
+    fitted = fit_omega_on_bank(omega_net, load_bank(directory / "bank"), fit, progress)
+    omega_net.save(directory / "omega_net", extra={"bank": asdict(bank), "fit": asdict(fit)})
+    return omega_net, {
+        "method": "bank",
+        "bank": asdict(bank),
+        "fit": asdict(fit),
+        "seconds": made.seconds + fitted.seconds,
+        "bank_seconds": made.seconds,
+        "fit_seconds": fitted.seconds,
+        "denoiser_calls": made.denoiser_calls,
+        "denoiser_evals": made.denoiser_evals,
+        "epochs": len(fitted.val_losses),
+        "best_epoch": fitted.best_epoch,
+        "final_loss": fitted.val_losses[fitted.best_epoch],
+    }

@@ -1,0 +1,351 @@
+"""``learnguide experiment``: learned ω against tuned constant, interval and increasing guidance on images.
+
+For each denoiser checkpoint and each step count N, the baselines are tuned on a validation FD (a small
+balanced sample set with fixed seeds), ω(c, s, t) is learned once per checkpoint (from a transition bank by
+default; the same network serves every N), and every winner plus the unguided model is evaluated on fresh
+seed sets with larger n: FD and KID in the evaluation classifier's feature space, class accuracy, and k-NN
+precision / recall, all against the dataset's held-out test split.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .banks import BankConfig, FitConfig
+from .checkpoints import atomic_write_text
+from .classifier import ImageClassifier, load_classifier, predict
+from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
+from .data.images import ImageDataset
+from .denoisers import PredictionAdapter
+from .guidance import ConstantGuidance, GuidanceSchedule
+from .image_denoisers import image_denoiser_fingerprint, load_image_denoiser
+from .image_metrics import (
+    ReferenceStats,
+    class_accuracy,
+    frechet_distance,
+    frechet_distance_from_moments,
+    kernel_inception_distance,
+    precision_recall,
+)
+from .sampling import sample
+from .schedules import step_grid
+from .training import OnlineConfig
+
+METHODS = ("unguided", "constant", "interval", "increasing", "learned")
+METRIC = "fd"  # what the baselines are tuned on and the table ranks by
+
+
+@dataclass
+class ExperimentConfig:
+    """Sizes and grids of an image experiment. :meth:`tiny` is the CI-sized variant.
+
+    Attributes:
+        steps: the DDIM step counts compared (every method uses the same N).
+        tune_per_class: validation samples per class for tuning the baselines.
+        eval_per_class: samples per class in each evaluation seed set.
+        eval_seeds: number of fresh evaluation seed sets (mean and std are reported).
+        batch_size: images per sampling batch.
+        constant_grid, interval_omegas, intervals, increasing_omegas, increasing_shapes: the baseline sweeps.
+        learn: ``"bank"`` (default) or ``"online"``.
+        bank, fit, online: how ω is learned (DESIGN §3, §3.1).
+        grid_columns: samples per class in the sample-grid figures (same seeds for every method).
+        seed: master seed; every sample set derives from it.
+    """
+
+    steps: tuple[int, ...] = (10, 25, 50)
+    tune_per_class: int = 50
+    eval_per_class: int = 100
+    eval_seeds: int = 3
+    batch_size: int = 500
+    constant_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
+    interval_omegas: tuple[float, ...] = (1.0, 2.0, 3.0)
+    intervals: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.3, 0.8), (0.1, 0.6))
+    increasing_omegas: tuple[float, ...] = (1.0, 2.0, 4.0)
+    increasing_shapes: tuple[str, ...] = ("linear", "cosine")
+    learn: str = "bank"
+    bank: BankConfig = field(default_factory=lambda: BankConfig(items=8192, shard_size=2048, batch_size=256))
+    fit: FitConfig = field(default_factory=FitConfig)
+    online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=2000, batch_size=64))
+    grid_columns: int = 8
+    seed: int = 0
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> ExperimentConfig:
+        """A CI-sized experiment: two step counts, short grids, a 512-item bank, a few samples per class."""
+        return cls(
+            steps=(4, 8),
+            tune_per_class=6,
+            eval_per_class=8,
+            eval_seeds=2,
+            constant_grid=(0.0, 1.0, 2.0),
+            interval_omegas=(1.0,),
+            intervals=((0.5, 1.0),),
+            increasing_omegas=(2.0,),
+            increasing_shapes=("linear",),
+            bank=BankConfig(items=512, shard_size=256, batch_size=128),
+            fit=FitConfig(epochs=5, patience=5),
+            grid_columns=2,
+            seed=seed,
+        )
+
+
+class CountingDenoiser(nn.Module):
+    """Wraps a denoiser and counts the items it evaluates (``evals``) and its forward calls (``calls``)."""
+
+    def __init__(self, inner: PredictionAdapter) -> None:
+        super().__init__()
+        self.inner, self.schedule = inner, inner.schedule
+        self.evals = self.calls = 0
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """x̂_0 of the wrapped denoiser ``[B, ...]``."""
+        self.evals += x_t.shape[0]
+        self.calls += 1
+        return self.inner(x_t, t, cond)
+
+    def null_cond(self, cond: Tensor) -> Tensor:
+        """The wrapped denoiser's ∅ condition."""
+        return self.inner.null_cond(cond)
+
+
+@dataclass
+class ImageScorer:
+    """Samples a schedule on a sample set's seeds and scores it with the evaluation classifier.
+
+    A sample set is ``(labels [n], seeds [n])``; per-sample seeds make each image independent of batching,
+    so the same seed gives the same image under every method.
+    """
+
+    denoiser: CountingDenoiser
+    classifier: ImageClassifier
+    reference: ReferenceStats
+    image_shape: tuple[int, int, int]
+    steps: int
+    batch_size: int
+
+    def samples(self, guidance: GuidanceSchedule, labels: Tensor, seeds: Tensor) -> Tensor:
+        """Images ``[n, C, H, W]`` for class ids ``labels [n]`` and seeds ``seeds [n]``."""
+        chunks = [
+            sample(
+                self.denoiser, self.denoiser.schedule, guidance, lab, self.image_shape, self.steps, seeds=sd
+            )
+            for lab, sd in zip(labels.split(self.batch_size), seeds.split(self.batch_size), strict=True)
+        ]
+        return torch.cat(chunks).clamp(-1.0, 1.0)
+
+    def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor]) -> dict[str, float]:
+        """``{"fd", "kid", "accuracy", "precision", "recall"}`` of ``guidance`` on one sample set."""
+        labels, seeds = sample_set
+        features, logits = predict(self.classifier, self.samples(guidance, labels, seeds))
+        features = features.double()
+        mu, cov = features.mean(0), torch.cov(features.T)
+        kid, _ = kernel_inception_distance(
+            features, self.reference.features, subsets=10, generator=torch.Generator().manual_seed(0)
+        )
+        precision, recall = precision_recall(self.reference.features, features)
+        return {
+            "fd": frechet_distance_from_moments(mu, cov, self.reference.mu, self.reference.cov),
+            "kid": kid,
+            "accuracy": class_accuracy(logits, labels),
+            "precision": precision,
+            "recall": recall,
+        }
+
+
+def sample_set(num_classes: int, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Balanced class ids ``[K·per_class]`` and distinct per-sample seeds derived from ``seed``."""
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    seeds = seed * 1_000_003 + torch.arange(len(labels))
+    return labels, seeds
+
+
+def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
+    """Denoiser evaluations of sampling one set per schedule in a sweep (2 per item-step where ω ≠ 0)."""
+    return sum(
+        per_set * steps * (1 if r["settings"] == {"type": "constant", "omega": 0.0} else 2) for r in results
+    )
+
+
+def run_checkpoint(
+    name: str,
+    checkpoint: Path,
+    dataset: ImageDataset,
+    classifier: ImageClassifier,
+    reference: ReferenceStats,
+    config: ExperimentConfig,
+    out: Path,
+    progress: bool = True,
+) -> tuple[dict, dict]:
+    """Learn ω, tune the baselines and evaluate everything for one denoiser checkpoint.
+
+    Returns ``(results, figure_data)``: its entry of ``results.json`` and what the report draws.
+    """
+    model = load_image_denoiser(checkpoint, data_id=dataset.fingerprint())
+    denoiser = CountingDenoiser(model)
+    k = dataset.num_classes
+    began = time.perf_counter()
+    omega_net, learning = learn_omega(
+        denoiser,
+        model.schedule,
+        dataset.data_sampler("train"),
+        k,
+        out / name,
+        method=config.learn,
+        bank=config.bank,
+        fit=config.fit,
+        online=config.online,
+        seed=config.seed,
+        progress=progress,
+    )
+    learning["wall_seconds"] = time.perf_counter() - began
+    base = config.seed * 1000
+    tuning = sample_set(k, config.tune_per_class, base + 1)
+    eval_sets = [sample_set(k, config.eval_per_class, base + 100 + j) for j in range(config.eval_seeds)]
+    grid_set = sample_set(k, config.grid_columns, base + 999)
+    families = baseline_families(
+        config.constant_grid,
+        config.interval_omegas,
+        config.intervals,
+        config.increasing_omegas,
+        config.increasing_shapes,
+    )
+    results: dict = {
+        "checkpoint": str(checkpoint),
+        "denoiser_id": image_denoiser_fingerprint(checkpoint),
+        "learning": learning,
+        "by_steps": {},
+    }
+    figures: dict = {"sweeps": {}, "lines": {}, "grids": {}, "omega": {}}
+    for steps in config.steps:
+        scorer = ImageScorer(denoiser, classifier, reference, dataset.image_shape, steps, config.batch_size)
+        bar = tqdm(
+            total=sum(map(len, families.values())),
+            desc=f"{name}, {steps} steps: tune",
+            disable=not progress,
+            leave=False,
+        )
+        tuned_at = time.perf_counter()
+        sweeps = {fam: tune(scorer.score, schedules, tuning, bar) for fam, schedules in families.items()}
+        tune_seconds = time.perf_counter() - tuned_at
+        bar.close()
+        winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
+        winners.update({fam: families[fam][best_index(sweep, METRIC)] for fam, sweep in sweeps.items()})
+        winners["learned"] = omega_net
+        entry: dict = {
+            "tune_n": len(tuning[0]),
+            "eval_n": len(eval_sets[0][0]),
+            "eval_seeds": config.eval_seeds,
+            "tuning_cost": {
+                fam: {
+                    "schedules": len(sweep),
+                    "denoiser_evals": _sampling_evals(sweep, len(tuning[0]), steps),
+                    "seconds_all_families": tune_seconds,
+                }
+                for fam, sweep in sweeps.items()
+            },
+        }
+        for method, guidance in tqdm(
+            winners.items(), desc=f"{name}, {steps} steps: evaluate", disable=not progress, leave=False
+        ):
+            evaluated_at = time.perf_counter()
+            entry[method] = {
+                "settings": guidance.config(),
+                "tuning": scorer.score(guidance, tuning),
+                **evaluate_over_sets(scorer.score, guidance, eval_sets),
+                "images_per_second": config.eval_seeds
+                * len(eval_sets[0][0])
+                / (time.perf_counter() - evaluated_at),
+            }
+            if method in sweeps:
+                entry[method]["sweep"] = sweeps[method]
+        results["by_steps"][str(steps)] = entry
+        figures["sweeps"][steps] = sweeps["constant"]
+        figures["lines"][steps] = {
+            m: entry[m]["tuning"][METRIC] for m in ("interval", "increasing", "learned")
+        }
+        figures["grids"][steps] = {m: scorer.samples(g, *grid_set) for m, g in winners.items()}
+    grid = step_grid(max(config.steps))
+    figures["omega"] = {"grid": grid, "table": omega_net.omega_table(torch.arange(k), grid)}  # [N, K]
+    results["omega_table"] = {"t": grid[:-1].tolist(), "per_class": figures["omega"]["table"].T.tolist()}
+    return results, figures
+
+
+def classifier_reference(
+    dataset: ImageDataset, classifier: ImageClassifier, classifier_dir: Path, cache_dir: Path | None
+) -> ReferenceStats:
+    """Reference statistics of the test split in the classifier's features, cached per classifier + data."""
+    from .checkpoints import checkpoint_fingerprint
+
+    key = f"{checkpoint_fingerprint(classifier_dir)}:{dataset.fingerprint()}:test"
+    return ReferenceStats.compute_or_load(
+        lambda x: predict(classifier, x)[0], dataset.test_images, cache_dir, key
+    )
+
+
+def run_experiment(
+    dataset: ImageDataset,
+    checkpoints: dict[str, str | Path],
+    classifier_dir: str | Path,
+    out: str | Path,
+    config: ExperimentConfig | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the comparison for every checkpoint and write ``results.json``, ``report.md`` and figures.
+
+    Args:
+        dataset: the image dataset the denoisers were trained on.
+        checkpoints: ``{name: folder}`` of image-denoiser checkpoints (e.g. under- and well-trained).
+        classifier_dir: the evaluation classifier (:func:`learnguide.classifier.save_classifier`).
+        out: output folder.
+        config: sizes and grids (default :class:`ExperimentConfig`).
+        cache_dir: where reference statistics are cached (default ``out/cache``).
+        progress: show progress bars.
+
+    Returns:
+        the content of ``results.json``.
+    """
+    from .image_reports import write_experiment_report
+
+    config = config or ExperimentConfig()
+    if config.learn not in ("bank", "online"):
+        raise ValueError(f"learn must be 'bank' or 'online', got {config.learn!r}")
+    if not checkpoints:
+        raise ValueError("give at least one denoiser checkpoint")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    classifier = load_classifier(classifier_dir, data_id=dataset.fingerprint())
+    reference = classifier_reference(
+        dataset, classifier, Path(classifier_dir), Path(cache_dir or out / "cache")
+    )
+    train_features = predict(classifier, dataset.train_images[: len(dataset.test_images)])[0]
+    began = time.perf_counter()
+    results: dict = {
+        "meta": {
+            "dataset": dataset.name,
+            "data_id": dataset.fingerprint(),
+            "classifier": str(classifier_dir),
+            "reference": f"test split, {len(dataset.test_images)} images",
+            "fd_train_vs_test": frechet_distance(train_features, reference.features),
+            "config": asdict(config),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+    }
+    figures = {}
+    for name, checkpoint in checkpoints.items():
+        results[name], figures[name] = run_checkpoint(
+            name, Path(checkpoint), dataset, classifier, reference, config, out, progress
+        )
+    results["meta"]["seconds"] = time.perf_counter() - began
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    write_experiment_report(results, figures, dataset.class_names, out)
+    return results

@@ -1,0 +1,121 @@
+"""Distribution metrics for image samples in a feature space: Fréchet distance (FD), KID, k-NN precision and
+recall, and the class accuracy of samples; reference statistics cached on disk.
+
+All functions take features ``[N, F]`` (e.g. :func:`learnguide.classifier.predict`) and compute in float64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+
+def _moments(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean ``[F]`` and covariance ``[F, F]`` (unbiased) in float64."""
+    x = features.double()
+    return x.mean(0), torch.cov(x.T)
+
+
+def frechet_distance_from_moments(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> float:
+    """FD = |μ₁ − μ₂|² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁ Σ₂)^{1/2} (Heusel et al. 2017, eq. for FID).
+
+    tr (Σ₁Σ₂)^{1/2} is the sum of square roots of the eigenvalues of Σ₁^{1/2} Σ₂ Σ₁^{1/2}, a symmetric PSD
+    matrix, so a symmetric eigen-solver suffices (no general matrix square root).
+    """
+    vals, vecs = torch.linalg.eigh(cov1.double())
+    root1 = (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+    inner = torch.linalg.eigvalsh(root1 @ cov2.double() @ root1).clamp_min(0)
+    diff = mu1.double() - mu2.double()
+    return float(diff @ diff + cov1.trace() + cov2.trace() - 2.0 * inner.sqrt().sum())
+
+
+def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``[N, F]`` and ``[M, F]``."""
+    return frechet_distance_from_moments(*_moments(features_a), *_moments(features_b))
+
+
+def kernel_inception_distance(
+    features_a: Tensor,
+    features_b: Tensor,
+    subsets: int = 10,
+    subset_size: int = 1000,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """KID (Bińkowski et al. 2018): unbiased MMD² with the cubic kernel k(x, y) = (x·y / F + 1)³.
+
+    Averaged over ``subsets`` random subsets of ``min(subset_size, N, M)`` items; returns (mean, std).
+    """
+    a, b = features_a.double(), features_b.double()
+    n = min(subset_size, len(a), len(b))
+    if n < 2:
+        raise ValueError("KID needs at least 2 items in each feature set")
+    dim = a.shape[1]
+    values = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=generator)[:n]]
+        y = b[torch.randperm(len(b), generator=generator)[:n]]
+        kxx, kyy, kxy = ((p @ q.T / dim + 1.0) ** 3 for p, q in ((x, x), (y, y), (x, y)))
+        off = n * (n - 1)
+        mmd = (kxx.sum() - kxx.trace()) / off + (kyy.sum() - kyy.trace()) / off - 2.0 * kxy.mean()
+        values.append(mmd)
+    v = torch.stack(values)
+    return float(v.mean()), float(v.std()) if subsets > 1 else 0.0
+
+
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls in feature space.
+
+    Precision: share of ``fake`` items inside the union of balls around ``real`` items (radius = distance to
+    the k-th nearest real neighbour); recall: the same with the roles swapped.
+    """
+
+    def coverage(support: Tensor, queries: Tensor) -> float:
+        radii = torch.cdist(support, support).kthvalue(k + 1, dim=1).values  # +1: the point itself
+        return float((torch.cdist(queries, support) <= radii[None]).any(1).double().mean())
+
+    real, fake = real.double(), fake.double()
+    return coverage(real, fake), coverage(fake, real)
+
+
+def class_accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Share of samples whose argmax class of ``logits [N, K]`` is their condition ``labels [N]``."""
+    return float((logits.argmax(1) == labels).double().mean())
+
+
+@dataclass
+class ReferenceStats:
+    """Features, mean and covariance of the reference (test) images, cached on disk per classifier + data."""
+
+    features: Tensor
+    mu: Tensor
+    cov: Tensor
+
+    @classmethod
+    def compute_or_load(
+        cls, features_fn, images: Tensor, cache_dir: str | Path | None, key: str
+    ) -> ReferenceStats:
+        """Load ``cache_dir/refstats-<hash(key)>.safetensors`` or compute ``features_fn(images)`` and save it.
+
+        ``key`` must identify everything the statistics depend on (classifier weights, data); the cache file
+        is written atomically.
+        """
+        path = None
+        if cache_dir is not None:
+            name = hashlib.sha256(key.encode()).hexdigest()[:16]
+            path = Path(cache_dir) / f"refstats-{name}.safetensors"
+            if path.is_file():
+                t = load_file(str(path))
+                return cls(t["features"], t["mu"], t["cov"])
+        features = features_fn(images).double()
+        mu, cov = _moments(features)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            save_file({"features": features, "mu": mu, "cov": cov}, str(tmp))
+            tmp.replace(path)
+        return cls(features, mu, cov)

@@ -1,0 +1,170 @@
+"""``report.md`` and figures of ``learnguide experiment``: comparison tables, sample grids (same seeds for
+every method, one row per class), FD against constant ω, and the learned ω over (class, t)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from .checkpoints import atomic_write_text  # noqa: E402
+from .experiment import METHODS  # noqa: E402
+from .reports import describe_settings, plot_binned_omega  # noqa: E402
+
+DETAIL_METRICS = ("fd", "kid", "accuracy", "precision", "recall")
+
+
+def _pm(entry: dict, key: str, digits: int = 2) -> str:
+    return f"{entry[key]:.{digits}f} ± {entry[f'{key}_std']:.{digits}f}"
+
+
+def comparison_table(checkpoint: dict) -> str:
+    """Markdown table: one row per method, one column per step count, FD mean ± std (best in bold)."""
+    steps = list(checkpoint["by_steps"])
+    rows = [
+        "| method | " + " | ".join(f"FD, {s} steps" for s in steps) + " |",
+        "|---" * (len(steps) + 1) + "|",
+    ]
+    best = {s: min(checkpoint["by_steps"][s][m]["fd"] for m in METHODS) for s in steps}
+    for m in METHODS:
+        cells = []
+        for s in steps:
+            e = checkpoint["by_steps"][s][m]
+            cell = _pm(e, "fd")
+            cells.append(f"**{cell}**" if e["fd"] == best[s] else cell)
+        rows.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def detail_table(entry: dict) -> str:
+    """Markdown table of one (checkpoint, steps): settings and every metric (mean ± std over seed sets)."""
+    rows = [
+        "| method | settings | FD | KID ×10³ | class accuracy | precision | recall | tuning FD |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in METHODS:
+        e = entry[m]
+        kid = f"{1e3 * e['kid']:.2f} ± {1e3 * e['kid_std']:.2f}"
+        rows.append(
+            f"| {m} | {describe_settings(e['settings'])} | {_pm(e, 'fd')} | {kid} | {_pm(e, 'accuracy', 3)} "
+            f"| {_pm(e, 'precision', 3)} | {_pm(e, 'recall', 3)} | {e['tuning']['fd']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def cost_lines(checkpoint: dict) -> list[str]:
+    """Denoiser evaluations and seconds to learn ω, against tuning one baseline family by grid search."""
+    learning = checkpoint["learning"]
+    lines = [
+        f"- learning ω ({learning['method']}): {learning['denoiser_evals']:,} denoiser evaluations, "
+        f"{learning['wall_seconds']:.1f} s"
+    ]
+    for s, entry in checkpoint["by_steps"].items():
+        costs = ", ".join(
+            f"{fam} {c['denoiser_evals']:,} ({c['schedules']} schedules)"
+            for fam, c in entry["tuning_cost"].items()
+        )
+        lines.append(f"- tuning at {s} steps (n = {entry['tune_n']} per schedule): {costs}")
+    return lines
+
+
+def _tile(images: Tensor, rows: int) -> Tensor:
+    """``[rows·cols, C, H, W]`` in [−1, 1] → one ``[rows·H, cols·W, C]`` array in [0, 1]."""
+    n, c, h, w = images.shape
+    cols = n // rows
+    grid = images[: rows * cols].reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2)
+    return ((grid.reshape(rows * h, cols * w, c) + 1.0) / 2.0).clamp(0, 1)
+
+
+def plot_sample_grids(grids: dict[str, Tensor], num_classes: int, title: str, path: Path) -> None:
+    """One panel per method, one row per class; the same seeds in every panel."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.2 * len(grids), 2.6), squeeze=False)
+    for ax, (method, images) in zip(axes[0], grids.items(), strict=True):
+        tile = _tile(images, num_classes)
+        ax.imshow(tile.squeeze(-1) if tile.shape[-1] == 1 else tile, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(method, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_fd_vs_omega(sweeps: dict[int, list[dict]], lines: dict[int, dict[str, float]], path: Path) -> None:
+    """Validation FD against constant ω, one panel per step count, other methods' tuning FD as lines."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(3.6 * len(sweeps), 3.0), squeeze=False)
+    styles = {"learned": ("C3", "-"), "interval": ("C1", "--"), "increasing": ("C2", ":")}
+    for ax, (steps, sweep) in zip(axes[0], sweeps.items(), strict=True):
+        ax.plot(
+            [r["settings"]["omega"] for r in sweep],
+            [r["fd"] for r in sweep],
+            "o-",
+            color="C0",
+            label="constant",
+        )
+        for method, value in lines[steps].items():
+            color, style = styles[method]
+            ax.axhline(value, color=color, linestyle=style, label=method)
+        ax.set_xlabel("constant ω")
+        ax.set_ylabel("validation FD")
+        ax.set_title(f"{steps} steps")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_experiment_report(results: dict, figures: dict, class_names: tuple[str, ...], out: Path) -> Path:
+    """Write ``report.md`` and its PNG figures into ``out``; returns the report's path."""
+    meta = results["meta"]
+    lines = [
+        f"# learnguide experiment — {meta['dataset']}",
+        "",
+        f"Reference: {meta['reference']}; features of the evaluation classifier `{meta['classifier']}`. "
+        f"FD between training and test images (the floor at this n): {meta['fd_train_vs_test']:.2f}. "
+        f"Wall time {meta.get('seconds', 0):.0f} s.",
+        "",
+    ]
+    for name, fig in figures.items():
+        checkpoint = results[name]
+        lines += [
+            f"## {name}",
+            "",
+            f"Checkpoint `{checkpoint['checkpoint']}`.",
+            "",
+            comparison_table(checkpoint),
+            "",
+        ]
+        lines += cost_lines(checkpoint) + [""]
+        for steps, entry in checkpoint["by_steps"].items():
+            grid_png = f"samples_{name}_{steps}.png"
+            plot_sample_grids(
+                fig["grids"][int(steps)], len(class_names), f"{name}, {steps} steps", out / grid_png
+            )
+            lines += [
+                f"### {steps} steps (tuning n = {entry['tune_n']}, evaluation n = {entry['eval_n']} × "
+                f"{entry['eval_seeds']} seed sets)",
+                "",
+                detail_table(entry),
+                "",
+                f"![samples]({grid_png})",
+                "",
+            ]
+        curve_png, heat_png = f"fd_vs_omega_{name}.png", f"omega_heatmap_{name}.png"
+        plot_fd_vs_omega(fig["sweeps"], fig["lines"], out / curve_png)
+        grid, table = fig["omega"]["grid"], fig["omega"]["table"]  # grid [N + 1] descending, table [N, K]
+        plot_binned_omega(
+            torch.flip(table, [0]).T.contiguous(),
+            torch.flip(grid, [0]),
+            out / heat_png,
+            title=f"learned ω, {name}",
+        )
+        lines += [f"![FD vs ω]({curve_png})", "", f"![learned ω]({heat_png})", ""]
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from learnguide.cli import main
+from learnguide.comparison import baseline_families, best_index, evaluate_over_sets, tune
+from learnguide.experiment import METHODS, ExperimentConfig, sample_set
+from learnguide.guidance import ConstantGuidance
+
+
+def test_tune_and_evaluate_over_sets_aggregate_a_scorer():
+    def score(guidance, sample_set):
+        return {
+            "fd": abs(guidance.omega(torch.zeros(1), torch.zeros(1), torch.ones(1)).item() - 1) + sample_set
+        }
+
+    families = baseline_families((0.0, 1.0, 2.0), (1.0,), ((0.5, 1.0),), (2.0,), ("linear",))
+    sweep = tune(score, families["constant"], 0.0)
+    assert [r["fd"] for r in sweep] == [1.0, 0.0, 1.0] and best_index(sweep, "fd") == 1
+    summary = evaluate_over_sets(score, ConstantGuidance(1.0), [0.1, 0.3])
+    assert summary["fd"] == pytest.approx(0.2) and summary["fd_per_seed"] == pytest.approx([0.1, 0.3])
+    assert summary["fd_std"] == pytest.approx(torch.tensor([0.1, 0.3]).std().item())
+
+
+def test_sample_sets_are_balanced_with_distinct_seeds():
+    labels, seeds = sample_set(3, 4, seed=7)
+    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert len(set(seeds.tolist())) == 12
+    assert not set(seeds.tolist()) & set(sample_set(3, 4, seed=8)[1].tolist())
+    assert ExperimentConfig().steps == (10, 25, 50)
+
+
+def test_experiment_names_the_training_command_for_a_missing_checkpoint(tmp_path, capsys):
+    code = main(["experiment", "--dataset", "digits", "--checkpoints", str(tmp_path), "--tiny"])
+    err = capsys.readouterr().err
+    assert code == 2 and "learnguide train-denoiser --dataset digits" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_tiny_experiment_on_digits_end_to_end(tmp_path):
+    """Trains tiny denoisers and a classifier on digits, then runs the whole comparison at CI size."""
+    for name, steps in (("under_trained", 2), ("well_trained", 8)):
+        args = ["train-denoiser", "--dataset", "digits", "--out", str(tmp_path / name), "--steps", str(steps)]
+        assert main([*args, "--width", "8", "--batch-size", "32", "--no-progress"]) == 0
+    clf = ["train-classifier", "--dataset", "digits", "--out", str(tmp_path / "classifier"), "--epochs", "1"]
+    assert main([*clf, "--width", "8", "--no-progress"]) == 0
+    out = tmp_path / "run"
+    exp = ["experiment", "--dataset", "digits", "--checkpoints", str(tmp_path), "--out", str(out)]
+    assert main([*exp, "--tiny", "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["dataset"] == "digits" and results["meta"]["fd_train_vs_test"] > 0
+    for name in ("under_trained", "well_trained"):
+        r = results[name]
+        assert r["learning"]["method"] == "bank" and r["learning"]["denoiser_evals"] == 512 * 2 * 4
+        assert set(r["by_steps"]) == {"4", "8"}
+        for entry in r["by_steps"].values():
+            assert entry["eval_n"] == 80 and entry["tune_n"] == 60
+            for method in METHODS:
+                e = entry[method]
+                assert e["fd"] >= 0 and 0 <= e["accuracy"] <= 1 and len(e["fd_per_seed"]) == 2
+                assert {"kid", "precision", "recall", "images_per_second", "tuning"} <= set(e)
+            assert entry["constant"]["tuning"]["fd"] == min(s["fd"] for s in entry["constant"]["sweep"])
+            assert entry["learned"]["settings"]["type"] == "learned"
+        assert len(r["omega_table"]["per_class"]) == 10
+        for png in (f"samples_{name}_4.png", f"fd_vs_omega_{name}.png", f"omega_heatmap_{name}.png"):
+            assert (out / png).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "## under_trained" in report and "FD, 8 steps" in report
+    assert list((out / "cache").glob("refstats-*.safetensors"))
