@@ -69,3 +69,35 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "## under_trained" in report and "FD, 8 steps" in report
     assert list((out / "cache").glob("refstats-*.safetensors"))
+
+
+class MeanStdFeatures(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3))], 1)
+
+
+def test_image_scorer_adds_inception_fd_on_the_same_samples(tmp_path):
+    from learnguide.classifier import ImageClassifier
+    from learnguide.experiment import CountingDenoiser, ImageScorer
+    from learnguide.image_denoisers import build_image_denoiser, unet_config
+    from learnguide.image_metrics import InceptionFeatures, ReferenceStats
+    from learnguide.schedules import VPCosine
+
+    torch.manual_seed(0)
+    denoiser = CountingDenoiser(build_image_denoiser(unet_config((1, 8, 8), 3, width=8), VPCosine()).eval())
+    classifier = ImageClassifier(1, 3, width=8).eval()
+    real = torch.rand(30, 1, 8, 8) * 2 - 1
+    reference = ReferenceStats.compute_or_load(lambda x: classifier.features(x).detach(), real, None, "k")
+    torch.jit.script(MeanStdFeatures()).save(str(tmp_path / "net.pt"))
+    extractor = InceptionFeatures(tmp_path / "net.pt")
+    inception = (extractor, ReferenceStats.compute_or_load(extractor, real, None, "i"))
+    scorer = ImageScorer(
+        denoiser, classifier, reference, (1, 8, 8), steps=2, batch_size=4, inception=inception
+    )
+    labels, seeds = sample_set(3, 3, seed=0)
+    scores = scorer.score(ConstantGuidance(1.0), (labels, seeds))
+    assert {"fd", "kid", "accuracy", "precision", "recall", "inception_fd"} == set(scores)
+    assert scores["inception_fd"] > 0
+    assert denoiser.evals == 2 * 9 * 2  # 2 steps × 9 images × (cond + uncond)
+    again = scorer.samples(ConstantGuidance(1.0), labels[:4], seeds[:4])  # other batching, same seeds
+    assert torch.allclose(again, scorer.samples(ConstantGuidance(1.0), labels, seeds)[:4], atol=1e-5)

