@@ -64,7 +64,9 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path):
             assert entry["constant"]["tuning"]["fd"] == min(s["fd"] for s in entry["constant"]["sweep"])
             assert entry["learned"]["settings"]["type"] == "learned"
         assert len(r["omega_table"]["per_class"]) == 10
-        for png in (f"samples_{name}_4.png", f"fd_vs_omega_{name}.png", f"omega_heatmap_{name}.png"):
+        assert len(r["bank_diagnostics"]["omega"]) == 10
+        pngs = (f"samples_{name}_4.png", f"fd_vs_omega_{name}.png", f"omega_heatmap_{name}.png")
+        for png in (*pngs, f"bank_optimal_omega_{name}.png"):
             assert (out / png).stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "## under_trained" in report and "FD, 8 steps" in report

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .banks import BankConfig, FitConfig
+from .banks import BankConfig, FitConfig, bank_diagnostics, load_bank
 from .checkpoints import atomic_write_text
 from .classifier import ImageClassifier, load_classifier, predict
 from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
@@ -219,6 +219,12 @@ def run_checkpoint(
         progress=progress,
     )
     learning["wall_seconds"] = time.perf_counter() - began
+    diagnostics = None
+    if config.learn == "bank":  # what the loss wants per (class, t), independent of the ω-network
+        table, binned, edges = bank_diagnostics(
+            load_bank(out / name / "bank"), config.fit.beta, config.fit.lam
+        )
+        diagnostics = {"table": table, "omega": binned, "edges": edges}
     base = config.seed * 1000
     tuning = sample_set(k, config.tune_per_class, base + 1)
     eval_sets = [sample_set(k, config.eval_per_class, base + 100 + j) for j in range(config.eval_seeds)]
@@ -289,6 +295,9 @@ def run_checkpoint(
     grid = step_grid(max(config.steps))
     figures["omega"] = {"grid": grid, "table": omega_net.omega_table(torch.arange(k), grid)}  # [N, K]
     results["omega_table"] = {"t": grid[:-1].tolist(), "per_class": figures["omega"]["table"].T.tolist()}
+    if diagnostics is not None:
+        results["bank_diagnostics"] = diagnostics["table"]
+        figures["bank_omega"] = (diagnostics["omega"], diagnostics["edges"])
     return results, figures
 
 

@@ -165,6 +165,20 @@ def write_experiment_report(results: dict, figures: dict, class_names: tuple[str
             title=f"learned ω, {name}",
         )
         lines += [f"![FD vs ω]({curve_png})", "", f"![learned ω]({heat_png})", ""]
+        if "bank_omega" in fig:
+            bank_png = f"bank_optimal_omega_{name}.png"
+            plot_binned_omega(
+                *fig["bank_omega"], out / bank_png, title=f"loss-optimal ω per (class, t), {name}"
+            )
+            q = checkpoint["bank_diagnostics"]["per_item_optimal_omega"]
+            lines += [
+                f"Bank diagnostic (what the self-consistency loss wants, per class and t-bin, before any "
+                f"network): per-item optimal ω quantiles 10/50/90 %: {q['q10']:.2f} / {q['q50']:.2f} / "
+                f"{q['q90']:.2f}.",
+                "",
+                f"![loss-optimal ω]({bank_png})",
+                "",
+            ]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
