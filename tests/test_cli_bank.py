@@ -62,3 +62,27 @@ def test_bank_and_fit_errors_are_one_line(tmp_path, denoiser_dir, capsys):
     assert main([*bank, "--items", "128"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "other settings" in err
+
+
+def test_bank_from_an_image_denoiser_needs_and_uses_its_dataset(tmp_path, capsys):
+    from learnguide.data.images import load_digits_dataset
+    from learnguide.image_denoisers import train_image_denoiser
+
+    digits = load_digits_dataset()
+    ckpt = tmp_path / "unet"
+    train_image_denoiser(digits, ckpt, DenoiserTrainingConfig(steps=1, batch_size=4), width=8, progress=False)
+    args = [
+        "bank",
+        "--denoiser",
+        str(ckpt),
+        "--out",
+        str(tmp_path / "bank"),
+        "--items",
+        "64",
+        "--no-progress",
+    ]
+    assert main(args) == 2
+    assert "pass --dataset" in capsys.readouterr().err
+    assert main([*args, "--dataset", "digits", "--batch-size", "32"]) == 0
+    manifest = json.loads((tmp_path / "bank" / "manifest.json").read_text())
+    assert manifest["denoiser_id"] and manifest["config"]["items"] == 64

@@ -27,11 +27,23 @@ def _demo(args: argparse.Namespace) -> int:
 def _bank(args: argparse.Namespace) -> int:
     from .banks import BankConfig, generate_bank
     from .checkpoints import checkpoint_fingerprint
+    from .data.images import load_dataset
     from .data.toy import ring_mixture
     from .denoiser_training import load_mlp_denoiser
+    from .image_denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
 
-    mixture = ring_mixture()
-    denoiser = load_mlp_denoiser(args.denoiser, data_id=mixture.fingerprint())
+    if (Path(args.denoiser) / META_FILE).is_file():  # an image denoiser: its data is a named dataset
+        if not args.dataset:
+            raise ValueError(
+                f"{args.denoiser} is an image denoiser; pass --dataset (the data it was trained on)"
+            )
+        dataset = load_dataset(args.dataset)
+        denoiser = load_image_denoiser(args.denoiser, data_id=dataset.fingerprint())
+        sample_data, denoiser_id = dataset.data_sampler("train"), image_denoiser_fingerprint(args.denoiser)
+    else:
+        mixture = ring_mixture()
+        denoiser = load_mlp_denoiser(args.denoiser, data_id=mixture.fingerprint())
+        sample_data, denoiser_id = mixture.data_sampler(), checkpoint_fingerprint(args.denoiser)
     config = BankConfig(
         items=args.items,
         particles=args.particles,
@@ -45,10 +57,10 @@ def _bank(args: argparse.Namespace) -> int:
     record = generate_bank(
         denoiser,
         denoiser.schedule,
-        mixture.data_sampler(),
+        sample_data,
         args.out,
         config,
-        denoiser_id=checkpoint_fingerprint(args.denoiser),
+        denoiser_id=denoiser_id,
         progress=not args.no_progress,
     )
     print(
@@ -213,14 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     bank = sub.add_parser(
         "bank",
         help="make a transition bank (forward passes only; resumable)",
-        description="Draw self-consistency items for a toy denoiser checkpoint and store their "
+        description="Draw self-consistency items for a denoiser checkpoint and store their "
         "sufficient statistics in shards. Run it again on the same folder to resume.",
     )
     bank.add_argument(
         "--denoiser",
         required=True,
-        help="denoiser checkpoint folder (e.g. runs/demo/denoisers/under_trained)",
+        help="denoiser checkpoint: a toy one (e.g. runs/demo/denoisers/under_trained) or an image one",
     )
+    bank.add_argument("--dataset", help="for an image denoiser: the dataset it was trained on (e.g. digits)")
     bank.add_argument("--out", required=True, help="bank folder")
     bank.add_argument("--items", type=int, default=16384, help="items in the bank (default: 16384)")
     bank.add_argument("--particles", type=int, default=4, help="particles m per item (default: 4)")
