@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,31 @@ def save_checkpoint(directory: str | Path, state: dict[str, Tensor], config: dic
     return directory
 
 
+def read_json_config(path: str | Path, kind: str) -> dict:
+    """Read a checkpoint's JSON config at ``path`` and check that its ``"kind"`` is ``kind``.
+
+    Raises :class:`CheckpointError` naming the file when it is missing, not valid JSON, or of another kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {path.parent} is not a {kind} checkpoint folder")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(config, dict) or config.get("kind") != kind:
+        found = config.get("kind") if isinstance(config, dict) else None
+        raise CheckpointError(f"{path.parent} holds a {found!r} checkpoint, expected {kind!r}")
+    return config
+
+
+def installed_package_file(package: str, relative: str) -> Path | None:
+    """The file ``relative`` inside the installed package ``package`` (without importing it), or None."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return next((Path(p) / relative for p in locations if (Path(p) / relative).is_file()), None)
+
+
 def load_checkpoint(directory: str | Path, kind: str) -> tuple[dict, dict[str, Tensor]]:
     """Read a checkpoint folder written by :func:`save_checkpoint` and check that it is a ``kind``.
 
@@ -47,17 +73,10 @@ def load_checkpoint(directory: str | Path, kind: str) -> tuple[dict, dict[str, T
     config is not valid JSON or not of this kind, or the weights are corrupted or truncated.
     """
     directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise CheckpointError(f"{path} is missing: {directory} is not a {kind} checkpoint folder")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_path} is not valid JSON ({err})") from None
-    if not isinstance(config, dict) or config.get("kind") != kind:
-        found = config.get("kind") if isinstance(config, dict) else None
-        raise CheckpointError(f"{directory} holds a {found!r} checkpoint, expected {kind!r}")
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path} is missing: {directory} is not a {kind} checkpoint folder")
+    config = read_json_config(directory / CONFIG_FILE, kind)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as err:

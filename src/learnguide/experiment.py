@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .banks import BankConfig, FitConfig, bank_diagnostics, load_bank
-from .checkpoints import atomic_write_text
+from .checkpoints import atomic_write_text, checkpoint_fingerprint
 from .classifier import ImageClassifier, load_classifier, predict
 from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
 from .data.images import ImageDataset
@@ -31,8 +31,6 @@ from .image_metrics import (
     InceptionFeatures,
     ReferenceStats,
     class_accuracy,
-    frechet_distance,
-    frechet_distance_from_moments,
     kernel_inception_distance,
     precision_recall,
 )
@@ -153,13 +151,12 @@ class ImageScorer:
         images = self.samples(guidance, labels, seeds)
         features, logits = predict(self.classifier, images)
         features = features.double()
-        mu, cov = features.mean(0), torch.cov(features.T)
         kid, _ = kernel_inception_distance(
             features, self.reference.features, subsets=10, generator=torch.Generator().manual_seed(0)
         )
         precision, recall = precision_recall(self.reference.features, features)
         scores = {
-            "fd": frechet_distance_from_moments(mu, cov, self.reference.mu, self.reference.cov),
+            "fd": self.reference.frechet_distance(features),
             "kid": kid,
             "accuracy": class_accuracy(logits, labels),
             "precision": precision,
@@ -167,7 +164,7 @@ class ImageScorer:
         }
         if self.inception is not None:
             extractor, reference = self.inception
-            scores["inception_fd"] = frechet_distance(extractor(images), reference.features)
+            scores["inception_fd"] = reference.frechet_distance(extractor(images))
         return scores
 
 
@@ -305,8 +302,6 @@ def classifier_reference(
     dataset: ImageDataset, classifier: ImageClassifier, classifier_dir: Path, cache_dir: Path | None
 ) -> ReferenceStats:
     """Reference statistics of the test split in the classifier's features, cached per classifier + data."""
-    from .checkpoints import checkpoint_fingerprint
-
     key = f"{checkpoint_fingerprint(classifier_dir)}:{dataset.fingerprint()}:test"
     return ReferenceStats.compute_or_load(
         lambda x: predict(classifier, x)[0], dataset.test_images, cache_dir, key
@@ -361,7 +356,7 @@ def run_experiment(
             "data_id": dataset.fingerprint(),
             "classifier": str(classifier_dir),
             "reference": f"test split, {len(dataset.test_images)} images",
-            "fd_train_vs_test": frechet_distance(train_features, reference.features),
+            "fd_train_vs_test": reference.frechet_distance(train_features),
             "config": asdict(config),
             "torch": torch.__version__,
             "python": platform.python_version(),

