@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from learnguide import experiment
 from learnguide.cli import main
 from learnguide.comparison import baseline_families, best_index, evaluate_over_sets, tune
 from learnguide.experiment import METHODS, ExperimentConfig, sample_set
@@ -39,7 +40,7 @@ def test_experiment_names_the_training_command_for_a_missing_checkpoint(tmp_path
 
 
 @pytest.mark.slow
-def test_tiny_experiment_on_digits_end_to_end(tmp_path):
+def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
     """Trains tiny denoisers and a classifier on digits, then runs the whole comparison at CI size."""
     for name, steps in (("under_trained", 2), ("well_trained", 8)):
         args = ["train-denoiser", "--dataset", "digits", "--out", str(tmp_path / name), "--steps", str(steps)]
@@ -71,6 +72,23 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "## under_trained" in report and "FD, 8 steps" in report
     assert list((out / "cache").glob("refstats-*.safetensors"))
+
+    # a rerun reuses every saved step count (nothing is sampled for the tables again) and reports the same
+    def refuse(*args, **kwargs):
+        raise AssertionError("a saved step count was recomputed")
+
+    monkeypatch.setattr(experiment, "compare_at_steps", refuse)
+    assert main([*exp, "--tiny", "--no-progress"]) == 0
+    rerun = json.loads((out / "results.json").read_text())
+    for name in ("under_trained", "well_trained"):
+        assert rerun[name]["by_steps"] == results[name]["by_steps"]
+    # other grids make the saved step counts stale: they are recomputed
+    monkeypatch.undo()
+    grid = ["--constant-grid", "0", "0.5", "--interval-omegas", "0.5", "--increasing-omegas", "1"]
+    assert main([*exp, "--tiny", "--no-progress", "--denoisers", f"u={tmp_path / 'under_trained'}", *grid]) == 0
+    entry = json.loads((out / "results.json").read_text())["u"]["by_steps"]["4"]
+    assert [s["settings"]["omega"] for s in entry["constant"]["sweep"]] == [0.0, 0.5]
+    assert entry["interval"]["settings"]["omega"] == 0.5 and entry["increasing"]["settings"]["omega_max"] == 1.0
 
 
 class MeanStdFeatures(torch.nn.Module):

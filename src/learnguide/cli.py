@@ -154,6 +154,11 @@ def _train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(values: list[float] | None) -> tuple[float, ...] | None:
+    """A command-line list of floats as a tuple (None stays None)."""
+    return tuple(values) if values else None
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -179,6 +184,9 @@ def _experiment(args: argparse.Namespace) -> int:
             "tune_per_class": args.tune_per_class,
             "eval_per_class": args.eval_per_class,
             "eval_seeds": args.eval_seeds,
+            "constant_grid": _floats(args.constant_grid),
+            "interval_omegas": _floats(args.interval_omegas),
+            "increasing_omegas": _floats(args.increasing_omegas),
         }.items()
         if v is not None
     }
@@ -329,6 +337,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-per-class", type=int, help="evaluation samples per class and seed set (default: 100)"
     )
     exp.add_argument("--eval-seeds", type=int, help="evaluation seed sets (default: 3)")
+    exp.add_argument(
+        "--constant-grid",
+        type=float,
+        nargs="+",
+        metavar="ω",
+        help="constant ω swept (default: 0 … 3, 7 values)",
+    )
+    exp.add_argument(
+        "--interval-omegas",
+        type=float,
+        nargs="+",
+        metavar="ω",
+        help="ω inside the intervals (default: 1 2 3)",
+    )
+    exp.add_argument(
+        "--increasing-omegas",
+        type=float,
+        nargs="+",
+        metavar="ω",
+        help="final ω of increasing ramps (default: 1 2 4)",
+    )
     exp.add_argument("--online", action="store_true", help="learn ω online instead of from a bank")
     exp.add_argument(
         "--inception",

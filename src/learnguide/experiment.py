@@ -9,6 +9,7 @@ precision / recall, all against the dataset's held-out test split.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -25,7 +26,7 @@ from .classifier import ImageClassifier, load_classifier, predict
 from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
 from .data.images import ImageDataset
 from .denoisers import PredictionAdapter
-from .guidance import ConstantGuidance, GuidanceSchedule
+from .guidance import ConstantGuidance, GuidanceSchedule, guidance_from_config
 from .image_denoisers import image_denoiser_fingerprint, load_image_denoiser
 from .image_metrics import (
     InceptionFeatures,
@@ -182,6 +183,83 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
     )
 
 
+def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict) -> str:
+    """What a saved step-count entry must match to be reused: the sizes, grids, seeds and learned ω."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("steps", "grid_columns")}
+    learned = {k: learning.get(k) for k in ("method", "bank", "fit", "online")}
+    blob = json.dumps([settings, denoiser_id, learned], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _load_entry(path: Path, key: str) -> dict | None:
+    """A step count's saved results when ``path`` holds them for the same ``key``; else None."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return saved["entry"] if saved.get("key") == key else None
+
+
+def compare_at_steps(
+    desc: str,
+    scorer: ImageScorer,
+    evaluator: ImageScorer,
+    families: dict[str, list[GuidanceSchedule]],
+    learned: GuidanceSchedule,
+    tuning: tuple[Tensor, Tensor],
+    eval_sets: list[tuple[Tensor, Tensor]],
+    progress: bool = True,
+) -> dict:
+    """Tune every baseline family on ``tuning`` with ``scorer``, then evaluate the unguided model, each
+    family's winner and ``learned`` on ``eval_sets`` with ``evaluator`` (the same step count).
+
+    Returns one step count's entry of ``results.json``: per method its settings, tuning score, mean / std /
+    per-set metrics and images/s, the sweeps of the baseline families and the tuning cost.
+    """
+    bar = tqdm(
+        total=sum(map(len, families.values())), desc=f"{desc}: tune", disable=not progress, leave=False
+    )
+    tuned_at = time.perf_counter()
+    sweeps = {fam: tune(scorer.score, schedules, tuning, bar) for fam, schedules in families.items()}
+    tune_seconds = time.perf_counter() - tuned_at
+    bar.close()
+    winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
+    winners.update({fam: families[fam][best_index(sweep, METRIC)] for fam, sweep in sweeps.items()})
+    winners["learned"] = learned
+    tuned = {json.dumps(r["settings"], sort_keys=True): r for sweep in sweeps.values() for r in sweep}
+    steps, n_tune = scorer.steps, len(tuning[0])
+    entry: dict = {
+        "tune_n": n_tune,
+        "eval_n": len(eval_sets[0][0]),
+        "eval_seeds": len(eval_sets),
+        "tuning_cost": {
+            fam: {
+                "schedules": len(sweep),
+                "denoiser_evals": _sampling_evals(sweep, n_tune, steps),
+                "seconds_all_families": tune_seconds,
+            }
+            for fam, sweep in sweeps.items()
+        },
+    }
+    for method, guidance in tqdm(
+        winners.items(), desc=f"{desc}: evaluate", disable=not progress, leave=False
+    ):
+        settings = guidance.config()
+        swept = tuned.get(json.dumps(settings, sort_keys=True))  # already scored on the tuning set
+        tuning_scores = (
+            {k: v for k, v in swept.items() if k != "settings"} if swept else scorer.score(guidance, tuning)
+        )
+        evaluated_at = time.perf_counter()
+        entry[method] = {
+            "settings": settings,
+            "tuning": tuning_scores,
+            **evaluate_over_sets(evaluator.score, guidance, eval_sets),
+            "images_per_second": len(eval_sets) * len(eval_sets[0][0]) / (time.perf_counter() - evaluated_at),
+        }
+        if method in sweeps:
+            entry[method]["sweep"] = sweeps[method]
+    return entry
+
+
 def run_checkpoint(
     name: str,
     checkpoint: Path,
@@ -195,6 +273,10 @@ def run_checkpoint(
 ) -> tuple[dict, dict]:
     """Learn ω, tune the baselines and evaluate everything for one denoiser checkpoint (``inception``: an
     Inception extractor and its reference statistics, used on the evaluation sets only).
+
+    Each step count's results are saved to ``out/by_steps/<name>-<steps>.json`` as soon as they are done;
+    a rerun with the same sizes, grids, seeds and checkpoint reuses them (ω is re-learned, deterministically),
+    so an interrupted experiment resumes at the step count it was working on.
 
     Returns ``(results, figure_data)``: its entry of ``results.json`` and what the report draws.
     """
@@ -240,51 +322,23 @@ def run_checkpoint(
         "by_steps": {},
     }
     figures: dict = {"sweeps": {}, "lines": {}, "grids": {}, "omega": {}}
+    resume_key = _resume_key(config, results["denoiser_id"], results["learning"])
     for steps in config.steps:
         scorer = ImageScorer(denoiser, classifier, reference, dataset.image_shape, steps, config.batch_size)
-        bar = tqdm(
-            total=sum(map(len, families.values())),
-            desc=f"{name}, {steps} steps: tune",
-            disable=not progress,
-            leave=False,
-        )
-        tuned_at = time.perf_counter()
-        sweeps = {fam: tune(scorer.score, schedules, tuning, bar) for fam, schedules in families.items()}
-        tune_seconds = time.perf_counter() - tuned_at
-        bar.close()
-        winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
-        winners.update({fam: families[fam][best_index(sweep, METRIC)] for fam, sweep in sweeps.items()})
-        winners["learned"] = omega_net
-        evaluator = replace(scorer, inception=inception)
-        entry: dict = {
-            "tune_n": len(tuning[0]),
-            "eval_n": len(eval_sets[0][0]),
-            "eval_seeds": config.eval_seeds,
-            "tuning_cost": {
-                fam: {
-                    "schedules": len(sweep),
-                    "denoiser_evals": _sampling_evals(sweep, len(tuning[0]), steps),
-                    "seconds_all_families": tune_seconds,
-                }
-                for fam, sweep in sweeps.items()
-            },
-        }
-        for method, guidance in tqdm(
-            winners.items(), desc=f"{name}, {steps} steps: evaluate", disable=not progress, leave=False
-        ):
-            evaluated_at = time.perf_counter()
-            entry[method] = {
-                "settings": guidance.config(),
-                "tuning": scorer.score(guidance, tuning),
-                **evaluate_over_sets(evaluator.score, guidance, eval_sets),
-                "images_per_second": config.eval_seeds
-                * len(eval_sets[0][0])
-                / (time.perf_counter() - evaluated_at),
-            }
-            if method in sweeps:
-                entry[method]["sweep"] = sweeps[method]
+        saved = out / "by_steps" / f"{name}-{steps}.json"
+        entry = _load_entry(saved, resume_key)
+        if entry is None:
+            evaluator = replace(scorer, inception=inception)
+            entry = compare_at_steps(
+                f"{name}, {steps} steps", scorer, evaluator, families, omega_net, tuning, eval_sets, progress
+            )
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(saved, json.dumps({"key": resume_key, "entry": entry}, indent=2))
         results["by_steps"][str(steps)] = entry
-        figures["sweeps"][steps] = sweeps["constant"]
+        winners = {
+            m: omega_net if m == "learned" else guidance_from_config(entry[m]["settings"]) for m in METHODS
+        }
+        figures["sweeps"][steps] = entry["constant"]["sweep"]
         figures["lines"][steps] = {
             m: entry[m]["tuning"][METRIC] for m in ("interval", "increasing", "learned")
         }
