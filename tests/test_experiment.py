@@ -85,10 +85,14 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
     # other grids make the saved step counts stale: they are recomputed
     monkeypatch.undo()
     grid = ["--constant-grid", "0", "0.5", "--interval-omegas", "0.5", "--increasing-omegas", "1"]
-    assert main([*exp, "--tiny", "--no-progress", "--denoisers", f"u={tmp_path / 'under_trained'}", *grid]) == 0
+    assert (
+        main([*exp, "--tiny", "--no-progress", "--denoisers", f"u={tmp_path / 'under_trained'}", *grid]) == 0
+    )
     entry = json.loads((out / "results.json").read_text())["u"]["by_steps"]["4"]
     assert [s["settings"]["omega"] for s in entry["constant"]["sweep"]] == [0.0, 0.5]
-    assert entry["interval"]["settings"]["omega"] == 0.5 and entry["increasing"]["settings"]["omega_max"] == 1.0
+    assert (
+        entry["interval"]["settings"]["omega"] == 0.5 and entry["increasing"]["settings"]["omega_max"] == 1.0
+    )
 
 
 class MeanStdFeatures(torch.nn.Module):

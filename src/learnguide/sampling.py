@@ -50,6 +50,7 @@ def sample(
     seeds: Sequence[int] | Tensor | None = None,
     generator: torch.Generator | None = None,
     t_max: float = 0.99,
+    grid: Tensor | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Draw samples with guided DDIM over ``steps`` steps from t_N = ``t_max`` to t_0 = 0.
@@ -67,12 +68,20 @@ def sample(
             all noise is drawn from ``generator``.
         generator: random source when ``seeds`` is None.
         t_max: start time 1 − ζ.
+        grid: an explicit decreasing time grid ``[N + 1]`` (e.g. a diffusers scheduler's, see
+            :func:`~learnguide.integrations.diffusers_models.scheduler_grid`); replaces steps and t_max.
         progress: show a progress bar over the steps.
 
     Returns:
         samples ``[B, *shape]`` at t = 0.
     """
     batch = cond.shape[0]
+    if grid is not None:
+        if grid.dim() != 1 or len(grid) < 2 or not bool((grid[1:] < grid[:-1]).all()):
+            raise ValueError("grid must be a strictly decreasing 1-d tensor of at least 2 times")
+        steps = len(grid) - 1
+    else:
+        grid = step_grid(steps, t_max)
     draws = steps + 1 if churn > 0 else 1
     if seeds is not None:
         if len(seeds) != batch:
@@ -80,7 +89,6 @@ def sample(
         noise = per_sample_noise(seeds, shape, draws)
     else:
         noise = torch.randn(draws, batch, *shape, generator=generator)
-    grid = step_grid(steps, t_max)
     omegas = guidance.omega_table(cond, grid)  # [N, B]
     x = noise[0]
     for i in tqdm(range(steps), desc="sample", disable=not progress, leave=False):

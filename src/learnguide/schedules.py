@@ -124,7 +124,67 @@ class RectifiedFlow(Schedule):
         return torch.ones_like(t)
 
 
-SCHEDULES: dict[str, type[Schedule]] = {cls.name: cls for cls in (VPCosine, VPLinear, RectifiedFlow)}
+@dataclass(frozen=True)
+class DiscreteVP(Schedule):
+    """A discrete-time DDPM schedule (the ``alphas_cumprod`` ᾱ_k, k = 0 … T − 1, of a diffusers scheduler)
+    in continuous time.
+
+    Timestep k sits at t = (k + 1) / T and t = 0 is clean data (ᾱ = 1), so α_t² = ᾱ_k exactly at the
+    scheduler's timesteps; between them log ᾱ is interpolated linearly. The network sees the timestep
+    :meth:`timestep` = t·T − 1 (fractional between grid points). σ_t = sqrt(1 − α_t²).
+    """
+
+    alphas_cumprod: tuple[float, ...] = ()
+    name = "discrete-vp"
+
+    def __post_init__(self) -> None:
+        values = tuple(float(a) for a in self.alphas_cumprod)
+        if not values or not all(0.0 <= a <= 1.0 for a in values):
+            raise ValueError("alphas_cumprod must be a non-empty sequence of values in [0, 1]")
+        if any(b > a for a, b in zip(values, values[1:], strict=False)):
+            raise ValueError("alphas_cumprod must be non-increasing (timestep 0 is the least noisy)")
+        object.__setattr__(self, "alphas_cumprod", values)
+
+    @property
+    def num_timesteps(self) -> int:
+        """T, the number of discrete timesteps."""
+        return len(self.alphas_cumprod)
+
+    def timestep(self, t: Tensor) -> Tensor:
+        """The network's (fractional) timestep t·T − 1 for continuous times ``t``."""
+        return t * self.num_timesteps - 1.0
+
+    def _segments(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """log ᾱ at t and its slope d log ᾱ / dt, by linear interpolation over the knots j / T, j = 0 … T."""
+        knots = torch.tensor((1.0,) + self.alphas_cumprod, dtype=torch.float64).clamp_min(1e-30).log()
+        j = (t.double() * self.num_timesteps).clamp(0.0, self.num_timesteps)
+        lo = j.floor().clamp(max=self.num_timesteps - 1).long()
+        slope = knots[lo + 1] - knots[lo]
+        log_acp = knots[lo] + (j - lo) * slope
+        return log_acp.to(t.dtype), (slope * self.num_timesteps).to(t.dtype)
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return torch.exp(0.5 * self._segments(t)[0])
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return torch.sqrt((-torch.expm1(self._segments(t)[0])).clamp_min(0.0))
+
+    def d_alpha(self, t: Tensor) -> Tensor:
+        log_acp, slope = self._segments(t)
+        return 0.5 * torch.exp(0.5 * log_acp) * slope
+
+    def d_sigma(self, t: Tensor) -> Tensor:
+        # σ² = 1 − ᾱ, so dσ/dt = −ᾱ (d log ᾱ / dt) / (2σ).
+        log_acp, slope = self._segments(t)
+        return -torch.exp(log_acp) * slope / (2.0 * self.sigma(t).clamp_min(1e-20))
+
+    def config(self) -> dict:
+        return {"name": self.name, "alphas_cumprod": list(self.alphas_cumprod)}
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    cls.name: cls for cls in (VPCosine, VPLinear, RectifiedFlow, DiscreteVP)
+}
 
 
 def get_schedule(config: str | dict) -> Schedule:

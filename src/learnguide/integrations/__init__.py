@@ -1,0 +1,1 @@
+"""Adapters to other libraries; they sit beside the data → … → report chain and only adapt at its edges."""

@@ -1,0 +1,150 @@
+"""Any diffusers denoising model as a learnguide x̂ denoiser, with its scheduler's noise schedule.
+
+:class:`DiffusersDenoiser` wraps a class-conditional model (``UNet2DModel`` with ``num_class_embeds``,
+``DiTTransformer2DModel``) or a text-conditional one (``UNet2DConditionModel`` with prompt embeddings) and
+its scheduler: the scheduler fixes the schedule (:func:`schedule_from_scheduler`: ``alphas_cumprod`` of
+DDPM-family schedulers exactly, or rectified flow for flow matching), what the model predicts
+(``prediction_type``) and which timestep the model sees for our continuous time t. :func:`scheduler_grid`
+turns the scheduler's inference timesteps into our time grid, so :func:`learnguide.sampling.sample` with
+``grid=`` takes the same steps as the scheduler's own loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import diffusers
+import torch
+from torch import Tensor, nn
+
+from ..denoisers import null_class_ids, to_x0
+from ..schedules import DiscreteVP, RectifiedFlow, Schedule
+
+PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler",)
+SNAP = 1e-3  # fractional timesteps this close to an integer are float32 round-off of t·T: snapped
+
+
+def load_scheduler(config: dict) -> Any:
+    """A diffusers scheduler from its config dict (``scheduler_config.json``); the class is looked up by its
+    ``_class_name`` among diffusers' schedulers only, so no code outside diffusers is run."""
+    name = config.get("_class_name", "")
+    cls = getattr(diffusers, name, None) if name.endswith("Scheduler") else None
+    if cls is None:
+        raise ValueError(f"{name!r} is not a diffusers scheduler class")
+    return cls.from_config(config)
+
+
+def schedule_from_scheduler(scheduler: Any) -> Schedule:
+    """Our schedule for a diffusers scheduler (or its config dict): :class:`DiscreteVP` from its
+    ``alphas_cumprod`` (DDPM, DDIM, PNDM, Euler, DPM-Solver, …), :class:`RectifiedFlow` for flow matching."""
+    if isinstance(scheduler, dict):
+        scheduler = load_scheduler(scheduler)
+    if type(scheduler).__name__ in FLOW_SCHEDULERS:
+        return RectifiedFlow()
+    alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
+    if alphas_cumprod is None:
+        raise ValueError(f"cannot read a noise schedule from {type(scheduler).__name__}")
+    return DiscreteVP(tuple(alphas_cumprod.double().tolist()))
+
+
+def prediction_from_scheduler(scheduler: Any) -> str:
+    """What the model predicts, in :func:`learnguide.denoisers.to_x0`'s names: ``eps``, ``v``, ``x0`` or
+    ``flow`` (flow matching: the velocity noise − x_0)."""
+    if type(scheduler).__name__ in FLOW_SCHEDULERS:
+        return "flow"
+    kind = scheduler.config.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(f"unsupported prediction_type {kind!r}; supported: {sorted(PREDICTION_TYPES)}")
+    return PREDICTION_TYPES[kind]
+
+
+def scheduler_grid(scheduler: Any, steps: int) -> Tensor:
+    """Our time grid ``[steps + 1]`` (float64, decreasing to the scheduler's last target) that reproduces
+    ``scheduler.set_timesteps(steps)``: DDIM-family timesteps k at t = (k + 1)/T, flow matching at t = σ."""
+    scheduler.set_timesteps(steps)
+    if type(scheduler).__name__ in FLOW_SCHEDULERS:
+        return scheduler.sigmas.double().clone()
+    total = scheduler.config.num_train_timesteps
+    timesteps = scheduler.timesteps.double()
+    targets = timesteps - total // steps  # where DDIMScheduler.step goes from each timestep
+    if not torch.equal(targets[:-1], timesteps[1:]):
+        raise ValueError(
+            "the scheduler's timesteps are not evenly spaced by num_train_timesteps // steps; use "
+            'timestep_spacing="leading" or a step count that divides num_train_timesteps'
+        )
+    final_alpha = float(getattr(scheduler, "final_alpha_cumprod", torch.tensor(1.0)))
+    last = 0.0 if final_alpha == 1.0 else 1.0 / total  # set_alpha_to_one=False ends at timestep 0
+    return torch.cat([(timesteps + 1.0) / total, torch.tensor([last], dtype=torch.float64)])
+
+
+class DiffusersDenoiser(nn.Module):
+    """A diffusers model and its scheduler as an x̂ denoiser ``(x_t [B, C, H, W], t [B], cond) -> x̂_0``.
+
+    Args:
+        model: the diffusers model (put in eval mode: DiT drops labels itself in train mode).
+        scheduler: its scheduler or scheduler config dict (schedule, prediction type, time map).
+        null_class: the class id meaning ∅ for class-conditional models (default for
+            ``DiTTransformer2DModel``: ``num_embeds_ada_norm``, its own null class).
+        null_embedding: the ∅ condition of text-conditional models, the empty prompt's embedding ``[L, D]``;
+            conditions are then prompt embeddings ``[B, L, D]`` passed as ``encoder_hidden_states``.
+
+    Outputs with more channels than the input (learned variance) keep the first C channels.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scheduler: Any,
+        null_class: int | None = None,
+        null_embedding: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        scheduler = load_scheduler(scheduler) if isinstance(scheduler, dict) else scheduler
+        self.model = model.eval().requires_grad_(False)
+        self.schedule = schedule_from_scheduler(scheduler)
+        self.prediction = prediction_from_scheduler(scheduler)
+        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
+        accepts = inspect.signature(model.forward).parameters
+        if null_embedding is not None:
+            if "encoder_hidden_states" not in accepts:
+                raise ValueError(f"{type(model).__name__} takes no encoder_hidden_states; give null_class")
+            self.cond_keyword, self.null_class = "encoder_hidden_states", None
+        else:
+            config = model.config
+            classes = getattr(config, "num_class_embeds", None) or getattr(
+                config, "num_embeds_ada_norm", None
+            )
+            if "class_labels" not in accepts or classes is None:
+                raise ValueError(
+                    f"{type(model).__name__} has no class embedding (num_class_embeds, num_embeds_ada_norm): "
+                    "for prompt conditions give null_embedding"
+                )
+            null_class = (
+                null_class if null_class is not None else getattr(model.config, "num_embeds_ada_norm", None)
+            )
+            if null_class is None:
+                raise ValueError("give null_class: the class id the model was trained with as ∅")
+            self.cond_keyword, self.null_class = "class_labels", int(null_class)
+        self.register_buffer("null_embedding", null_embedding, persistent=False)
+
+    def timestep(self, t: Tensor) -> Tensor:
+        """The model's timestep ``[B]`` for continuous times ``t [B]`` (t·T − 1 for DDPM-family schedules,
+        σ·T for flow matching), with float32 round-off at the scheduler's integer timesteps removed."""
+        if isinstance(self.schedule, DiscreteVP):
+            steps = self.schedule.timestep(t.double())
+            return torch.where((steps - steps.round()).abs() < SNAP, steps.round(), steps).to(t.dtype)
+        return t * self.num_train_timesteps
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """x̂_0 ``[B, C, H, W]`` for x_t ``[B, C, H, W]``, t ``[B]`` and class ids ``[B]`` or prompt embeddings
+        ``[B, L, D]``."""
+        out = self.model(x_t, self.timestep(t), **{self.cond_keyword: cond}, return_dict=False)[0]
+        return to_x0(out[:, : x_t.shape[1]], x_t, t, self.schedule, self.prediction)
+
+    def null_cond(self, cond: Tensor) -> Tensor:
+        """The ∅ condition for a batch ``cond``: the null class id, or the empty prompt's embedding."""
+        if self.null_class is not None:
+            return null_class_ids(cond, self.null_class)
+        return self.null_embedding.expand(cond.shape[0], *self.null_embedding.shape).to(cond.dtype)

@@ -1,0 +1,245 @@
+"""The diffusers adapter: schedules from schedulers, the time grid, and parity with diffusers' own guided
+sampling loop (scheduler + ``diffusers.guiders.ClassifierFreeGuidance``) on tiny random models."""
+
+import pytest
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DiTTransformer2DModel,
+    FlowMatchEulerDiscreteScheduler,
+    UNet2DConditionModel,
+    UNet2DModel,
+)
+from diffusers.guiders import ClassifierFreeGuidance
+
+from learnguide.guidance import ConstantGuidance, omega_to_scale
+from learnguide.integrations.diffusers_models import (
+    DiffusersDenoiser,
+    load_scheduler,
+    schedule_from_scheduler,
+    scheduler_grid,
+)
+from learnguide.sampling import sample
+from learnguide.schedules import DiscreteVP, RectifiedFlow, get_schedule
+
+OMEGA = 1.5  # paper convention; diffusers' guidance_scale is 1 + ω
+
+
+def ddim(**overrides) -> DDIMScheduler:
+    config = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085}
+    config |= {"beta_end": 0.012, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
+    return DDIMScheduler(**(config | overrides))
+
+
+def tiny_class_unet(num_classes: int = 3, out_channels: int = 2) -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=8,
+        in_channels=2,
+        out_channels=out_channels,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        num_class_embeds=num_classes + 1,
+    )
+
+
+def tiny_text_unet() -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=12,
+        attention_head_dim=4,
+    )
+
+
+def tiny_dit() -> DiTTransformer2DModel:
+    torch.manual_seed(0)
+    model = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,  # learned variance: the adapter keeps the first 4 channels
+        num_layers=1,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=5,
+    )
+    for p in model.parameters():  # DiT zero-initialises its output layers: make the output non-trivial
+        torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def diffusers_loop(model, scheduler, cond, null, latents, steps, guidance_scale, **kwargs):
+    """diffusers' classifier-free-guided sampling: the scheduler loop with the guider, as pipelines do."""
+    guider = ClassifierFreeGuidance(guidance_scale=guidance_scale)
+    scheduler.set_timesteps(steps)
+    x = latents * getattr(scheduler, "init_noise_sigma", 1.0)
+    for i, timestep in enumerate(scheduler.timesteps):
+        guider.set_state(step=i, num_inference_steps=steps, timestep=timestep)
+        both = torch.cat([cond, null])
+        ts = timestep.expand(2 * x.shape[0])
+        out = model(torch.cat([x, x]), ts, **{kwargs["keyword"]: both}, return_dict=False)[0]
+        pred_cond, pred_uncond = out[:, : x.shape[1]].chunk(2)
+        x = scheduler.step(guider.forward(pred_cond, pred_uncond).pred, timestep, x, return_dict=False)[0]
+    return x
+
+
+def ours(denoiser, scheduler, cond, latents_seed, shape, steps, omega):
+    grid = scheduler_grid(scheduler, steps)
+    gen = torch.Generator().manual_seed(latents_seed)
+    return sample(denoiser, denoiser.schedule, ConstantGuidance(omega), cond, shape, grid=grid, generator=gen)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_discrete_vp_hits_alphas_cumprod_at_the_timesteps_and_round_trips():
+    scheduler = ddim()
+    schedule = schedule_from_scheduler(scheduler)
+    assert isinstance(schedule, DiscreteVP) and schedule.num_timesteps == 1000
+    k = torch.tensor([0, 10, 500, 999])
+    t = (k + 1).double() / 1000
+    expected = scheduler.alphas_cumprod[k].double()
+    assert torch.allclose(schedule.alpha(t) ** 2, expected, rtol=1e-6)
+    assert torch.allclose(schedule.alpha(t) ** 2 + schedule.sigma(t) ** 2, torch.ones(4, dtype=torch.float64))
+    assert float(schedule.alpha(torch.zeros(1, dtype=torch.float64))) == 1.0
+    assert torch.allclose(schedule.timestep(t), k.double())
+    # derivatives agree with finite differences inside a segment
+    t_mid = torch.tensor([0.3005, 0.7005], dtype=torch.float64)
+    h = 1e-7
+    for value, slope in ((schedule.alpha, schedule.d_alpha), (schedule.sigma, schedule.d_sigma)):
+        fd = (value(t_mid + h) - value(t_mid - h)) / (2 * h)
+        assert torch.allclose(slope(t_mid), fd, rtol=1e-5)
+    assert get_schedule(schedule.config()) == schedule
+
+
+def test_discrete_vp_rejects_invalid_tables():
+    with pytest.raises(ValueError, match="non-increasing"):
+        DiscreteVP((0.5, 0.9))
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        DiscreteVP(())
+
+
+@pytest.mark.parametrize("offset, last", [(1, 1e-3), (0, 1e-3)])
+def test_scheduler_grid_follows_the_ddim_timesteps(offset, last):
+    scheduler = ddim(steps_offset=offset)
+    grid = scheduler_grid(scheduler, 10)
+    assert torch.allclose(grid[:-1], (scheduler.timesteps.double() + 1) / 1000)
+    assert grid[-1].item() == pytest.approx(last)  # set_alpha_to_one=False: ends at ᾱ_0
+    assert scheduler_grid(ddim(set_alpha_to_one=True), 10)[-1].item() == 0.0
+
+
+def test_scheduler_grid_refuses_unevenly_spaced_timesteps():
+    with pytest.raises(ValueError, match="evenly spaced"):
+        scheduler_grid(ddim(timestep_spacing="trailing"), 7)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_parity_with_diffusers_ddim_and_cfg_guider_class_unet(prediction_type):
+    model, k, steps = tiny_class_unet(), 3, 12
+    scheduler = ddim(prediction_type=prediction_type)
+    denoiser = DiffusersDenoiser(model, scheduler, null_class=k)
+    cond = torch.tensor([0, 1, 2, 1])
+    latents = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(3))
+    null = torch.full_like(cond, k)
+    with torch.no_grad():
+        theirs = diffusers_loop(
+            model,
+            ddim(prediction_type=prediction_type),
+            cond,
+            null,
+            latents,
+            steps,
+            omega_to_scale(OMEGA),
+            keyword="class_labels",
+        )
+    mine = ours(denoiser, scheduler, cond, 3, (2, 8, 8), steps, OMEGA)
+    assert relative_error(mine, theirs) <= 1e-5
+
+
+def test_parity_dit_with_learned_variance_channels_and_its_own_null_class():
+    model, steps = tiny_dit(), 10
+    scheduler = ddim(beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
+    denoiser = DiffusersDenoiser(model, scheduler)  # null class = num_embeds_ada_norm
+    assert denoiser.null_class == 5
+    cond = torch.tensor([0, 4, 2])
+    latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        theirs = diffusers_loop(
+            model,
+            ddim(beta_schedule="linear", beta_start=0.0001, beta_end=0.02),
+            cond,
+            torch.full_like(cond, 5),
+            latents,
+            steps,
+            omega_to_scale(OMEGA),
+            keyword="class_labels",
+        )
+    mine = ours(denoiser, scheduler, cond, 5, (4, 8, 8), steps, OMEGA)
+    assert relative_error(mine, theirs) <= 1e-5
+
+
+def test_parity_text_unet_with_prompt_embeddings():
+    model, steps = tiny_text_unet(), 10
+    gen = torch.Generator().manual_seed(7)
+    prompts, empty = torch.randn(2, 5, 12, generator=gen), torch.randn(5, 12, generator=gen)
+    denoiser = DiffusersDenoiser(model, ddim(), null_embedding=empty)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        theirs = diffusers_loop(
+            model,
+            ddim(),
+            prompts,
+            empty.expand(2, 5, 12),
+            latents,
+            steps,
+            omega_to_scale(OMEGA),
+            keyword="encoder_hidden_states",
+        )
+    mine = ours(denoiser, ddim(), prompts, 9, (4, 8, 8), steps, OMEGA)
+    assert relative_error(mine, theirs) <= 1e-5
+
+
+def test_parity_flow_matching_euler():
+    model, steps = tiny_text_unet(), 8
+    gen = torch.Generator().manual_seed(11)
+    prompts, empty = torch.randn(2, 5, 12, generator=gen), torch.randn(5, 12, generator=gen)
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    denoiser = DiffusersDenoiser(model, scheduler, null_embedding=empty)
+    assert isinstance(denoiser.schedule, RectifiedFlow) and denoiser.prediction == "flow"
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        theirs = diffusers_loop(
+            model,
+            FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+            prompts,
+            empty.expand(2, 5, 12),
+            latents,
+            steps,
+            omega_to_scale(OMEGA),
+            keyword="encoder_hidden_states",
+        )
+    mine = ours(denoiser, scheduler, prompts, 13, (4, 8, 8), steps, OMEGA)
+    assert relative_error(mine, theirs) <= 1e-5
+
+
+def test_adapter_errors_name_the_fix():
+    with pytest.raises(ValueError, match="give null_class"):
+        DiffusersDenoiser(tiny_class_unet(), ddim())
+    with pytest.raises(ValueError, match="has no class embedding"):
+        DiffusersDenoiser(tiny_text_unet(), ddim(), null_class=0)
+    with pytest.raises(ValueError, match="not a diffusers scheduler"):
+        load_scheduler({"_class_name": "os.system"})
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusersDenoiser(tiny_class_unet(), ddim(prediction_type="unknown"), null_class=3)
