@@ -12,7 +12,12 @@ from diffusers import (
 )
 from diffusers.guiders import ClassifierFreeGuidance
 
-from learnguide.guidance import ConstantGuidance, omega_to_scale
+from learnguide.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, omega_to_scale
+from learnguide.integrations.diffusers_guidance import (
+    LearnedGuidance,
+    guidance_scale_callback,
+    per_step_scales,
+)
 from learnguide.integrations.diffusers_models import (
     DiffusersDenoiser,
     load_scheduler,
@@ -94,10 +99,11 @@ def diffusers_loop(model, scheduler, cond, null, latents, steps, guidance_scale,
     return x
 
 
-def ours(denoiser, scheduler, cond, latents_seed, shape, steps, omega):
+def ours(denoiser, scheduler, cond, latents_seed, shape, steps, omega, guidance=None):
     grid = scheduler_grid(scheduler, steps)
     gen = torch.Generator().manual_seed(latents_seed)
-    return sample(denoiser, denoiser.schedule, ConstantGuidance(omega), cond, shape, grid=grid, generator=gen)
+    guidance = guidance or ConstantGuidance(omega)
+    return sample(denoiser, denoiser.schedule, guidance, cond, shape, grid=grid, generator=gen)
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -243,3 +249,100 @@ def test_adapter_errors_name_the_fix():
         load_scheduler({"_class_name": "os.system"})
     with pytest.raises(ValueError, match="prediction_type"):
         DiffusersDenoiser(tiny_class_unet(), ddim(prediction_type="unknown"), null_class=3)
+
+
+def learned_omega_net(schedule) -> OmegaNet:
+    """A random ω-network with ω varying over classes and time, zero for class 2."""
+    torch.manual_seed(1)
+    net = OmegaNet(schedule, num_classes=3, hidden=16, layers=2, output="relu", init_omega=0.5)
+    torch.nn.init.normal_(net.body[-1].weight, std=0.3)
+    return net
+
+
+class ZeroForClass2(torch.nn.Module, GuidanceSchedule):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def omega(self, cond, s, t):
+        return self.inner.omega(cond, s, t) * (cond != 2)
+
+
+def guider_loop(model, scheduler, guider, cond, null, latents, steps):
+    """diffusers' loop driven by a guider that may skip the unconditional pass (modular-pipeline style)."""
+    scheduler.set_timesteps(steps)
+    x, passes = latents.clone(), []
+    for i, timestep in enumerate(scheduler.timesteps):
+        guider.set_state(step=i, num_inference_steps=steps, timestep=timestep)
+        passes.append(guider.num_conditions)
+        pred_cond = model(x, timestep, class_labels=cond, return_dict=False)[0]
+        pred_uncond = model(x, timestep, class_labels=null, return_dict=False)[0] if passes[-1] == 2 else None
+        x = scheduler.step(guider.forward(pred_cond, pred_uncond).pred, timestep, x, return_dict=False)[0]
+    return x, passes
+
+
+def test_learned_guider_gives_our_samples_and_skips_the_unconditional_pass_where_omega_is_zero(tmp_path):
+    model, steps, k = tiny_class_unet(), 10, 3
+    scheduler = ddim(prediction_type="v_prediction")
+    denoiser = DiffusersDenoiser(model, scheduler, null_class=k)
+    omega = learned_omega_net(denoiser.schedule)
+    cond = torch.tensor([0, 1, 1, 0])
+    guider = LearnedGuidance.from_schedule(omega, cond, scheduler, steps)
+    table = torch.tensor(guider.config.omegas)
+    assert table.shape == (steps, 4) and bool((table > 0).any()) and table[:, 0].std() > 0
+    latents = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        theirs, passes = guider_loop(
+            model, ddim(prediction_type="v_prediction"), guider, cond, cond * 0 + k, latents, steps
+        )
+    mine = ours(denoiser, scheduler, cond, 3, (2, 8, 8), steps, None, guidance=omega)
+    assert relative_error(mine, theirs) <= 1e-5 and set(passes) == {2}
+    # all-zero ω (class 2 only): one pass per step, plain conditional sampling
+    zero = LearnedGuidance.from_schedule(ZeroForClass2(omega), torch.tensor([2, 2]), scheduler, steps)
+    with torch.no_grad():
+        plain, passes = guider_loop(
+            model,
+            ddim(prediction_type="v_prediction"),
+            zero,
+            torch.tensor([2, 2]),
+            torch.tensor([k, k]),
+            latents[:2],
+            steps,
+        )
+    assert set(passes) == {1}
+    plain_ours = ours(denoiser, scheduler, torch.tensor([2, 2]), 3, (2, 8, 8), steps, 0.0)
+    assert relative_error(plain_ours, plain) <= 1e-5  # the first two latents of seed 3, unguided
+    # config-serialisable like diffusers' guiders
+    guider.save_pretrained(tmp_path)
+    again = LearnedGuidance.from_pretrained(tmp_path)
+    assert torch.equal(again.omegas, guider.omegas)
+
+
+def test_learned_guider_validates_its_table_and_state():
+    with pytest.raises(ValueError, match="finite"):
+        LearnedGuidance(omegas=[[float("nan")]])
+    guider = LearnedGuidance(omegas=[[1.0, 0.0]])
+    with pytest.raises(RuntimeError, match="set_state"):
+        guider.forward(torch.ones(2, 1), torch.zeros(2, 1))
+    guider.set_state(step=0, num_inference_steps=1, timestep=torch.tensor(999))
+    out = guider.forward(torch.ones(2, 1), torch.zeros(2, 1)).pred
+    assert out.flatten().tolist() == [2.0, 1.0]  # x̂_c + ω (x̂_c − x̂_∅) per item
+    with pytest.raises(ValueError, match="items per step"):
+        guider.forward(torch.ones(3, 1), torch.zeros(3, 1))
+
+
+def test_classic_pipeline_callback_sets_the_next_steps_scale_and_never_turns_cfg_off():
+    scheduler = ddim()
+    schedule = schedule_from_scheduler(scheduler)
+    scales = per_step_scales(ZeroForClass2(learned_omega_net(schedule)), torch.tensor([2]), scheduler, 5)
+    assert len(scales) == 5 and min(scales) > 1.0 and max(scales) < 1.001  # ω ≡ 0 is kept just above 1
+    varying = per_step_scales(learned_omega_net(schedule), torch.tensor([0]), scheduler, 5)
+    callback = guidance_scale_callback(varying)
+    pipe = type("Pipe", (), {"_guidance_scale": varying[0]})()
+    for step in range(4):
+        assert callback(pipe, step, None, {"latents": 1}) == {"latents": 1}
+        assert pipe._guidance_scale == varying[step + 1]
+    with pytest.raises(ValueError, match="> 1"):
+        guidance_scale_callback([1.0, 2.0])
+    with pytest.raises(ValueError, match="one condition"):
+        per_step_scales(learned_omega_net(schedule), torch.tensor([0, 1]), scheduler, 5)
