@@ -1,6 +1,8 @@
 """The diffusers adapter: schedules from schedulers, the time grid, and parity with diffusers' own guided
 sampling loop (scheduler + ``diffusers.guiders.ClassifierFreeGuidance``) on tiny random models."""
 
+import json
+
 import pytest
 import torch
 from diffusers import (
@@ -12,6 +14,7 @@ from diffusers import (
 )
 from diffusers.guiders import ClassifierFreeGuidance
 
+from learnguide.cli import main
 from learnguide.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, omega_to_scale
 from learnguide.integrations.diffusers_guidance import (
     LearnedGuidance,
@@ -346,3 +349,58 @@ def test_classic_pipeline_callback_sets_the_next_steps_scale_and_never_turns_cfg
         guidance_scale_callback([1.0, 2.0])
     with pytest.raises(ValueError, match="one condition"):
         per_step_scales(learned_omega_net(schedule), torch.tensor([0, 1]), scheduler, 5)
+
+
+def save_pipeline_folder(folder, model, scheduler):
+    model.save_pretrained(folder / "unet")
+    scheduler.save_pretrained(folder / "scheduler")
+    return folder
+
+
+def digits_unet(sample_size: int = 8) -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        num_class_embeds=11,
+    )
+
+
+def test_cli_bank_fit_export_on_a_local_diffusers_folder(tmp_path, capsys):
+    folder = save_pipeline_folder(tmp_path / "pipe", digits_unet(), ddim())
+    bank, omega, out = tmp_path / "bank", tmp_path / "omega", tmp_path / "schedule.json"
+    args = ["bank", "--model", str(folder), "--dataset", "digits", "--null-class", "10", "--out", str(bank)]
+    assert main([*args, "--items", "64", "--shard-size", "32", "--batch-size", "32", "--no-progress"]) == 0
+    manifest = json.loads((bank / "manifest.json").read_text())
+    assert (
+        manifest["schedule"]["name"] == "discrete-vp" and len(manifest["schedule"]["alphas_cumprod"]) == 1000
+    )
+    assert main(["fit", "--bank", str(bank), "--out", str(omega), "--epochs", "2", "--no-progress"]) == 0
+    assert (
+        main(["export", "--omega", str(omega), "--model", str(folder), "--steps", "5", "--out", str(out)])
+        == 0
+    )
+    table = json.loads(out.read_text())
+    assert table["timesteps"] == [801, 601, 401, 201, 1]  # leading spacing, steps_offset 1
+    assert set(table["omega"]) == {str(k) for k in range(10)} and len(table["omega"]["3"]) == 5
+    for k in table["omega"]:
+        assert table["guidance_scale"][k] == pytest.approx([1 + w for w in table["omega"][k]])
+    capsys.readouterr()
+
+
+def test_cli_refuses_a_mismatched_or_incomplete_diffusers_folder(tmp_path, capsys):
+    folder = save_pipeline_folder(tmp_path / "pipe", digits_unet(sample_size=16), ddim())
+    args = ["bank", "--model", str(folder), "--dataset", "digits", "--out", str(tmp_path / "bank")]
+    assert main([*args, "--null-class", "10", "--no-progress"]) == 2
+    assert "shape (1, 8, 8)" in capsys.readouterr().err and not (tmp_path / "bank").exists()
+    (folder / "scheduler" / "scheduler_config.json").unlink()
+    assert main([*args, "--null-class", "10"]) == 2
+    assert "scheduler_config.json is missing" in capsys.readouterr().err
+    assert main(["bank", "--model", str(tmp_path), "--dataset", "digits", "--out", str(tmp_path / "b")]) == 2
+    assert "no transformer/config.json or unet/config.json" in capsys.readouterr().err

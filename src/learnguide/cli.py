@@ -24,6 +24,51 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diffusers_denoiser(args: argparse.Namespace):
+    """The class-conditional diffusers model of ``--model`` as a denoiser, and its ``--dataset``."""
+    from .data.images import load_dataset
+    from .integrations.diffusers_models import DiffusersDenoiser, load_diffusers_model
+
+    if not args.dataset:
+        raise ValueError(
+            f"{args.model} is a diffusers model; pass --dataset (an image folder or a dataset name)"
+        )
+    model, scheduler = load_diffusers_model(args.model)
+    dataset = load_dataset(args.dataset)
+    size = model.config.sample_size
+    expected = (model.config.in_channels, *((size, size) if isinstance(size, int) else size))
+    if tuple(dataset.image_shape) != tuple(expected):
+        raise ValueError(
+            f"{args.dataset} has images of shape {tuple(dataset.image_shape)}; {args.model} takes {expected}"
+        )
+    return DiffusersDenoiser(model, scheduler, null_class=args.null_class), dataset
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoints import atomic_write_text
+    from .guidance import OmegaNet, export_schedule
+    from .schedules import step_grid
+
+    omega = OmegaNet.load(args.omega)
+    grid, timesteps = step_grid(args.steps), None
+    if args.model:
+        from .integrations.diffusers_models import load_diffusers_model, scheduler_grid
+
+        _, scheduler = load_diffusers_model(args.model)
+        grid, timesteps = scheduler_grid(scheduler, args.steps), scheduler.timesteps.tolist()
+    num_classes = omega.hparams["num_classes"]
+    if num_classes is None:
+        raise ValueError(f"{args.omega} takes condition embeddings; export supports class ids only")
+    classes = args.classes if args.classes is not None else list(range(num_classes))
+    table = export_schedule(omega, torch.tensor(classes), grid, [str(c) for c in classes])
+    table = {"omega_net": str(args.omega), "steps": args.steps, "timesteps": timesteps, **table}
+    atomic_write_text(Path(args.out), json.dumps(table, indent=1))
+    print(f"wrote ω for {len(classes)} classes × {args.steps} steps to {args.out}")
+    return 0
+
+
 def _bank(args: argparse.Namespace) -> int:
     from .banks import BankConfig, generate_bank
     from .checkpoints import checkpoint_fingerprint
@@ -31,8 +76,12 @@ def _bank(args: argparse.Namespace) -> int:
     from .data.toy import ring_mixture
     from .denoiser_training import load_mlp_denoiser
     from .image_denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
+    from .integrations.diffusers_models import diffusers_fingerprint
 
-    if (Path(args.denoiser) / META_FILE).is_file():  # an image denoiser: its data is a named dataset
+    if args.model:  # a diffusers pipeline folder: model + scheduler, data from --dataset
+        denoiser, dataset = _diffusers_denoiser(args)
+        sample_data, denoiser_id = dataset.data_sampler("train"), diffusers_fingerprint(args.model)
+    elif (Path(args.denoiser) / META_FILE).is_file():  # an image denoiser: its data is a named dataset
         if not args.dataset:
             raise ValueError(
                 f"{args.denoiser} is an image denoiser; pass --dataset (the data it was trained on)"
@@ -236,12 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw self-consistency items for a denoiser checkpoint and store their "
         "sufficient statistics in shards. Run it again on the same folder to resume.",
     )
-    bank.add_argument(
+    source = bank.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--denoiser",
-        required=True,
-        help="denoiser checkpoint: a toy one (e.g. runs/demo/denoisers/under_trained) or an image one",
+        help="learnguide checkpoint: a toy one (e.g. runs/demo/denoisers/under_trained) or an image one",
     )
-    bank.add_argument("--dataset", help="for an image denoiser: the dataset it was trained on (e.g. digits)")
+    source.add_argument(
+        "--model",
+        help="a local diffusers pipeline folder (unet/ or transformer/, scheduler/), class-conditional",
+    )
+    bank.add_argument(
+        "--null-class",
+        type=int,
+        help="with --model: the null class id (default for DiT: num_embeds_ada_norm)",
+    )
+    bank.add_argument(
+        "--dataset",
+        help="for an image denoiser or --model: its data (digits, fashion-mnist, … or an image folder)",
+    )
     bank.add_argument("--out", required=True, help="bank folder")
     bank.add_argument("--items", type=int, default=16384, help="items in the bank (default: 16384)")
     bank.add_argument("--particles", type=int, default=4, help="particles m per item (default: 4)")
@@ -283,6 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.set_defaults(func=_fit)
+
+    export = sub.add_parser(
+        "export",
+        help="write a learned ω as per-step lists per class (ω and w = 1 + ω) for a fixed step count",
+        description="Evaluate a learned ω-network on a step grid (a diffusers scheduler's, with --model) for "
+        "a set of classes and write JSON: per class, ω (paper convention) and guidance_scale = 1 + ω.",
+    )
+    export.add_argument("--omega", required=True, help="ω-network folder (from `learnguide fit`)")
+    export.add_argument("--steps", type=int, required=True, help="number of sampling steps")
+    export.add_argument("--model", help="diffusers pipeline folder whose scheduler sets the grid")
+    export.add_argument("--classes", type=int, nargs="+", help="class ids (default: all)")
+    export.add_argument("--out", required=True, help="JSON file to write")
+    export.set_defaults(func=_export)
 
     train = sub.add_parser(
         "train-denoiser",

@@ -262,3 +262,28 @@ def guidance_from_config(config: dict, grid: Tensor | None = None) -> GuidanceSc
     if kind == "per-step":
         return PerStepGuidance(config["omegas"], torch.tensor(config["grid"]) if grid is None else grid)
     raise ValueError(f"cannot rebuild guidance of type {kind!r} from a config")
+
+
+def export_schedule(guidance: GuidanceSchedule, cond: Tensor, grid: Tensor, names: list[str]) -> dict:
+    """A schedule's ω for a fixed step grid and set of conditions, as JSON-ready per-step lists.
+
+    Args:
+        guidance: any schedule (e.g. a learned :class:`OmegaNet`).
+        cond: the conditions ``[K]`` (class ids) or ``[K, E]`` (embeddings).
+        grid: decreasing times ``[N + 1]``; step i goes from ``grid[i]`` to ``grid[i + 1]``.
+        names: one name per condition (the keys of the per-condition lists).
+
+    Returns:
+        ``{"t", "s", "omega": {name: [N]}, "guidance_scale": {name: [N]}, "convention"}``: ω in the paper
+        convention (0 = conditional model) and w = 1 + ω as diffusers' ``guidance_scale``.
+    """
+    if len(names) != cond.shape[0]:
+        raise ValueError(f"got {len(names)} names for {cond.shape[0]} conditions")
+    table = guidance.omega_table(cond, grid).double()  # [N, K]
+    return {
+        "t": grid[:-1].tolist(),
+        "s": grid[1:].tolist(),
+        "omega": {name: table[:, k].tolist() for k, name in enumerate(names)},
+        "guidance_scale": {name: omega_to_scale(table[:, k]).tolist() for k, name in enumerate(names)},
+        "convention": "omega: paper (0 = conditional model); guidance_scale: w = 1 + omega (diffusers)",
+    }

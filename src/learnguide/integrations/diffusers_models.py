@@ -11,7 +11,10 @@ turns the scheduler's inference timesteps into our time grid, so :func:`learngui
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
+from pathlib import Path
 from typing import Any
 
 import diffusers
@@ -148,3 +151,47 @@ class DiffusersDenoiser(nn.Module):
         if self.null_class is not None:
             return null_class_ids(cond, self.null_class)
         return self.null_embedding.expand(cond.shape[0], *self.null_embedding.shape).to(cond.dtype)
+
+
+MODEL_SUBFOLDERS = ("transformer", "unet")
+
+
+def model_subfolder(folder: str | Path) -> Path:
+    """The denoising model's sub-folder of a diffusers pipeline folder (``transformer/`` or ``unet/``)."""
+    for name in MODEL_SUBFOLDERS:
+        if (Path(folder) / name / "config.json").is_file():
+            return Path(folder) / name
+    raise FileNotFoundError(
+        f"{folder} has no transformer/config.json or unet/config.json: give a diffusers pipeline folder "
+        "(save_pretrained of the pipeline, or model and scheduler saved under unet/ and scheduler/)"
+    )
+
+
+def load_diffusers_model(folder: str | Path) -> tuple[nn.Module, Any]:
+    """The denoising model and the scheduler of a local diffusers pipeline folder.
+
+    Model and scheduler classes are looked up by their ``_class_name`` among diffusers' own classes, weights
+    are read from safetensors only, and nothing is downloaded: no code outside diffusers runs.
+    """
+    sub = model_subfolder(folder)
+    scheduler_file = Path(folder) / "scheduler" / "scheduler_config.json"
+    if not scheduler_file.is_file():
+        raise FileNotFoundError(f"{scheduler_file} is missing: the scheduler fixes the noise schedule")
+    scheduler = load_scheduler(json.loads(scheduler_file.read_text()))
+    name = json.loads((sub / "config.json").read_text()).get("_class_name", "")
+    cls = getattr(diffusers, name, None) if name.endswith("Model") else None
+    if cls is None:
+        raise ValueError(f"{sub}/config.json names {name!r}, not a diffusers model class")
+    model = cls.from_pretrained(sub, use_safetensors=True, local_files_only=True)
+    return model, scheduler
+
+
+def diffusers_fingerprint(folder: str | Path) -> str:
+    """A short SHA-256 of the denoising model's safetensors weights: identifies it in banks and ω-networks."""
+    digest = hashlib.sha256()
+    files = sorted(model_subfolder(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no safetensors weights in {model_subfolder(folder)}")
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
