@@ -196,10 +196,13 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         return torch.cat([self.fourier(lam), (lam / LOG_SNR_CLAMP)[:, None]], dim=1)
 
     def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
-        """ω ``[B]`` (float32, differentiable) for conditions ``[B]``/``[B, E]`` and times s < t ``[B]``."""
+        """ω ``[B]`` (float32, differentiable) for class ids ``[B]``, embeddings ``[B, E]`` or prompt
+        embeddings ``[B, L, E]`` (mean-pooled over the L tokens) and times s < t ``[B]``."""
         num_classes = self.hparams["num_classes"]
         if num_classes is not None and bool(((cond < 0) | (cond >= num_classes)).any()):
             raise ValueError(f"class ids must be in [0, {num_classes}), got {cond.min()}..{cond.max()}")
+        if num_classes is None and cond.dim() == 3:  # prompt embeddings [B, L, D]: mean over the tokens
+            cond = cond.mean(1)
         h = self.time_proj(torch.cat([self._time_features(s), self._time_features(t)], dim=1))
         h = torch.nn.functional.silu(h + self.cond_proj(cond if num_classes is not None else cond.float()))
         raw = self.body(h).squeeze(1)
