@@ -404,3 +404,124 @@ def test_cli_refuses_a_mismatched_or_incomplete_diffusers_folder(tmp_path, capsy
     assert "scheduler_config.json is missing" in capsys.readouterr().err
     assert main(["bank", "--model", str(tmp_path), "--dataset", "digits", "--out", str(tmp_path / "b")]) == 2
     assert "no transformer/config.json or unet/config.json" in capsys.readouterr().err
+
+
+# Published configurations (transcribed from the checkpoints' config.json / scheduler_config.json), built tiny
+# by shrinking only the sizes: block types, conditioning, prediction and schedule stay as published.
+DIT_XL_2_256 = {
+    "_class_name": "DiTTransformer2DModel",
+    "activation_fn": "gelu-approximate",
+    "attention_bias": True,
+    "attention_head_dim": 72,
+    "in_channels": 4,
+    "norm_elementwise_affine": False,
+    "norm_type": "ada_norm_zero",
+    "num_attention_heads": 16,
+    "num_embeds_ada_norm": 1000,
+    "num_layers": 28,
+    "out_channels": 8,
+    "patch_size": 2,
+    "sample_size": 32,
+}
+DIT_SCHEDULER = {
+    "_class_name": "DDIMScheduler",
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+}
+SD15_UNET = {
+    "_class_name": "UNet2DConditionModel",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "cross_attention_dim": 768,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "sample_size": 64,
+}
+SD15_SCHEDULER = {
+    "_class_name": "PNDMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+}
+SD21_SCHEDULER = {  # stable-diffusion-2-1 (768, v-prediction)
+    "_class_name": "DDIMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+TINY = {
+    "DiTTransformer2DModel": {
+        "attention_head_dim": 8,
+        "num_attention_heads": 2,
+        "num_layers": 1,
+        "sample_size": 8,
+    },
+    "UNet2DConditionModel": {
+        "block_out_channels": [8, 8, 16, 16],
+        "cross_attention_dim": 12,
+        "attention_head_dim": 2,
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+        "sample_size": 16,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "model_config, scheduler_config, null",
+    [
+        (DIT_XL_2_256, DIT_SCHEDULER, "class"),
+        (SD15_UNET, SD15_SCHEDULER, "text"),
+        (SD15_UNET, SD21_SCHEDULER, "text"),
+    ],
+    ids=["DiT-XL-2-256", "SD-1.5", "SD-2.1-v"],
+)
+def test_adapter_accepts_published_configurations(tmp_path, model_config, scheduler_config, null):
+    import diffusers
+
+    config = {k: v for k, v in model_config.items() if k != "_class_name"} | TINY[model_config["_class_name"]]
+    torch.manual_seed(0)
+    model = getattr(diffusers, model_config["_class_name"])(**config)
+    scheduler = load_scheduler(scheduler_config)
+    save_pipeline_folder(tmp_path, model, scheduler)
+    from learnguide.integrations.diffusers_models import load_diffusers_model
+
+    loaded, loaded_scheduler = load_diffusers_model(tmp_path)
+    size = config["sample_size"]
+    if null == "class":
+        denoiser, cond = DiffusersDenoiser(loaded, loaded_scheduler), torch.tensor([0, 999])
+        assert denoiser.null_class == 1000
+    else:
+        empty = torch.zeros(3, config["cross_attention_dim"])
+        denoiser = DiffusersDenoiser(loaded, loaded_scheduler, null_embedding=empty)
+        cond = torch.randn(2, 3, config["cross_attention_dim"])
+    expected = {"epsilon": "eps", "v_prediction": "v"}[scheduler_config.get("prediction_type", "epsilon")]
+    assert denoiser.prediction == expected
+    acp = loaded_scheduler.alphas_cumprod.double()
+    assert torch.allclose(denoiser.schedule.alpha(torch.tensor([1.0], dtype=torch.float64)) ** 2, acp[-1:])
+    grid = scheduler_grid(loaded_scheduler, 4)
+    assert len(grid) == 5 and bool((grid[1:] < grid[:-1]).all())
+    images = sample(denoiser, denoiser.schedule, ConstantGuidance(1.0), cond, (4, size, size), grid=grid)
+    assert images.shape == (2, 4, size, size) and bool(images.isfinite().all())

@@ -65,10 +65,17 @@ def prediction_from_scheduler(scheduler: Any) -> str:
 
 def scheduler_grid(scheduler: Any, steps: int) -> Tensor:
     """Our time grid ``[steps + 1]`` (float64, decreasing to the scheduler's last target) that reproduces
-    ``scheduler.set_timesteps(steps)``: DDIM-family timesteps k at t = (k + 1)/T, flow matching at t = σ."""
-    scheduler.set_timesteps(steps)
+    ``scheduler.set_timesteps(steps)``: timesteps k at t = (k + 1)/T, flow matching at t = σ.
+
+    Our sampler is DDIM (Euler for flow matching), so for other DDPM-family schedulers (PNDM, Euler, …) the
+    grid is the one ``DDIMScheduler`` makes from the same config; ``scheduler`` itself is then left alone.
+    """
     if type(scheduler).__name__ in FLOW_SCHEDULERS:
+        scheduler.set_timesteps(steps)
         return scheduler.sigmas.double().clone()
+    if not isinstance(scheduler, diffusers.DDIMScheduler):
+        scheduler = diffusers.DDIMScheduler.from_config(scheduler.config)
+    scheduler.set_timesteps(steps)
     total = scheduler.config.num_train_timesteps
     timesteps = scheduler.timesteps.double()
     targets = timesteps - total // steps  # where DDIMScheduler.step goes from each timestep
