@@ -105,3 +105,12 @@ def test_energy_parameters_are_validated():
             check_energy_params(beta, lam)
     with pytest.raises(ValueError, match="pairs"):
         energy_loss_from_stats(torch.zeros(2, 10, 3), torch.zeros(2), 4)
+
+
+def test_marginal_loss_in_groups_averages_the_blocks():
+    a, b, x_true = _items(n=4, m=2)
+    g = a + 0.5 * b
+    blocks = [marginal_energy_loss(g[i : i + 2], x_true[i : i + 2]) for i in (0, 2)]
+    assert torch.allclose(marginal_energy_loss(g, x_true, groups=2), torch.stack(blocks).mean())
+    with pytest.raises(ValueError, match="equal groups"):
+        marginal_energy_loss(g, x_true, groups=3)

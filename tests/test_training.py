@@ -4,7 +4,7 @@ import torch
 from learnguide.denoisers import WeakenedDenoiser
 from learnguide.guidance import OmegaNet
 from learnguide.schedules import VPCosine
-from learnguide.training import OnlineConfig, sample_times, train_omega_online
+from learnguide.training import OnlineConfig, class_groups, sample_times, train_omega_online
 
 
 def test_time_sampling_respects_s_min_zeta_delta():
@@ -79,3 +79,34 @@ def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):
     t = torch.full((4,), 0.9, dtype=torch.float64)
     learned = net(torch.arange(4), t - 0.05, t)
     assert torch.allclose(learned, torch.full((4,), 0.4 / 0.6), atol=0.15)
+
+
+@pytest.mark.slow
+def test_class_marginal_objective_recovers_the_known_omega_along_the_whole_trajectory(mixture, exact):
+    """Where the per-item loss is biased (mid-trajectory it wants ω < 0 for the weakened denoiser, DESIGN §9),
+    comparing the guided step from p(x_t | c) with p(x_s | c) over groups sharing (c, s, t) recovers ω*."""
+    weakened, times = WeakenedDenoiser(exact, 0.4), (0.9, 0.7, 0.5, 0.35)
+    learned = {}
+    for objective in ("energy", "class-marginal"):
+        torch.manual_seed(0)
+        net = OmegaNet(VPCosine(), num_classes=4, output="identity")
+        config = OnlineConfig(iterations=600, batch_size=256, objective=objective, group_size=16)
+        train_omega_online(net, weakened, mixture.data_sampler(), config, progress=False)
+        t = torch.tensor(times, dtype=torch.float64).repeat_interleave(4)
+        learned[objective] = (
+            net(torch.arange(4).repeat(len(times)), t - 0.1, t).reshape(len(times), 4).mean(1)
+        )
+    assert torch.allclose(learned["class-marginal"], torch.full((4,), 0.4 / 0.6), atol=0.1)
+    assert learned["energy"][2:].max() < 0.3  # the per-item loss misses ω* at t = 0.5 and 0.35
+
+
+def test_class_groups_share_a_class_and_drop_the_remainder():
+    x0 = torch.arange(10.0)[:, None]
+    cond = torch.tensor([2, 0, 2, 1, 0, 2, 0, 2, 0, 1])
+    xg, cg = class_groups(x0, cond, 2)
+    assert cg.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
+    assert sorted(xg[cg == 1].flatten().tolist()) == [3.0, 9.0]
+    with pytest.raises(ValueError, match="raise batch_size"):
+        class_groups(x0, cond, 5)
+    with pytest.raises(ValueError, match="class id"):
+        class_groups(x0, torch.zeros(10, 3), 2)

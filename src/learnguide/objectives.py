@@ -96,11 +96,22 @@ def energy_loss_particles(x_guided: Tensor, x_true: Tensor, beta: float = 1.75, 
     return loss
 
 
-def marginal_energy_loss(x_guided: Tensor, x_true: Tensor, beta: float = 1.75, lam: float = 1.0) -> Tensor:
-    """Marginal variant (scalar): one energy loss between all guided and all true particles of the batch.
+def marginal_energy_loss(
+    x_guided: Tensor, x_true: Tensor, beta: float = 1.75, lam: float = 1.0, groups: int = 1
+) -> Tensor:
+    """Marginal variant (scalar): an energy loss between the pooled guided and pooled true particles of
+    each of ``groups`` consecutive, equal blocks of items, averaged over the blocks.
 
-    ``x_guided``, ``x_true``: ``[n, m, ...]``; particles of different items (different x_0, c, s, t) are
-    compared with each other, which the paper reports as higher-variance than the per-item loss.
+    ``x_guided``, ``x_true``: ``[n, m, ...]`` with n divisible by ``groups``. With ``groups=1`` particles of
+    different items (different x_0, c, s, t) are all compared with each other, which the paper reports as
+    higher-variance than the per-item loss; with blocks of items that share (c, s, t) and differ only in
+    x_0, each block compares the guided step from p(x_t | c) with p(x_s | c) — the class-conditional
+    self-consistency the per-item loss only bounds.
     """
     n, m = x_guided.shape[:2]
-    return energy_loss_particles(x_guided.reshape(1, n * m, -1), x_true.reshape(1, n * m, -1), beta, lam)[0]
+    if groups < 1 or n % groups:
+        raise ValueError(f"{n} items do not split into {groups} equal groups")
+    per = n // groups * m
+    return energy_loss_particles(
+        x_guided.reshape(groups, per, -1), x_true.reshape(groups, per, -1), beta, lam
+    ).mean()

@@ -26,7 +26,7 @@ from .schedules import Schedule, expand_as
 from .transitions import guided_step_affine
 
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
-OBJECTIVES = ("energy", "marginal")
+OBJECTIVES = ("energy", "marginal", "class-marginal")
 
 
 def check_time_sampling(s_min: float, zeta: float, delta: float, churn: float) -> None:
@@ -50,7 +50,9 @@ class OnlineConfig:
         s_min, zeta, delta: s ~ U[s_min, 1 − ζ − δ], t − s ~ U[δ, 1 − ζ − s].
         churn: ε of the training kernel (1 = DDPM posterior, as in the paper).
         lr: Adam learning rate.
-        objective: ``"energy"`` (per item, eq. 9) or ``"marginal"`` (across the batch).
+        objective: ``"energy"`` (per item, eq. 9), ``"marginal"`` (across the batch) or
+            ``"class-marginal"`` (across groups of ``group_size`` items that share c, s and t).
+        group_size: items per group of the class-marginal objective (class ids only).
         seed: seeds data, times and noise; the same seed gives the same ω-network.
         checkpoint_every: save ω-network and trainer state every this many iterations (0: only at the end).
     """
@@ -66,6 +68,7 @@ class OnlineConfig:
     churn: float = 1.0
     lr: float = 1e-3
     objective: str = "energy"
+    group_size: int = 8
     seed: int = 0
     checkpoint_every: int = 0
 
@@ -74,8 +77,8 @@ class OnlineConfig:
         check_energy_params(self.beta, self.lam)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
-        if self.iterations < 1 or self.batch_size < 1:
-            raise ValueError("iterations and batch_size must be >= 1")
+        if self.iterations < 1 or self.batch_size < 1 or self.group_size < 1:
+            raise ValueError("iterations, batch_size and group_size must be >= 1")
         if self.particles < 2 and self.lam > 0:
             raise ValueError("repulsion (lam > 0) needs at least 2 particles")
         check_time_sampling(self.s_min, self.zeta, self.delta, self.churn)
@@ -99,6 +102,21 @@ def sample_times(
     s = s_min + u1 * (1.0 - zeta - delta - s_min)
     gap = delta + u2 * (1.0 - zeta - s - delta)
     return s, s + gap
+
+
+def class_groups(x0: Tensor, cond: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+    """Reorder a batch ``x0 [n, ...]``, class ids ``cond [n]`` into consecutive groups of ``group_size``
+    items of one class (items that do not fill a group are dropped): ``(x0 [g·G, ...], cond [g·G])``."""
+    if cond.dim() != 1:
+        raise ValueError("the class-marginal objective groups items by class id; conditions must be [n] ids")
+    order = torch.argsort(cond, stable=True)
+    x0, cond = x0[order], cond[order]
+    first = torch.searchsorted(cond, cond)  # index of each item's class block
+    count = torch.searchsorted(cond, cond, right=True) - first
+    keep = (torch.arange(len(cond)) - first) < (count // group_size) * group_size
+    if not bool(keep.any()):
+        raise ValueError(f"no class has {group_size} items in a batch of {len(cond)}: raise batch_size")
+    return x0[keep], cond[keep]
 
 
 class TransitionItems(NamedTuple):
@@ -154,9 +172,10 @@ def self_consistency_loss(
     omega: Tensor, a: Tensor, b: Tensor, x_true: Tensor, config: OnlineConfig
 ) -> Tensor:
     """Mean self-consistency loss (scalar) of items ``A, B, x_true [n, m, ...]`` at per-item ω ``[n]``."""
-    if config.objective == "marginal":
+    if config.objective in ("marginal", "class-marginal"):
         x_guided = a + expand_as(omega, a).to(a.dtype) * b
-        return marginal_energy_loss(x_guided, x_true, config.beta, config.lam)
+        groups = a.shape[0] // config.group_size if config.objective == "class-marginal" else 1
+        return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
     stats = pair_statistics(a, b, x_true)
     return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
 
@@ -205,7 +224,14 @@ def train_omega_online(
     )
     for it in bar:
         x0, cond = sample_data(config.batch_size, gen)
-        s, t = sample_times(x0.shape[0], config.s_min, config.zeta, config.delta, gen)
+        if config.objective == "class-marginal":  # groups share (c, s, t) and differ in x_0
+            x0, cond = class_groups(x0, cond, config.group_size)
+            s, t = sample_times(
+                x0.shape[0] // config.group_size, config.s_min, config.zeta, config.delta, gen
+            )
+            s, t = s.repeat_interleave(config.group_size), t.repeat_interleave(config.group_size)
+        else:
+            s, t = sample_times(x0.shape[0], config.s_min, config.zeta, config.delta, gen)
         items = simulate_items(denoiser, schedule, x0, cond, s, t, config.particles, config.churn, gen)
         record.denoiser_evals += 2 * x0.shape[0] * config.particles
         record.denoiser_calls += 1
