@@ -6,10 +6,12 @@ numbers sit next to the experiment's table. Variants:
 
 - ``bank``: the transition bank + per-item energy fit (the experiment's default);
 - ``online-energy``: Algorithm 1 with the per-item energy loss (eq. 9);
-- ``online-marginal``: Algorithm 1 with the marginal variant (one energy distance across the batch).
+- ``online-marginal``: Algorithm 1 with the marginal variant (one energy distance across the batch);
+- ``online-class-marginal``: Algorithm 1, pooled over groups of items that share (c, s, t).
 
     python benchmarks/learned_objective_images.py --dataset digits \
         --checkpoint checkpoints/digits/under_trained --classifier checkpoints/digits/classifier \
+        --variants online-energy online-class-marginal --batch-size 256 --iterations 500 --particles 2 \
         --out benchmarks/results/learned_objective_digits.json
 """
 
@@ -39,7 +41,7 @@ from learnguide.image_denoisers import load_image_denoiser
 from learnguide.schedules import step_grid
 from learnguide.training import OnlineConfig
 
-VARIANTS = ("bank", "online-energy", "online-marginal")
+VARIANTS = ("bank", "online-energy", "online-marginal", "online-class-marginal")
 
 
 def main() -> None:
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=2000, help="online iterations")
     parser.add_argument("--batch-size", type=int, default=64, help="online items per iteration")
+    parser.add_argument("--particles", type=int, default=4, help="online particles m per item")
+    parser.add_argument("--group-size", type=int, default=8, help="items per class-marginal group")
     parser.add_argument("--work", type=Path, default=Path("runs/learned-objective"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learned_objective.json"))
     args = parser.parse_args()
@@ -80,7 +84,11 @@ def main() -> None:
     for variant in args.variants:
         method, _, objective = variant.partition("-")
         online = OnlineConfig(
-            iterations=args.iterations, batch_size=args.batch_size, objective=objective or "energy"
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            particles=args.particles,
+            group_size=args.group_size,
+            objective=objective or "energy",
         )
         began = time.perf_counter()
         omega_net, learning = learn_omega(

@@ -6,7 +6,7 @@ import torch
 from learnguide import experiment
 from learnguide.cli import main
 from learnguide.comparison import baseline_families, best_index, evaluate_over_sets, tune
-from learnguide.experiment import METHODS, ExperimentConfig, sample_set
+from learnguide.experiment import METHODS, ExperimentConfig, evaluate_method, sample_set
 from learnguide.guidance import ConstantGuidance
 
 
@@ -77,11 +77,21 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a saved step count was recomputed")
 
-    monkeypatch.setattr(experiment, "compare_at_steps", refuse)
+    monkeypatch.setattr(experiment, "compare_baselines", refuse)
+    monkeypatch.setattr(experiment, "evaluate_method", refuse)
     assert main([*exp, "--tiny", "--no-progress"]) == 0
     rerun = json.loads((out / "results.json").read_text())
     for name in ("under_trained", "well_trained"):
         assert rerun[name]["by_steps"] == results[name]["by_steps"]
+    # learning ω another way re-evaluates only the learned ω
+    monkeypatch.setattr(experiment, "evaluate_method", evaluate_method)
+    under = ["--denoisers", f"under_trained={tmp_path / 'under_trained'}"]
+    assert main([*exp, *under, "--tiny", "--no-progress", "--objective", "class-marginal"]) == 0
+    marginal = json.loads((out / "results.json").read_text())["under_trained"]
+    assert marginal["learning"]["method"] == "online"
+    assert marginal["learning"]["online"]["objective"] == "class-marginal"
+    for steps, entry in marginal["by_steps"].items():
+        assert entry["constant"] == results["under_trained"]["by_steps"][steps]["constant"]
     # other grids make the saved step counts stale: they are recomputed
     monkeypatch.undo()
     grid = ["--constant-grid", "0", "0.5", "--interval-omegas", "0.5", "--increasing-omegas", "1"]

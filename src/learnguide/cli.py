@@ -15,8 +15,15 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import REGIMES, run_demo
     from .reports import METHODS
 
-    learn = "online" if args.online else "bank"
-    results = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress, learn=learn)
+    learn = "online" if args.online or args.objective != "energy" else "bank"
+    results = run_demo(
+        args.out,
+        quick=args.quick,
+        seed=args.seed,
+        progress=not args.no_progress,
+        learn=learn,
+        objective=args.objective,
+    )
     for regime in REGIMES:
         scores = ", ".join(f"{m} {results[regime.name][m]['energy']:.4f}" for m in METHODS)
         print(f"{regime.name}: energy distance — {scores}")
@@ -239,7 +246,9 @@ def _experiment(args: argparse.Namespace) -> int:
         }.items()
         if v is not None
     }
-    config = replace(config, learn="online" if args.online else "bank", inception=args.inception, **overrides)
+    learn = "online" if args.online or args.objective != "energy" else "bank"
+    online = replace(config.online, objective=args.objective)
+    config = replace(config, learn=learn, online=online, inception=args.inception, **overrides)
     out = Path(args.out or f"runs/experiment-{dataset.name}")
     results = run_experiment(dataset, denoisers, classifier, out, config, progress=not args.no_progress)
     for name in denoisers:
@@ -251,6 +260,17 @@ def _experiment(args: argparse.Namespace) -> int:
             print(f"{name}, {steps} steps: FD — {scores}")
     print(f"wrote {out}/results.json and {out}/report.md ({results['meta']['seconds']:.0f} s)")
     return 0
+
+
+def _add_objective_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--objective`` option shared by ``demo`` and ``experiment``."""
+    parser.add_argument(
+        "--objective",
+        default="energy",
+        choices=["energy", "class-marginal", "marginal"],
+        help="self-consistency objective: per item (energy, default; bank or online), or pooled over groups "
+        "of items sharing (c, s, t) (class-marginal; learned online)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="learn ω online (the paper's Algorithm 1) instead of from a transition bank",
     )
+    _add_objective_argument(demo)
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_demo)
 
@@ -433,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="final ω of increasing ramps (default: 1 2 4)",
     )
     exp.add_argument("--online", action="store_true", help="learn ω online instead of from a bank")
+    _add_objective_argument(exp)
     exp.add_argument(
         "--inception",
         action="store_true",

@@ -289,6 +289,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     learn: str = "bank",
+    objective: str = "energy",
 ) -> dict:
     """Run the whole demo and write ``results.json``, ``report.md`` and figures into ``out``.
 
@@ -298,15 +299,20 @@ def run_demo(
         seed: master seed.
         progress: show progress bars.
         learn: ``"bank"`` (default) or ``"online"``: how ω is learned.
+        objective: the online objective (:class:`~learnguide.training.OnlineConfig`); anything but
+            ``"energy"`` needs ``learn="online"`` (banks store per-item statistics only).
 
     Returns:
         the content of ``results.json``.
     """
     if learn not in ("bank", "online"):
         raise ValueError(f"learn must be 'bank' or 'online', got {learn!r}")
+    if objective != "energy" and learn != "online":
+        raise ValueError(f"the {objective} objective is learned online: use learn='online' (--online)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = replace(DemoConfig.quick(seed) if quick else DemoConfig(seed=seed), learn=learn)
+    config = replace(config, online=replace(config.online, objective=objective))
     mixture = ring_mixture()
     began = time.perf_counter()
     results: dict = {
@@ -314,6 +320,7 @@ def run_demo(
             "quick": quick,
             "seed": seed,
             "learn": learn,
+            "objective": objective,
             "mixture": "ring_mixture()",
             "mixture_fingerprint": mixture.fingerprint(),
             "schedule": VPCosine().config(),

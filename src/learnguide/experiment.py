@@ -75,7 +75,9 @@ class ExperimentConfig:
     learn: str = "bank"
     bank: BankConfig = field(default_factory=lambda: BankConfig(items=8192, shard_size=2048, batch_size=256))
     fit: FitConfig = field(default_factory=FitConfig)
-    online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=2000, batch_size=64))
+    online: OnlineConfig = field(
+        default_factory=lambda: OnlineConfig(iterations=500, batch_size=256, particles=2, group_size=8)
+    )
     grid_columns: int = 8
     inception: bool = False
     seed: int = 0
@@ -95,6 +97,7 @@ class ExperimentConfig:
             increasing_shapes=("linear",),
             bank=BankConfig(items=512, shard_size=256, batch_size=128),
             fit=FitConfig(epochs=5, patience=5),
+            online=OnlineConfig(iterations=10, batch_size=128, particles=2, group_size=4),
             grid_columns=2,
             seed=seed,
         )
@@ -183,37 +186,68 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
     )
 
 
-def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict) -> str:
-    """What a saved step-count entry must match to be reused: the sizes, grids, seeds and learned ω."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ("steps", "grid_columns")}
-    learned = {k: learning.get(k) for k in ("method", "bank", "fit", "online")}
+LEARNING_FIELDS = ("learn", "bank", "fit", "online")
+
+
+def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | None = None) -> str:
+    """What saved results must match to be reused: sizes, grids, seeds and checkpoint (the baselines), plus
+    how ω was learned when ``learning`` (the learning record) is given (the learned ω's results)."""
+    skip = ("steps", "grid_columns", *LEARNING_FIELDS)
+    settings = {k: v for k, v in asdict(config).items() if k not in skip}
+    learned = {k: learning.get(k) for k in ("method", "bank", "fit", "online")} if learning else None
     blob = json.dumps([settings, denoiser_id, learned], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _load_entry(path: Path, key: str) -> dict | None:
-    """A step count's saved results when ``path`` holds them for the same ``key``; else None."""
+    """Saved results when ``path`` holds them for the same ``key``; else None."""
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
     return saved["entry"] if saved.get("key") == key else None
 
 
-def compare_at_steps(
+def _save_entry(path: Path, key: str, entry: dict) -> None:
+    """Write results with their ``key`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"key": key, "entry": entry}, indent=2))
+
+
+def evaluate_method(
+    scorer: ImageScorer,
+    evaluator: ImageScorer,
+    guidance: GuidanceSchedule,
+    tuning: tuple[Tensor, Tensor],
+    eval_sets: list[tuple[Tensor, Tensor]],
+    tuning_scores: dict | None = None,
+) -> dict:
+    """One method's entry: settings, score on the tuning set (``tuning_scores`` when already known), mean /
+    std / per-set metrics over ``eval_sets`` and images/s."""
+    evaluated_at = time.perf_counter()
+    metrics = evaluate_over_sets(evaluator.score, guidance, eval_sets)
+    seconds = time.perf_counter() - evaluated_at
+    return {
+        "settings": guidance.config(),
+        "tuning": tuning_scores if tuning_scores is not None else scorer.score(guidance, tuning),
+        **metrics,
+        "images_per_second": len(eval_sets) * len(eval_sets[0][0]) / seconds,
+    }
+
+
+def compare_baselines(
     desc: str,
     scorer: ImageScorer,
     evaluator: ImageScorer,
     families: dict[str, list[GuidanceSchedule]],
-    learned: GuidanceSchedule,
     tuning: tuple[Tensor, Tensor],
     eval_sets: list[tuple[Tensor, Tensor]],
     progress: bool = True,
 ) -> dict:
-    """Tune every baseline family on ``tuning`` with ``scorer``, then evaluate the unguided model, each
-    family's winner and ``learned`` on ``eval_sets`` with ``evaluator`` (the same step count).
+    """Tune every baseline family on ``tuning`` with ``scorer``, then evaluate the unguided model and each
+    family's winner on ``eval_sets`` with ``evaluator`` (the same step count).
 
-    Returns one step count's entry of ``results.json``: per method its settings, tuning score, mean / std /
-    per-set metrics and images/s, the sweeps of the baseline families and the tuning cost.
+    Returns one step count's entry of ``results.json`` without the learned ω: per method its settings,
+    tuning score, mean / std / per-set metrics and images/s, the sweeps and the tuning cost.
     """
     bar = tqdm(
         total=sum(map(len, families.values())), desc=f"{desc}: tune", disable=not progress, leave=False
@@ -224,7 +258,6 @@ def compare_at_steps(
     bar.close()
     winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
     winners.update({fam: families[fam][best_index(sweep, METRIC)] for fam, sweep in sweeps.items()})
-    winners["learned"] = learned
     tuned = {json.dumps(r["settings"], sort_keys=True): r for sweep in sweeps.values() for r in sweep}
     steps, n_tune = scorer.steps, len(tuning[0])
     entry: dict = {
@@ -243,18 +276,9 @@ def compare_at_steps(
     for method, guidance in tqdm(
         winners.items(), desc=f"{desc}: evaluate", disable=not progress, leave=False
     ):
-        settings = guidance.config()
-        swept = tuned.get(json.dumps(settings, sort_keys=True))  # already scored on the tuning set
-        tuning_scores = (
-            {k: v for k, v in swept.items() if k != "settings"} if swept else scorer.score(guidance, tuning)
-        )
-        evaluated_at = time.perf_counter()
-        entry[method] = {
-            "settings": settings,
-            "tuning": tuning_scores,
-            **evaluate_over_sets(evaluator.score, guidance, eval_sets),
-            "images_per_second": len(eval_sets) * len(eval_sets[0][0]) / (time.perf_counter() - evaluated_at),
-        }
+        swept = tuned.get(json.dumps(guidance.config(), sort_keys=True))  # already scored on the tuning set
+        known = {k: v for k, v in swept.items() if k != "settings"} if swept else None
+        entry[method] = evaluate_method(scorer, evaluator, guidance, tuning, eval_sets, known)
         if method in sweeps:
             entry[method]["sweep"] = sweeps[method]
     return entry
@@ -274,9 +298,11 @@ def run_checkpoint(
     """Learn ω, tune the baselines and evaluate everything for one denoiser checkpoint (``inception``: an
     Inception extractor and its reference statistics, used on the evaluation sets only).
 
-    Each step count's results are saved to ``out/by_steps/<name>-<steps>.json`` as soon as they are done;
-    a rerun with the same sizes, grids, seeds and checkpoint reuses them (ω is re-learned, deterministically),
-    so an interrupted experiment resumes at the step count it was working on.
+    Each step count's results are saved as soon as they are done: the baselines to
+    ``out/by_steps/<name>-<steps>.json``, the learned ω's to ``<name>-<steps>-learned.json``. A rerun with
+    the same sizes, grids, seeds and checkpoint reuses the baselines (ω is re-learned, deterministically, and
+    its saved results are reused when it was learned the same way), so an interrupted experiment resumes at
+    the step count it was working on, and trying another way of learning ω re-samples only the learned ω.
 
     Returns ``(results, figure_data)``: its entry of ``results.json`` and what the report draws.
     """
@@ -322,18 +348,23 @@ def run_checkpoint(
         "by_steps": {},
     }
     figures: dict = {"sweeps": {}, "lines": {}, "grids": {}, "omega": {}}
-    resume_key = _resume_key(config, results["denoiser_id"], results["learning"])
+    baseline_key = _resume_key(config, results["denoiser_id"])
+    learned_key = _resume_key(config, results["denoiser_id"], results["learning"])
     for steps in config.steps:
         scorer = ImageScorer(denoiser, classifier, reference, dataset.image_shape, steps, config.batch_size)
+        evaluator = replace(scorer, inception=inception)
         saved = out / "by_steps" / f"{name}-{steps}.json"
-        entry = _load_entry(saved, resume_key)
+        entry = _load_entry(saved, baseline_key)
         if entry is None:
-            evaluator = replace(scorer, inception=inception)
-            entry = compare_at_steps(
-                f"{name}, {steps} steps", scorer, evaluator, families, omega_net, tuning, eval_sets, progress
-            )
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(saved, json.dumps({"key": resume_key, "entry": entry}, indent=2))
+            desc = f"{name}, {steps} steps"
+            entry = compare_baselines(desc, scorer, evaluator, families, tuning, eval_sets, progress)
+            _save_entry(saved, baseline_key, entry)
+        saved_learned = saved.with_name(f"{name}-{steps}-learned.json")
+        learned = _load_entry(saved_learned, learned_key)
+        if learned is None:
+            learned = evaluate_method(scorer, evaluator, omega_net, tuning, eval_sets)
+            _save_entry(saved_learned, learned_key, learned)
+        entry = {**entry, "learned": learned}
         results["by_steps"][str(steps)] = entry
         winners = {
             m: omega_net if m == "learned" else guidance_from_config(entry[m]["settings"]) for m in METHODS
