@@ -13,6 +13,7 @@ from diffusers import (
     UNet2DModel,
 )
 from diffusers.guiders import ClassifierFreeGuidance
+from safetensors.torch import load_file
 
 from learnguide.cli import main
 from learnguide.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, omega_to_scale
@@ -391,7 +392,29 @@ def test_cli_bank_fit_export_on_a_local_diffusers_folder(tmp_path, capsys):
     assert set(table["omega"]) == {str(k) for k in range(10)} and len(table["omega"]["3"]) == 5
     for k in table["omega"]:
         assert table["guidance_scale"][k] == pytest.approx([1 + w for w in table["omega"][k]])
-    capsys.readouterr()
+    smp = ["sample", "--model", str(folder), "--null-class", "10", "--steps", "3", "--no-progress"]
+    assert (
+        main(
+            [
+                *smp,
+                "--omega",
+                str(omega),
+                "--classes",
+                "0",
+                "1",
+                "--per-class",
+                "2",
+                "--out",
+                str(out.parent / "s"),
+            ]
+        )
+        == 0
+    )
+    saved = load_file(out.parent / "s" / "samples.safetensors")
+    assert saved["images"].shape == (4, 1, 8, 8) and saved["labels"].tolist() == [0, 0, 1, 1]
+    assert (out.parent / "s" / "samples.png").stat().st_size > 500
+    assert main([*smp, "--constant", "0.5", "--classes", "12", "--out", str(out.parent / "bad")]) == 2
+    assert "class ids must be in [0, 10)" in capsys.readouterr().err and not (out.parent / "bad").exists()
 
 
 def test_cli_refuses_a_mismatched_or_incomplete_diffusers_folder(tmp_path, capsys):

@@ -76,6 +76,54 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from .guidance import ConstantGuidance, OmegaNet
+    from .image_denoisers import load_image_denoiser
+    from .image_reports import plot_sample_grids
+    from .sampling import sample
+
+    if args.steps < 1 or args.per_class < 1:
+        raise ValueError("--steps and --per-class must be >= 1")
+    grid = None
+    if args.model:
+        from .integrations.diffusers_models import DiffusersDenoiser, load_diffusers_model, scheduler_grid
+
+        model, scheduler = load_diffusers_model(args.model)
+        denoiser = DiffusersDenoiser(model, scheduler, null_class=args.null_class)
+        size = model.config.sample_size
+        shape = (model.config.in_channels, *((size, size) if isinstance(size, int) else size))
+        grid, num_classes = scheduler_grid(scheduler, args.steps), denoiser.null_class
+    else:
+        denoiser = load_image_denoiser(args.denoiser)
+        shape, num_classes = denoiser.net.image_shape, denoiser.null_id
+    guidance = OmegaNet.load(args.omega, denoiser.schedule) if args.omega else ConstantGuidance(args.constant)
+    classes = torch.tensor(args.classes if args.classes is not None else range(num_classes))
+    if bool(((classes < 0) | (classes >= num_classes)).any()):
+        raise ValueError(f"class ids must be in [0, {num_classes}), got {classes.tolist()}")
+    labels = classes.repeat_interleave(args.per_class)
+    seeds = args.seed * 1_000_003 + torch.arange(len(labels))
+    chunks = [
+        sample(denoiser, denoiser.schedule, guidance, lab, shape, args.steps, seeds=sd, grid=grid)
+        for lab, sd in tqdm(
+            list(zip(labels.split(args.batch_size), seeds.split(args.batch_size), strict=True)),
+            desc="sample",
+            disable=args.no_progress,
+        )
+    ]
+    images = torch.cat(chunks)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({"images": images.contiguous(), "labels": labels}, str(out / "samples.safetensors"))
+    title = f"{args.omega or f'constant ω = {args.constant}'}, {args.steps} steps"
+    plot_sample_grids({"samples": images.clamp(-1, 1)}, len(classes), title, out / "samples.png")
+    print(f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'}")
+    return 0
+
+
 def _bank(args: argparse.Namespace) -> int:
     from .banks import BankConfig, generate_bank
     from .checkpoints import checkpoint_fingerprint
@@ -365,6 +413,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.set_defaults(func=_fit)
+
+    smp = sub.add_parser(
+        "sample",
+        help="sample images with a learned ω (or a constant ω) from an image checkpoint or a diffusers model",
+        description="Draw --per-class samples for each class with guided DDIM (the scheduler's grid for "
+        "--model) and write samples.safetensors (images, labels) and samples.png (a row per class).",
+    )
+    model_source = smp.add_mutually_exclusive_group(required=True)
+    model_source.add_argument("--denoiser", help="learnguide image-denoiser checkpoint folder")
+    model_source.add_argument("--model", help="local diffusers pipeline folder (class-conditional)")
+    smp.add_argument("--null-class", type=int, help="with --model: the null class id (DiT: its own)")
+    weight = smp.add_mutually_exclusive_group(required=True)
+    weight.add_argument("--omega", help="learned ω-network folder")
+    weight.add_argument(
+        "--constant", type=float, help="a constant ω instead (paper convention, 0 = no guidance)"
+    )
+    smp.add_argument("--steps", type=int, default=25, help="sampling steps (default: 25)")
+    smp.add_argument("--classes", type=int, nargs="+", help="class ids (default: all)")
+    smp.add_argument("--per-class", type=int, default=8, help="samples per class (default: 8)")
+    smp.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
+    smp.add_argument("--seed", type=int, default=0, help="seed; sample i uses seed·1000003 + i (default: 0)")
+    smp.add_argument("--out", required=True, help="output folder")
+    smp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    smp.set_defaults(func=_sample)
 
     export = sub.add_parser(
         "export",
