@@ -114,6 +114,17 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+def assert_parity(model, make_scheduler, denoiser, cond, null, seed, shape, steps, keyword):
+    """Our sampler with constant ω vs diffusers' guided loop, from the same latents (seed), to ≤ 1e-5."""
+    latents = torch.randn(cond.shape[0], *shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        theirs = diffusers_loop(
+            model, make_scheduler(), cond, null, latents, steps, omega_to_scale(OMEGA), keyword=keyword
+        )
+    mine = ours(denoiser, make_scheduler(), cond, seed, shape, steps, OMEGA)
+    assert relative_error(mine, theirs) <= 1e-5
+
+
 def test_discrete_vp_hits_alphas_cumprod_at_the_timesteps_and_round_trips():
     scheduler = ddim()
     schedule = schedule_from_scheduler(scheduler)
@@ -161,21 +172,8 @@ def test_parity_with_diffusers_ddim_and_cfg_guider_class_unet(prediction_type):
     scheduler = ddim(prediction_type=prediction_type)
     denoiser = DiffusersDenoiser(model, scheduler, null_class=k)
     cond = torch.tensor([0, 1, 2, 1])
-    latents = torch.randn(4, 2, 8, 8, generator=torch.Generator().manual_seed(3))
-    null = torch.full_like(cond, k)
-    with torch.no_grad():
-        theirs = diffusers_loop(
-            model,
-            ddim(prediction_type=prediction_type),
-            cond,
-            null,
-            latents,
-            steps,
-            omega_to_scale(OMEGA),
-            keyword="class_labels",
-        )
-    mine = ours(denoiser, scheduler, cond, 3, (2, 8, 8), steps, OMEGA)
-    assert relative_error(mine, theirs) <= 1e-5
+    make = lambda: ddim(prediction_type=prediction_type)  # noqa: E731
+    assert_parity(model, make, denoiser, cond, torch.full_like(cond, k), 3, (2, 8, 8), steps, "class_labels")
 
 
 def test_parity_dit_with_learned_variance_channels_and_its_own_null_class():
@@ -184,20 +182,8 @@ def test_parity_dit_with_learned_variance_channels_and_its_own_null_class():
     denoiser = DiffusersDenoiser(model, scheduler)  # null class = num_embeds_ada_norm
     assert denoiser.null_class == 5
     cond = torch.tensor([0, 4, 2])
-    latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        theirs = diffusers_loop(
-            model,
-            ddim(beta_schedule="linear", beta_start=0.0001, beta_end=0.02),
-            cond,
-            torch.full_like(cond, 5),
-            latents,
-            steps,
-            omega_to_scale(OMEGA),
-            keyword="class_labels",
-        )
-    mine = ours(denoiser, scheduler, cond, 5, (4, 8, 8), steps, OMEGA)
-    assert relative_error(mine, theirs) <= 1e-5
+    make = lambda: ddim(beta_schedule="linear", beta_start=0.0001, beta_end=0.02)  # noqa: E731
+    assert_parity(model, make, denoiser, cond, torch.full_like(cond, 5), 5, (4, 8, 8), steps, "class_labels")
 
 
 def test_parity_text_unet_with_prompt_embeddings():
@@ -205,20 +191,8 @@ def test_parity_text_unet_with_prompt_embeddings():
     gen = torch.Generator().manual_seed(7)
     prompts, empty = torch.randn(2, 5, 12, generator=gen), torch.randn(5, 12, generator=gen)
     denoiser = DiffusersDenoiser(model, ddim(), null_embedding=empty)
-    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(9))
-    with torch.no_grad():
-        theirs = diffusers_loop(
-            model,
-            ddim(),
-            prompts,
-            empty.expand(2, 5, 12),
-            latents,
-            steps,
-            omega_to_scale(OMEGA),
-            keyword="encoder_hidden_states",
-        )
-    mine = ours(denoiser, ddim(), prompts, 9, (4, 8, 8), steps, OMEGA)
-    assert relative_error(mine, theirs) <= 1e-5
+    null = empty.expand(2, 5, 12)
+    assert_parity(model, ddim, denoiser, prompts, null, 9, (4, 8, 8), steps, "encoder_hidden_states")
 
 
 def test_parity_flow_matching_euler():
@@ -228,20 +202,9 @@ def test_parity_flow_matching_euler():
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
     denoiser = DiffusersDenoiser(model, scheduler, null_embedding=empty)
     assert isinstance(denoiser.schedule, RectifiedFlow) and denoiser.prediction == "flow"
-    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(13))
-    with torch.no_grad():
-        theirs = diffusers_loop(
-            model,
-            FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
-            prompts,
-            empty.expand(2, 5, 12),
-            latents,
-            steps,
-            omega_to_scale(OMEGA),
-            keyword="encoder_hidden_states",
-        )
-    mine = ours(denoiser, scheduler, prompts, 13, (4, 8, 8), steps, OMEGA)
-    assert relative_error(mine, theirs) <= 1e-5
+    make = lambda: FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)  # noqa: E731
+    null = empty.expand(2, 5, 12)
+    assert_parity(model, make, denoiser, prompts, null, 13, (4, 8, 8), steps, "encoder_hidden_states")
 
 
 def test_adapter_errors_name_the_fix():

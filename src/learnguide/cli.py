@@ -34,7 +34,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _diffusers_denoiser(args: argparse.Namespace):
     """The class-conditional diffusers model of ``--model`` as a denoiser, and its ``--dataset``."""
     from .data.images import load_dataset
-    from .integrations.diffusers_models import DiffusersDenoiser, load_diffusers_model
+    from .integrations.diffusers_models import DiffusersDenoiser, load_diffusers_model, model_image_shape
 
     if not args.dataset:
         raise ValueError(
@@ -42,8 +42,7 @@ def _diffusers_denoiser(args: argparse.Namespace):
         )
     model, scheduler = load_diffusers_model(args.model)
     dataset = load_dataset(args.dataset)
-    size = model.config.sample_size
-    expected = (model.config.in_channels, *((size, size) if isinstance(size, int) else size))
+    expected = model_image_shape(model)
     if tuple(dataset.image_shape) != tuple(expected):
         raise ValueError(
             f"{args.dataset} has images of shape {tuple(dataset.image_shape)}; {args.model} takes {expected}"
@@ -61,10 +60,17 @@ def _export(args: argparse.Namespace) -> int:
     omega = OmegaNet.load(args.omega)
     grid, timesteps = step_grid(args.steps), None
     if args.model:
-        from .integrations.diffusers_models import load_diffusers_model, scheduler_grid
+        from .integrations.diffusers_models import (
+            load_diffusers_model,
+            model_timestep,
+            schedule_from_scheduler,
+            scheduler_grid,
+        )
 
         _, scheduler = load_diffusers_model(args.model)
-        grid, timesteps = scheduler_grid(scheduler, args.steps), scheduler.timesteps.tolist()
+        grid = scheduler_grid(scheduler, args.steps)  # for non-DDIM schedulers: DDIM's grid from their config
+        total = scheduler.config.num_train_timesteps
+        timesteps = model_timestep(schedule_from_scheduler(scheduler), grid[:-1], total).tolist()
     num_classes = omega.hparams["num_classes"]
     if num_classes is None:
         raise ValueError(f"{args.omega} takes condition embeddings; export supports class ids only")
@@ -90,12 +96,16 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError("--steps and --per-class must be >= 1")
     grid = None
     if args.model:
-        from .integrations.diffusers_models import DiffusersDenoiser, load_diffusers_model, scheduler_grid
+        from .integrations.diffusers_models import (
+            DiffusersDenoiser,
+            load_diffusers_model,
+            model_image_shape,
+            scheduler_grid,
+        )
 
         model, scheduler = load_diffusers_model(args.model)
         denoiser = DiffusersDenoiser(model, scheduler, null_class=args.null_class)
-        size = model.config.sample_size
-        shape = (model.config.in_channels, *((size, size) if isinstance(size, int) else size))
+        shape = model_image_shape(model)
         grid, num_classes = scheduler_grid(scheduler, args.steps), denoiser.null_class
     else:
         denoiser = load_image_denoiser(args.denoiser)

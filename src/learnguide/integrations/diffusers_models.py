@@ -89,6 +89,21 @@ def scheduler_grid(scheduler: Any, steps: int) -> Tensor:
     return torch.cat([(timesteps + 1.0) / total, torch.tensor([last], dtype=torch.float64)])
 
 
+def model_timestep(schedule: Schedule, t: Tensor, num_train_timesteps: int) -> Tensor:
+    """A diffusers model's timestep for continuous times ``t`` (any shape): t·T − 1 for DDPM-family schedules
+    (:class:`DiscreteVP`), σ·T for flow matching, with float32 round-off at integer timesteps removed."""
+    if isinstance(schedule, DiscreteVP):
+        steps = schedule.timestep(t.double())
+        return torch.where((steps - steps.round()).abs() < SNAP, steps.round(), steps).to(t.dtype)
+    return t * num_train_timesteps
+
+
+def model_image_shape(model: nn.Module) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the samples a diffusers model takes, from its ``in_channels`` and ``sample_size``."""
+    size = model.config.sample_size
+    return (model.config.in_channels, *((size, size) if isinstance(size, int) else size))
+
+
 class DiffusersDenoiser(nn.Module):
     """A diffusers model and its scheduler as an x̂ denoiser ``(x_t [B, C, H, W], t [B], cond) -> x̂_0``.
 
@@ -140,12 +155,8 @@ class DiffusersDenoiser(nn.Module):
         self.register_buffer("null_embedding", null_embedding, persistent=False)
 
     def timestep(self, t: Tensor) -> Tensor:
-        """The model's timestep ``[B]`` for continuous times ``t [B]`` (t·T − 1 for DDPM-family schedules,
-        σ·T for flow matching), with float32 round-off at the scheduler's integer timesteps removed."""
-        if isinstance(self.schedule, DiscreteVP):
-            steps = self.schedule.timestep(t.double())
-            return torch.where((steps - steps.round()).abs() < SNAP, steps.round(), steps).to(t.dtype)
-        return t * self.num_train_timesteps
+        """The model's timestep ``[B]`` for continuous times ``t [B]`` (see :func:`model_timestep`)."""
+        return model_timestep(self.schedule, t, self.num_train_timesteps)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """x̂_0 ``[B, C, H, W]`` for x_t ``[B, C, H, W]``, t ``[B]`` and class ids ``[B]`` or prompt embeddings
