@@ -9,6 +9,7 @@ from diffusers import (
     DDIMScheduler,
     DiTTransformer2DModel,
     FlowMatchEulerDiscreteScheduler,
+    SD3Transformer2DModel,
     UNet2DConditionModel,
     UNet2DModel,
 )
@@ -25,6 +26,7 @@ from learnguide.integrations.diffusers_guidance import (
 from learnguide.integrations.diffusers_models import (
     DiffusersDenoiser,
     load_scheduler,
+    pack_prompt_condition,
     schedule_from_scheduler,
     scheduler_grid,
 )
@@ -88,8 +90,10 @@ def tiny_dit() -> DiTTransformer2DModel:
     return model
 
 
-def diffusers_loop(model, scheduler, cond, null, latents, steps, guidance_scale, **kwargs):
-    """diffusers' classifier-free-guided sampling: the scheduler loop with the guider, as pipelines do."""
+def diffusers_loop(model, scheduler, cond, null, latents, steps, guidance_scale, keyword):
+    """diffusers' classifier-free-guided sampling: the scheduler loop with the guider, as pipelines do.
+    ``keyword`` names the model's condition argument, or maps a batch of conditions to its arguments."""
+    conditioning = keyword if callable(keyword) else lambda both: {keyword: both}
     guider = ClassifierFreeGuidance(guidance_scale=guidance_scale)
     scheduler.set_timesteps(steps)
     x = latents * getattr(scheduler, "init_noise_sigma", 1.0)
@@ -97,7 +101,7 @@ def diffusers_loop(model, scheduler, cond, null, latents, steps, guidance_scale,
         guider.set_state(step=i, num_inference_steps=steps, timestep=timestep)
         both = torch.cat([cond, null])
         ts = timestep.expand(2 * x.shape[0])
-        out = model(torch.cat([x, x]), ts, **{kwargs["keyword"]: both}, return_dict=False)[0]
+        out = model(torch.cat([x, x]), timestep=ts, **conditioning(both), return_dict=False)[0]
         pred_cond, pred_uncond = out[:, : x.shape[1]].chunk(2)
         x = scheduler.step(guider.forward(pred_cond, pred_uncond).pred, timestep, x, return_dict=False)[0]
     return x
@@ -205,6 +209,42 @@ def test_parity_flow_matching_euler():
     make = lambda: FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)  # noqa: E731
     null = empty.expand(2, 5, 12)
     assert_parity(model, make, denoiser, prompts, null, 13, (4, 8, 8), steps, "encoder_hidden_states")
+
+
+def test_parity_flow_matching_sd3_transformer_with_pooled_projections():
+    torch.manual_seed(0)
+    model = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=12,
+        caption_projection_dim=16,
+        pooled_projection_dim=20,  # wider than the prompt embeddings: packing pads the prompt rows
+        pos_embed_max_size=8,
+    )
+    for p in model.parameters():  # zero-initialised output layers: make the output non-trivial
+        torch.nn.init.normal_(p, std=0.05)
+    gen = torch.Generator().manual_seed(5)
+    prompts, pooled = torch.randn(2, 5, 12, generator=gen), torch.randn(2, 20, generator=gen)
+    empty, empty_pooled = torch.randn(1, 5, 12, generator=gen), torch.randn(1, 20, generator=gen)
+    cond, null = pack_prompt_condition(prompts, pooled), pack_prompt_condition(empty, empty_pooled)
+    assert cond.shape == (2, 6, 20) and torch.equal(cond[:, :5, :12], prompts) and not cond[:, :5, 12:].any()
+    make = lambda: FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)  # noqa: E731
+    denoiser = DiffusersDenoiser(model, make(), null_embedding=null[0])
+    assert denoiser.prediction == "flow" and denoiser.pooled_dims == (12, 20)
+    sd3_kwargs = lambda both: {  # noqa: E731
+        "encoder_hidden_states": torch.cat([prompts, empty.expand(2, 5, 12)]),
+        "pooled_projections": torch.cat([pooled, empty_pooled.expand(2, 20)]),
+    }
+    assert_parity(model, make, denoiser, cond, null.expand(2, 6, 20), 17, (4, 8, 8), 6, sd3_kwargs)
+    with pytest.raises(ValueError, match="pack_prompt_condition"):
+        DiffusersDenoiser(model, make(), null_embedding=empty[0])
+    with pytest.raises(ValueError, match="pooled embeddings"):
+        pack_prompt_condition(prompts, pooled[:1])
 
 
 def test_adapter_errors_name_the_fix():

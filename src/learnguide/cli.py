@@ -32,20 +32,36 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _diffusers_denoiser(args: argparse.Namespace):
-    """The class-conditional diffusers model of ``--model`` as a denoiser, and its ``--dataset``."""
+    """The class-conditional diffusers model of ``--model`` as a denoiser, and its ``--dataset`` (encoded
+    once by the pipeline's VAE for a latent model, cached in ``--out``/latents)."""
     from .data.images import load_dataset
-    from .integrations.diffusers_models import DiffusersDenoiser, load_diffusers_model, model_image_shape
+    from .integrations.diffusers_latents import encode_dataset, load_vae
+    from .integrations.diffusers_models import (
+        DiffusersDenoiser,
+        diffusers_fingerprint,
+        load_diffusers_model,
+        model_image_shape,
+    )
 
     if not args.dataset:
         raise ValueError(
             f"{args.model} is a diffusers model; pass --dataset (an image folder or a dataset name)"
         )
     model, scheduler = load_diffusers_model(args.model)
-    dataset = load_dataset(args.dataset)
+    dataset, codec = load_dataset(args.dataset), load_vae(args.model)
+    if codec is not None:
+        dataset = encode_dataset(
+            dataset,
+            codec,
+            diffusers_fingerprint(args.model),
+            cache_dir=Path(args.out) / "latents",
+            progress=not args.no_progress,
+        )
     expected = model_image_shape(model)
     if tuple(dataset.image_shape) != tuple(expected):
+        what = "latents of shape" if codec is not None else "images of shape"
         raise ValueError(
-            f"{args.dataset} has images of shape {tuple(dataset.image_shape)}; {args.model} takes {expected}"
+            f"{args.dataset} has {what} {tuple(dataset.image_shape)}; {args.model} takes {expected}"
         )
     return DiffusersDenoiser(model, scheduler, null_class=args.null_class), dataset
 
@@ -96,6 +112,7 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError("--steps and --per-class must be >= 1")
     grid = None
     if args.model:
+        from .integrations.diffusers_latents import load_vae
         from .integrations.diffusers_models import (
             DiffusersDenoiser,
             load_diffusers_model,
@@ -104,11 +121,14 @@ def _sample(args: argparse.Namespace) -> int:
         )
 
         model, scheduler = load_diffusers_model(args.model)
-        denoiser = DiffusersDenoiser(model, scheduler, null_class=args.null_class)
+        denoiser, codec = (
+            DiffusersDenoiser(model, scheduler, null_class=args.null_class),
+            load_vae(args.model),
+        )
         shape = model_image_shape(model)
         grid, num_classes = scheduler_grid(scheduler, args.steps), denoiser.null_class
     else:
-        denoiser = load_image_denoiser(args.denoiser)
+        denoiser, codec = load_image_denoiser(args.denoiser), None
         shape, num_classes = denoiser.net.image_shape, denoiser.null_id
     guidance = OmegaNet.load(args.omega, denoiser.schedule) if args.omega else ConstantGuidance(args.constant)
     classes = torch.tensor(args.classes if args.classes is not None else range(num_classes))
@@ -124,10 +144,12 @@ def _sample(args: argparse.Namespace) -> int:
             disable=args.no_progress,
         )
     ]
-    images = torch.cat(chunks)
+    images, tensors = torch.cat(chunks), {"labels": labels}
+    if codec is not None:  # a latent model: keep the latents, decode them to images
+        tensors["latents"], images = images.contiguous(), codec.decode(images, args.batch_size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({"images": images.contiguous(), "labels": labels}, str(out / "samples.safetensors"))
+    save_file({"images": images.contiguous(), **tensors}, str(out / "samples.safetensors"))
     title = f"{args.omega or f'constant ω = {args.constant}'}, {args.steps} steps"
     plot_sample_grids({"samples": images.clamp(-1, 1)}, len(classes), title, out / "samples.png")
     print(f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'}")
@@ -371,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--model",
-        help="a local diffusers pipeline folder (unet/ or transformer/, scheduler/), class-conditional",
+        help="a local diffusers pipeline folder (unet/ or transformer/, scheduler/, and vae/ for a latent "
+        "model), class-conditional",
     )
     bank.add_argument(
         "--null-class",
@@ -428,11 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="sample images with a learned ω (or a constant ω) from an image checkpoint or a diffusers model",
         description="Draw --per-class samples for each class with guided DDIM (the scheduler's grid for "
-        "--model) and write samples.safetensors (images, labels) and samples.png (a row per class).",
+        "--model) and write samples.safetensors (images, labels; latents too for a latent model) and "
+        "samples.png (a row per class).",
     )
     model_source = smp.add_mutually_exclusive_group(required=True)
     model_source.add_argument("--denoiser", help="learnguide image-denoiser checkpoint folder")
-    model_source.add_argument("--model", help="local diffusers pipeline folder (class-conditional)")
+    model_source.add_argument(
+        "--model", help="local diffusers pipeline folder (class-conditional; latents decoded by its vae/)"
+    )
     smp.add_argument("--null-class", type=int, help="with --model: the null class id (DiT: its own)")
     weight = smp.add_mutually_exclusive_group(required=True)
     weight.add_argument("--omega", help="learned ω-network folder")

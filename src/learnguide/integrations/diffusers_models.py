@@ -113,7 +113,9 @@ class DiffusersDenoiser(nn.Module):
         null_class: the class id meaning ∅ for class-conditional models (default for
             ``DiTTransformer2DModel``: ``num_embeds_ada_norm``, its own null class).
         null_embedding: the ∅ condition of text-conditional models, the empty prompt's embedding ``[L, D]``;
-            conditions are then prompt embeddings ``[B, L, D]`` passed as ``encoder_hidden_states``.
+            conditions are then prompt embeddings ``[B, L, D]`` passed as ``encoder_hidden_states``. Models
+            that also take a pooled embedding (``pooled_projections``: SD3, Flux) take conditions packed by
+            :func:`pack_prompt_condition`, ``[B, L + 1, max(D, P)]``, and a ∅ packed the same way.
 
     Outputs with more channels than the input (learned variance) keep the first C channels.
     """
@@ -126,6 +128,7 @@ class DiffusersDenoiser(nn.Module):
         null_embedding: Tensor | None = None,
     ) -> None:
         super().__init__()
+        self.pooled_dims: tuple[int, int] | None = None
         scheduler = load_scheduler(scheduler) if isinstance(scheduler, dict) else scheduler
         self.model = model.eval().requires_grad_(False)
         self.schedule = schedule_from_scheduler(scheduler)
@@ -136,6 +139,13 @@ class DiffusersDenoiser(nn.Module):
             if "encoder_hidden_states" not in accepts:
                 raise ValueError(f"{type(model).__name__} takes no encoder_hidden_states; give null_class")
             self.cond_keyword, self.null_class = "encoder_hidden_states", None
+            if "pooled_projections" in accepts:  # packed [B, L + 1, max(D, P)]: prompt rows, then pooled
+                self.pooled_dims = (model.config.joint_attention_dim, model.config.pooled_projection_dim)
+                if null_embedding.shape[-1] != max(self.pooled_dims):
+                    raise ValueError(
+                        f"{type(model).__name__} takes pooled projections: give conditions and "
+                        f"null_embedding packed by pack_prompt_condition (width {max(self.pooled_dims)})"
+                    )
         else:
             config = model.config
             classes = getattr(config, "num_class_embeds", None) or getattr(
@@ -160,8 +170,14 @@ class DiffusersDenoiser(nn.Module):
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """x̂_0 ``[B, C, H, W]`` for x_t ``[B, C, H, W]``, t ``[B]`` and class ids ``[B]`` or prompt embeddings
-        ``[B, L, D]``."""
-        out = self.model(x_t, self.timestep(t), **{self.cond_keyword: cond}, return_dict=False)[0]
+        ``[B, L, D]`` (packed ``[B, L + 1, max(D, P)]`` for models with pooled projections)."""
+        if self.pooled_dims is not None:
+            prompt_dim, pooled_dim = self.pooled_dims
+            conditioning = {"encoder_hidden_states": cond[:, :-1, :prompt_dim]}
+            conditioning["pooled_projections"] = cond[:, -1, :pooled_dim]
+        else:
+            conditioning = {self.cond_keyword: cond}
+        out = self.model(x_t, timestep=self.timestep(t), **conditioning, return_dict=False)[0]
         return to_x0(out[:, : x_t.shape[1]], x_t, t, self.schedule, self.prediction)
 
     def null_cond(self, cond: Tensor) -> Tensor:
@@ -169,6 +185,24 @@ class DiffusersDenoiser(nn.Module):
         if self.null_class is not None:
             return null_class_ids(cond, self.null_class)
         return self.null_embedding.expand(cond.shape[0], *self.null_embedding.shape).to(cond.dtype)
+
+
+def pack_prompt_condition(prompt_embeds: Tensor, pooled_embeds: Tensor) -> Tensor:
+    """One condition tensor for models that take prompt embeddings ``[B, L, D]`` and a pooled embedding
+    ``[B, P]`` (SD3, Flux): ``[B, L + 1, max(D, P)]``, the prompt rows then the pooled row, zero-padded.
+
+    The packed tensor is what :class:`DiffusersDenoiser`, the sampler and the ω-network take as ``cond``.
+    """
+    if prompt_embeds.dim() != 3 or pooled_embeds.dim() != 2 or len(prompt_embeds) != len(pooled_embeds):
+        raise ValueError(
+            f"need prompt embeddings [B, L, D] and pooled embeddings [B, P], got "
+            f"{tuple(prompt_embeds.shape)} and {tuple(pooled_embeds.shape)}"
+        )
+    batch, length, prompt_dim = prompt_embeds.shape
+    packed = prompt_embeds.new_zeros(batch, length + 1, max(prompt_dim, pooled_embeds.shape[1]))
+    packed[:, :length, :prompt_dim] = prompt_embeds
+    packed[:, length, : pooled_embeds.shape[1]] = pooled_embeds
+    return packed
 
 
 MODEL_SUBFOLDERS = ("transformer", "unet")
@@ -205,11 +239,12 @@ def load_diffusers_model(folder: str | Path) -> tuple[nn.Module, Any]:
 
 
 def diffusers_fingerprint(folder: str | Path) -> str:
-    """A short SHA-256 of the denoising model's safetensors weights: identifies it in banks and ω-networks."""
+    """A short SHA-256 of the denoising model's safetensors weights, and of the VAE's for a latent model:
+    identifies the model (and the latent space its data live in) in banks and ω-networks."""
     digest = hashlib.sha256()
     files = sorted(model_subfolder(folder).glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no safetensors weights in {model_subfolder(folder)}")
-    for path in files:
+    for path in files + sorted((Path(folder) / "vae").glob("*.safetensors")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

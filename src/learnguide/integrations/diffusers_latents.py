@@ -1,0 +1,116 @@
+"""Latent diffusion models: a diffusers VAE maps images to the latents the denoiser works on, and back.
+
+A latent model (DiT-XL-2, Stable Diffusion, SD3, …) denoises z = (E(x) − shift)·scale, where E is the mean of
+the VAE encoder's posterior and ``scale``, ``shift`` are the VAE's ``scaling_factor`` and ``shift_factor``.
+learnguide learns ω entirely in latent space: :func:`encode_dataset` encodes a dataset once (cached on disk)
+and every bank, fit and sample then runs on latents; :meth:`LatentCodec.decode` turns sampled latents into
+images at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..data.images import ImageDataset
+
+VAE_SUBFOLDER = "vae"
+
+
+class LatentCodec(nn.Module):
+    """A diffusers VAE (``AutoencoderKL`` and kin) as encoder images → latents and decoder latents → images.
+
+    Args:
+        vae: the VAE; its ``config.scaling_factor`` and optional ``config.shift_factor`` map its posterior
+            mean to the latents the denoiser was trained on.
+    """
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+        self.scale = float(vae.config.scaling_factor)
+        self.shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, batch_size: int = 64, progress: bool = False) -> Tensor:
+        """Latents ``[N, c, h, w]`` = (posterior mean − shift)·scale of images ``[N, C, H, W]`` in [−1, 1]."""
+        chunks = [
+            (self.vae.encode(chunk).latent_dist.mode() - self.shift) * self.scale
+            for chunk in tqdm(images.split(batch_size), desc="encode", disable=not progress)
+        ]
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, batch_size: int = 64) -> Tensor:
+        """Images ``[N, C, H, W]`` (nominally in [−1, 1], not clamped) from latents ``[N, c, h, w]``."""
+        chunks = [
+            self.vae.decode(chunk / self.scale + self.shift, return_dict=False)[0]
+            for chunk in latents.split(batch_size)
+        ]
+        return torch.cat(chunks)
+
+
+def load_vae(folder: str | Path) -> LatentCodec | None:
+    """The VAE of a local diffusers pipeline folder (``vae/``) as a :class:`LatentCodec`, or None when the
+    pipeline has none (a pixel-space model). Safetensors only; the class must be one of diffusers' own."""
+    import diffusers
+
+    sub = Path(folder) / VAE_SUBFOLDER
+    if not (sub / "config.json").is_file():
+        return None
+    name = json.loads((sub / "config.json").read_text()).get("_class_name", "")
+    cls = getattr(diffusers, name, None) if name.startswith("Autoencoder") else None
+    if cls is None:
+        raise ValueError(f"{sub}/config.json names {name!r}, not a diffusers autoencoder class")
+    return LatentCodec(cls.from_pretrained(sub, use_safetensors=True, local_files_only=True))
+
+
+def encode_dataset(
+    dataset: ImageDataset,
+    codec: LatentCodec,
+    codec_id: str,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> ImageDataset:
+    """``dataset`` with its images replaced by their latents, encoded once.
+
+    Args:
+        dataset: images ``[N, C, H, W]`` in [−1, 1].
+        codec: the VAE.
+        codec_id: identifies the VAE's weights (part of the cache key, with the data's fingerprint).
+        cache_dir: when given, latents are read from / written to ``cache_dir/latents-<key>.safetensors``.
+        batch_size: images per encoder call.
+        progress: show a progress bar while encoding.
+
+    Returns:
+        an :class:`ImageDataset` named ``<name>@latents`` with latents ``[N, c, h, w]`` and the same labels.
+    """
+    key = hashlib.sha256(f"{dataset.fingerprint()}|{codec_id}".encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"latents-{key}.safetensors" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        latents = load_file(str(path))
+    else:
+        latents = {
+            "train": codec.encode(dataset.train_images, batch_size, progress).contiguous(),
+            "test": codec.encode(dataset.test_images, batch_size, progress).contiguous(),
+        }
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            save_file(latents, str(partial))
+            partial.replace(path)
+    return ImageDataset(
+        f"{dataset.name}@latents",
+        latents["train"],
+        dataset.train_labels,
+        latents["test"],
+        dataset.test_labels,
+        dataset.class_names,
+    )

@@ -1,0 +1,183 @@
+"""Latent diffusers models end to end: a pipeline's own output against ours, the VAE path of the CLI, and
+schedules exported for a pipeline whose scheduler is not DDIM (tiny random models, offline)."""
+
+import json
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel, PNDMScheduler
+from safetensors.torch import load_file
+
+from learnguide.cli import main
+from learnguide.data.images import load_digits_dataset
+from learnguide.guidance import ConstantGuidance, OmegaNet, omega_to_scale
+from learnguide.integrations.diffusers_latents import LatentCodec, encode_dataset, load_vae
+from learnguide.integrations.diffusers_models import DiffusersDenoiser, scheduler_grid
+from learnguide.sampling import sample
+from learnguide.schedules import get_schedule
+
+OMEGA = 1.5
+
+
+def tiny_vae(channels: int) -> AutoencoderKL:
+    """Images ``[B, channels, 8, 8]`` ↔ latents ``[B, 4, 4, 4]``."""
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        in_channels=channels,
+        out_channels=channels,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=8,
+        scaling_factor=0.5,
+    )
+
+
+def tiny_latent_dit(num_classes: int) -> DiTTransformer2DModel:
+    torch.manual_seed(0)
+    model = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,  # learned variance, as DiT-XL-2
+        num_layers=1,
+        sample_size=4,
+        patch_size=2,
+        num_embeds_ada_norm=num_classes,
+    )
+    for p in model.parameters():  # zero-initialised output layers: make the output non-trivial
+        torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def dit_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02, clip_sample=False)
+
+
+def test_dit_pipeline_output_equals_our_latent_samples_decoded():
+    """DiTPipeline (its null class is hard-wired to 1000) with DDIM vs our sampler + the VAE decoder."""
+    model, vae, steps = tiny_latent_dit(1000).eval(), tiny_vae(3), 8  # eval: DiT drops labels in training
+    pipe = DiTPipeline(transformer=model, vae=vae, scheduler=dit_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    classes = [3, 999, 0]
+    theirs = pipe(
+        class_labels=classes,
+        guidance_scale=omega_to_scale(OMEGA),
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(21),
+        output_type="pt",
+    ).images
+    denoiser, codec = DiffusersDenoiser(model, dit_scheduler()), LatentCodec(vae)
+    grid = scheduler_grid(dit_scheduler(), steps)
+    cond, gen = torch.tensor(classes), torch.Generator().manual_seed(21)
+    latents = sample(
+        denoiser, denoiser.schedule, ConstantGuidance(OMEGA), cond, (4, 4, 4), grid=grid, generator=gen
+    )
+    mine = (codec.decode(latents) / 2 + 0.5).clamp(0, 1)
+    assert mine.shape == theirs.shape == (3, 3, 8, 8)
+    assert float((mine - theirs).norm() / theirs.norm()) <= 1e-5
+    unguided = sample(denoiser, denoiser.schedule, ConstantGuidance(0.0), cond, (4, 4, 4), grid=grid,
+                      generator=torch.Generator().manual_seed(21))  # fmt: skip
+    assert float((unguided - latents).norm()) > 1e-3  # guidance matters here: the comparison has teeth
+
+
+def test_latent_codec_encodes_with_scale_and_shift_and_caches_a_dataset(tmp_path):
+    vae = tiny_vae(1)
+    vae.register_to_config(shift_factor=0.25)
+    codec = LatentCodec(vae)
+    images = torch.rand(3, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        mean = vae.encode(images).latent_dist.mean
+    latents = codec.encode(images, batch_size=2)
+    assert latents.shape == (3, 4, 4, 4) and torch.allclose(latents, (mean - 0.25) * 0.5, atol=1e-6)
+    with torch.no_grad():
+        expected = vae.decode(latents / 0.5 + 0.25).sample
+    assert torch.allclose(codec.decode(latents), expected, atol=1e-6)
+    digits = load_digits_dataset()
+    encoded = encode_dataset(digits, codec, "vae-a", cache_dir=tmp_path)
+    assert encoded.image_shape == (4, 4, 4) and encoded.name == "digits@latents"
+    assert torch.equal(encoded.train_labels, digits.train_labels) and len(encoded.test_images) == len(
+        digits.test_images
+    )
+    (cached,) = tmp_path.glob("latents-*.safetensors")
+    again = encode_dataset(digits, LatentCodec(tiny_vae(1)), "vae-a", cache_dir=tmp_path)  # read, not encoded
+    assert torch.equal(again.train_images, encoded.train_images)
+    encode_dataset(digits, codec, "vae-b", cache_dir=tmp_path)  # another VAE: another cache file
+    assert len(list(tmp_path.glob("latents-*.safetensors"))) == 2 and cached.is_file()
+
+
+def save_latent_pipeline(folder, num_classes: int = 10):
+    tiny_latent_dit(num_classes).save_pretrained(folder / "transformer")
+    dit_scheduler().save_pretrained(folder / "scheduler")
+    tiny_vae(1).save_pretrained(folder / "vae")
+    return folder
+
+
+def test_cli_learns_and_samples_a_latent_model_through_its_vae(tmp_path):
+    folder = save_latent_pipeline(tmp_path / "pipe")
+    assert load_vae(folder) is not None and load_vae(tmp_path) is None
+    bank, omega, out = tmp_path / "bank", tmp_path / "omega", tmp_path / "samples"
+    args = ["bank", "--model", str(folder), "--dataset", "digits", "--out", str(bank), "--items", "64"]
+    assert main([*args, "--shard-size", "32", "--batch-size", "32", "--no-progress"]) == 0
+    (cache,) = (bank / "latents").glob("latents-*.safetensors")
+    assert load_file(cache)["train"].shape[1:] == (4, 4, 4)  # the digits, encoded once
+    assert main(["fit", "--bank", str(bank), "--out", str(omega), "--epochs", "2", "--no-progress"]) == 0
+    smp = ["sample", "--model", str(folder), "--omega", str(omega), "--steps", "3", "--classes", "0", "7"]
+    assert main([*smp, "--per-class", "2", "--out", str(out), "--no-progress"]) == 0
+    saved = load_file(out / "samples.safetensors")
+    assert saved["latents"].shape == (4, 4, 4, 4) and saved["images"].shape == (4, 1, 8, 8)
+    codec = load_vae(folder)
+    assert torch.allclose(saved["images"], codec.decode(saved["latents"]), atol=1e-6)
+
+
+def test_cli_names_the_image_size_a_latent_model_needs(tmp_path, capsys):
+    folder = save_latent_pipeline(tmp_path / "pipe")
+    model_config = folder / "transformer" / "config.json"
+    model_config.write_text(json.dumps(json.loads(model_config.read_text()) | {"sample_size": 8}))
+    args = ["bank", "--model", str(folder), "--dataset", "digits", "--out", str(tmp_path / "bank")]
+    assert main([*args, "--no-progress"]) == 2
+    assert "latents of shape (4, 4, 4)" in capsys.readouterr().err
+
+
+def test_export_for_a_pndm_pipeline_uses_ddim_timesteps_from_its_config(tmp_path):
+    """SD-1.5 ships PNDM; the exported grid is DDIM's from the same config (steps_offset 1, leading)."""
+    folder = save_latent_pipeline(tmp_path / "pipe")
+    pndm = PNDMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pndm.save_pretrained(folder / "scheduler")
+    schedule = get_schedule({"name": "vp-cosine"})
+    OmegaNet(schedule, num_classes=3).save(tmp_path / "omega")
+    out = tmp_path / "schedule.json"
+    args = ["export", "--omega", str(tmp_path / "omega"), "--model", str(folder), "--steps", "4"]
+    assert main([*args, "--out", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert table["timesteps"] == [751, 501, 251, 1]
+    assert set(table["omega"]) == {"0", "1", "2"} and len(table["guidance_scale"]["2"]) == 4
+
+
+def test_pipeline_fingerprint_covers_the_vae(tmp_path):
+    from learnguide.integrations.diffusers_models import diffusers_fingerprint
+
+    folder = save_latent_pipeline(tmp_path / "pipe")
+    before = diffusers_fingerprint(folder)
+    vae = tiny_vae(1)
+    torch.nn.init.zeros_(vae.decoder.conv_out.bias.data)
+    vae.decoder.conv_out.bias.data += 1.0
+    vae.save_pretrained(folder / "vae")
+    assert diffusers_fingerprint(folder) != before
+
+
+@pytest.mark.parametrize("bad", ["os.system", "UNet2DModel"])
+def test_load_vae_refuses_non_autoencoder_classes(tmp_path, bad):
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text(json.dumps({"_class_name": bad}))
+    with pytest.raises(ValueError, match="not a diffusers autoencoder"):
+        load_vae(tmp_path)
