@@ -17,6 +17,7 @@ from diffusers.guiders import ClassifierFreeGuidance
 from safetensors.torch import load_file
 
 from learnguide.cli import main
+from learnguide.data.prompts import pack_prompt_condition
 from learnguide.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, omega_to_scale
 from learnguide.integrations.diffusers_guidance import (
     LearnedGuidance,
@@ -26,7 +27,6 @@ from learnguide.integrations.diffusers_guidance import (
 from learnguide.integrations.diffusers_models import (
     DiffusersDenoiser,
     load_scheduler,
-    pack_prompt_condition,
     schedule_from_scheduler,
     scheduler_grid,
 )

@@ -1,15 +1,25 @@
-"""Latent diffusers models end to end: a pipeline's own output against ours, the VAE path of the CLI, and
-schedules exported for a pipeline whose scheduler is not DDIM (tiny random models, offline)."""
+"""Latent and text-to-image diffusers models end to end: a pipeline's own output against ours, the VAE path
+of the CLI, prompt files, and schedules exported for a pipeline whose scheduler is not DDIM (tiny random
+models, offline)."""
 
 import json
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel, PNDMScheduler
-from safetensors.torch import load_file
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiTPipeline,
+    DiTTransformer2DModel,
+    PNDMScheduler,
+    UNet2DConditionModel,
+)
+from safetensors.torch import load_file, save_file
 
+from learnguide.banks import load_bank
 from learnguide.cli import main
 from learnguide.data.images import load_digits_dataset
+from learnguide.data.prompts import load_prompt_images, pack_prompt_condition, save_prompt_images
 from learnguide.guidance import ConstantGuidance, OmegaNet, omega_to_scale
 from learnguide.integrations.diffusers_latents import LatentCodec, encode_dataset, load_vae
 from learnguide.integrations.diffusers_models import DiffusersDenoiser, scheduler_grid
@@ -122,7 +132,7 @@ def test_cli_learns_and_samples_a_latent_model_through_its_vae(tmp_path):
     args = ["bank", "--model", str(folder), "--dataset", "digits", "--out", str(bank), "--items", "64"]
     assert main([*args, "--shard-size", "32", "--batch-size", "32", "--no-progress"]) == 0
     (cache,) = (bank / "latents").glob("latents-*.safetensors")
-    assert load_file(cache)["train"].shape[1:] == (4, 4, 4)  # the digits, encoded once
+    assert load_file(cache)["train_images"].shape[1:] == (4, 4, 4)  # the digits, encoded once
     assert main(["fit", "--bank", str(bank), "--out", str(omega), "--epochs", "2", "--no-progress"]) == 0
     smp = ["sample", "--model", str(folder), "--omega", str(omega), "--steps", "3", "--classes", "0", "7"]
     assert main([*smp, "--per-class", "2", "--out", str(out), "--no-progress"]) == 0
@@ -181,3 +191,84 @@ def test_load_vae_refuses_non_autoencoder_classes(tmp_path, bad):
     (tmp_path / "vae" / "config.json").write_text(json.dumps({"_class_name": bad}))
     with pytest.raises(ValueError, match="not a diffusers autoencoder"):
         load_vae(tmp_path)
+
+
+def save_text_pipeline(folder):
+    torch.manual_seed(0)
+    UNet2DConditionModel(
+        sample_size=4,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=12,
+        attention_head_dim=4,
+    ).save_pretrained(folder / "unet")
+    dit_scheduler().save_pretrained(folder / "scheduler")
+    tiny_vae(1).save_pretrained(folder / "vae")
+    return folder
+
+
+def test_cli_learns_omega_of_prompt_embeddings_for_a_text_to_image_latent_model(tmp_path, capsys):
+    folder = save_text_pipeline(tmp_path / "pipe")
+    gen = torch.Generator().manual_seed(4)
+    prompts, empty = torch.randn(6, 3, 12, generator=gen), torch.randn(3, 12, generator=gen)
+    data = save_prompt_images(
+        tmp_path / "captions.safetensors", prompts, empty, torch.rand(6, 1, 8, 8) * 2 - 1
+    )
+    bank, omega, out = tmp_path / "bank", tmp_path / "omega", tmp_path / "samples"
+    args = ["bank", "--model", str(folder), "--dataset", str(data), "--out", str(bank), "--items", "48"]
+    assert main([*args, "--shard-size", "24", "--batch-size", "24", "--no-progress"]) == 0
+    stored = load_bank(bank).cond
+    assert stored.shape == (48, 12)  # what ω sees: the prompt embeddings mean-pooled over tokens
+    assert (stored[:, None] - prompts.mean(1)[None]).norm(dim=-1).min(1).values.max() < 1e-6
+    assert main(["fit", "--bank", str(bank), "--out", str(omega), "--epochs", "2", "--no-progress"]) == 0
+    assert OmegaNet.load(omega).hparams["cond_dim"] == 12
+    smp = ["sample", "--model", str(folder), "--prompts", str(data), "--omega", str(omega), "--steps", "3"]
+    assert main([*smp, "--classes", "0", "5", "--per-class", "2", "--out", str(out), "--no-progress"]) == 0
+    saved = load_file(out / "samples.safetensors")
+    assert saved["images"].shape == (4, 1, 8, 8) and saved["labels"].tolist() == [0, 0, 5, 5]
+    export = ["export", "--omega", str(omega), "--model", str(folder), "--prompts", str(data), "--steps", "4"]
+    assert main([*export, "--classes", "1", "2", "--out", str(tmp_path / "w.json")]) == 0
+    table = json.loads((tmp_path / "w.json").read_text())
+    assert set(table["omega"]) == {"1", "2"} and len(table["omega"]["1"]) == 4
+    assert main([*smp, "--classes", "6", "--out", str(tmp_path / "bad")]) == 2
+    assert "prompt indices must be in [0, 6)" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main([*args[:-2], "--null-class", "3"]) == 2
+    assert "--null-class is for class-conditional models" in capsys.readouterr().err
+    assert main(["export", "--omega", str(omega), "--steps", "4", "--out", str(tmp_path / "x.json")]) == 2
+    assert "pass --prompts" in capsys.readouterr().err
+
+
+def test_prompt_files_round_trip_pack_pooled_embeddings_and_name_what_is_wrong(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    prompts, empty, pooled = torch.randn(4, 3, 6, generator=gen), torch.randn(3, 6), torch.randn(4, 9)
+    path = save_prompt_images(
+        tmp_path / "p.safetensors", prompts, empty, pooled_embeds=pooled, null_pooled=pooled[0]
+    )
+    data = load_prompt_images(path)
+    assert data.prompt_embeds.shape == (4, 4, 9) and data.null_embedding.shape == (4, 9)
+    assert torch.equal(data.prompt_embeds, pack_prompt_condition(prompts, pooled))
+    with pytest.raises(ValueError, match="holds prompts only"):
+        data.data_sampler()
+    bad = {
+        "lacks": {"prompt_embeds": prompts},
+        "null_embedding \\[L, D\\]": {"prompt_embeds": prompts, "null_embedding": empty[:2]},
+        "both pooled_embeds": {"prompt_embeds": prompts, "null_embedding": empty, "pooled_embeds": pooled},
+        "one per prompt": {
+            "prompt_embeds": prompts,
+            "null_embedding": empty,
+            "images": torch.zeros(3, 1, 8, 8),
+        },
+        "NaN or Inf": {"prompt_embeds": prompts * float("nan"), "null_embedding": empty},
+    }
+    for message, tensors in bad.items():
+        save_file(tensors, str(tmp_path / "bad.safetensors"))
+        with pytest.raises(ValueError, match=message):
+            load_prompt_images(tmp_path / "bad.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ValueError, match="cannot read prompt file"):
+        load_prompt_images(tmp_path / "cut.safetensors")

@@ -1,6 +1,7 @@
 """Transition banks: learn ω from cached sufficient statistics (DESIGN §3.1).
 
-A bank is a folder of shards, each holding for a block of items the condition, the times s < t and the
+A bank is a folder of shards, each holding for a block of items the condition as ω sees it
+(:func:`~learnguide.guidance.omega_condition`: prompt embeddings mean-pooled), the times s < t and the
 pair statistics of :func:`~learnguide.objectives.pair_statistics` (float64), plus a ``manifest.json``. Because
 the guided particles are A + ωB with one ω per item, every item's loss is an exact function of ω from these
 numbers, for any β and λ: the denoiser runs once, forward only, and fitting ω_φ afterwards is cheap.
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, atomic_write_text
 from .denoisers import Denoiser
-from .guidance import OmegaNet
+from .guidance import OmegaNet, omega_condition
 from .objectives import check_energy_params, energy_loss_from_stats, pair_statistics
 from .schedules import Schedule
 from .training import DataSampler, check_time_sampling, sample_times, simulate_items
@@ -133,7 +134,7 @@ def _make_shard(
         record.denoiser_evals += 2 * items.a.shape[0] * config.particles
         bar.update(items.a.shape[0])
         bar.set_postfix(nfe=record.denoiser_evals)
-    shard = {"cond": cond.contiguous(), "s": s, "t": t, "stats": torch.cat(parts["stats"])}
+    shard = {"cond": omega_condition(cond).contiguous(), "s": s, "t": t, "stats": torch.cat(parts["stats"])}
     if config.store_predictions:
         shard.update({f: torch.cat(parts[f]) for f in EXTRA_FIELDS})
     return shard
@@ -153,7 +154,7 @@ def generate_bank(
     Args:
         denoiser: the frozen x̂ denoiser.
         schedule: its noise schedule.
-        sample_data: ``(n, generator) -> (x_0 [n, ...], cond [n] or [n, E])``.
+        sample_data: ``(n, generator) -> (x_0 [n, ...], cond [n], [n, E] or [n, L, E])``.
         out_dir: bank folder; if it holds a bank made with the same settings, missing shards are added.
         config: what to draw (:class:`BankConfig`).
         denoiser_id: identifies the denoiser (e.g. a hash of its weights); checked on resume and by fits.

@@ -31,10 +31,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_prompt_file(path: str | None) -> bool:
+    """Whether ``--dataset``/``--prompts`` names a prompt file (images + caption embeddings, safetensors)."""
+    return bool(path) and str(path).endswith(".safetensors")
+
+
 def _diffusers_denoiser(args: argparse.Namespace):
-    """The class-conditional diffusers model of ``--model`` as a denoiser, and its ``--dataset`` (encoded
-    once by the pipeline's VAE for a latent model, cached in ``--out``/latents)."""
+    """The diffusers model of ``--model`` as a denoiser and a sampler of its ``--dataset``: class-labelled
+    images (a dataset name or folder) or a prompt file (images + caption embeddings). For a latent model
+    the images are encoded once by the pipeline's VAE, cached in ``--out``/latents."""
     from .data.images import load_dataset
+    from .data.prompts import load_prompt_images
     from .integrations.diffusers_latents import encode_dataset, load_vae
     from .integrations.diffusers_models import (
         DiffusersDenoiser,
@@ -45,10 +52,15 @@ def _diffusers_denoiser(args: argparse.Namespace):
 
     if not args.dataset:
         raise ValueError(
-            f"{args.model} is a diffusers model; pass --dataset (an image folder or a dataset name)"
+            f"{args.model} is a diffusers model; pass --dataset (a dataset name, an image folder, or a "
+            "prompt file .safetensors for a text-conditional model)"
         )
+    prompts = _is_prompt_file(args.dataset)
+    if prompts and args.null_class is not None:
+        raise ValueError("--null-class is for class-conditional models; a prompt file holds its ∅ embedding")
     model, scheduler = load_diffusers_model(args.model)
-    dataset, codec = load_dataset(args.dataset), load_vae(args.model)
+    dataset = load_prompt_images(args.dataset) if prompts else load_dataset(args.dataset)
+    codec = load_vae(args.model)
     if codec is not None:
         dataset = encode_dataset(
             dataset,
@@ -63,12 +75,34 @@ def _diffusers_denoiser(args: argparse.Namespace):
         raise ValueError(
             f"{args.dataset} has {what} {tuple(dataset.image_shape)}; {args.model} takes {expected}"
         )
-    return DiffusersDenoiser(model, scheduler, null_class=args.null_class), dataset
+    if prompts:
+        denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
+        return denoiser, dataset.data_sampler()
+    return DiffusersDenoiser(model, scheduler, null_class=args.null_class), dataset.data_sampler("train")
+
+
+def _chosen_conditions(args: argparse.Namespace, num_classes: int | None):
+    """The conditions ``--classes`` picks: class ids ``[K]`` in [0, num_classes), or with ``--prompts`` the
+    prompt file's embeddings ``[K, L, D]`` (``--classes`` then picks prompt indices); and their names."""
+    import torch
+
+    if getattr(args, "prompts", None):
+        from .data.prompts import load_prompt_images
+
+        embeddings = load_prompt_images(args.prompts).prompt_embeds
+        picked = args.classes if args.classes is not None else list(range(len(embeddings)))
+        if any(not 0 <= k < len(embeddings) for k in picked):
+            raise ValueError(f"prompt indices must be in [0, {len(embeddings)}), got {picked}")
+        return embeddings[torch.tensor(picked)], [str(k) for k in picked]
+    if num_classes is None:
+        raise ValueError("this ω-network takes condition embeddings; pass --prompts FILE.safetensors")
+    picked = args.classes if args.classes is not None else list(range(num_classes))
+    if any(not 0 <= k < num_classes for k in picked):
+        raise ValueError(f"class ids must be in [0, {num_classes}), got {picked}")
+    return torch.tensor(picked), [str(k) for k in picked]
 
 
 def _export(args: argparse.Namespace) -> int:
-    import torch
-
     from .checkpoints import atomic_write_text
     from .guidance import OmegaNet, export_schedule
     from .schedules import step_grid
@@ -87,14 +121,11 @@ def _export(args: argparse.Namespace) -> int:
         grid = scheduler_grid(scheduler, args.steps)  # for non-DDIM schedulers: DDIM's grid from their config
         total = scheduler.config.num_train_timesteps
         timesteps = model_timestep(schedule_from_scheduler(scheduler), grid[:-1], total).tolist()
-    num_classes = omega.hparams["num_classes"]
-    if num_classes is None:
-        raise ValueError(f"{args.omega} takes condition embeddings; export supports class ids only")
-    classes = args.classes if args.classes is not None else list(range(num_classes))
-    table = export_schedule(omega, torch.tensor(classes), grid, [str(c) for c in classes])
+    cond, names = _chosen_conditions(args, omega.hparams["num_classes"])
+    table = export_schedule(omega, cond, grid, names)
     table = {"omega_net": str(args.omega), "steps": args.steps, "timesteps": timesteps, **table}
     atomic_write_text(Path(args.out), json.dumps(table, indent=1))
-    print(f"wrote ω for {len(classes)} classes × {args.steps} steps to {args.out}")
+    print(f"wrote ω for {len(names)} conditions × {args.steps} steps to {args.out}")
     return 0
 
 
@@ -110,8 +141,9 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.per_class < 1:
         raise ValueError("--steps and --per-class must be >= 1")
-    grid = None
+    grid, null_embedding = None, None
     if args.model:
+        from .data.prompts import load_prompt_images
         from .integrations.diffusers_latents import load_vae
         from .integrations.diffusers_models import (
             DiffusersDenoiser,
@@ -121,25 +153,27 @@ def _sample(args: argparse.Namespace) -> int:
         )
 
         model, scheduler = load_diffusers_model(args.model)
-        denoiser, codec = (
-            DiffusersDenoiser(model, scheduler, null_class=args.null_class),
-            load_vae(args.model),
+        if args.prompts:
+            null_embedding = load_prompt_images(args.prompts).null_embedding
+        denoiser = DiffusersDenoiser(
+            model, scheduler, null_class=args.null_class, null_embedding=null_embedding
         )
-        shape = model_image_shape(model)
+        codec, shape = load_vae(args.model), model_image_shape(model)
         grid, num_classes = scheduler_grid(scheduler, args.steps), denoiser.null_class
     else:
+        if args.prompts:
+            raise ValueError("--prompts needs --model (a text-conditional diffusers pipeline folder)")
         denoiser, codec = load_image_denoiser(args.denoiser), None
         shape, num_classes = denoiser.net.image_shape, denoiser.null_id
     guidance = OmegaNet.load(args.omega, denoiser.schedule) if args.omega else ConstantGuidance(args.constant)
-    classes = torch.tensor(args.classes if args.classes is not None else range(num_classes))
-    if bool(((classes < 0) | (classes >= num_classes)).any()):
-        raise ValueError(f"class ids must be in [0, {num_classes}), got {classes.tolist()}")
-    labels = classes.repeat_interleave(args.per_class)
+    conditions, names = _chosen_conditions(args, num_classes)
+    labels = torch.tensor([int(name) for name in names]).repeat_interleave(args.per_class)
+    cond = conditions.repeat_interleave(args.per_class, dim=0)
     seeds = args.seed * 1_000_003 + torch.arange(len(labels))
     chunks = [
-        sample(denoiser, denoiser.schedule, guidance, lab, shape, args.steps, seeds=sd, grid=grid)
-        for lab, sd in tqdm(
-            list(zip(labels.split(args.batch_size), seeds.split(args.batch_size), strict=True)),
+        sample(denoiser, denoiser.schedule, guidance, c, shape, args.steps, seeds=sd, grid=grid)
+        for c, sd in tqdm(
+            list(zip(cond.split(args.batch_size), seeds.split(args.batch_size), strict=True)),
             desc="sample",
             disable=args.no_progress,
         )
@@ -151,7 +185,7 @@ def _sample(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_file({"images": images.contiguous(), **tensors}, str(out / "samples.safetensors"))
     title = f"{args.omega or f'constant ω = {args.constant}'}, {args.steps} steps"
-    plot_sample_grids({"samples": images.clamp(-1, 1)}, len(classes), title, out / "samples.png")
+    plot_sample_grids({"samples": images.clamp(-1, 1)}, len(names), title, out / "samples.png")
     print(f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'}")
     return 0
 
@@ -166,8 +200,8 @@ def _bank(args: argparse.Namespace) -> int:
     from .integrations.diffusers_models import diffusers_fingerprint
 
     if args.model:  # a diffusers pipeline folder: model + scheduler, data from --dataset
-        denoiser, dataset = _diffusers_denoiser(args)
-        sample_data, denoiser_id = dataset.data_sampler("train"), diffusers_fingerprint(args.model)
+        denoiser, sample_data = _diffusers_denoiser(args)
+        denoiser_id = diffusers_fingerprint(args.model)
     elif (Path(args.denoiser) / META_FILE).is_file():  # an image denoiser: its data is a named dataset
         if not args.dataset:
             raise ValueError(
@@ -216,8 +250,6 @@ def _fit(args: argparse.Namespace) -> int:
     from .schedules import get_schedule
 
     bank = load_bank(args.bank)
-    if bank.cond.dim() != 1:
-        raise ValueError(f"{args.bank} holds embedding conditions; fitting those is not supported yet")
     config = FitConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -227,9 +259,12 @@ def _fit(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     torch.manual_seed(args.seed)
-    net = OmegaNet(
-        get_schedule(bank.manifest["schedule"]), num_classes=int(bank.cond.max()) + 1, output=args.output
+    conditions = (  # class ids, or (pooled) prompt embeddings [N, E]
+        {"num_classes": int(bank.cond.max()) + 1}
+        if bank.cond.dim() == 1
+        else {"cond_dim": bank.cond.shape[1]}
     )
+    net = OmegaNet(get_schedule(bank.manifest["schedule"]), **conditions, output=args.output)
     record = fit_omega_on_bank(net, bank, config, progress=not args.no_progress)
     out = Path(args.out)
     net.save(
@@ -403,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bank.add_argument(
         "--dataset",
-        help="for an image denoiser or --model: its data (digits, fashion-mnist, … or an image folder)",
+        help="for an image denoiser or --model: its data (digits, fashion-mnist, … or an image folder; for a "
+        "text-conditional --model a prompt file .safetensors of images and caption embeddings)",
     )
     bank.add_argument("--out", required=True, help="bank folder")
     bank.add_argument("--items", type=int, default=16384, help="items in the bank (default: 16384)")
@@ -460,14 +496,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="local diffusers pipeline folder (class-conditional; latents decoded by its vae/)"
     )
     smp.add_argument("--null-class", type=int, help="with --model: the null class id (DiT: its own)")
+    smp.add_argument(
+        "--prompts",
+        help="with a text-conditional --model: prompt file .safetensors (prompt_embeds, null_embedding); "
+        "--classes then picks prompt indices",
+    )
     weight = smp.add_mutually_exclusive_group(required=True)
     weight.add_argument("--omega", help="learned ω-network folder")
     weight.add_argument(
         "--constant", type=float, help="a constant ω instead (paper convention, 0 = no guidance)"
     )
     smp.add_argument("--steps", type=int, default=25, help="sampling steps (default: 25)")
-    smp.add_argument("--classes", type=int, nargs="+", help="class ids (default: all)")
-    smp.add_argument("--per-class", type=int, default=8, help="samples per class (default: 8)")
+    smp.add_argument("--classes", type=int, nargs="+", help="class ids or prompt indices (default: all)")
+    smp.add_argument("--per-class", type=int, default=8, help="samples per class or prompt (default: 8)")
     smp.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
     smp.add_argument("--seed", type=int, default=0, help="seed; sample i uses seed·1000003 + i (default: 0)")
     smp.add_argument("--out", required=True, help="output folder")
@@ -483,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--omega", required=True, help="ω-network folder (from `learnguide fit`)")
     export.add_argument("--steps", type=int, required=True, help="number of sampling steps")
     export.add_argument("--model", help="diffusers pipeline folder whose scheduler sets the grid")
-    export.add_argument("--classes", type=int, nargs="+", help="class ids (default: all)")
+    export.add_argument("--classes", type=int, nargs="+", help="class ids or prompt indices (default: all)")
+    export.add_argument("--prompts", help="prompt file .safetensors, for an ω-network of prompt embeddings")
     export.add_argument("--out", required=True, help="JSON file to write")
     export.set_defaults(func=_export)
 

@@ -61,6 +61,12 @@ class GuidanceSchedule:
         raise NotImplementedError
 
 
+def omega_condition(cond: Tensor) -> Tensor:
+    """What ω sees of a condition: class ids ``[B]`` and embeddings ``[B, E]`` as they are, prompt embeddings
+    ``[B, L, E]`` mean-pooled over the L tokens to ``[B, E]`` (banks store this, not the whole prompt)."""
+    return cond.float().mean(1) if cond.dim() == 3 else cond
+
+
 def _full(value: float, like: Tensor) -> Tensor:
     return torch.full(like.shape[:1], float(value), dtype=torch.float64, device=like.device)
 
@@ -201,8 +207,7 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         num_classes = self.hparams["num_classes"]
         if num_classes is not None and bool(((cond < 0) | (cond >= num_classes)).any()):
             raise ValueError(f"class ids must be in [0, {num_classes}), got {cond.min()}..{cond.max()}")
-        if num_classes is None and cond.dim() == 3:  # prompt embeddings [B, L, D]: mean over the tokens
-            cond = cond.mean(1)
+        cond = omega_condition(cond)
         h = self.time_proj(torch.cat([self._time_features(s), self._time_features(t)], dim=1))
         h = torch.nn.functional.silu(h + self.cond_proj(cond if num_classes is not None else cond.float()))
         raw = self.body(h).squeeze(1)

@@ -15,6 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,6 +47,8 @@ class ImageDataset:
         test_images, test_labels: the held-out split (reference statistics for metrics).
         class_names: one name per class id 0 … K − 1.
     """
+
+    image_fields: ClassVar[tuple[str, ...]] = ("train_images", "test_images")
 
     name: str
     train_images: Tensor

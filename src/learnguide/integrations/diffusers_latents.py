@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,6 +21,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..data.images import ImageDataset
+from ..data.prompts import PromptImageData
+
+Dataset = TypeVar("Dataset", ImageDataset, PromptImageData)
 
 VAE_SUBFOLDER = "vae"
 
@@ -72,17 +77,18 @@ def load_vae(folder: str | Path) -> LatentCodec | None:
 
 
 def encode_dataset(
-    dataset: ImageDataset,
+    dataset: Dataset,
     codec: LatentCodec,
     codec_id: str,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
     progress: bool = False,
-) -> ImageDataset:
+) -> Dataset:
     """``dataset`` with its images replaced by their latents, encoded once.
 
     Args:
-        dataset: images ``[N, C, H, W]`` in [−1, 1].
+        dataset: an :class:`~learnguide.data.images.ImageDataset` or
+            :class:`~learnguide.data.prompts.PromptImageData`, images ``[N, C, H, W]`` in [−1, 1].
         codec: the VAE.
         codec_id: identifies the VAE's weights (part of the cache key, with the data's fingerprint).
         cache_dir: when given, latents are read from / written to ``cache_dir/latents-<key>.safetensors``.
@@ -90,7 +96,8 @@ def encode_dataset(
         progress: show a progress bar while encoding.
 
     Returns:
-        an :class:`ImageDataset` named ``<name>@latents`` with latents ``[N, c, h, w]`` and the same labels.
+        the same kind of dataset, named ``<name>@latents``, with latents ``[N, c, h, w]`` for its images and
+        everything else unchanged.
     """
     key = hashlib.sha256(f"{dataset.fingerprint()}|{codec_id}".encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"latents-{key}.safetensors" if cache_dir is not None else None
@@ -98,19 +105,12 @@ def encode_dataset(
         latents = load_file(str(path))
     else:
         latents = {
-            "train": codec.encode(dataset.train_images, batch_size, progress).contiguous(),
-            "test": codec.encode(dataset.test_images, batch_size, progress).contiguous(),
+            field: codec.encode(getattr(dataset, field), batch_size, progress).contiguous()
+            for field in dataset.image_fields
         }
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".partial")
             save_file(latents, str(partial))
             partial.replace(path)
-    return ImageDataset(
-        f"{dataset.name}@latents",
-        latents["train"],
-        dataset.train_labels,
-        latents["test"],
-        dataset.test_labels,
-        dataset.class_names,
-    )
+    return replace(dataset, name=f"{dataset.name}@latents", **latents)

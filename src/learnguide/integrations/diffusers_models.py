@@ -115,7 +115,8 @@ class DiffusersDenoiser(nn.Module):
         null_embedding: the ∅ condition of text-conditional models, the empty prompt's embedding ``[L, D]``;
             conditions are then prompt embeddings ``[B, L, D]`` passed as ``encoder_hidden_states``. Models
             that also take a pooled embedding (``pooled_projections``: SD3, Flux) take conditions packed by
-            :func:`pack_prompt_condition`, ``[B, L + 1, max(D, P)]``, and a ∅ packed the same way.
+            :func:`~learnguide.data.prompts.pack_prompt_condition`, ``[B, L + 1, max(D, P)]``, and a ∅
+            packed the same way.
 
     Outputs with more channels than the input (learned variance) keep the first C channels.
     """
@@ -185,24 +186,6 @@ class DiffusersDenoiser(nn.Module):
         if self.null_class is not None:
             return null_class_ids(cond, self.null_class)
         return self.null_embedding.expand(cond.shape[0], *self.null_embedding.shape).to(cond.dtype)
-
-
-def pack_prompt_condition(prompt_embeds: Tensor, pooled_embeds: Tensor) -> Tensor:
-    """One condition tensor for models that take prompt embeddings ``[B, L, D]`` and a pooled embedding
-    ``[B, P]`` (SD3, Flux): ``[B, L + 1, max(D, P)]``, the prompt rows then the pooled row, zero-padded.
-
-    The packed tensor is what :class:`DiffusersDenoiser`, the sampler and the ω-network take as ``cond``.
-    """
-    if prompt_embeds.dim() != 3 or pooled_embeds.dim() != 2 or len(prompt_embeds) != len(pooled_embeds):
-        raise ValueError(
-            f"need prompt embeddings [B, L, D] and pooled embeddings [B, P], got "
-            f"{tuple(prompt_embeds.shape)} and {tuple(pooled_embeds.shape)}"
-        )
-    batch, length, prompt_dim = prompt_embeds.shape
-    packed = prompt_embeds.new_zeros(batch, length + 1, max(prompt_dim, pooled_embeds.shape[1]))
-    packed[:, :length, :prompt_dim] = prompt_embeds
-    packed[:, length, : pooled_embeds.shape[1]] = pooled_embeds
-    return packed
 
 
 MODEL_SUBFOLDERS = ("transformer", "unet")
