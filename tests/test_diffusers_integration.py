@@ -551,3 +551,40 @@ def test_adapter_accepts_published_configurations(tmp_path, model_config, schedu
     assert len(grid) == 5 and bool((grid[1:] < grid[:-1]).all())
     images = sample(denoiser, denoiser.schedule, ConstantGuidance(1.0), cond, (4, size, size), grid=grid)
     assert images.shape == (2, 4, size, size) and bool(images.isfinite().all())
+
+
+SD3_MEDIUM_TRANSFORMER = {
+    "_class_name": "SD3Transformer2DModel",
+    "attention_head_dim": 64,
+    "caption_projection_dim": 1536,
+    "in_channels": 16,
+    "joint_attention_dim": 4096,
+    "num_attention_heads": 24,
+    "num_layers": 24,
+    "out_channels": 16,
+    "patch_size": 2,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 192,
+    "sample_size": 128,
+}
+SD3_SCHEDULER = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0}
+
+
+def test_adapter_accepts_the_published_sd3_medium_configuration(tmp_path):
+    tiny = {"attention_head_dim": 8, "num_attention_heads": 2, "caption_projection_dim": 16, "num_layers": 1}
+    tiny |= {"joint_attention_dim": 24, "pooled_projection_dim": 32, "sample_size": 8}
+    config = {k: v for k, v in SD3_MEDIUM_TRANSFORMER.items() if k != "_class_name"} | tiny
+    torch.manual_seed(0)
+    SD3Transformer2DModel(**config).save_pretrained(tmp_path / "transformer")
+    load_scheduler(SD3_SCHEDULER).save_pretrained(tmp_path / "scheduler")
+    from learnguide.integrations.diffusers_models import load_diffusers_model
+
+    model, scheduler = load_diffusers_model(tmp_path)
+    empty = pack_prompt_condition(torch.zeros(1, 5, 24), torch.zeros(1, 32))[0]
+    denoiser = DiffusersDenoiser(model, scheduler, null_embedding=empty)
+    assert isinstance(denoiser.schedule, RectifiedFlow) and denoiser.prediction == "flow"
+    cond = pack_prompt_condition(torch.randn(2, 5, 24), torch.randn(2, 32))
+    grid = scheduler_grid(scheduler, 4)
+    assert grid[0].item() == 1.0 and grid[-1].item() == 0.0 and len(grid) == 5
+    images = sample(denoiser, denoiser.schedule, ConstantGuidance(1.0), cond, (16, 8, 8), grid=grid)
+    assert images.shape == (2, 16, 8, 8) and bool(images.isfinite().all())
