@@ -27,7 +27,14 @@ from tqdm.auto import tqdm
 from .checkpoints import CheckpointError, atomic_write_text
 from .denoisers import Denoiser
 from .guidance import OmegaNet, omega_condition
-from .objectives import check_energy_params, energy_loss_from_stats, pair_statistics
+from .objectives import (
+    Reward,
+    check_energy_params,
+    check_reward_weight,
+    energy_loss_from_stats,
+    pair_statistics,
+    reward_loss,
+)
 from .schedules import Schedule
 from .training import DataSampler, check_time_sampling, sample_times, simulate_items
 
@@ -341,6 +348,8 @@ class FitConfig:
         lr: Adam learning rate.
         beta, lam: energy exponent β ∈ (0, 2] and repulsion λ ∈ [0, 1] (chosen at fit time: the statistics
             do not depend on them).
+        reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4), evaluated on the
+            bank's stored x̂_c and Δ (a bank made with ``store_predictions``); 0 leaves it out.
         val_fraction: share of items held out for validation and early stopping.
         patience: stop after this many epochs without a better validation loss (the best state is kept).
         seed: seeds the split, the minibatch order and nothing else.
@@ -351,6 +360,7 @@ class FitConfig:
     lr: float = 3e-3
     beta: float = 1.75
     lam: float = 1.0
+    reward_weight: float = 0.0
     val_fraction: float = 0.1
     patience: int = 20
     seed: int = 0
@@ -375,7 +385,9 @@ class FitRecord:
     seconds: float = 0.0
 
 
-def fit_omega_on_bank(omega_net: OmegaNet, bank: Bank, config: FitConfig, progress: bool = True) -> FitRecord:
+def fit_omega_on_bank(
+    omega_net: OmegaNet, bank: Bank, config: FitConfig, progress: bool = True, reward: Reward | None = None
+) -> FitRecord:
     """Fit ``omega_net`` in place on a bank by minibatch Adam with a held-out split and early stopping.
 
     Args:
@@ -383,11 +395,15 @@ def fit_omega_on_bank(omega_net: OmegaNet, bank: Bank, config: FitConfig, progre
         bank: a loaded :class:`Bank`.
         config: :class:`FitConfig`.
         progress: show a progress bar over epochs with the validation loss.
+        reward: ``R(x0 [B, ...], cond) -> [B]`` (see :mod:`learnguide.rewards`); needed when γ_R > 0.
 
     Returns:
         the :class:`FitRecord`; the network ends in its best-validation state.
     """
     config.validate()
+    check_reward_weight(config.reward_weight, reward)
+    if config.reward_weight > 0.0 and not all(f in bank.extras for f in EXTRA_FIELDS):
+        raise ValueError("the reward needs x̂_c and Δ per particle: make the bank with --store-predictions")
     if omega_net.schedule.config() != bank.manifest["schedule"]:
         raise ValueError(
             f"the ω-network's schedule {omega_net.schedule.config()} is not the bank's "
@@ -405,7 +421,11 @@ def fit_omega_on_bank(omega_net: OmegaNet, bank: Bank, config: FitConfig, progre
 
     def mean_loss(idx: Tensor) -> Tensor:
         omega = omega_net(bank.cond[idx], bank.s[idx], bank.t[idx])
-        return bank.loss(omega, config.beta, config.lam, idx).mean()
+        loss = bank.loss(omega, config.beta, config.lam, idx).mean()
+        if config.reward_weight > 0.0:
+            x0_cond, delta = bank.extras["x0_cond"][idx], bank.extras["delta"][idx]
+            loss = loss + config.reward_weight * reward_loss(reward, x0_cond, delta, omega, bank.cond[idx])
+        return loss
 
     bar = tqdm(range(config.epochs), desc="fit ω on bank", disable=not progress)
     for epoch in bar:

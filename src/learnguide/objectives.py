@@ -8,12 +8,21 @@ For one item with guided particles x̃_s^j(ω) = A_j + ω B_j and true particles
 Because ω is shared by an item's particles, each distance is ‖u + ω v‖ and the item is described exactly by
 three scalars (u·u, u·v, v·v) per particle pair: the *sufficient statistics* of §3.1. The online trainer and
 transition banks both evaluate the loss from them through :func:`energy_loss_from_stats`.
+
+The reward extension (Algorithm 4) adds γ_R · :func:`reward_loss`, −E[R(x̂_c + ωΔ, c)] on the one-step guided
+clean prediction.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
+
+Reward = Callable[[Tensor, Tensor], Tensor]
+"""``R(x0 [B, ...], cond [B] or [B, ...]) -> [B]``, differentiable in x0; higher is better."""
 
 DIST_EPS = 1e-12
 """Squared distances are clamped to at least this value so that ‖·‖^β stays differentiable at 0."""
@@ -115,3 +124,27 @@ def marginal_energy_loss(
     return energy_loss_particles(
         x_guided.reshape(groups, per, -1), x_true.reshape(groups, per, -1), beta, lam
     ).mean()
+
+
+def check_reward_weight(reward_weight: float, reward: object | None) -> None:
+    """γ_R must be finite and ≥ 0, and a positive γ_R needs a reward."""
+    if not math.isfinite(reward_weight) or reward_weight < 0.0:
+        raise ValueError(f"reward weight γ_R must be a finite number >= 0, got {reward_weight}")
+    if reward_weight > 0.0 and reward is None:
+        raise ValueError(f"reward weight γ_R = {reward_weight} > 0 needs a reward")
+
+
+def reward_loss(reward: Reward, x0_cond: Tensor, delta: Tensor, omega: Tensor, cond: Tensor) -> Tensor:
+    """−E[R(x̂(ω), c)] (scalar) over items and particles (Algorithm 4), x̂(ω) = x̂_c + ω Δ.
+
+    Args:
+        reward: ``R(x0 [B, ...], cond [B, ...]) -> [B]`` (higher is better; its parameters frozen).
+        x0_cond: conditional clean predictions ``[n, m, ...]`` at the guided particles' x_t (constants).
+        delta: guidance directions Δ = x̂_c − x̂_∅ ``[n, m, ...]`` (constants).
+        omega: per-item ω ``[n]``; the only input the gradient reaches.
+        cond: the items' conditions ``[n]`` or ``[n, ...]``.
+    """
+    n, m = x0_cond.shape[:2]
+    weight = omega.reshape(n, 1, *([1] * (x0_cond.dim() - 2))).to(x0_cond.dtype)
+    x0_guided = (x0_cond.detach() + weight * delta.detach()).flatten(0, 1)  # [n·m, ...]
+    return -reward(x0_guided, cond.repeat_interleave(m, dim=0)).mean()

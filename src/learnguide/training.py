@@ -21,7 +21,15 @@ from tqdm.auto import tqdm
 from .checkpoints import STATE_FILE, load_training_state, save_training_state
 from .denoisers import Denoiser
 from .guidance import OmegaNet
-from .objectives import check_energy_params, energy_loss_from_stats, marginal_energy_loss, pair_statistics
+from .objectives import (
+    Reward,
+    check_energy_params,
+    check_reward_weight,
+    energy_loss_from_stats,
+    marginal_energy_loss,
+    pair_statistics,
+    reward_loss,
+)
 from .schedules import Schedule, expand_as
 from .transitions import guided_step_affine
 
@@ -53,6 +61,8 @@ class OnlineConfig:
         objective: ``"energy"`` (per item, eq. 9), ``"marginal"`` (across the batch) or
             ``"class-marginal"`` (across groups of ``group_size`` items that share c, s and t).
         group_size: items per group of the class-marginal objective (class ids only).
+        reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4); 0 leaves the
+            reward out (it is then never evaluated).
         seed: seeds data, times and noise; the same seed gives the same ω-network.
         checkpoint_every: save ω-network and trainer state every this many iterations (0: only at the end).
     """
@@ -69,6 +79,7 @@ class OnlineConfig:
     lr: float = 1e-3
     objective: str = "energy"
     group_size: int = 8
+    reward_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 0
 
@@ -89,6 +100,7 @@ class TrainingRecord:
     """What a training run did: loss per iteration, denoiser evaluations (items through the network), time."""
 
     losses: list[float] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
     denoiser_evals: int = 0
     denoiser_calls: int = 0
     seconds: float = 0.0
@@ -187,8 +199,10 @@ def train_omega_online(
     config: OnlineConfig,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    reward: Reward | None = None,
 ) -> TrainingRecord:
-    """Fit ``omega_net`` in place by online self-consistency training (Algorithm 1).
+    """Fit ``omega_net`` in place by online self-consistency training (Algorithm 1), optionally tilted by a
+    reward (Algorithm 4: loss + γ_R·(−E[R(x̂_c + ωΔ, c)]), γ_R = ``config.reward_weight``).
 
     Args:
         omega_net: the ω-network to train (its schedule must be the denoiser's).
@@ -199,11 +213,14 @@ def train_omega_online(
             iterations, with the optimiser and random state); a run pointed at a folder holding such a state
             resumes from it and ends with the same network as an uninterrupted run.
         progress: show a progress bar with the running loss.
+        reward: ``R(x0 [B, ...], cond) -> [B]`` (see :mod:`learnguide.rewards`); needed when γ_R > 0.
 
     Returns:
-        the :class:`TrainingRecord` (losses, denoiser evaluations and calls, seconds).
+        the :class:`TrainingRecord` (losses, mean rewards when γ_R > 0, denoiser evaluations and calls,
+        seconds).
     """
     config.validate()
+    check_reward_weight(config.reward_weight, reward)
     schedule = omega_net.schedule
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(omega_net.parameters(), lr=config.lr)
@@ -235,7 +252,12 @@ def train_omega_online(
         items = simulate_items(denoiser, schedule, x0, cond, s, t, config.particles, config.churn, gen)
         record.denoiser_evals += 2 * x0.shape[0] * config.particles
         record.denoiser_calls += 1
-        loss = self_consistency_loss(omega_net(cond, s, t), items.a, items.b, items.x_true, config)
+        omega = omega_net(cond, s, t)
+        loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config)
+        if config.reward_weight > 0.0:
+            negative_reward = reward_loss(reward, items.x0_cond, items.delta, omega, cond)
+            loss = loss + config.reward_weight * negative_reward
+            record.rewards.append(-negative_reward.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
