@@ -92,6 +92,19 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
     assert marginal["learning"]["online"]["objective"] == "class-marginal"
     for steps, entry in marginal["by_steps"].items():
         assert entry["constant"] == results["under_trained"]["by_steps"][steps]["constant"]
+    # reward-tilted ω: one per γ_R, next to the saved baselines (still not recomputed)
+    assert main([*exp, *under, "--tiny", "--no-progress", "--reward", "classifier", "--gamma", "0", "3"]) == 0
+    rewarded = json.loads((out / "results.json").read_text())["under_trained"]
+    assert set(rewarded["rewarded_learning"]) == {"0", "3"}
+    assert rewarded["rewarded_learning"]["3"]["fit"]["reward_weight"] == 3.0
+    assert rewarded["rewarded_learning"]["3"]["bank"]["store_predictions"]
+    for steps, entry in rewarded["by_steps"].items():
+        assert set(entry["rewarded"]) == {"0", "3"}
+        assert entry["constant"] == results["under_trained"]["by_steps"][steps]["constant"]
+        assert 0 <= entry["rewarded"]["3"]["accuracy"] <= 1 and "tuning" in entry["rewarded"]["3"]
+    assert (out / "reward_tradeoff_under_trained.png").stat().st_size > 1000
+    assert "Reward-tilted ω" in (out / "report.md").read_text()
+    assert main([*exp, *under, "--tiny", "--no-progress", "--reward", "classifier", "--gamma", "-1"]) == 2
     # other grids make the saved step counts stale: they are recomputed
     monkeypatch.undo()
     grid = ["--constant-grid", "0", "0.5", "--interval-omegas", "0.5", "--increasing-omegas", "1"]

@@ -358,6 +358,8 @@ def _experiment(args: argparse.Namespace) -> int:
             "constant_grid": _floats(args.constant_grid),
             "interval_omegas": _floats(args.interval_omegas),
             "increasing_omegas": _floats(args.increasing_omegas),
+            "reward": args.reward,
+            "reward_gammas": _floats(args.gamma),
         }.items()
         if v is not None
     }
@@ -604,6 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="final ω of increasing ramps (default: 1 2 4)",
     )
     exp.add_argument("--online", action="store_true", help="learn ω online instead of from a bank")
+    exp.add_argument(
+        "--reward",
+        choices=["classifier"],
+        help="also learn reward-tilted ω (R = log p(c | x̂_0) under the evaluation classifier), one per "
+        "--gamma, and draw FD against class accuracy next to the constant-ω curve",
+    )
+    exp.add_argument(
+        "--gamma", type=float, nargs="+", help="reward weights γ_R >= 0 (default: 0.03 0.1 0.3 1)"
+    )
     _add_objective_argument(exp)
     exp.add_argument(
         "--inception",

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
 from .denoisers import Denoiser
 from .guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance, IntervalGuidance, OmegaNet
+from .objectives import Reward
 from .schedules import Schedule
 from .training import DataSampler, OnlineConfig, train_omega_online
 
@@ -85,6 +86,7 @@ def learn_omega(
     online: OnlineConfig | None = None,
     seed: int = 0,
     progress: bool = True,
+    reward: Reward | None = None,
 ) -> tuple[OmegaNet, dict]:
     """Learn ω(c, s, t) for one denoiser and save it to ``directory/omega_net``.
 
@@ -97,6 +99,8 @@ def learn_omega(
         bank, fit, online: their configurations (defaults when None); ``seed`` replaces their seeds.
         seed: seeds the ω-network's initial weights and the bank / online run.
         progress: show progress bars.
+        reward: the reward of a reward-tilted ω (its weight γ_R is ``fit.reward_weight`` or
+            ``online.reward_weight``; a bank then needs ``store_predictions``).
 
     Returns:
         the ω-network and a record of the cost: seconds, denoiser calls and evaluations, final loss.
@@ -110,7 +114,7 @@ def learn_omega(
     if method == "online":
         online = replace(online or OnlineConfig(), seed=seed)
         record = train_omega_online(
-            omega_net, denoiser, sample_data, online, directory / "omega_net", progress
+            omega_net, denoiser, sample_data, online, directory / "omega_net", progress, reward
         )
         return omega_net, {
             "method": "online",
@@ -123,7 +127,7 @@ def learn_omega(
     bank = replace(bank or BankConfig(), seed=seed)
     fit = replace(fit or FitConfig(), seed=seed)
     made = generate_bank(denoiser, schedule, sample_data, directory / "bank", bank, progress=progress)
-    fitted = fit_omega_on_bank(omega_net, load_bank(directory / "bank"), fit, progress)
+    fitted = fit_omega_on_bank(omega_net, load_bank(directory / "bank"), fit, progress, reward)
     omega_net.save(directory / "omega_net", extra={"bank": asdict(bank), "fit": asdict(fit)})
     return omega_net, {
         "method": "bank",

