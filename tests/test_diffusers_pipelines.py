@@ -21,8 +21,9 @@ from learnguide.cli import main
 from learnguide.data.images import load_digits_dataset
 from learnguide.data.prompts import load_prompt_images, pack_prompt_condition, save_prompt_images
 from learnguide.guidance import ConstantGuidance, OmegaNet, omega_to_scale
-from learnguide.integrations.diffusers_latents import LatentCodec, encode_dataset, load_vae
+from learnguide.integrations.diffusers_latents import DecodedReward, LatentCodec, encode_dataset, load_vae
 from learnguide.integrations.diffusers_models import DiffusersDenoiser, scheduler_grid
+from learnguide.rewards import ClipScore
 from learnguide.sampling import sample
 from learnguide.schedules import get_schedule
 
@@ -272,3 +273,38 @@ def test_prompt_files_round_trip_pack_pooled_embeddings_and_name_what_is_wrong(t
     (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:50])
     with pytest.raises(ValueError, match="cannot read prompt file"):
         load_prompt_images(tmp_path / "cut.safetensors")
+
+
+def test_cli_fits_a_clip_rewarded_omega_for_a_text_to_image_model(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import CLIPTokenizer
+
+    from test_rewards import tiny_clip, write_tiny_tokenizer
+
+    folder, clip = save_text_pipeline(tmp_path / "pipe"), tmp_path / "clip"
+    clip.mkdir()
+    write_tiny_tokenizer(clip)
+    tiny_clip().save_pretrained(clip, safe_serialization=True)
+    CLIPTokenizer(str(clip / "vocab.json"), str(clip / "merges.txt")).save_pretrained(clip)
+    gen = torch.Generator().manual_seed(4)
+    prompts, empty = torch.randn(3, 3, 12, generator=gen), torch.randn(3, 12, generator=gen)
+    data = save_prompt_images(
+        tmp_path / "captions.safetensors", prompts, empty, torch.rand(3, 1, 8, 8) * 2 - 1
+    )
+    (tmp_path / "captions.txt").write_text("a red shoe\na bag\na shirt\n")
+    bank = tmp_path / "bank"
+    args = ["bank", "--model", str(folder), "--dataset", str(data), "--out", str(bank), "--items", "24"]
+    assert (
+        main([*args, "--particles", "2", "--batch-size", "24", "--store-predictions", "--no-progress"]) == 0
+    )
+    fit = ["fit", "--bank", str(bank), "--out", str(tmp_path / "omega"), "--epochs", "2", "--no-progress"]
+    clip_args = ["--reward", "clip", "--reward-model", str(clip), "--gamma", "0.5", "--prompts", str(data)]
+    clip_args += ["--captions", str(tmp_path / "captions.txt"), "--model", str(folder)]  # decode latents
+    assert main([*fit, *clip_args]) == 0
+    assert OmegaNet.load(tmp_path / "omega").hparams["cond_dim"] == 12
+    reward = DecodedReward(
+        ClipScore.from_pretrained(clip, ["a", "b", "c"], conditions=prompts), load_vae(folder)
+    )
+    z = torch.randn(2, 4, 4, 4, requires_grad=True)
+    reward(z, prompts[:2]).sum().backward()  # through the frozen decoder to the latents, not to the VAE
+    assert z.grad.abs().sum() > 0 and all(p.grad is None for p in reward.parameters())

@@ -209,3 +209,28 @@ def test_clip_score_from_a_local_folder_scores_prompts_by_index_or_by_condition(
         by_condition(x0[:1], torch.randn(1, 4, 6))
     with pytest.raises(ValueError, match="exactly one"):
         ClipScore(model)
+
+
+def test_cli_fit_with_a_classifier_reward_on_an_image_bank(tmp_path, capsys):
+    from learnguide.cli import main
+
+    den, clf, bank = tmp_path / "denoiser", tmp_path / "classifier", tmp_path / "bank"
+    train = ["train-denoiser", "--dataset", "digits", "--out", str(den), "--steps", "2", "--width", "8"]
+    assert main([*train, "--batch-size", "16", "--no-progress"]) == 0
+    assert (
+        main(["train-classifier", "--dataset", "digits", "--out", str(clf), "--epochs", "1", "--width", "8"])
+        == 0
+    )
+    args = ["bank", "--denoiser", str(den), "--dataset", "digits", "--out", str(bank), "--items", "64"]
+    assert (
+        main([*args, "--particles", "2", "--batch-size", "64", "--store-predictions", "--no-progress"]) == 0
+    )
+    fit = ["fit", "--bank", str(bank), "--epochs", "2", "--no-progress", "--reward", "classifier"]
+    assert main([*fit, "--reward-model", str(clf), "--gamma", "1", "--out", str(tmp_path / "omega")]) == 0
+    config = json.loads((tmp_path / "omega" / "config.json").read_text())
+    assert config["extra"]["fit"]["reward_weight"] == 1.0
+    capsys.readouterr()
+    assert main([*fit, "--gamma", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "needs --reward-model" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["fit", "--bank", str(bank), "--gamma", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "needs a reward" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -240,6 +240,34 @@ def _bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reward(args: argparse.Namespace):
+    """The reward of ``fit --reward``: a classifier's log p(c | x̂_0), or CLIP score against captions."""
+    from .rewards import ClassifierLogProb, ClipScore
+
+    if not args.reward_model:
+        raise ValueError(f"--reward {args.reward} needs --reward-model (the classifier or CLIP folder)")
+    if args.reward == "classifier":
+        reward = ClassifierLogProb.from_checkpoint(args.reward_model)
+    else:
+        if not (args.prompts and args.captions):
+            raise ValueError(
+                "--reward clip needs --prompts (the bank's prompt file) and --captions (its texts)"
+            )
+        from .data.prompts import load_prompt_images
+
+        captions = Path(args.captions).read_text().splitlines()
+        conditions = load_prompt_images(args.prompts).prompt_embeds
+        reward = ClipScore.from_pretrained(args.reward_model, captions, conditions=conditions)
+    if args.model:  # a latent model: the reward sees decoded images
+        from .integrations.diffusers_latents import DecodedReward, load_vae
+
+        codec = load_vae(args.model)
+        if codec is None:
+            raise ValueError(f"{args.model} has no vae/: --model is only needed for latent models")
+        reward = DecodedReward(reward, codec)
+    return reward
+
+
 def _fit(args: argparse.Namespace) -> int:
     import torch
 
@@ -256,8 +284,10 @@ def _fit(args: argparse.Namespace) -> int:
         lr=args.lr,
         beta=args.beta,
         lam=args.lam,
+        reward_weight=args.gamma,
         seed=args.seed,
     )
+    reward = _reward(args) if args.reward else None
     torch.manual_seed(args.seed)
     conditions = (  # class ids, or (pooled) prompt embeddings [N, E]
         {"num_classes": int(bank.cond.max()) + 1}
@@ -265,7 +295,7 @@ def _fit(args: argparse.Namespace) -> int:
         else {"cond_dim": bank.cond.shape[1]}
     )
     net = OmegaNet(get_schedule(bank.manifest["schedule"]), **conditions, output=args.output)
-    record = fit_omega_on_bank(net, bank, config, progress=not args.no_progress)
+    record = fit_omega_on_bank(net, bank, config, progress=not args.no_progress, reward=reward)
     out = Path(args.out)
     net.save(
         out, extra={"bank": str(args.bank), "denoiser_id": bank.manifest["denoiser_id"], "fit": vars(config)}
@@ -478,6 +508,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["relu", "softplus", "identity"],
         help="ω-network output map (default: relu, as in the paper)",
     )
+    fit.add_argument(
+        "--reward",
+        choices=["classifier", "clip"],
+        help="tilt ω toward a reward (needs a bank made with --store-predictions): a classifier's "
+        "log p(c | x̂_0), or the CLIP score of x̂_0 against the captions",
+    )
+    fit.add_argument("--reward-model", help="with --reward: the classifier folder or a local CLIP folder")
+    fit.add_argument(
+        "--gamma", type=float, default=0.0, help="reward weight γ_R >= 0 (default: 0, no reward)"
+    )
+    fit.add_argument(
+        "--model", help="with --reward on a latent diffusers model: its pipeline folder (the VAE decodes x̂_0)"
+    )
+    fit.add_argument("--prompts", help="with --reward clip: the prompt file the bank was made from")
+    fit.add_argument("--captions", help="with --reward clip: a text file, one caption per prompt, same order")
     fit.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     fit.add_argument(
         "--diagnostics", action="store_true", help="write diagnostics.json and omega_heatmap.png"

@@ -51,14 +51,33 @@ class LatentCodec(nn.Module):
         ]
         return torch.cat(chunks)
 
+    def forward(self, latents: Tensor) -> Tensor:
+        """Images ``[N, C, H, W]`` from latents ``[N, c, h, w]`` in one differentiable decoder pass."""
+        return self.vae.decode(latents / self.scale + self.shift, return_dict=False)[0]
+
     @torch.no_grad()
     def decode(self, latents: Tensor, batch_size: int = 64) -> Tensor:
-        """Images ``[N, C, H, W]`` (nominally in [−1, 1], not clamped) from latents ``[N, c, h, w]``."""
-        chunks = [
-            self.vae.decode(chunk / self.scale + self.shift, return_dict=False)[0]
-            for chunk in latents.split(batch_size)
-        ]
-        return torch.cat(chunks)
+        """Images ``[N, C, H, W]`` (nominally in [−1, 1], not clamped) from latents ``[N, c, h, w]``, in
+        batches, without gradients."""
+        return torch.cat([self(chunk) for chunk in latents.split(batch_size)])
+
+
+class DecodedReward(nn.Module):
+    """A pixel-space reward on a latent model's clean predictions: R(decode(z), c). The gradient passes
+    through the frozen VAE decoder to ω (the decoder is part of the reward model).
+
+    Args:
+        reward: ``R(images [B, C, H, W], cond) -> [B]``.
+        codec: the latent model's VAE.
+    """
+
+    def __init__(self, reward: nn.Module, codec: LatentCodec) -> None:
+        super().__init__()
+        self.reward, self.codec = reward, codec
+
+    def forward(self, latents: Tensor, cond: Tensor) -> Tensor:
+        """R of the decoded latents ``[B, c, h, w]``: ``[B]``."""
+        return self.reward(self.codec(latents), cond)
 
 
 def load_vae(folder: str | Path) -> LatentCodec | None:
