@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,6 +104,8 @@ def _chosen_conditions(args: argparse.Namespace, num_classes: int | None):
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
     from .checkpoints import atomic_write_text
     from .guidance import OmegaNet, export_schedule
     from .schedules import step_grid
@@ -676,10 +679,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``learnguide`` with ``argv`` (default: the process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
+    out = Path(args.out) if getattr(args, "out", None) else None
+    fresh = out is not None and not out.exists()  # a failed run removes what it started, never older work
     try:
         return args.func(args)
     except (CheckpointError, ValueError, json.JSONDecodeError, OSError) as err:
         print(f"learnguide {args.command}: error: {err}", file=sys.stderr)
+        if fresh and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        elif fresh and out.exists():
+            out.unlink()
         return 2
 
 
