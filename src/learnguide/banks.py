@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, atomic_write_text
 from .denoisers import Denoiser
+from .distributed import Processes
 from .guidance import OmegaNet, omega_condition
 from .objectives import (
     Reward,
@@ -86,7 +87,7 @@ class BankConfig:
 
 @dataclass
 class BankRecord:
-    """What making a bank cost in this process (resumed shards are not counted again)."""
+    """What making a bank cost (all processes of a run together; resumed shards are not counted again)."""
 
     shards_written: int = 0
     denoiser_calls: int = 0
@@ -155,6 +156,7 @@ def generate_bank(
     config: BankConfig,
     denoiser_id: str = "",
     progress: bool = True,
+    procs: Processes | None = None,
 ) -> BankRecord:
     """Write a transition bank into ``out_dir`` (forward passes only), resuming a partial one.
 
@@ -166,14 +168,17 @@ def generate_bank(
         config: what to draw (:class:`BankConfig`).
         denoiser_id: identifies the denoiser (e.g. a hash of its weights); checked on resume and by fits.
         progress: show a progress bar with items/s and the denoiser evaluations (NFE) so far.
+        procs: the processes of a multi-process run (:func:`learnguide.distributed.processes`); process r
+            of N makes shards r, r + N, …, and the bank is the one a single process makes. The returned
+            record sums all processes.
 
     Raises:
         ValueError: if ``out_dir`` holds a bank made with other settings, schedule or denoiser.
     """
     config.validate()
+    procs = procs or Processes()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    done: list[int] = []
     if (out / MANIFEST).is_file():
         old = json.loads((out / MANIFEST).read_text())
         if {k: old.get(k) for k in ("config", "schedule", "denoiser_id")} != {
@@ -185,30 +190,39 @@ def generate_bank(
                 f"{out} holds a bank made with other settings, schedule or denoiser; "
                 "use another folder or the same settings"
             )
-        done = [k for k in old["shards_done"] if (out / _shard_name(k)).is_file()]
     record, began = BankRecord(), time.perf_counter()
-    todo = [k for k in range(config.num_shards) if k not in done]
+    todo = [k for k in range(config.num_shards) if not (out / _shard_name(k)).is_file()]
     remaining = sum(min(config.shard_size, config.items - k * config.shard_size) for k in todo)
     bar = tqdm(
-        total=config.items, initial=config.items - remaining, desc="bank", unit="item", disable=not progress
+        total=config.items,
+        initial=config.items - remaining,
+        desc="bank",
+        unit="item",
+        disable=not progress or not procs.is_main,
     )
-    for k in todo:
+    for k in procs.mine(todo):  # a shard file exists only once complete (written, then renamed)
         shard = _make_shard(denoiser, schedule, sample_data, config, k, record, bar)
         tmp = out / (_shard_name(k) + ".tmp")
         save_file(shard, str(tmp))
         tmp.replace(out / _shard_name(k))
-        done.append(k)
-        atomic_write_text(
-            out / MANIFEST, json.dumps(_manifest(config, schedule, denoiser_id, done), indent=1)
-        )
+        _write_manifest(out, config, schedule, denoiser_id, f".{procs.rank}")
         record.shards_written += 1
     bar.close()
-    if not todo:  # an empty run still leaves a manifest behind
-        atomic_write_text(
-            out / MANIFEST, json.dumps(_manifest(config, schedule, denoiser_id, done), indent=1)
-        )
-    record.seconds = time.perf_counter() - began
-    return record
+    procs.barrier()
+    if procs.is_main:  # every shard is on disk now: one manifest lists them all
+        _write_manifest(out, config, schedule, denoiser_id, "")
+    parts = procs.gather(asdict(record))
+    total = BankRecord(**{key: sum(part[key] for part in parts) for key in parts[0]})
+    total.seconds = time.perf_counter() - began
+    return total
+
+
+def _write_manifest(out: Path, config: BankConfig, schedule: Schedule, denoiser_id: str, tag: str) -> None:
+    """Write the manifest listing the shards on disk (``tag`` keeps processes' temporary files apart)."""
+    done = [k for k in range(config.num_shards) if (out / _shard_name(k)).is_file()]
+    atomic_write_text(
+        out / MANIFEST, json.dumps(_manifest(config, schedule, denoiser_id, done), indent=1), tag=tag
+    )
 
 
 @dataclass

@@ -21,9 +21,10 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupted, or does not match what it is loaded for."""
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
+def atomic_write_text(path: Path, text: str, tag: str = "") -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file
+    (``tag`` names the temporary file apart when several processes write the same path)."""
+    tmp = path.with_name(path.name + tag + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

@@ -137,6 +137,7 @@ def _sample(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
+    from .distributed import processes
     from .guidance import ConstantGuidance, OmegaNet
     from .image_denoisers import load_image_denoiser
     from .image_reports import plot_sample_grids
@@ -173,15 +174,29 @@ def _sample(args: argparse.Namespace) -> int:
     labels = torch.tensor([int(name) for name in names]).repeat_interleave(args.per_class)
     cond = conditions.repeat_interleave(args.per_class, dim=0)
     seeds = args.seed * 1_000_003 + torch.arange(len(labels))
-    chunks = [
-        sample(denoiser, denoiser.schedule, guidance, c, shape, args.steps, seeds=sd, grid=grid)
-        for c, sd in tqdm(
-            list(zip(cond.split(args.batch_size), seeds.split(args.batch_size), strict=True)),
-            desc="sample",
-            disable=args.no_progress,
+    procs = processes()  # under a launcher, process r samples batches r, r + N, …; process 0 writes
+    batches = list(zip(cond.split(args.batch_size), seeds.split(args.batch_size), strict=True))
+    mine = {
+        j: sample(
+            denoiser,
+            denoiser.schedule,
+            guidance,
+            batches[j][0],
+            shape,
+            args.steps,
+            seeds=batches[j][1],
+            grid=grid,
         )
-    ]
-    images, tensors = torch.cat(chunks), {"labels": labels}
+        for j in tqdm(
+            procs.mine(list(range(len(batches)))),
+            desc="sample",
+            disable=args.no_progress or not procs.is_main,
+        )
+    }
+    done = {j: images for part in procs.gather(mine) for j, images in part.items()}
+    if not procs.is_main:
+        return 0
+    images, tensors = torch.cat([done[j] for j in range(len(batches))]), {"labels": labels}
     if codec is not None:  # a latent model: keep the latents, decode them to images
         tensors["latents"], images = images.contiguous(), codec.decode(images, args.batch_size)
     out = Path(args.out)
@@ -199,6 +214,7 @@ def _bank(args: argparse.Namespace) -> int:
     from .data.images import load_dataset
     from .data.toy import ring_mixture
     from .denoiser_training import load_mlp_denoiser
+    from .distributed import processes
     from .image_denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
     from .integrations.diffusers_models import diffusers_fingerprint
 
@@ -217,6 +233,7 @@ def _bank(args: argparse.Namespace) -> int:
         mixture = ring_mixture()
         denoiser = load_mlp_denoiser(args.denoiser, data_id=mixture.fingerprint())
         sample_data, denoiser_id = mixture.data_sampler(), checkpoint_fingerprint(args.denoiser)
+    procs = processes()  # under a launcher, process r makes shards r, r + N, …
     config = BankConfig(
         items=args.items,
         particles=args.particles,
@@ -235,7 +252,10 @@ def _bank(args: argparse.Namespace) -> int:
         config,
         denoiser_id=denoiser_id,
         progress=not args.no_progress,
+        procs=procs,
     )
+    if not procs.is_main:
+        return 0
     print(
         f"bank {args.out}: {config.items} items in {config.num_shards} shards; this run wrote "
         f"{record.shards_written} shards ({record.denoiser_evals} denoiser evals, {record.seconds:.1f} s)"
@@ -676,13 +696,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FOLDER_COMMANDS = ("demo", "bank", "fit", "sample", "train-denoiser", "train-classifier", "experiment")
+"""Commands whose ``--out`` is a folder only one job may write at a time (see ``OutputLock``)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``learnguide`` with ``argv`` (default: the process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
     out = Path(args.out) if getattr(args, "out", None) else None
     fresh = out is not None and not out.exists()  # a failed run removes what it started, never older work
     try:
-        return args.func(args)
+        if out is None or args.command not in FOLDER_COMMANDS:
+            return args.func(args)
+        from .distributed import OutputLock, processes
+
+        with OutputLock(out, args.command, processes()):
+            return args.func(args)
     except (CheckpointError, ValueError, json.JSONDecodeError, OSError) as err:
         print(f"learnguide {args.command}: error: {err}", file=sys.stderr)
         if fresh and out.is_dir():

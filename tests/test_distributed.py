@@ -1,0 +1,207 @@
+"""Multi-process runs (accelerate launch, CPU/gloo), SIGKILL-and-resume of long jobs, and one job per folder.
+
+Every run here is a real subprocess with one thread (so 1- and 2-process runs do the same arithmetic)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+
+from learnguide.cli import main
+from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
+from learnguide.distributed import LOCK_FILE, OutputLock, Processes
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+LEARNGUIDE = [sys.executable, "-m", "learnguide.cli"]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+ACCELERATE += [
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+    "-m",
+    "learnguide.cli",
+]
+
+
+def run(cmd, **kwargs):
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600, **kwargs)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def toy_denoiser(tmp_path_factory):
+    from learnguide.data.toy import ring_mixture
+    from learnguide.denoisers import PredictionAdapter
+    from learnguide.networks import MLPDenoiserNet
+    from learnguide.schedules import VPCosine
+
+    torch.manual_seed(0)
+    net = MLPDenoiserNet(2, 4, hidden=32, layers=3, fourier_features=4)
+    torch.nn.init.normal_(net.class_embedding.weight)
+    denoiser = PredictionAdapter(net, VPCosine(), "v", null_id=4).eval()
+    folder = tmp_path_factory.mktemp("toy") / "denoiser"
+    return save_mlp_denoiser(denoiser, folder, DenoiserTrainingConfig(), ring_mixture().fingerprint())
+
+
+def same_files(a: Path, b: Path, pattern: str) -> None:
+    names = sorted(p.name for p in a.glob(pattern))
+    assert names and names == sorted(p.name for p in b.glob(pattern))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_two_processes_make_the_bank_one_process_makes(toy_denoiser, tmp_path):
+    args = ["bank", "--denoiser", str(toy_denoiser), "--items", "600", "--shard-size", "128", "--no-progress"]
+    run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one")])
+    two = run([*ACCELERATE, *args, "--out", str(tmp_path / "two")])
+    assert "this run wrote 5 shards" in two.stdout and two.stdout.count("bank ") == 1  # process 0 prints
+    same_files(tmp_path / "one", tmp_path / "two", "*.safetensors")
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["shards_done"] == [0, 1, 2, 3, 4]
+    assert not list((tmp_path / "two").glob("*.tmp")) and not (tmp_path / "two" / LOCK_FILE).exists()
+
+
+def test_two_processes_draw_the_samples_one_process_draws(tmp_path):
+    torch.manual_seed(0)
+    UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        num_class_embeds=11,
+    ).save_pretrained(tmp_path / "pipe" / "unet")
+    DDIMScheduler().save_pretrained(tmp_path / "pipe" / "scheduler")
+    args = [
+        "sample",
+        "--model",
+        str(tmp_path / "pipe"),
+        "--null-class",
+        "10",
+        "--constant",
+        "1.5",
+        "--steps",
+        "4",
+    ]
+    args += [
+        "--classes",
+        "0",
+        "3",
+        "7",
+        "--per-class",
+        "3",
+        "--batch-size",
+        "2",
+        "--no-progress",
+    ]  # 5 batches
+    run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one")])
+    run([*ACCELERATE, *args, "--out", str(tmp_path / "two")])
+    same_files(tmp_path / "one", tmp_path / "two", "samples.safetensors")
+
+
+def kill_when(cmd, ready, timeout=300.0):
+    """Start ``cmd``, SIGKILL it as soon as ``ready()`` holds; returns its exit code (−9 when killed)."""
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    began = time.monotonic()
+    while proc.poll() is None and not ready() and time.monotonic() - began < timeout:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    return proc.wait()
+
+
+def test_a_bank_killed_with_sigkill_resumes_to_the_identical_bank(toy_denoiser, tmp_path):
+    args = [
+        "bank",
+        "--denoiser",
+        str(toy_denoiser),
+        "--items",
+        "4096",
+        "--shard-size",
+        "256",
+        "--no-progress",
+    ]
+    run([*LEARNGUIDE, *args, "--out", str(tmp_path / "full")])
+    killed = tmp_path / "killed"
+    code = kill_when(
+        [*LEARNGUIDE, *args, "--out", str(killed)], lambda: (killed / "shard_00001.safetensors").exists()
+    )
+    assert code == -signal.SIGKILL and (killed / LOCK_FILE).exists()  # died holding its folder
+    run([*LEARNGUIDE, *args, "--out", str(killed)])  # the dead job's lock is taken over
+    same_files(tmp_path / "full", killed, "*.safetensors")
+
+
+def test_denoiser_training_killed_with_sigkill_resumes_to_the_same_checkpoint(tmp_path):
+    args = ["train-denoiser", "--dataset", "digits", "--steps", "60", "--width", "8", "--batch-size", "32"]
+    args += ["--checkpoint-every", "10", "--no-progress"]
+    run([*LEARNGUIDE, *args, "--out", str(tmp_path / "full")])
+    killed = tmp_path / "killed"
+    code = kill_when(
+        [*LEARNGUIDE, *args, "--out", str(killed)], lambda: any(killed.rglob("trainer_state.safetensors"))
+    )
+    assert code == -signal.SIGKILL
+    run([*LEARNGUIDE, *args, "--out", str(killed)])
+    same_files(tmp_path / "full" / "unet", killed / "unet", "*.safetensors")
+
+
+ONLINE = """
+import sys
+from learnguide.data.toy import ring_mixture
+from learnguide.denoiser_training import load_mlp_denoiser
+from learnguide.guidance import OmegaNet
+from learnguide.training import OnlineConfig, train_omega_online
+import torch
+torch.manual_seed(0)
+mixture = ring_mixture()
+denoiser = load_mlp_denoiser(sys.argv[1], data_id=mixture.fingerprint())
+net = OmegaNet(denoiser.schedule, num_classes=4, hidden=16, layers=2)
+config = OnlineConfig(iterations=400, batch_size=64, particles=2, checkpoint_every=20)
+train_omega_online(net, denoiser, mixture.data_sampler(), config, out_dir=sys.argv[2], progress=False)
+"""
+
+
+def test_online_training_killed_with_sigkill_resumes_to_the_same_network(toy_denoiser, tmp_path):
+    script = [sys.executable, "-c", ONLINE, str(toy_denoiser)]
+    run([*script, str(tmp_path / "full")])
+    killed = tmp_path / "killed"
+    code = kill_when([*script, str(killed)], lambda: (killed / "trainer_state.safetensors").exists())
+    assert code == -signal.SIGKILL
+    run([*script, str(killed)])
+    same_files(tmp_path / "full", killed, "model.safetensors")
+
+
+def test_a_second_job_on_the_same_folder_is_refused(toy_denoiser, tmp_path, capsys):
+    out = tmp_path / "bank"
+    with OutputLock(out, "bank", Processes()):
+        assert main(["bank", "--denoiser", str(toy_denoiser), "--out", str(out), "--items", "64"]) == 2
+        err = capsys.readouterr().err
+        assert "is in use by another learnguide job" in err and f"pid {os.getpid()}" in err
+        assert not list(out.glob("*.safetensors"))
+    assert not (out / LOCK_FILE).exists()  # released
+    # a lock left by a process that is gone is taken over
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    out.mkdir(exist_ok=True)
+    (out / LOCK_FILE).write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname()}))
+    assert (
+        main(["bank", "--denoiser", str(toy_denoiser), "--out", str(out), "--items", "64", "--no-progress"])
+        == 0
+    )
+    assert not (out / LOCK_FILE).exists()
+    shutil.rmtree(out)
