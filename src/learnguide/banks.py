@@ -123,6 +123,7 @@ def _make_shard(
     k: int,
     record: BankRecord,
     bar: tqdm,
+    device: torch.device,
 ) -> dict[str, Tensor]:
     gen = shard_generator(config.seed, k)
     n = min(config.shard_size, config.items - k * config.shard_size)
@@ -131,13 +132,14 @@ def _make_shard(
     parts: dict[str, list[Tensor]] = {"stats": [], **{f: [] for f in EXTRA_FIELDS}}
     for lo in range(0, n, config.batch_size):
         sl = slice(lo, lo + config.batch_size)
+        x0_batch, cond_batch = x0[sl].to(device), cond[sl].to(device)
         items = simulate_items(
-            denoiser, schedule, x0[sl], cond[sl], s[sl], t[sl], config.particles, config.churn, gen
+            denoiser, schedule, x0_batch, cond_batch, s[sl], t[sl], config.particles, config.churn, gen
         )
-        parts["stats"].append(pair_statistics(items.a, items.b, items.x_true))
+        parts["stats"].append(pair_statistics(items.a, items.b, items.x_true).cpu())
         if config.store_predictions:
-            parts["x0_cond"].append(items.x0_cond.float())
-            parts["delta"].append(items.delta.float())
+            parts["x0_cond"].append(items.x0_cond.float().cpu())
+            parts["delta"].append(items.delta.float().cpu())
         record.denoiser_calls += 1
         record.denoiser_evals += 2 * items.a.shape[0] * config.particles
         bar.update(items.a.shape[0])
@@ -146,6 +148,16 @@ def _make_shard(
     if config.store_predictions:
         shard.update({f: torch.cat(parts[f]) for f in EXTRA_FIELDS})
     return shard
+
+
+def bank_matches(out_dir: str | Path, config: BankConfig, schedule: Schedule, denoiser_id: str) -> bool:
+    """Whether ``out_dir`` holds a (possibly partial) bank made with these settings, schedule and denoiser."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return False
+    old = json.loads(path.read_text())
+    made = {k: old.get(k) for k in ("config", "schedule", "denoiser_id")}
+    return made == {"config": asdict(config), "schedule": schedule.config(), "denoiser_id": denoiser_id}
 
 
 def generate_bank(
@@ -157,6 +169,7 @@ def generate_bank(
     denoiser_id: str = "",
     progress: bool = True,
     procs: Processes | None = None,
+    device: str | torch.device = "cpu",
 ) -> BankRecord:
     """Write a transition bank into ``out_dir`` (forward passes only), resuming a partial one.
 
@@ -171,6 +184,8 @@ def generate_bank(
         procs: the processes of a multi-process run (:func:`learnguide.distributed.processes`); process r
             of N makes shards r, r + N, …, and the bank is the one a single process makes. The returned
             record sums all processes.
+        device: where the denoiser runs (it must already be there); data and noise are drawn on the CPU
+            and moved, statistics come back to the CPU, so the bank does not depend on the device.
 
     Raises:
         ValueError: if ``out_dir`` holds a bank made with other settings, schedule or denoiser.
@@ -179,17 +194,11 @@ def generate_bank(
     procs = procs or Processes()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST).is_file():
-        old = json.loads((out / MANIFEST).read_text())
-        if {k: old.get(k) for k in ("config", "schedule", "denoiser_id")} != {
-            "config": asdict(config),
-            "schedule": schedule.config(),
-            "denoiser_id": denoiser_id,
-        }:
-            raise ValueError(
-                f"{out} holds a bank made with other settings, schedule or denoiser; "
-                "use another folder or the same settings"
-            )
+    if (out / MANIFEST).is_file() and not bank_matches(out, config, schedule, denoiser_id):
+        raise ValueError(
+            f"{out} holds a bank made with other settings, schedule or denoiser; "
+            "use another folder or the same settings"
+        )
     record, began = BankRecord(), time.perf_counter()
     todo = [k for k in range(config.num_shards) if not (out / _shard_name(k)).is_file()]
     remaining = sum(min(config.shard_size, config.items - k * config.shard_size) for k in todo)
@@ -201,7 +210,7 @@ def generate_bank(
         disable=not progress or not procs.is_main,
     )
     for k in procs.mine(todo):  # a shard file exists only once complete (written, then renamed)
-        shard = _make_shard(denoiser, schedule, sample_data, config, k, record, bar)
+        shard = _make_shard(denoiser, schedule, sample_data, config, k, record, bar, torch.device(device))
         tmp = out / (_shard_name(k) + ".tmp")
         save_file(shard, str(tmp))
         tmp.replace(out / _shard_name(k))

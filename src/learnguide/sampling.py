@@ -60,7 +60,8 @@ def sample(
         schedule: its noise schedule.
         guidance: any :class:`~learnguide.guidance.GuidanceSchedule`; ω is evaluated for every (step, item)
             once, before the loop, in the paper convention (ω = 0 is the conditional model).
-        cond: conditions ``[B]`` (class ids) or ``[B, E]`` (embeddings).
+        cond: conditions ``[B]`` (class ids) or ``[B, E]`` (embeddings), on the denoiser's device (the
+            samples are made there; noise is drawn on the CPU from the seeds and moved).
         shape: shape of one sample (e.g. ``(2,)`` or ``(C, H, W)``).
         steps: number of denoiser steps N ≥ 1 (each costs one forward of 2B items, or B where ω = 0).
         churn: ε ∈ [0, 1] of the DDIM family; 0 is deterministic DDIM.
@@ -75,7 +76,7 @@ def sample(
     Returns:
         samples ``[B, *shape]`` at t = 0.
     """
-    batch = cond.shape[0]
+    batch, device = cond.shape[0], cond.device
     if grid is not None:
         if grid.dim() != 1 or len(grid) < 2 or not bool((grid[1:] < grid[:-1]).all()):
             raise ValueError("grid must be a strictly decreasing 1-d tensor of at least 2 times")
@@ -89,10 +90,11 @@ def sample(
         noise = per_sample_noise(seeds, shape, draws)
     else:
         noise = torch.randn(draws, batch, *shape, generator=generator)
-    omegas = guidance.omega_table(cond, grid)  # [N, B]
+    noise = noise.to(device)  # drawn on the CPU from the seeds: the same samples on every device
+    omegas = guidance.omega_table(cond, grid).to(device)  # [N, B]
     x = noise[0]
     for i in tqdm(range(steps), desc="sample", disable=not progress, leave=False):
         t, s = grid[i : i + 1], grid[i + 1 : i + 2]  # [1]: the kernel's scalars broadcast over the batch
-        x0_hat = denoise_guided(denoiser, x, t.float().expand(batch), cond, omegas[i])
+        x0_hat = denoise_guided(denoiser, x, t.float().expand(batch).to(device), cond, omegas[i])
         x = ddim_step(x, x0_hat, s, t, schedule, churn, noise[i + 1] if churn > 0 else None)
     return x

@@ -156,7 +156,8 @@ class DiscreteVP(Schedule):
 
     def _segments(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """log ᾱ at t and its slope d log ᾱ / dt, by linear interpolation over the knots j / T, j = 0 … T."""
-        knots = torch.tensor((1.0,) + self.alphas_cumprod, dtype=torch.float64).clamp_min(1e-30).log()
+        knots = torch.tensor((1.0,) + self.alphas_cumprod, dtype=torch.float64, device=t.device)
+        knots = knots.clamp_min(1e-30).log()
         j = (t.double() * self.num_timesteps).clamp(0.0, self.num_timesteps)
         lo = j.floor().clamp(max=self.num_timesteps - 1).long()
         slope = knots[lo + 1] - knots[lo]
@@ -211,5 +212,6 @@ def step_grid(steps: int, t_max: float = 0.99, t_min: float = 0.0) -> Tensor:
 
 
 def expand_as(v: Tensor, x: Tensor) -> Tensor:
-    """Reshape a per-item vector ``[B]`` to ``[B, 1, …, 1]`` so that it broadcasts against ``x [B, ...]``."""
-    return v.reshape(v.shape + (1,) * (x.dim() - v.dim())).to(x.dtype)
+    """Reshape a per-item vector ``[B]`` to ``[B, 1, …, 1]`` on x's device and dtype, so that it broadcasts
+    against ``x [B, ...]`` (per-step scalars stay on the CPU in float64 until they meet the data)."""
+    return v.reshape(v.shape + (1,) * (x.dim() - v.dim())).to(device=x.device, dtype=x.dtype)

@@ -167,10 +167,10 @@ def simulate_items(
     x0_rep = x0.repeat_interleave(m, dim=0)  # [n·m, ...]
     s_rep, t_rep = s.repeat_interleave(m), t.repeat_interleave(m)
     cond_rep = cond.repeat_interleave(m, dim=0)
-    noise = torch.randn((3,) + x0_rep.shape, generator=generator, dtype=x0.dtype)
+    noise = torch.randn((3,) + x0_rep.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     x_true = schedule.add_noise(x0_rep, s_rep, noise[0])
     x_t = schedule.add_noise(x0_rep, t_rep, noise[1])
-    t_in = t_rep.to(x0.dtype)
+    t_in = t_rep.to(device=x0.device, dtype=x0.dtype)
     both = denoiser(
         torch.cat([x_t, x_t]), torch.cat([t_in, t_in]), torch.cat([cond_rep, denoiser.null_cond(cond_rep)])
     )

@@ -178,7 +178,8 @@ class DiffusersDenoiser(nn.Module):
             conditioning["pooled_projections"] = cond[:, -1, :pooled_dim]
         else:
             conditioning = {self.cond_keyword: cond}
-        out = self.model(x_t, timestep=self.timestep(t), **conditioning, return_dict=False)[0]
+        timestep = self.timestep(t).to(x_t.device)
+        out = self.model(x_t, timestep=timestep, **conditioning, return_dict=False)[0]
         return to_x0(out[:, : x_t.shape[1]], x_t, t, self.schedule, self.prediction)
 
     def null_cond(self, cond: Tensor) -> Tensor:
