@@ -104,6 +104,16 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
         assert 0 <= entry["rewarded"]["3"]["accuracy"] <= 1 and "tuning" in entry["rewarded"]["3"]
     assert (out / "reward_tradeoff_under_trained.png").stat().st_size > 1000
     assert "Reward-tilted ω" in (out / "report.md").read_text()
+    learn = experiment.learn_omega
+
+    def learn_unrewarded_only(*args, **kwargs):
+        assert kwargs.get("reward") is None, "a rewarded ω learned before was learned again"
+        return learn(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "learn_omega", learn_unrewarded_only)
+    assert main([*exp, *under, "--tiny", "--no-progress", "--reward", "classifier", "--gamma", "0", "3"]) == 0
+    again = json.loads((out / "results.json").read_text())["under_trained"]
+    assert again["by_steps"]["4"]["rewarded"] == rewarded["by_steps"]["4"]["rewarded"]
     assert main([*exp, *under, "--tiny", "--no-progress", "--reward", "classifier", "--gamma", "-1"]) == 2
     # other grids make the saved step counts stale: they are recomputed
     monkeypatch.undo()

@@ -432,19 +432,30 @@ def learn_rewarded(
 ) -> dict[str, tuple[OmegaNet, dict]]:
     """Reward-tilted ω for each γ_R of ``config.reward_gammas`` (none when ``config.reward`` is None):
     ``{"<γ_R>": (ω-network, learning record)}``, each learned from its own ``reward_bank`` in
-    ``directory/reward-<γ_R>``."""
+    ``directory/reward-<γ_R>``. A network learned before with the same bank, fit and reward (its
+    ``record.json`` says so) is loaded, not learned again."""
     if config.reward is None:
         return {}
     reward = ClassifierLogProb(classifier)
     rewarded = {}
     for gamma in config.reward_gammas:
-        began = time.perf_counter()
+        work, began = directory / f"reward-{gamma:g}", time.perf_counter()
+        planned = {
+            "method": "bank",
+            "bank": asdict(replace(config.reward_bank, seed=config.seed)),
+            "fit": asdict(replace(config.reward_fit, reward_weight=gamma, seed=config.seed)),
+            "reward": config.reward,
+        }
+        saved = json.loads((work / "record.json").read_text()) if (work / "record.json").is_file() else {}
+        if saved and {k: saved.get(k) for k in planned} == planned:
+            rewarded[f"{gamma:g}"] = (OmegaNet.load(work / "omega_net", schedule), saved)
+            continue
         net, record = learn_omega(
             denoiser,
             schedule,
             dataset.data_sampler("train"),
             dataset.num_classes,
-            directory / f"reward-{gamma:g}",
+            work,
             method="bank",
             bank=config.reward_bank,
             fit=replace(config.reward_fit, reward_weight=gamma),
@@ -453,6 +464,7 @@ def learn_rewarded(
             reward=reward,
         )
         record |= {"reward": config.reward, "wall_seconds": time.perf_counter() - began}
+        atomic_write_text(work / "record.json", json.dumps(record, indent=1))
         rewarded[f"{gamma:g}"] = (net, record)
     return rewarded
 
