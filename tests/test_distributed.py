@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
+from safetensors.torch import save_file
 
 from learnguide.cli import main
 from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
@@ -205,3 +206,50 @@ def test_a_second_job_on_the_same_folder_is_refused(toy_denoiser, tmp_path, caps
     )
     assert not (out / LOCK_FILE).exists()
     shutil.rmtree(out)
+
+
+def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys):
+    den, clf = tmp_path / "denoiser", tmp_path / "classifier"
+    train = ["train-denoiser", "--dataset", "digits", "--out", str(den), "--steps", "2", "--width", "8"]
+    assert main([*train, "--batch-size", "16", "--no-progress"]) == 0
+    assert (
+        main(["train-classifier", "--dataset", "digits", "--out", str(clf), "--epochs", "1", "--width", "8"])
+        == 0
+    )
+    smp = [
+        "sample",
+        "--denoiser",
+        str(den),
+        "--constant",
+        "1",
+        "--steps",
+        "3",
+        "--per-class",
+        "6",
+        "--no-progress",
+    ]
+    assert main([*smp, "--out", str(tmp_path / "samples")]) == 0
+    args = [
+        "evaluate",
+        "--samples",
+        str(tmp_path / "samples"),
+        "--dataset",
+        "digits",
+        "--classifier",
+        str(clf),
+    ]
+    args += ["--batch-size", "16"]  # 60 samples: 4 batches
+    run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one.json")])
+    run([*ACCELERATE, *args, "--out", str(tmp_path / "two.json")])
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert one == two and one["n"] == 60 and 0 <= one["accuracy"] <= 1 and one["fd"] > 0
+    assert {"kid", "precision", "recall"} <= set(one)
+    capsys.readouterr()
+    evaluate = ["evaluate", "--classifier", str(clf), "--out", str(tmp_path / "bad.json")]
+    assert main([*evaluate, "--samples", str(tmp_path / "samples"), "--dataset", "fashion-mnist"]) == 2
+    assert "classifier for other data" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
+    (tmp_path / "small").mkdir()
+    small = {"images": torch.zeros(2, 1, 4, 4), "labels": torch.tensor([0, 1])}
+    save_file(small, str(tmp_path / "small" / "samples.safetensors"))
+    assert main([*evaluate, "--samples", str(tmp_path / "small"), "--dataset", "digits"]) == 2
+    assert "digits has images (1, 8, 8)" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()

@@ -266,6 +266,48 @@ def _bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+    from safetensors.torch import load_file
+
+    from .checkpoints import atomic_write_text
+    from .classifier import load_classifier, predict
+    from .data.images import load_dataset
+    from .distributed import processes
+    from .experiment import classifier_reference, score_features
+
+    procs = processes()  # under a launcher, process r extracts the features of batches r, r + N, …
+    samples = load_file(str(Path(args.samples) / "samples.safetensors"))
+    images, labels = samples["images"].float(), samples["labels"]
+    dataset = load_dataset(args.dataset)
+    classifier = load_classifier(args.classifier, data_id=dataset.fingerprint())
+    if tuple(images.shape[1:]) != tuple(dataset.image_shape) or bool((labels >= dataset.num_classes).any()):
+        raise ValueError(
+            f"{args.samples} holds images {tuple(images.shape[1:])} with labels up to {int(labels.max())}; "
+            f"{args.dataset} has images {tuple(dataset.image_shape)} and {dataset.num_classes} classes"
+        )
+    batches = images.clamp(-1, 1).split(args.batch_size)
+    with torch.no_grad():
+        mine = {j: predict(classifier, batches[j]) for j in procs.mine(list(range(len(batches))))}
+    done = {j: out for part in procs.gather(mine) for j, out in part.items()}
+    if not procs.is_main:
+        return 0
+    features = torch.cat([done[j][0] for j in range(len(batches))])
+    logits = torch.cat([done[j][1] for j in range(len(batches))])
+    reference = classifier_reference(dataset, classifier, Path(args.classifier), args.cache)
+    scores = {
+        "samples": str(args.samples),
+        "n": len(labels),
+        **score_features(features, logits, labels, reference),
+    }
+    out = Path(args.out or Path(args.samples) / "metrics.json")
+    atomic_write_text(out, json.dumps(scores, indent=1))
+    print(
+        ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)) + f" (n = {len(labels)})"
+    )
+    return 0
+
+
 def _reward(args: argparse.Namespace):
     """The reward of ``fit --reward``: a classifier's log p(c | x̂_0), or CLIP score against captions."""
     from .rewards import ClassifierLogProb, ClipScore
@@ -587,6 +629,20 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--out", required=True, help="output folder")
     smp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     smp.set_defaults(func=_sample)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score samples (from `learnguide sample`) with an evaluation classifier against a dataset",
+        description="FD and KID in the classifier's features, class accuracy and k-NN precision / recall of "
+        "samples.safetensors against the dataset's test split; writes metrics.json.",
+    )
+    evaluate.add_argument("--samples", required=True, help="folder holding samples.safetensors")
+    evaluate.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
+    evaluate.add_argument("--classifier", required=True, help="evaluation classifier folder")
+    evaluate.add_argument("--cache", help="folder to cache the reference statistics in")
+    evaluate.add_argument("--batch-size", type=int, default=512, help="images per classifier call")
+    evaluate.add_argument("--out", help="metrics JSON (default: <samples>/metrics.json)")
+    evaluate.set_defaults(func=_evaluate)
 
     export = sub.add_parser(
         "export",

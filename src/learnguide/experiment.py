@@ -173,23 +173,30 @@ class ImageScorer:
         an Inception extractor) of ``guidance`` on one sample set."""
         labels, seeds = sample_set
         images = self.samples(guidance, labels, seeds)
-        features, logits = predict(self.classifier, images)
-        features = features.double()
-        kid, _ = kernel_inception_distance(
-            features, self.reference.features, subsets=10, generator=torch.Generator().manual_seed(0)
-        )
-        precision, recall = precision_recall(self.reference.features, features)
-        scores = {
-            "fd": self.reference.frechet_distance(features),
-            "kid": kid,
-            "accuracy": class_accuracy(logits, labels),
-            "precision": precision,
-            "recall": recall,
-        }
+        scores = score_features(*predict(self.classifier, images), labels, self.reference)
         if self.inception is not None:
             extractor, reference = self.inception
             scores["inception_fd"] = reference.frechet_distance(extractor(images))
         return scores
+
+
+def score_features(
+    features: Tensor, logits: Tensor, labels: Tensor, reference: ReferenceStats
+) -> dict[str, float]:
+    """``{"fd", "kid", "accuracy", "precision", "recall"}`` of samples from their classifier ``features
+    [n, F]`` and ``logits [n, K]``, their class ids ``labels [n]``, against the reference statistics."""
+    features = features.double()
+    kid, _ = kernel_inception_distance(
+        features, reference.features, subsets=10, generator=torch.Generator().manual_seed(0)
+    )
+    precision, recall = precision_recall(reference.features, features)
+    return {
+        "fd": reference.frechet_distance(features),
+        "kid": kid,
+        "accuracy": class_accuracy(logits, labels),
+        "precision": precision,
+        "recall": recall,
+    }
 
 
 def sample_set(num_classes: int, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
