@@ -253,3 +253,18 @@ def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys):
     save_file(small, str(tmp_path / "small" / "samples.safetensors"))
     assert main([*evaluate, "--samples", str(tmp_path / "small"), "--dataset", "digits"]) == 2
     assert "digits has images (1, 8, 8)" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
+
+
+def test_online_fit_with_two_processes_learns_the_one_process_network(toy_denoiser, tmp_path, capsys):
+    args = ["fit", "--online", "--denoiser", str(toy_denoiser), "--iterations", "30", "--batch-size", "64"]
+    args += ["--particles", "2", "--checkpoint-every", "10", "--no-progress"]
+    run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one")])
+    two = run([*ACCELERATE, *args, "--out", str(tmp_path / "two")])
+    assert two.stdout.count("learned ω online") == 1
+    from safetensors.torch import load_file
+
+    one, two = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("one", "two"))
+    for key in one:  # the same items and noise; only the denoiser's batch split differs
+        assert torch.allclose(one[key], two[key], rtol=1e-4, atol=1e-6), key
+    assert main(["fit", "--online", "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "needs the denoiser" in capsys.readouterr().err

@@ -210,13 +210,13 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bank(args: argparse.Namespace) -> int:
-    from .banks import BankConfig, generate_bank
+def _denoiser_and_data(args: argparse.Namespace):
+    """``(denoiser, data sampler, denoiser id)`` of ``--model`` (a diffusers pipeline folder) or
+    ``--denoiser`` (an image denoiser with its ``--dataset``, or a toy one with its mixture)."""
     from .checkpoints import checkpoint_fingerprint
     from .data.images import load_dataset
     from .data.toy import ring_mixture
     from .denoiser_training import load_mlp_denoiser
-    from .distributed import processes
     from .image_denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
     from .integrations.diffusers_models import diffusers_fingerprint
 
@@ -235,6 +235,14 @@ def _bank(args: argparse.Namespace) -> int:
         mixture = ring_mixture()
         denoiser = load_mlp_denoiser(args.denoiser, data_id=mixture.fingerprint())
         sample_data, denoiser_id = mixture.data_sampler(), checkpoint_fingerprint(args.denoiser)
+    return denoiser, sample_data, denoiser_id
+
+
+def _bank(args: argparse.Namespace) -> int:
+    from .banks import BankConfig, generate_bank
+    from .distributed import processes
+
+    denoiser, sample_data, denoiser_id = _denoiser_and_data(args)
     procs = processes()  # under a launcher, process r makes shards r, r + N, …
     config = BankConfig(
         items=args.items,
@@ -336,6 +344,60 @@ def _reward(args: argparse.Namespace):
     return reward
 
 
+def _fit_online(args: argparse.Namespace) -> int:
+    """``fit --online``: Algorithm 1 on fresh items, the denoiser calls of each batch split over processes."""
+    import torch
+
+    from .distributed import processes
+    from .guidance import OmegaNet, omega_condition
+    from .training import OnlineConfig, train_omega_online
+
+    if not (args.denoiser or args.model):
+        raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
+    denoiser, sample_data, denoiser_id = _denoiser_and_data(args)
+    procs = processes()
+    config = OnlineConfig(
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        particles=args.particles,
+        beta=args.beta,
+        lam=args.lam,
+        lr=args.lr,
+        objective=args.objective,
+        reward_weight=args.gamma,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+    )
+    reward = _reward(args) if args.reward else None
+    _, example = sample_data(2, torch.Generator().manual_seed(0))
+    conditions = (  # class ids (the null id is the count), or (pooled) prompt embeddings
+        {"num_classes": int(denoiser.null_cond(example)[0])}
+        if example.dim() == 1
+        else {"cond_dim": omega_condition(example).shape[1]}
+    )
+    torch.manual_seed(args.seed)
+    net = OmegaNet(denoiser.schedule, **conditions, output=args.output)
+    record = train_omega_online(
+        net,
+        denoiser.to(procs.device),
+        sample_data,
+        config,
+        out_dir=args.out,
+        progress=not args.no_progress and procs.is_main,
+        reward=reward,
+        procs=procs,
+        device=procs.device,
+    )
+    if procs.is_main:
+        tail = record.losses[-50:]
+        print(
+            f"learned ω online ({config.iterations} iterations, {record.denoiser_evals} denoiser evals here "
+            f"and {procs.world - 1} more processes, final loss {sum(tail) / len(tail):.6f}, "
+            f"{record.seconds:.1f} s; denoiser {denoiser_id}); saved to {args.out}"
+        )
+    return 0
+
+
 def _fit(args: argparse.Namespace) -> int:
     import torch
 
@@ -345,6 +407,10 @@ def _fit(args: argparse.Namespace) -> int:
     from .reports import plot_binned_omega
     from .schedules import get_schedule
 
+    if args.online:
+        return _fit_online(args)
+    if not args.bank:
+        raise ValueError("fit needs --bank (a transition bank) or --online with a denoiser")
     bank = load_bank(args.bank)
     config = FitConfig(
         epochs=args.epochs,
@@ -557,11 +623,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser(
         "fit",
-        help="fit the ω-network on a transition bank",
+        help="fit the ω-network on a transition bank, or online on fresh items (--online)",
         description="Fit ω(c, s, t) on a bank with minibatch Adam, a held-out split and early "
-        "stopping; optionally write the per-(class, t) loss-optimal ω as a table and heat map.",
+        "stopping; optionally write the per-(class, t) loss-optimal ω as a table and heat map. With --online "
+        "(and --denoiser or --model), learn it by Algorithm 1 on fresh items instead (resumable; under "
+        "accelerate launch each batch's denoiser calls are split over the processes).",
     )
-    fit.add_argument("--bank", required=True, help="bank folder made by `learnguide bank`")
+    fit.add_argument("--bank", help="bank folder made by `learnguide bank`")
+    fit.add_argument("--online", action="store_true", help="learn online from a denoiser instead of a bank")
+    online_source = fit.add_mutually_exclusive_group()
+    online_source.add_argument("--denoiser", help="with --online: a learnguide denoiser checkpoint")
+    online_source.add_argument(
+        "--model",
+        help="with --online: a diffusers pipeline folder; with --reward on a latent model: its pipeline "
+        "folder (the VAE decodes x̂_0)",
+    )
+    fit.add_argument("--dataset", help="with --online: the denoiser's data (as for `learnguide bank`)")
+    fit.add_argument("--null-class", type=int, help="with --online --model: the null class id")
+    fit.add_argument("--iterations", type=int, default=2000, help="with --online: iterations (default: 2000)")
+    fit.add_argument("--particles", type=int, default=4, help="with --online: particles m (default: 4)")
+    fit.add_argument(
+        "--checkpoint-every", type=int, default=100, help="with --online: iterations per state (default: 100)"
+    )
+    _add_objective_argument(fit)
     fit.add_argument(
         "--out", required=True, help="folder for the ω-network (config.json + model.safetensors)"
     )
@@ -585,9 +669,6 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--reward-model", help="with --reward: the classifier folder or a local CLIP folder")
     fit.add_argument(
         "--gamma", type=float, default=0.0, help="reward weight γ_R >= 0 (default: 0, no reward)"
-    )
-    fit.add_argument(
-        "--model", help="with --reward on a latent diffusers model: its pipeline folder (the VAE decodes x̂_0)"
     )
     fit.add_argument("--prompts", help="with --reward clip: the prompt file the bank was made from")
     fit.add_argument("--captions", help="with --reward clip: a text file, one caption per prompt, same order")

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import STATE_FILE, load_training_state, save_training_state
 from .denoisers import Denoiser
+from .distributed import Processes
 from .guidance import OmegaNet
 from .objectives import (
     Reward,
@@ -157,17 +158,21 @@ def simulate_items(
     particles: int,
     churn: float,
     generator: torch.Generator,
+    noise: Tensor | None = None,
 ) -> TransitionItems:
     """Particles of n self-consistency items (:class:`TransitionItems`, each field ``[n, m, ...]``).
 
     ``x_true`` are m draws of x_s = α_s x_0 + σ_s ε; ``A + ωB`` are m guided steps t → s from independent
     x_t = α_t x_0 + σ_t ε' (DESIGN §2). One denoiser forward of 2·n·m items (conditional and ∅ together).
+    ``noise`` ``[3, n·m, ...]`` (ε, ε', z) replaces the draw from ``generator`` (a share of a batch's noise).
     """
     n, m = x0.shape[0], particles
     x0_rep = x0.repeat_interleave(m, dim=0)  # [n·m, ...]
     s_rep, t_rep = s.repeat_interleave(m), t.repeat_interleave(m)
     cond_rep = cond.repeat_interleave(m, dim=0)
-    noise = torch.randn((3,) + x0_rep.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    if noise is None:
+        noise = torch.randn((3,) + x0_rep.shape, generator=generator, dtype=x0.dtype)
+    noise = noise.to(x0.device)
     x_true = schedule.add_noise(x0_rep, s_rep, noise[0])
     x_t = schedule.add_noise(x0_rep, t_rep, noise[1])
     t_in = t_rep.to(device=x0.device, dtype=x0.dtype)
@@ -200,6 +205,8 @@ def train_omega_online(
     out_dir: str | Path | None = None,
     progress: bool = True,
     reward: Reward | None = None,
+    procs: Processes | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainingRecord:
     """Fit ``omega_net`` in place by online self-consistency training (Algorithm 1), optionally tilted by a
     reward (Algorithm 4: loss + γ_R·(−E[R(x̂_c + ωΔ, c)]), γ_R = ``config.reward_weight``).
@@ -214,6 +221,10 @@ def train_omega_online(
             resumes from it and ends with the same network as an uninterrupted run.
         progress: show a progress bar with the running loss.
         reward: ``R(x0 [B, ...], cond) -> [B]`` (see :mod:`learnguide.rewards`); needed when γ_R > 0.
+        procs: the processes of a multi-process run: each batch's denoiser calls are split over them
+            (:func:`simulate_sharded`), every process takes the same ω step, and process 0 writes ``out_dir``.
+        device: where the denoiser runs (it must already be there); the ω-network and its loss stay on the
+            CPU with the data, which is drawn there.
 
     Returns:
         the :class:`TrainingRecord` (losses, mean rewards when γ_R > 0, denoiser evaluations and calls,
@@ -221,6 +232,7 @@ def train_omega_online(
     """
     config.validate()
     check_reward_weight(config.reward_weight, reward)
+    procs = procs or Processes()
     schedule = omega_net.schedule
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(omega_net.parameters(), lr=config.lr)
@@ -249,7 +261,7 @@ def train_omega_online(
             s, t = s.repeat_interleave(config.group_size), t.repeat_interleave(config.group_size)
         else:
             s, t = sample_times(x0.shape[0], config.s_min, config.zeta, config.delta, gen)
-        items = simulate_items(denoiser, schedule, x0, cond, s, t, config.particles, config.churn, gen)
+        items = simulate_sharded(denoiser, schedule, x0, cond, s, t, config, gen, procs, device)
         record.denoiser_evals += 2 * x0.shape[0] * config.particles
         record.denoiser_calls += 1
         omega = omega_net(cond, s, t)
@@ -266,11 +278,42 @@ def train_omega_online(
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
             record.seconds = time.perf_counter() - began
-            omega_net.save(out)
-            save_training_state(out, opt, gen, {"iteration": it + 1, "record": asdict(record)})
+            if procs.is_main:
+                omega_net.save(out)
+                save_training_state(out, opt, gen, {"iteration": it + 1, "record": asdict(record)})
+            procs.barrier()
     omega_net.eval()
     record.seconds = time.perf_counter() - began
-    if out is not None:
+    if out is not None and procs.is_main:
         omega_net.save(out, extra={"online": asdict(config)})
         save_training_state(out, opt, gen, {"iteration": config.iterations, "record": asdict(record)})
+    procs.barrier()
     return record
+
+
+def simulate_sharded(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    x0: Tensor,
+    cond: Tensor,
+    s: Tensor,
+    t: Tensor,
+    config: OnlineConfig,
+    generator: torch.Generator,
+    procs: Processes,
+    device: str | torch.device = "cpu",
+) -> TransitionItems:
+    """:func:`simulate_items` for a batch (on the CPU), its denoiser calls split over ``procs``: the batch's
+    noise is drawn whole (so ``generator`` advances as in one process), process r simulates the r-th of N
+    contiguous blocks of items on ``device``, and every process receives all items in order."""
+    n, m = x0.shape[0], config.particles
+    noise = torch.randn((3, n * m) + x0.shape[1:], generator=generator, dtype=x0.dtype)
+    blocks = torch.arange(n).tensor_split(procs.world)
+    mine = blocks[procs.rank]
+    rows = (mine[:, None] * m + torch.arange(m)).flatten()  # this block's particles
+    items = simulate_items(
+        denoiser, schedule, x0[mine].to(device), cond[mine].to(device), s[mine], t[mine], m,
+        config.churn, generator, noise[:, rows],
+    )  # fmt: skip
+    parts = procs.gather(TransitionItems(*(y.cpu() for y in items)))
+    return TransitionItems(*(torch.cat(fields) for fields in zip(*parts, strict=True)))
