@@ -87,6 +87,7 @@ def learn_omega(
     seed: int = 0,
     progress: bool = True,
     reward: Reward | None = None,
+    output: str = "relu",
 ) -> tuple[OmegaNet, dict]:
     """Learn ω(c, s, t) for one denoiser and save it to ``directory/omega_net``.
 
@@ -102,6 +103,7 @@ def learn_omega(
         progress: show progress bars.
         reward: the reward of a reward-tilted ω (its weight γ_R is ``fit.reward_weight`` or
             ``online.reward_weight``; a bank then needs ``store_predictions``).
+        output: the ω-network's output map (``relu`` as in the paper, ``softplus``, ``identity``).
 
     Returns:
         the ω-network and a record of the cost: seconds, denoiser calls and evaluations, final loss.
@@ -110,7 +112,7 @@ def learn_omega(
         raise ValueError(f"method must be one of {LEARN_METHODS}, got {method!r}")
     directory = Path(directory)
     torch.manual_seed(seed)  # the ω-network's initial weights
-    omega_net = OmegaNet(schedule, num_classes=num_classes)
+    omega_net = OmegaNet(schedule, num_classes=num_classes, output=output)
     bank = replace(bank or BankConfig(), seed=seed)
     if method == "bank" and bank_matches(directory / "bank", bank, schedule, ""):
         shutil.rmtree(directory / "omega_net", ignore_errors=True)  # a bank made the same way is reused

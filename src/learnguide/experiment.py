@@ -43,6 +43,9 @@ from .training import OnlineConfig
 
 METHODS = ("unguided", "constant", "interval", "increasing", "learned")
 EXPERIMENT_REWARDS = ("classifier",)  # log p(c | x̂_0) under the evaluation classifier
+REWARD_OUTPUT = (
+    "softplus"  # a ReLU driven below 0 by the self-consistency term never gets the reward's gradient back
+)
 METRIC = "fd"  # what the baselines are tuned on and the table ranks by
 
 
@@ -222,7 +225,9 @@ def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | Non
     skip = ("steps", "grid_columns", *LEARNING_FIELDS)
     settings = {k: v for k, v in asdict(config).items() if k not in skip}
     learned = (
-        {k: learning.get(k) for k in ("method", "bank", "fit", "online", "reward")} if learning else None
+        {k: learning.get(k) for k in ("method", "bank", "fit", "online", "reward", "output")}
+        if learning
+        else None
     )
     blob = json.dumps([settings, denoiser_id, learned], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -452,6 +457,7 @@ def learn_rewarded(
             "bank": asdict(replace(config.reward_bank, seed=config.seed)),
             "fit": asdict(replace(config.reward_fit, reward_weight=gamma, seed=config.seed)),
             "reward": config.reward,
+            "output": REWARD_OUTPUT,
         }
         saved = json.loads((work / "record.json").read_text()) if (work / "record.json").is_file() else {}
         if saved and {k: saved.get(k) for k in planned} == planned:
@@ -469,8 +475,13 @@ def learn_rewarded(
             seed=config.seed,
             progress=progress,
             reward=reward,
+            output=REWARD_OUTPUT,
         )
-        record |= {"reward": config.reward, "wall_seconds": time.perf_counter() - began}
+        record |= {
+            "reward": config.reward,
+            "output": REWARD_OUTPUT,
+            "wall_seconds": time.perf_counter() - began,
+        }
         atomic_write_text(work / "record.json", json.dumps(record, indent=1))
         rewarded[f"{gamma:g}"] = (net, record)
     return rewarded
