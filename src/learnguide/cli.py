@@ -135,7 +135,6 @@ def _export(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
 
     from .distributed import processes
     from .guidance import ConstantGuidance, OmegaNet
@@ -177,8 +176,8 @@ def _sample(args: argparse.Namespace) -> int:
     procs = processes()  # under a launcher, process r samples batches r, r + N, …; process 0 writes
     denoiser = denoiser.to(procs.device)
     batches = list(zip(cond.split(args.batch_size), seeds.split(args.batch_size), strict=True))
-    mine = {
-        j: sample(
+    chunks = procs.map_units(
+        lambda j: sample(
             denoiser,
             denoiser.schedule,
             guidance,
@@ -187,17 +186,14 @@ def _sample(args: argparse.Namespace) -> int:
             args.steps,
             seeds=batches[j][1],
             grid=grid,
-        ).cpu()
-        for j in tqdm(
-            procs.mine(list(range(len(batches)))),
-            desc="sample",
-            disable=args.no_progress or not procs.is_main,
-        )
-    }
-    done = {j: images for part in procs.gather(mine) for j, images in part.items()}
-    if not procs.is_main:
+        ).cpu(),
+        len(batches),
+        "sample",
+        not args.no_progress,
+    )
+    if chunks is None:  # not process 0
         return 0
-    images, tensors = torch.cat([done[j] for j in range(len(batches))]), {"labels": labels}
+    images, tensors = torch.cat(chunks), {"labels": labels}
     if codec is not None:  # a latent model: keep the latents, decode them to images
         decoded = codec.to(procs.device).decode(images.to(procs.device), args.batch_size).cpu()
         tensors["latents"], images = images.contiguous(), decoded
@@ -296,12 +292,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     batches = images.clamp(-1, 1).split(args.batch_size)
     with torch.no_grad():
-        mine = {j: predict(classifier, batches[j]) for j in procs.mine(list(range(len(batches))))}
-    done = {j: out for part in procs.gather(mine) for j, out in part.items()}
-    if not procs.is_main:
+        outputs = procs.map_units(lambda j: predict(classifier, batches[j]), len(batches))
+    if outputs is None:  # not process 0
         return 0
-    features = torch.cat([done[j][0] for j in range(len(batches))])
-    logits = torch.cat([done[j][1] for j in range(len(batches))])
+    features, logits = (torch.cat(part) for part in zip(*outputs, strict=True))
     reference = classifier_reference(dataset, classifier, Path(args.classifier), args.cache)
     scores = {
         "samples": str(args.samples),
