@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 LEARNGUIDE = [sys.executable, "-m", "learnguide.cli"]
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_machines", "1"]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
 ACCELERATE += ["--mixed_precision", "no", "--dynamo_backend", "no"]
 
 

@@ -24,7 +24,7 @@ from learnguide.distributed import LOCK_FILE, OutputLock, Processes
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
 LEARNGUIDE = [sys.executable, "-m", "learnguide.cli"]
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
 ACCELERATE += [
     "--num_machines",
     "1",
@@ -69,7 +69,8 @@ def test_two_processes_make_the_bank_one_process_makes(toy_denoiser, tmp_path):
     args = ["bank", "--denoiser", str(toy_denoiser), "--items", "600", "--shard-size", "128", "--no-progress"]
     run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one")])
     two = run([*ACCELERATE, *args, "--out", str(tmp_path / "two")])
-    assert "this run wrote 5 shards" in two.stdout and two.stdout.count("bank ") == 1  # process 0 prints
+    assert "this run wrote 5 shards" in two.stdout and "2 processes" in two.stdout  # summed over both
+    assert two.stdout.count("bank ") == 1  # process 0 prints
     same_files(tmp_path / "one", tmp_path / "two", "*.safetensors")
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["shards_done"] == [0, 1, 2, 3, 4]
     assert not list((tmp_path / "two").glob("*.tmp")) and not (tmp_path / "two" / LOCK_FILE).exists()
@@ -112,7 +113,7 @@ def test_two_processes_draw_the_samples_one_process_draws(tmp_path):
         "--no-progress",
     ]  # 5 batches
     run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one")])
-    run([*ACCELERATE, *args, "--out", str(tmp_path / "two")])
+    assert "(2 processes)" in run([*ACCELERATE, *args, "--out", str(tmp_path / "two")]).stdout
     same_files(tmp_path / "one", tmp_path / "two", "samples.safetensors")
 
 
@@ -240,7 +241,7 @@ def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys):
     ]
     args += ["--batch-size", "16"]  # 60 samples: 4 batches
     run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one.json")])
-    run([*ACCELERATE, *args, "--out", str(tmp_path / "two.json")])
+    assert "2 processes" in run([*ACCELERATE, *args, "--out", str(tmp_path / "two.json")]).stdout
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert one == two and one["n"] == 60 and 0 <= one["accuracy"] <= 1 and one["fd"] > 0
     assert {"kid", "precision", "recall"} <= set(one)
@@ -260,7 +261,7 @@ def test_online_fit_with_two_processes_learns_the_one_process_network(toy_denois
     args += ["--particles", "2", "--checkpoint-every", "10", "--no-progress"]
     run([*LEARNGUIDE, *args, "--out", str(tmp_path / "one")])
     two = run([*ACCELERATE, *args, "--out", str(tmp_path / "two")])
-    assert two.stdout.count("learned ω online") == 1
+    assert two.stdout.count("learned ω online") == 1 and "and 1 more processes" in two.stdout
     from safetensors.torch import load_file
 
     one, two = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("one", "two"))

@@ -201,6 +201,7 @@ def generate_bank(
         )
     record, began = BankRecord(), time.perf_counter()
     todo = [k for k in range(config.num_shards) if not (out / _shard_name(k)).is_file()]
+    procs.barrier()  # every process lists the shards before any writes one: they agree on what is left
     remaining = sum(min(config.shard_size, config.items - k * config.shard_size) for k in todo)
     bar = tqdm(
         total=config.items,

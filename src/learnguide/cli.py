@@ -202,7 +202,10 @@ def _sample(args: argparse.Namespace) -> int:
     save_file({"images": images.contiguous(), **tensors}, str(out / "samples.safetensors"))
     title = f"{args.omega or f'constant ω = {args.constant}'}, {args.steps} steps"
     plot_sample_grids({"samples": images.clamp(-1, 1)}, len(names), title, out / "samples.png")
-    print(f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'}")
+    print(
+        f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'} "
+        f"({procs.world} process{'es' if procs.world > 1 else ''})"
+    )
     return 0
 
 
@@ -265,7 +268,8 @@ def _bank(args: argparse.Namespace) -> int:
         return 0
     print(
         f"bank {args.out}: {config.items} items in {config.num_shards} shards; this run wrote "
-        f"{record.shards_written} shards ({record.denoiser_evals} denoiser evals, {record.seconds:.1f} s)"
+        f"{record.shards_written} shards ({record.denoiser_evals} denoiser evals, {record.seconds:.1f} s, "
+        f"{procs.world} process{'es' if procs.world > 1 else ''})"
     )
     return 0
 
@@ -304,9 +308,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     }
     out = Path(args.out or Path(args.samples) / "metrics.json")
     atomic_write_text(out, json.dumps(scores, indent=1))
-    print(
-        ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float)) + f" (n = {len(labels)})"
-    )
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
+    print(f"{summary} (n = {len(labels)}; {procs.world} process{'es' if procs.world > 1 else ''})")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Multi-process runs: ``accelerate launch --num_processes N learnguide …`` (or ``torchrun``) shards the work.
+"""Multi-process runs: ``accelerate launch --multi_gpu --num_processes N -m learnguide.cli …`` (or
+``torchrun --nproc_per_node N``; both also on CPUs, with gloo) shards the work.
 
 Every command works in units that do not depend on how many processes run them — a bank's shards (each
 drawn from its own seed), a sampling run's batches (per-sample seeds) — and process r of N takes units
@@ -74,13 +75,15 @@ class Processes:
 
 def processes() -> Processes:
     """The processes of this run, starting the process group (gloo on CPU, NCCL on GPUs, through
-    Accelerate) when a launcher set ``WORLD_SIZE`` > 1."""
+    Accelerate) when a launcher set ``WORLD_SIZE`` > 1: ``accelerate launch --multi_gpu --num_processes N``
+    or ``torchrun --nproc_per_node N`` (on a machine without GPUs too; ``accelerate launch --cpu`` starts
+    one process only)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Processes(device="cuda" if torch.cuda.is_available() else "cpu")
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     return Processes(state.process_index, state.num_processes, str(state.device))
 
 
