@@ -38,9 +38,10 @@ def _is_prompt_file(path: str | None) -> bool:
 
 
 def _diffusers_denoiser(args: argparse.Namespace):
-    """The diffusers model of ``--model`` as a denoiser and a sampler of its ``--dataset``: class-labelled
-    images (a dataset name or folder) or a prompt file (images + caption embeddings). For a latent model
-    the images are encoded once by the pipeline's VAE, cached in ``--out``/latents."""
+    """``(denoiser, data sampler, weights fingerprint)`` of the diffusers model of ``--model`` and its
+    ``--dataset``: class-labelled images (a dataset name or folder) or a prompt file (images + caption
+    embeddings). For a latent model the images are encoded once by the pipeline's VAE, cached in
+    ``--out``/latents."""
     from .data.images import load_dataset
     from .data.prompts import load_prompt_images
     from .integrations.diffusers_latents import encode_dataset, load_vae
@@ -60,13 +61,14 @@ def _diffusers_denoiser(args: argparse.Namespace):
     if prompts and args.null_class is not None:
         raise ValueError("--null-class is for class-conditional models; a prompt file holds its ∅ embedding")
     model, scheduler = load_diffusers_model(args.model)
+    model_id = diffusers_fingerprint(args.model)  # hashes the weights (GBs for SD): once per command
     dataset = load_prompt_images(args.dataset) if prompts else load_dataset(args.dataset)
     codec = load_vae(args.model)
     if codec is not None:
         dataset = encode_dataset(
             dataset,
             codec,
-            diffusers_fingerprint(args.model),
+            model_id,
             cache_dir=Path(args.out) / "latents",
             progress=not args.no_progress,
         )
@@ -78,19 +80,17 @@ def _diffusers_denoiser(args: argparse.Namespace):
         )
     if prompts:
         denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
-        return denoiser, dataset.data_sampler()
-    return DiffusersDenoiser(model, scheduler, null_class=args.null_class), dataset.data_sampler("train")
+        return denoiser, dataset.data_sampler(), model_id
+    denoiser = DiffusersDenoiser(model, scheduler, null_class=args.null_class)
+    return denoiser, dataset.data_sampler("train"), model_id
 
 
-def _chosen_conditions(args: argparse.Namespace, num_classes: int | None):
-    """The conditions ``--classes`` picks: class ids ``[K]`` in [0, num_classes), or with ``--prompts`` the
-    prompt file's embeddings ``[K, L, D]`` (``--classes`` then picks prompt indices); and their names."""
+def _chosen_conditions(args: argparse.Namespace, num_classes: int | None, embeddings=None):
+    """The conditions ``--classes`` picks: class ids ``[K]`` in [0, num_classes), or, given a prompt file's
+    ``embeddings [K, L, D]``, those prompts (``--classes`` then picks prompt indices); and their names."""
     import torch
 
-    if getattr(args, "prompts", None):
-        from .data.prompts import load_prompt_images
-
-        embeddings = load_prompt_images(args.prompts).prompt_embeds
+    if embeddings is not None:
         picked = args.classes if args.classes is not None else list(range(len(embeddings)))
         if any(not 0 <= k < len(embeddings) for k in picked):
             raise ValueError(f"prompt indices must be in [0, {len(embeddings)}), got {picked}")
@@ -107,6 +107,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     from .checkpoints import atomic_write_text
+    from .data.prompts import load_prompt_images
     from .guidance import OmegaNet, export_schedule
     from .schedules import step_grid
 
@@ -124,7 +125,8 @@ def _export(args: argparse.Namespace) -> int:
         grid = scheduler_grid(scheduler, args.steps)  # for non-DDIM schedulers: DDIM's grid from their config
         total = scheduler.config.num_train_timesteps
         timesteps = model_timestep(schedule_from_scheduler(scheduler), grid[:-1], total).tolist()
-    cond, names = _chosen_conditions(args, omega.hparams["num_classes"])
+    prompts = load_prompt_images(args.prompts).prompt_embeds if args.prompts else None
+    cond, names = _chosen_conditions(args, omega.hparams["num_classes"], prompts)
     table = export_schedule(omega, cond, grid, names)
     table = {"omega_net": str(args.omega), "steps": args.steps, "timesteps": timesteps, **table}
     atomic_write_text(Path(args.out), json.dumps(table, indent=1))
@@ -136,6 +138,7 @@ def _sample(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
 
+    from .data.prompts import load_prompt_images
     from .distributed import processes
     from .guidance import ConstantGuidance, OmegaNet
     from .image_denoisers import load_image_denoiser
@@ -145,8 +148,8 @@ def _sample(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.per_class < 1:
         raise ValueError("--steps and --per-class must be >= 1")
     grid, null_embedding = None, None
+    prompts = load_prompt_images(args.prompts) if args.prompts else None
     if args.model:
-        from .data.prompts import load_prompt_images
         from .integrations.diffusers_latents import load_vae
         from .integrations.diffusers_models import (
             DiffusersDenoiser,
@@ -156,8 +159,8 @@ def _sample(args: argparse.Namespace) -> int:
         )
 
         model, scheduler = load_diffusers_model(args.model)
-        if args.prompts:
-            null_embedding = load_prompt_images(args.prompts).null_embedding
+        if prompts is not None:
+            null_embedding = prompts.null_embedding
         denoiser = DiffusersDenoiser(
             model, scheduler, null_class=args.null_class, null_embedding=null_embedding
         )
@@ -169,7 +172,7 @@ def _sample(args: argparse.Namespace) -> int:
         denoiser, codec = load_image_denoiser(args.denoiser), None
         shape, num_classes = denoiser.net.image_shape, denoiser.null_id
     guidance = OmegaNet.load(args.omega, denoiser.schedule) if args.omega else ConstantGuidance(args.constant)
-    conditions, names = _chosen_conditions(args, num_classes)
+    conditions, names = _chosen_conditions(args, num_classes, prompts.prompt_embeds if prompts else None)
     labels = torch.tensor([int(name) for name in names]).repeat_interleave(args.per_class)
     cond = conditions.repeat_interleave(args.per_class, dim=0)
     seeds = args.seed * 1_000_003 + torch.arange(len(labels))
@@ -217,12 +220,10 @@ def _denoiser_and_data(args: argparse.Namespace):
     from .data.toy import ring_mixture
     from .denoiser_training import load_mlp_denoiser
     from .image_denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
-    from .integrations.diffusers_models import diffusers_fingerprint
 
     if args.model:  # a diffusers pipeline folder: model + scheduler, data from --dataset
-        denoiser, sample_data = _diffusers_denoiser(args)
-        denoiser_id = diffusers_fingerprint(args.model)
-    elif (Path(args.denoiser) / META_FILE).is_file():  # an image denoiser: its data is a named dataset
+        return _diffusers_denoiser(args)
+    if (Path(args.denoiser) / META_FILE).is_file():  # an image denoiser: its data is a named dataset
         if not args.dataset:
             raise ValueError(
                 f"{args.denoiser} is an image denoiser; pass --dataset (the data it was trained on)"
