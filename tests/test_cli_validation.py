@@ -6,13 +6,14 @@ import shutil
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler
 
 from learnguide.cli import main
 from learnguide.data.images import FASHION_MNIST_DIR
 from learnguide.data.prompts import save_prompt_images
 from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
 from learnguide.schedules import VPCosine
+from tiny_models import digits_unet
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +45,7 @@ def files(tmp_path_factory, request):
         )
         == 0
     )
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        num_class_embeds=11,
-    )
+    unet = digits_unet()
     unet.save_pretrained(root / "pipe" / "unet")
     DDIMScheduler().save_pretrained(root / "pipe" / "scheduler")
     from learnguide.classifier import ClassifierTrainingConfig, ImageClassifier, save_classifier

@@ -10,7 +10,6 @@ from diffusers import (
     DiTTransformer2DModel,
     FlowMatchEulerDiscreteScheduler,
     SD3Transformer2DModel,
-    UNet2DConditionModel,
     UNet2DModel,
 )
 from diffusers.guiders import ClassifierFreeGuidance
@@ -41,6 +40,7 @@ from learnguide.integrations.published_configs import (
 )
 from learnguide.sampling import sample
 from learnguide.schedules import DiscreteVP, RectifiedFlow, get_schedule
+from tiny_models import digits_unet, text_unet
 
 OMEGA = 1.5  # paper convention; diffusers' guidance_scale is 1 + ω
 
@@ -63,22 +63,6 @@ def tiny_class_unet(num_classes: int = 3, out_channels: int = 2) -> UNet2DModel:
         layers_per_block=1,
         norm_num_groups=4,
         num_class_embeds=num_classes + 1,
-    )
-
-
-def tiny_text_unet() -> UNet2DConditionModel:
-    torch.manual_seed(0)
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=12,
-        attention_head_dim=4,
     )
 
 
@@ -200,7 +184,7 @@ def test_parity_dit_with_learned_variance_channels_and_its_own_null_class():
 
 
 def test_parity_text_unet_with_prompt_embeddings():
-    model, steps = tiny_text_unet(), 10
+    model, steps = text_unet(), 10
     gen = torch.Generator().manual_seed(7)
     prompts, empty = torch.randn(2, 5, 12, generator=gen), torch.randn(5, 12, generator=gen)
     denoiser = DiffusersDenoiser(model, ddim(), null_embedding=empty)
@@ -209,7 +193,7 @@ def test_parity_text_unet_with_prompt_embeddings():
 
 
 def test_parity_flow_matching_euler():
-    model, steps = tiny_text_unet(), 8
+    model, steps = text_unet(), 8
     gen = torch.Generator().manual_seed(11)
     prompts, empty = torch.randn(2, 5, 12, generator=gen), torch.randn(5, 12, generator=gen)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
@@ -260,7 +244,7 @@ def test_adapter_errors_name_the_fix():
     with pytest.raises(ValueError, match="give null_class"):
         DiffusersDenoiser(tiny_class_unet(), ddim())
     with pytest.raises(ValueError, match="has no class embedding"):
-        DiffusersDenoiser(tiny_text_unet(), ddim(), null_class=0)
+        DiffusersDenoiser(text_unet(), ddim(), null_class=0)
     with pytest.raises(ValueError, match="not a diffusers scheduler"):
         load_scheduler({"_class_name": "os.system"})
     with pytest.raises(ValueError, match="prediction_type"):
@@ -368,21 +352,6 @@ def save_pipeline_folder(folder, model, scheduler):
     model.save_pretrained(folder / "unet")
     scheduler.save_pretrained(folder / "scheduler")
     return folder
-
-
-def digits_unet(sample_size: int = 8) -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=sample_size,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        num_class_embeds=11,
-    )
 
 
 def test_cli_bank_fit_export_on_a_local_diffusers_folder(tmp_path, capsys):

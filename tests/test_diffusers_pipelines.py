@@ -12,7 +12,6 @@ from diffusers import (
     DiTPipeline,
     DiTTransformer2DModel,
     PNDMScheduler,
-    UNet2DConditionModel,
 )
 from safetensors.torch import load_file, save_file
 
@@ -26,6 +25,7 @@ from learnguide.integrations.diffusers_models import DiffusersDenoiser, schedule
 from learnguide.rewards import ClipScore
 from learnguide.sampling import sample
 from learnguide.schedules import get_schedule
+from tiny_models import text_unet, tiny_clip, write_tiny_tokenizer
 
 OMEGA = 1.5
 
@@ -195,19 +195,7 @@ def test_load_vae_refuses_non_autoencoder_classes(tmp_path, bad):
 
 
 def save_text_pipeline(folder):
-    torch.manual_seed(0)
-    UNet2DConditionModel(
-        sample_size=4,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        cross_attention_dim=12,
-        attention_head_dim=4,
-    ).save_pretrained(folder / "unet")
+    text_unet(sample_size=4).save_pretrained(folder / "unet")
     dit_scheduler().save_pretrained(folder / "scheduler")
     tiny_vae(1).save_pretrained(folder / "vae")
     return folder
@@ -278,8 +266,6 @@ def test_prompt_files_round_trip_pack_pooled_embeddings_and_name_what_is_wrong(t
 def test_cli_fits_a_clip_rewarded_omega_for_a_text_to_image_model(tmp_path):
     pytest.importorskip("transformers")
     from transformers import CLIPTokenizer
-
-    from test_rewards import tiny_clip, write_tiny_tokenizer
 
     folder, clip = save_text_pipeline(tmp_path / "pipe"), tmp_path / "clip"
     clip.mkdir()

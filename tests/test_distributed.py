@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler
 from safetensors.torch import save_file
 
 from learnguide.cli import main
 from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
 from learnguide.distributed import LOCK_FILE, OutputLock, Processes
+from tiny_models import digits_unet
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
@@ -77,18 +78,7 @@ def test_two_processes_make_the_bank_one_process_makes(toy_denoiser, tmp_path):
 
 
 def test_two_processes_draw_the_samples_one_process_draws(tmp_path):
-    torch.manual_seed(0)
-    UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        num_class_embeds=11,
-    ).save_pretrained(tmp_path / "pipe" / "unet")
+    digits_unet().save_pretrained(tmp_path / "pipe" / "unet")
     DDIMScheduler().save_pretrained(tmp_path / "pipe" / "scheduler")
     args = [
         "sample",

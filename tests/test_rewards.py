@@ -14,6 +14,7 @@ from learnguide.objectives import reward_loss
 from learnguide.rewards import ClassifierLogProb, ClipScore
 from learnguide.schedules import VPCosine
 from learnguide.training import OnlineConfig, train_omega_online
+from tiny_models import tiny_clip, write_tiny_tokenizer
 
 
 class LinearClassifier(nn.Module):
@@ -155,32 +156,6 @@ def test_classifier_reward_loads_a_shipped_classifier_and_checks_its_data(tmp_pa
     assert values.shape == (3,) and bool((values <= 0).all())
     with pytest.raises(CheckpointError, match="other data"):
         ClassifierLogProb.from_checkpoint(tmp_path, data_id="data-b")
-
-
-def tiny_clip():
-    from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
-
-    text = CLIPTextConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1)
-    text.update(
-        {"num_attention_heads": 2, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1}
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-    )
-    vision.update({"image_size": 16, "patch_size": 8})
-    torch.manual_seed(0)
-    return CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=8))
-
-
-def write_tiny_tokenizer(folder):
-    """A CLIP BPE tokenizer over single letters (no merges): enough to tokenise lower-case prompts."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for ch in letters:
-        vocab[ch], vocab[ch + "</w>"] = len(vocab), len(vocab) + 1
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return max(vocab.values()) + 1
 
 
 def test_clip_score_from_a_local_folder_scores_prompts_by_index_or_by_condition(tmp_path):

@@ -98,13 +98,8 @@ def plot_tradeoff(tradeoff: dict[int, dict], path: Path) -> None:
         )
         for gamma, r in rewarded.items():
             ax.annotate(f"γ={gamma}", (r["accuracy"], r["fd"]), fontsize=6, color="C2")
-        ax.set_xlabel("class accuracy")
-        ax.set_ylabel("validation FD")
-        ax.set_title(f"{steps} steps")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        _label_panel(ax, "class accuracy", steps)
+    _save_panels(fig, axes, path)
 
 
 def cost_lines(checkpoint: dict) -> list[str]:
@@ -145,6 +140,21 @@ def plot_sample_grids(grids: dict[str, Tensor], num_classes: int, title: str, pa
     plt.close(fig)
 
 
+def _label_panel(ax: plt.Axes, xlabel: str, steps: int) -> None:
+    """Axis labels and title of one step count's panel (validation FD on the y axis)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation FD")
+    ax.set_title(f"{steps} steps")
+
+
+def _save_panels(fig: plt.Figure, axes, path: Path) -> None:
+    """Legend on the first panel, then lay out, save and close the figure."""
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def plot_fd_vs_omega(sweeps: dict[int, list[dict]], lines: dict[int, dict[str, float]], path: Path) -> None:
     """Validation FD against constant ω, one panel per step count, other methods' tuning FD as lines."""
     fig, axes = plt.subplots(1, len(sweeps), figsize=(3.6 * len(sweeps), 3.0), squeeze=False)
@@ -160,13 +170,8 @@ def plot_fd_vs_omega(sweeps: dict[int, list[dict]], lines: dict[int, dict[str, f
         for method, value in lines[steps].items():
             color, style = styles[method]
             ax.axhline(value, color=color, linestyle=style, label=method)
-        ax.set_xlabel("constant ω")
-        ax.set_ylabel("validation FD")
-        ax.set_title(f"{steps} steps")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        _label_panel(ax, "constant ω", steps)
+    _save_panels(fig, axes, path)
 
 
 def write_experiment_report(results: dict, figures: dict, class_names: tuple[str, ...], out: Path) -> Path:
