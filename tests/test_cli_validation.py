@@ -13,7 +13,7 @@ from learnguide.data.images import FASHION_MNIST_DIR
 from learnguide.data.prompts import save_prompt_images
 from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
 from learnguide.schedules import VPCosine
-from tiny_models import digits_unet
+from tiny_models import digits_unet, text_unet
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,32 @@ def files(tmp_path_factory, request):
     from safetensors.torch import save_file
 
     save_file({"prompt_embeds": prompts * float("nan"), "null_embedding": prompts[0]}, str(nan))
+    # checkpoints of other models: image denoisers with the toy's schedule, a text pipeline, a text ω-network
+    from learnguide.guidance import OmegaNet
+    from learnguide.image_denoisers import build_image_denoiser, save_image_denoiser, unet_config
+
+    for name, classes in (("image-denoiser", 4), ("image-denoiser-10", 10)):
+        torch.manual_seed(0)
+        model = build_image_denoiser(unet_config((1, 8, 8), classes, width=8), VPCosine())
+        save_image_denoiser(
+            model, root / name, DenoiserTrainingConfig(), "toy", tuple(map(str, range(classes)))
+        )
+    text_unet().save_pretrained(root / "pipe-text" / "unet")
+    DDIMScheduler().save_pretrained(root / "pipe-text" / "scheduler")
+    OmegaNet(VPCosine(), cond_dim=12).save(root / "omega-text")
+    wide = torch.randn(2, 3, 16)
+    save_prompt_images(root / "prompts-wide.safetensors", wide, wide[0], torch.zeros(2, 4, 8, 8))
+    save_file(
+        {
+            "prompt_embeds": prompts,
+            "null_embedding": prompts[0].clone(),
+            "images": torch.zeros(2, 4, 8, 8).long(),
+        },
+        str(root / "prompts-int.safetensors"),
+    )
+    save_file(
+        {"images": torch.zeros(4, 1, 8, 8), "labels": torch.arange(4)}, str(root / "samples.safetensors")
+    )
     return root
 
 
@@ -187,6 +213,80 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         "NaN or Inf",
     ),
     (
+        "omega-of-another-denoiser",
+        ["sample", "--denoiser", "{root}/image-denoiser", "--omega", "{root}/omega", "--out", OUT],
+        "was learned with denoiser",
+    ),
+    (
+        "omega-of-fewer-classes",
+        ["sample", "--denoiser", "{root}/image-denoiser-10", "--omega", "{root}/omega", "--any-denoiser"]
+        + ["--out", OUT],
+        "class ids must be in [0, 4)",
+    ),
+    (
+        "omega-of-another-schedule-export",
+        ["export", "--omega", "{root}/omega", "--model", "{root}/pipe", "--steps", "4", "--out", OUT],
+        "was trained for schedule",
+    ),
+    (
+        "class-omega-given-prompts",
+        ["export", "--omega", "{root}/omega", "--prompts", "{root}/prompts.safetensors", "--steps", "4"]
+        + ["--out", OUT],
+        "was learned on class ids",
+    ),
+    (
+        "prompt-omega-given-classes",
+        ["export", "--omega", "{root}/omega-text", "--steps", "4", "--out", OUT],
+        "takes condition embeddings",
+    ),
+    (
+        "condition-width-for-omega",
+        ["export", "--omega", "{root}/omega-text", "--prompts", "{root}/prompts-wide.safetensors"]
+        + ["--steps", "4", "--out", OUT],
+        "learned on 12-wide condition embeddings",
+    ),
+    (
+        "condition-width-for-model",
+        ["bank", "--model", "{root}/pipe-text", "--dataset", "{root}/prompts-wide.safetensors", "--out", OUT],
+        "takes 12-wide prompt embeddings",
+    ),
+    (
+        "integer-images",
+        ["bank", "--model", "{root}/pipe-text", "--dataset", "{root}/prompts-int.safetensors", "--out", OUT],
+        "must be floating point",
+    ),
+    (
+        "null-class-out-of-range",
+        ["bank", "--model", "{root}/pipe", "--dataset", "digits", "--null-class", "50", "--out", OUT],
+        "null class must be one of the model's class ids [0, 11)",
+    ),
+    (
+        "null-class-is-a-data-class",
+        ["bank", "--model", "{root}/pipe", "--dataset", "digits", "--null-class", "3", "--out", OUT],
+        "is one of digits's 10 classes",
+    ),
+    (
+        "sample-unknown-class",
+        ["sample", "--denoiser", "{root}/image-denoiser", "--constant", "1", "--classes", "9", "--out", OUT],
+        "class ids must be in [0, 4)",
+    ),
+    (
+        "omega-given-as-denoiser",
+        ["sample", "--denoiser", "{root}/omega", "--constant", "1", "--out", OUT],
+        "not a learnguide.image_denoiser checkpoint folder (it holds a learnguide.omega_net checkpoint)",
+    ),
+    (
+        "classifier-of-other-data",
+        ["evaluate", "--samples", "{root}", "--dataset", "digits", "--classifier", "{root}/classifier"],
+        "is a classifier for other data",
+    ),
+    (
+        "samples-of-another-image-size",
+        ["evaluate", "--samples", "{root}", "--dataset", "fashion-mnist"]
+        + ["--classifier", "checkpoints/fashion-mnist/classifier", "--out", OUT],
+        "fashion-mnist has images (1, 28, 28)",
+    ),
+    (
         "image-size-mismatch",
         ["bank", "--model", "{root}/pipe", "--dataset", "fashion-mnist", "--null-class", "10", "--out", OUT],
         "takes (1, 8, 8)",
@@ -200,13 +300,20 @@ def test_bad_input_gives_one_line_and_leaves_nothing_behind(files, tmp_path, cap
         pytest.skip("Fashion-MNIST is not installed")
     out = tmp_path / "out"
     before = sorted(p.name for p in files.rglob("*"))
-    code = main([a.format(root=files, out=out) for a in argv] + ["--no-progress"] * ("export" not in argv))
+    quiet = ["--no-progress"] * (argv[0] not in ("export", "evaluate"))
+    code = main([a.format(root=files, out=out) for a in argv] + quiet)
     err = capsys.readouterr().err
     assert code == 2
     assert message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("learnguide ")
     assert not out.exists()
     assert sorted(p.name for p in files.rglob("*")) == before  # inputs untouched, nothing written beside them
+
+
+def test_any_denoiser_reuses_an_omega_network_learned_with_another_denoiser(files, tmp_path):
+    smp = ["sample", "--denoiser", str(files / "image-denoiser"), "--omega", str(files / "omega")]
+    smp += ["--steps", "2", "--per-class", "1", "--no-progress", "--out", str(tmp_path / "s")]
+    assert main([*smp, "--any-denoiser"]) == 0 and (tmp_path / "s" / "samples.safetensors").is_file()
 
 
 def test_at_least_twenty_bad_inputs_are_covered():

@@ -21,10 +21,13 @@ from learnguide.data.images import load_digits_dataset
 from learnguide.data.prompts import load_prompt_images, pack_prompt_condition, save_prompt_images
 from learnguide.guidance import ConstantGuidance, OmegaNet, omega_to_scale
 from learnguide.integrations.diffusers_latents import DecodedReward, LatentCodec, encode_dataset, load_vae
-from learnguide.integrations.diffusers_models import DiffusersDenoiser, scheduler_grid
+from learnguide.integrations.diffusers_models import (
+    DiffusersDenoiser,
+    schedule_from_scheduler,
+    scheduler_grid,
+)
 from learnguide.rewards import ClipScore
 from learnguide.sampling import sample
-from learnguide.schedules import get_schedule
 from tiny_models import text_unet, tiny_clip, write_tiny_tokenizer
 
 OMEGA = 1.5
@@ -164,8 +167,7 @@ def test_export_for_a_pndm_pipeline_uses_ddim_timesteps_from_its_config(tmp_path
         steps_offset=1,
     )
     pndm.save_pretrained(folder / "scheduler")
-    schedule = get_schedule({"name": "vp-cosine"})
-    OmegaNet(schedule, num_classes=3).save(tmp_path / "omega")
+    OmegaNet(schedule_from_scheduler(pndm), num_classes=3).save(tmp_path / "omega")  # the model's schedule
     out = tmp_path / "schedule.json"
     args = ["export", "--omega", str(tmp_path / "omega"), "--model", str(folder), "--steps", "4"]
     assert main([*args, "--out", str(out)]) == 0

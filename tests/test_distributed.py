@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDIMScheduler
-from safetensors.torch import save_file
 
 from learnguide.cli import main
 from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
@@ -235,15 +234,6 @@ def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys):
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert one == two and one["n"] == 60 and 0 <= one["accuracy"] <= 1 and one["fd"] > 0
     assert {"kid", "precision", "recall"} <= set(one)
-    capsys.readouterr()
-    evaluate = ["evaluate", "--classifier", str(clf), "--out", str(tmp_path / "bad.json")]
-    assert main([*evaluate, "--samples", str(tmp_path / "samples"), "--dataset", "fashion-mnist"]) == 2
-    assert "classifier for other data" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
-    (tmp_path / "small").mkdir()
-    small = {"images": torch.zeros(2, 1, 4, 4), "labels": torch.tensor([0, 1])}
-    save_file(small, str(tmp_path / "small" / "samples.safetensors"))
-    assert main([*evaluate, "--samples", str(tmp_path / "small"), "--dataset", "digits"]) == 2
-    assert "digits has images (1, 8, 8)" in capsys.readouterr().err and not (tmp_path / "bad.json").exists()
 
 
 def test_online_fit_with_two_processes_learns_the_one_process_network(toy_denoiser, tmp_path, capsys):
@@ -257,5 +247,9 @@ def test_online_fit_with_two_processes_learns_the_one_process_network(toy_denois
     one, two = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("one", "two"))
     for key in one:  # the same items and noise; only the denoiser's batch split differs
         assert torch.allclose(one[key], two[key], rtol=1e-4, atol=1e-6), key
+    from learnguide.checkpoints import checkpoint_fingerprint
+
+    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert config["extra"]["denoiser_id"] == checkpoint_fingerprint(toy_denoiser)  # sample checks it
     assert main(["fit", "--online", "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
     assert "needs the denoiser" in capsys.readouterr().err

@@ -96,6 +96,21 @@ def test_omega_net_with_embeddings_and_bad_inputs():
     assert unguided(COND, *_times(0.3)).abs().max() == 0
 
 
+@pytest.mark.parametrize(
+    "net, cond, message",
+    [
+        (OmegaNet(VPCosine(), num_classes=3), torch.randn(3, 5), "learned on class ids"),
+        (OmegaNet(VPCosine(), num_classes=3), torch.tensor([0.0, 1.0, 2.0]), "learned on class ids"),
+        (OmegaNet(VPCosine(), cond_dim=5), torch.tensor([0, 1, 2]), "learned on 5-wide condition embeddings"),
+        (OmegaNet(VPCosine(), cond_dim=5), torch.randn(3, 2, 6), "got float32 conditions of shape (3, 2, 6)"),
+    ],
+)
+def test_omega_net_refuses_conditions_of_another_kind_or_width(net, cond, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        net(cond, *_times(0.4))
+    net.check_condition(torch.tensor([0, 2]) if net.hparams["num_classes"] else torch.randn(2, 4, 5))
+
+
 def _trained_net():
     torch.manual_seed(0)
     net = OmegaNet(VPCosine(), num_classes=3, hidden=32, layers=3)
@@ -138,6 +153,17 @@ def test_corrupted_or_mismatched_checkpoints_give_clear_errors(tmp_path):
         OmegaNet.load(tmp_path / "w")
     with pytest.raises(CheckpointError, match="missing"):
         OmegaNet.load(tmp_path / "nowhere")
+
+
+def test_loading_checks_the_denoiser_an_omega_network_was_learned_with(tmp_path):
+    net = _trained_net()
+    net.save(tmp_path / "w", extra={"denoiser_id": "aaaa"})
+    net.save(tmp_path / "unrecorded")
+    assert OmegaNet.load(tmp_path / "w", denoiser_id="aaaa").hparams == net.hparams
+    with pytest.raises(CheckpointError, match="learned with denoiser aaaa, not this one \\(bbbb\\)"):
+        OmegaNet.load(tmp_path / "w", denoiser_id="bbbb")
+    OmegaNet.load(tmp_path / "w")  # no id given: not checked
+    OmegaNet.load(tmp_path / "unrecorded", denoiser_id="bbbb")  # nothing recorded: nothing to check
 
 
 def test_omega_table_evaluates_distinct_conditions_once_and_matches_per_item_omega():

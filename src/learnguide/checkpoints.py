@@ -42,6 +42,26 @@ def save_checkpoint(directory: str | Path, state: dict[str, Tensor], config: dic
     return directory
 
 
+def folder_contents(directory: str | Path) -> str:
+    """What ``directory`` holds, in words for an error message: a learnguide checkpoint of some kind, a
+    transition bank, a diffusers pipeline, or nothing of these."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return "it does not exist"
+    for name in (CONFIG_FILE, "learnguide.json"):
+        try:
+            kind = json.loads((directory / name).read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if kind:
+            return f"it holds a {kind} checkpoint"
+    if (directory / "manifest.json").is_file():
+        return "it holds a transition bank"
+    if any((directory / sub).is_dir() for sub in ("unet", "transformer")):
+        return "it holds a diffusers pipeline (pass it as --model)"
+    return "it holds no learnguide checkpoint"
+
+
 def read_json_config(path: str | Path, kind: str) -> dict:
     """Read a checkpoint's JSON config at ``path`` and check that its ``"kind"`` is ``kind``.
 
@@ -49,7 +69,10 @@ def read_json_config(path: str | Path, kind: str) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: {path.parent} is not a {kind} checkpoint folder")
+        raise CheckpointError(
+            f"{path} is missing: {path.parent} is not a {kind} checkpoint folder "
+            f"({folder_contents(path.parent)})"
+        )
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -76,7 +99,10 @@ def load_checkpoint(directory: str | Path, kind: str) -> tuple[dict, dict[str, T
     directory = Path(directory)
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path} is missing: {directory} is not a {kind} checkpoint folder")
+        raise CheckpointError(
+            f"{weights_path} is missing: {directory} is not a {kind} checkpoint folder "
+            f"({folder_contents(directory)})"
+        )
     config = read_json_config(directory / CONFIG_FILE, kind)
     try:
         state = load_file(str(weights_path))

@@ -82,6 +82,11 @@ def _diffusers_denoiser(args: argparse.Namespace):
         denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
         return denoiser, dataset.data_sampler(), model_id
     denoiser = DiffusersDenoiser(model, scheduler, null_class=args.null_class)
+    if denoiser.null_class < dataset.num_classes:
+        raise ValueError(
+            f"the null class {denoiser.null_class} is one of {args.dataset}'s {dataset.num_classes} classes: "
+            "pass the id the model was trained with as ∅ (--null-class)"
+        )
     return denoiser, dataset.data_sampler("train"), model_id
 
 
@@ -111,8 +116,7 @@ def _export(args: argparse.Namespace) -> int:
     from .guidance import OmegaNet, export_schedule
     from .schedules import step_grid
 
-    omega = OmegaNet.load(args.omega)
-    grid, timesteps = step_grid(args.steps), None
+    grid, timesteps, schedule = step_grid(args.steps), None, None
     if args.model:
         from .integrations.diffusers_models import (
             load_diffusers_model,
@@ -123,10 +127,12 @@ def _export(args: argparse.Namespace) -> int:
 
         _, scheduler = load_diffusers_model(args.model)
         grid = scheduler_grid(scheduler, args.steps)  # for non-DDIM schedulers: DDIM's grid from their config
-        total = scheduler.config.num_train_timesteps
-        timesteps = model_timestep(schedule_from_scheduler(scheduler), grid[:-1], total).tolist()
+        total, schedule = scheduler.config.num_train_timesteps, schedule_from_scheduler(scheduler)
+        timesteps = model_timestep(schedule, grid[:-1], total).tolist()
+    omega = OmegaNet.load(args.omega, schedule)
     prompts = load_prompt_images(args.prompts).prompt_embeds if args.prompts else None
     cond, names = _chosen_conditions(args, omega.hparams["num_classes"], prompts)
+    omega.check_condition(cond)
     table = export_schedule(omega, cond, grid, names)
     table = {"omega_net": str(args.omega), "steps": args.steps, "timesteps": timesteps, **table}
     atomic_write_text(Path(args.out), json.dumps(table, indent=1))
@@ -141,7 +147,7 @@ def _sample(args: argparse.Namespace) -> int:
     from .data.prompts import load_prompt_images
     from .distributed import processes
     from .guidance import ConstantGuidance, OmegaNet
-    from .image_denoisers import load_image_denoiser
+    from .image_denoisers import image_denoiser_fingerprint, load_image_denoiser
     from .image_reports import plot_sample_grids
     from .sampling import sample
 
@@ -153,6 +159,7 @@ def _sample(args: argparse.Namespace) -> int:
         from .integrations.diffusers_latents import load_vae
         from .integrations.diffusers_models import (
             DiffusersDenoiser,
+            diffusers_fingerprint,
             load_diffusers_model,
             model_image_shape,
             scheduler_grid,
@@ -171,8 +178,17 @@ def _sample(args: argparse.Namespace) -> int:
             raise ValueError("--prompts needs --model (a text-conditional diffusers pipeline folder)")
         denoiser, codec = load_image_denoiser(args.denoiser), None
         shape, num_classes = denoiser.net.image_shape, denoiser.null_id
-    guidance = OmegaNet.load(args.omega, denoiser.schedule) if args.omega else ConstantGuidance(args.constant)
     conditions, names = _chosen_conditions(args, num_classes, prompts.prompt_embeds if prompts else None)
+    if args.omega:
+        denoiser_id = None  # hashing a diffusers model's weights reads GBs for SD: only when it is checked
+        if not args.any_denoiser:
+            denoiser_id = (
+                diffusers_fingerprint(args.model) if args.model else image_denoiser_fingerprint(args.denoiser)
+            )
+        guidance = OmegaNet.load(args.omega, denoiser.schedule, denoiser_id=denoiser_id)
+        guidance.check_condition(conditions)
+    else:
+        guidance = ConstantGuidance(args.constant)
     labels = torch.tensor([int(name) for name in names]).repeat_interleave(args.per_class)
     cond = conditions.repeat_interleave(args.per_class, dim=0)
     seeds = args.seed * 1_000_003 + torch.arange(len(labels))
@@ -385,6 +401,7 @@ def _fit_online(args: argparse.Namespace) -> int:
         reward=reward,
         procs=procs,
         device=procs.device,
+        denoiser_id=denoiser_id,
     )
     if procs.is_main:
         tail = record.losses[-50:]
@@ -699,6 +716,11 @@ def build_parser() -> argparse.ArgumentParser:
     weight.add_argument("--omega", help="learned ω-network folder")
     weight.add_argument(
         "--constant", type=float, help="a constant ω instead (paper convention, 0 = no guidance)"
+    )
+    smp.add_argument(
+        "--any-denoiser",
+        action="store_true",
+        help="use --omega even though it was learned with another denoiser (e.g. an earlier checkpoint)",
     )
     smp.add_argument("--steps", type=int, default=25, help="sampling steps (default: 25)")
     smp.add_argument("--classes", type=int, nargs="+", help="class ids or prompt indices (default: all)")

@@ -208,9 +208,8 @@ class OmegaNet(nn.Module, GuidanceSchedule):
     def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ω ``[B]`` (float32, differentiable) for class ids ``[B]``, embeddings ``[B, E]`` or prompt
         embeddings ``[B, L, E]`` (mean-pooled over the L tokens) and times s < t ``[B]``."""
+        self.check_condition(cond)
         num_classes = self.hparams["num_classes"]
-        if num_classes is not None and bool(((cond < 0) | (cond >= num_classes)).any()):
-            raise ValueError(f"class ids must be in [0, {num_classes}), got {cond.min()}..{cond.max()}")
         device = self.time_proj.weight.device
         cond, s, t = omega_condition(cond).to(device), s.to(device), t.to(device)
         h = self.time_proj(torch.cat([self._time_features(s), self._time_features(t)], dim=1))
@@ -226,6 +225,25 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         """Same as :meth:`forward`; the :class:`GuidanceSchedule` interface."""
         return self(cond, s, t)
 
+    def check_condition(self, cond: Tensor) -> None:
+        """Raise ``ValueError`` unless ``cond`` is what this network was learned on: class ids ``[B]`` (an
+        integer tensor) in [0, num_classes), or embeddings ``[B, E]`` / prompt embeddings ``[B, L, E]`` with
+        E = cond_dim."""
+        num_classes, cond_dim = self.hparams["num_classes"], self.hparams["cond_dim"]
+        got = f"{str(cond.dtype).removeprefix('torch.')} conditions of shape {tuple(cond.shape)}"
+        if num_classes is not None:
+            if cond.dim() != 1 or cond.is_floating_point():
+                raise ValueError(
+                    f"this ω-network was learned on class ids [B] ({num_classes} classes), got {got}"
+                )
+            if bool(((cond < 0) | (cond >= num_classes)).any()):
+                raise ValueError(f"class ids must be in [0, {num_classes}), got {cond.min()}..{cond.max()}")
+        elif cond.dim() not in (2, 3) or cond.shape[-1] != cond_dim:
+            raise ValueError(
+                f"this ω-network was learned on {cond_dim}-wide condition embeddings [B, {cond_dim}] or "
+                f"[B, L, {cond_dim}], got {got}"
+            )
+
     def config(self) -> dict:
         return {
             "type": "learned",
@@ -240,12 +258,15 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         return save_checkpoint(directory, self.state_dict(), config)
 
     @classmethod
-    def load(cls, directory: str | Path, schedule: Schedule | None = None) -> OmegaNet:
+    def load(
+        cls, directory: str | Path, schedule: Schedule | None = None, denoiser_id: str | None = None
+    ) -> OmegaNet:
         """Load a saved ω-network; no code is executed (JSON + safetensors only).
 
         Raises :class:`~learnguide.checkpoints.CheckpointError` with the reason if the folder is incomplete,
-        not an ω-network's, corrupted, does not fit its config, or ``schedule`` (if given) differs from the
-        schedule the network was trained for.
+        not an ω-network's, corrupted, does not fit its config, ``schedule`` (if given) differs from the
+        schedule the network was trained for, or ``denoiser_id`` (if given) differs from the id of the
+        denoiser it was learned with (recorded by ``learnguide fit``; networks without a record pass).
         """
         config, state = load_checkpoint(directory, CHECKPOINT_KIND)
         try:
@@ -258,6 +279,12 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         if schedule is not None and schedule.config() != saved_schedule.config():
             raise CheckpointError(
                 f"{directory} was trained for schedule {saved_schedule.config()}, not {schedule.config()}"
+            )
+        learned_with = config.get("extra", {}).get("denoiser_id")
+        if denoiser_id is not None and learned_with is not None and learned_with != denoiser_id:
+            raise CheckpointError(
+                f"{directory} was learned with denoiser {learned_with}, not this one ({denoiser_id}): "
+                "learn ω for this denoiser, or pass --any-denoiser to use it anyway"
             )
         load_state_strict(net, state, directory)
         return net.eval()

@@ -207,6 +207,7 @@ def train_omega_online(
     reward: Reward | None = None,
     procs: Processes | None = None,
     device: str | torch.device = "cpu",
+    denoiser_id: str | None = None,
 ) -> TrainingRecord:
     """Fit ``omega_net`` in place by online self-consistency training (Algorithm 1), optionally tilted by a
     reward (Algorithm 4: loss + γ_R·(−E[R(x̂_c + ωΔ, c)]), γ_R = ``config.reward_weight``).
@@ -225,6 +226,8 @@ def train_omega_online(
             (:func:`simulate_sharded`), every process takes the same ω step, and process 0 writes ``out_dir``.
         device: where the denoiser runs (it must already be there); the ω-network and its loss stay on the
             CPU with the data, which is drawn there.
+        denoiser_id: identifies the denoiser (e.g. a hash of its weights); recorded in the saved ω-network so
+            that sampling with another denoiser is caught (:meth:`OmegaNet.load`).
 
     Returns:
         the :class:`TrainingRecord` (losses, mean rewards when γ_R > 0, denoiser evaluations and calls,
@@ -238,6 +241,7 @@ def train_omega_online(
     opt = torch.optim.Adam(omega_net.parameters(), lr=config.lr)
     record, start = TrainingRecord(), 0
     out = Path(out_dir) if out_dir is not None else None
+    extra = {"online": asdict(config), **({"denoiser_id": denoiser_id} if denoiser_id else {})}
     if out is not None and (out / STATE_FILE).is_file():
         omega_net.load_state_dict(OmegaNet.load(out, schedule).state_dict())
         meta, _ = load_training_state(out, opt, gen)
@@ -279,13 +283,13 @@ def train_omega_online(
         if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
             record.seconds = time.perf_counter() - began
             if procs.is_main:
-                omega_net.save(out)
+                omega_net.save(out, extra=extra)
                 save_training_state(out, opt, gen, {"iteration": it + 1, "record": asdict(record)})
             procs.barrier()
     omega_net.eval()
     record.seconds = time.perf_counter() - began
     if out is not None and procs.is_main:
-        omega_net.save(out, extra={"online": asdict(config)})
+        omega_net.save(out, extra=extra)
         save_training_state(out, opt, gen, {"iteration": config.iterations, "record": asdict(record)})
     procs.barrier()
     return record

@@ -139,6 +139,10 @@ def load_prompt_images(path: str | Path) -> PromptImageData:
             f"{path}: images must be [N, C, H, W] with one per prompt, got {tuple(images.shape)} for "
             f"{len(prompts)} prompts"
         )
+    if images.numel() and not images.is_floating_point() or not prompts.is_floating_point():
+        raise ValueError(
+            f"{path}: images and prompt_embeds must be floating point, got {images.dtype} and {prompts.dtype}"
+        )
     if not all(bool(x.isfinite().all()) for x in (images, prompts, null)):
         raise ValueError(f"{path} holds NaN or Inf values")
     return PromptImageData(path.stem, images, prompts, null)

@@ -147,6 +147,13 @@ class DiffusersDenoiser(nn.Module):
                         f"{type(model).__name__} takes pooled projections: give conditions and "
                         f"null_embedding packed by pack_prompt_condition (width {max(self.pooled_dims)})"
                     )
+            elif isinstance(width := getattr(model.config, "cross_attention_dim", None), int):
+                if null_embedding.shape[-1] != width:
+                    raise ValueError(
+                        f"{type(model).__name__} takes {width}-wide prompt embeddings (cross_attention_dim), "
+                        f"got {null_embedding.shape[-1]}-wide ones: encode the prompts with this pipeline's "
+                        "text encoder"
+                    )
         else:
             config = model.config
             classes = getattr(config, "num_class_embeds", None) or getattr(
@@ -162,6 +169,11 @@ class DiffusersDenoiser(nn.Module):
             )
             if null_class is None:
                 raise ValueError("give null_class: the class id the model was trained with as ∅")
+            table = classes if getattr(config, "num_class_embeds", None) else classes + 1  # DiT: K + ∅ rows
+            if not 0 <= null_class < table:
+                raise ValueError(
+                    f"the null class must be one of the model's class ids [0, {table}), got {null_class}"
+                )
             self.cond_keyword, self.null_class = "class_labels", int(null_class)
         self.register_buffer("null_embedding", null_embedding, persistent=False)
 
