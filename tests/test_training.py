@@ -2,9 +2,17 @@ import pytest
 import torch
 
 from learnguide.denoisers import WeakenedDenoiser
+from learnguide.distributed import Processes
 from learnguide.guidance import OmegaNet
 from learnguide.schedules import VPCosine
-from learnguide.training import OnlineConfig, class_groups, sample_times, train_omega_online
+from learnguide.training import (
+    OnlineConfig,
+    class_groups,
+    sample_times,
+    simulate_items,
+    simulate_sharded,
+    train_omega_online,
+)
 
 
 def test_time_sampling_respects_s_min_zeta_delta():
@@ -19,6 +27,7 @@ def test_time_sampling_respects_s_min_zeta_delta():
         dict(lam=2.0),
         dict(objective="l3"),
         dict(iterations=0),
+        dict(blocks=0),
         dict(particles=1),
         dict(s_min=0.95),
     ],
@@ -46,6 +55,20 @@ def test_training_is_reproducible_and_counts_denoiser_work(mixture, exact):
     (a, rec), (b, _) = _run(mixture, exact, iterations=5), _run(mixture, exact, iterations=5)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert rec.denoiser_calls == 5 and rec.denoiser_evals == 5 * 2 * 32 * 4 and len(rec.losses) == 5
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 8, 100])
+def test_blocks_of_a_batch_simulate_the_same_items_as_one_call(mixture, exact, blocks):
+    x0, cond = mixture.data_sampler()(20, torch.Generator().manual_seed(0))
+    s, t = sample_times(20, 0.01, 0.01, 0.1, torch.Generator().manual_seed(1))
+    config = OnlineConfig(particles=3, blocks=blocks)
+    gen = torch.Generator().manual_seed(2)
+    items = simulate_sharded(exact, VPCosine(), x0, cond, s, t, config, gen, Processes())
+    gen.manual_seed(2)
+    noise = torch.randn((3, 60, x0.shape[1]), generator=gen, dtype=x0.dtype)
+    whole = simulate_items(exact, VPCosine(), x0, cond, s, t, 3, config.churn, gen, noise)
+    for field, expected in zip(items, whole, strict=True):
+        assert field.shape == (20, 3, x0.shape[1]) and torch.allclose(field, expected, atol=1e-12)
 
 
 def test_resume_gives_the_same_network_as_an_uninterrupted_run(mixture, exact, tmp_path):

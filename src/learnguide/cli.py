@@ -381,6 +381,7 @@ def _fit_online(args: argparse.Namespace) -> int:
         reward_weight=args.gamma,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        blocks=args.blocks,
     )
     reward = _reward(args) if args.reward else None
     _, example = sample_data(2, torch.Generator().manual_seed(0))
@@ -659,6 +660,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--particles", type=int, default=4, help="with --online: particles m (default: 4)")
     fit.add_argument(
         "--checkpoint-every", type=int, default=100, help="with --online: iterations per state (default: 100)"
+    )
+    fit.add_argument(
+        "--blocks",
+        type=int,
+        default=8,
+        help="with --online: blocks of items per batch, the unit processes share; use at least as many as "
+        "processes (default: 8)",
     )
     _add_objective_argument(fit)
     fit.add_argument(

@@ -55,20 +55,29 @@ class Processes:
         return values
 
     def map_units(
-        self, work: Callable[[int], Any], units: int, desc: str = "", progress: bool = False
+        self,
+        work: Callable[[int], Any],
+        units: int,
+        desc: str = "",
+        progress: bool = False,
+        everywhere: bool = False,
     ) -> list[Any] | None:
         """``work(j)`` for units j = 0 … units − 1, split over the processes (r, r + N, …); the results in
-        unit order on process 0, None on the others (they are sent to process 0 only)."""
+        unit order on process 0, None on the others (they are sent to process 0 only), or on every process
+        when ``everywhere``."""
         mine = {
             j: work(j)
             for j in tqdm(self.mine(list(range(units))), desc=desc, disable=not progress or not self.is_main)
         }
         if self.world == 1:
             return [mine[j] for j in range(units)]
-        parts: list[Any] | None = [None] * self.world if self.is_main else None
-        dist.gather_object(mine, parts, dst=0)
-        if not self.is_main:
-            return None
+        if everywhere:
+            parts: list[Any] | None = self.gather(mine)
+        else:
+            parts = [None] * self.world if self.is_main else None
+            dist.gather_object(mine, parts, dst=0)
+            if not self.is_main:
+                return None
         done = {j: result for part in parts for j, result in part.items()}
         return [done[j] for j in range(units)]
 

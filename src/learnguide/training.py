@@ -66,6 +66,9 @@ class OnlineConfig:
             reward out (it is then never evaluated).
         seed: seeds data, times and noise; the same seed gives the same ω-network.
         checkpoint_every: save ω-network and trainer state every this many iterations (0: only at the end).
+        blocks: each batch's denoiser calls are made in this many blocks of items, the unit that several
+            processes share (process r makes blocks r, r + N, …): any number of processes computes exactly
+            what one process does.
     """
 
     iterations: int = 2000
@@ -83,14 +86,15 @@ class OnlineConfig:
     reward_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 0
+    blocks: int = 8
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
         check_energy_params(self.beta, self.lam)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
-        if self.iterations < 1 or self.batch_size < 1 or self.group_size < 1:
-            raise ValueError("iterations, batch_size and group_size must be >= 1")
+        if min(self.iterations, self.batch_size, self.group_size, self.blocks) < 1:
+            raise ValueError("iterations, batch_size, group_size and blocks must be >= 1")
         if self.particles < 2 and self.lam > 0:
             raise ValueError("repulsion (lam > 0) needs at least 2 particles")
         check_time_sampling(self.s_min, self.zeta, self.delta, self.churn)
@@ -308,16 +312,22 @@ def simulate_sharded(
     device: str | torch.device = "cpu",
 ) -> TransitionItems:
     """:func:`simulate_items` for a batch (on the CPU), its denoiser calls split over ``procs``: the batch's
-    noise is drawn whole (so ``generator`` advances as in one process), process r simulates the r-th of N
-    contiguous blocks of items on ``device``, and every process receives all items in order."""
+    noise is drawn whole (so ``generator`` advances as in one process), the items are cut into
+    ``config.blocks`` contiguous blocks, process r simulates blocks r, r + N, … on ``device``, and every
+    process receives all items in order. A block's computation does not depend on the number of processes,
+    so neither does the result."""
     n, m = x0.shape[0], config.particles
     noise = torch.randn((3, n * m) + x0.shape[1:], generator=generator, dtype=x0.dtype)
-    blocks = torch.arange(n).tensor_split(procs.world)
-    mine = blocks[procs.rank]
-    rows = (mine[:, None] * m + torch.arange(m)).flatten()  # this block's particles
-    items = simulate_items(
-        denoiser, schedule, x0[mine].to(device), cond[mine].to(device), s[mine], t[mine], m,
-        config.churn, generator, noise[:, rows],
-    )  # fmt: skip
-    parts = procs.gather(TransitionItems(*(y.cpu() for y in items)))
+    blocks = torch.arange(n).tensor_split(min(config.blocks, n))
+
+    def simulate_block(j: int) -> TransitionItems:
+        block = blocks[j]
+        rows = (block[:, None] * m + torch.arange(m)).flatten()  # this block's particles
+        items = simulate_items(
+            denoiser, schedule, x0[block].to(device), cond[block].to(device), s[block], t[block], m,
+            config.churn, generator, noise[:, rows],
+        )  # fmt: skip
+        return TransitionItems(*(y.cpu() for y in items))
+
+    parts = procs.map_units(simulate_block, len(blocks), everywhere=True)
     return TransitionItems(*(torch.cat(fields) for fields in zip(*parts, strict=True)))
