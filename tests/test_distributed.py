@@ -106,6 +106,47 @@ def test_two_processes_draw_the_samples_one_process_draws(tmp_path):
     same_files(tmp_path / "one", tmp_path / "two", "samples.safetensors")
 
 
+def test_sampling_killed_with_sigkill_resumes_to_the_same_samples(tmp_path):
+    digits_unet().save_pretrained(tmp_path / "pipe" / "unet")
+    DDIMScheduler().save_pretrained(tmp_path / "pipe" / "scheduler")
+    args = ["sample", "--model", str(tmp_path / "pipe"), "--null-class", "10", "--constant", "1"]
+    args += ["--steps", "16", "--per-class", "4", "--batch-size", "2", "--no-progress"]  # 20 batches
+    run([*LEARNGUIDE, *args, "--out", str(tmp_path / "full")])
+    killed = tmp_path / "killed"
+    code = kill_when(
+        [*LEARNGUIDE, *args, "--out", str(killed)],
+        lambda: (killed / "partial" / "batch-000002.safetensors").exists(),
+    )
+    assert code == -signal.SIGKILL and not (killed / "samples.safetensors").exists()
+    run([*LEARNGUIDE, *args, "--out", str(killed)])
+    same_files(tmp_path / "full", killed, "samples.safetensors")
+    assert not (killed / "partial").exists()
+
+
+def test_sampling_reuses_finished_batches_only_for_the_same_settings(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from learnguide.cli import _partial_folder, _settings, _weights_stamp, build_parser
+
+    digits_unet().save_pretrained(tmp_path / "pipe" / "unet")
+    DDIMScheduler().save_pretrained(tmp_path / "pipe" / "scheduler")
+    argv = ["sample", "--model", str(tmp_path / "pipe"), "--null-class", "10", "--constant", "1"]
+    argv += ["--steps", "2", "--classes", "0", "1", "--per-class", "2", "--batch-size", "2", "--no-progress"]
+    out = tmp_path / "s"
+    args = build_parser().parse_args([*argv, "--out", str(out)])
+    settings = {"args": _settings(args), "weights": _weights_stamp([args.model, None, None])}
+    partial = _partial_folder(out, settings, Processes())  # as a killed run leaves it
+    save_file({"images": torch.zeros(2, 1, 8, 8)}, str(partial / "batch-000000.safetensors"))
+    assert main([*argv, "--out", str(out)]) == 0
+    images = load_file(str(out / "samples.safetensors"))["images"]
+    assert images[:2].abs().max() == 0 and images[2:].abs().max() > 0  # batch 0 was taken from partial/
+    assert not partial.exists()
+    _partial_folder(out, settings, Processes())
+    save_file({"images": torch.zeros(2, 1, 8, 8)}, str(partial / "batch-000000.safetensors"))
+    assert main([*argv, "--seed", "1", "--out", str(out)]) == 0  # other settings: partial/ is dropped
+    assert load_file(str(out / "samples.safetensors"))["images"][:2].abs().max() > 0
+
+
 def kill_when(cmd, ready, timeout=300.0):
     """Start ``cmd``, SIGKILL it as soon as ``ready()`` holds; returns its exit code (−9 when killed)."""
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, atomic_write_text
+from .checkpoints import CheckpointError, atomic_save_tensors, atomic_write_text
 from .denoisers import Denoiser
 from .distributed import Processes
 from .guidance import OmegaNet, omega_condition
@@ -212,9 +212,7 @@ def generate_bank(
     )
     for k in procs.mine(todo):  # a shard file exists only once complete (written, then renamed)
         shard = _make_shard(denoiser, schedule, sample_data, config, k, record, bar, torch.device(device))
-        tmp = out / (_shard_name(k) + ".tmp")
-        save_file(shard, str(tmp))
-        tmp.replace(out / _shard_name(k))
+        atomic_save_tensors(out / _shard_name(k), shard)
         _write_manifest(out, config, schedule, denoiser_id, f".{procs.rank}")
         record.shards_written += 1
     bar.close()

@@ -29,15 +29,22 @@ def atomic_write_text(path: Path, text: str, tag: str = "") -> None:
     os.replace(tmp, path)
 
 
+def atomic_save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict | None = None) -> None:
+    """Write ``tensors`` (and string ``metadata``) to the safetensors file ``path`` through a temporary file
+    and a rename: a kill at any moment leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
 def save_checkpoint(directory: str | Path, state: dict[str, Tensor], config: dict) -> Path:
     """Write ``state`` (tensors) and ``config`` (must hold a ``"kind"``) into ``directory``; returns it."""
     if "kind" not in config:
         raise ValueError("a checkpoint config needs a 'kind'")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, directory / WEIGHTS_FILE)
+    atomic_save_tensors(directory / WEIGHTS_FILE, state)
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
     return directory
 
@@ -152,11 +159,10 @@ def save_training_state(
     for idx, st in opt.state_dict()["state"].items():
         for name, value in st.items():
             state[f"opt.{idx}.{name}"] = torch.as_tensor(value)
-    state.update({f"extra.{k}": v.detach().contiguous().cpu() for k, v in (tensors or {}).items()})
-    tmp = Path(directory) / (STATE_FILE + ".tmp")
+    state.update({f"extra.{k}": v for k, v in (tensors or {}).items()})
     groups = json.dumps(opt.state_dict()["param_groups"])  # learning rates that schedulers changed
-    save_file(state, str(tmp), metadata={"meta": json.dumps(meta), "param_groups": groups})
-    os.replace(tmp, Path(directory) / STATE_FILE)
+    metadata = {"meta": json.dumps(meta), "param_groups": groups}
+    atomic_save_tensors(Path(directory) / STATE_FILE, state, metadata)
 
 
 def load_training_state(

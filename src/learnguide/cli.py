@@ -140,10 +140,42 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> dict:
+    """A command's arguments as JSON-ready settings (without the output folder and the progress switch)."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "out", "no_progress")}
+
+
+def _weights_stamp(folders: list[str | None]) -> list:
+    """Name, size and modification time of every safetensors file in ``folders`` (or of a file given; cheap:
+    nothing is read), so that work kept for a resume is dropped when a checkpoint was replaced in place."""
+    files: list[Path] = []
+    for path in map(Path, filter(None, folders)):
+        files += [path] if path.is_file() else sorted(path.rglob("*.safetensors"))
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def _partial_folder(out: Path, settings: dict, procs) -> Path:
+    """``out/partial``, where a resumable command keeps finished units; emptied first when it holds the
+    units of other ``settings``. Process 0 prepares it; every process returns after it is ready."""
+    from .checkpoints import atomic_write_text
+
+    partial = out / "partial"
+    text = json.dumps(settings, sort_keys=True, default=str)
+    if procs.is_main:
+        if (partial / "settings.json").is_file() and (partial / "settings.json").read_text() != text:
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(partial / "settings.json", text)
+    procs.barrier()
+    return partial
+
+
 def _sample(args: argparse.Namespace) -> int:
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file
+    from torch import Tensor
 
+    from .checkpoints import atomic_save_tensors
     from .data.prompts import load_prompt_images
     from .distributed import processes
     from .guidance import ConstantGuidance, OmegaNet
@@ -195,8 +227,15 @@ def _sample(args: argparse.Namespace) -> int:
     procs = processes()  # under a launcher, process r samples batches r, r + N, …; process 0 writes
     denoiser = denoiser.to(procs.device)
     batches = list(zip(cond.split(args.batch_size), seeds.split(args.batch_size), strict=True))
-    chunks = procs.map_units(
-        lambda j: sample(
+    out = Path(args.out)
+    inputs = [args.model or args.denoiser, args.omega, args.prompts]
+    partial = _partial_folder(out, {"args": _settings(args), "weights": _weights_stamp(inputs)}, procs)
+
+    def sample_batch(j: int) -> Tensor:  # a finished batch is kept in partial/: a rerun after a kill skips it
+        path = partial / f"batch-{j:06d}.safetensors"
+        if path.is_file():
+            return load_file(str(path))["images"]
+        images = sample(
             denoiser,
             denoiser.schedule,
             guidance,
@@ -205,22 +244,21 @@ def _sample(args: argparse.Namespace) -> int:
             args.steps,
             seeds=batches[j][1],
             grid=grid,
-        ).cpu(),
-        len(batches),
-        "sample",
-        not args.no_progress,
-    )
+        ).cpu()
+        atomic_save_tensors(path, {"images": images})
+        return images
+
+    chunks = procs.map_units(sample_batch, len(batches), "sample", not args.no_progress)
     if chunks is None:  # not process 0
         return 0
     images, tensors = torch.cat(chunks), {"labels": labels}
     if codec is not None:  # a latent model: keep the latents, decode them to images
         decoded = codec.to(procs.device).decode(images.to(procs.device), args.batch_size).cpu()
         tensors["latents"], images = images.contiguous(), decoded
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({"images": images.contiguous(), **tensors}, str(out / "samples.safetensors"))
+    atomic_save_tensors(out / "samples.safetensors", {"images": images, **tensors})
     title = f"{args.omega or f'constant ω = {args.constant}'}, {args.steps} steps"
     plot_sample_grids({"samples": images.clamp(-1, 1)}, len(names), title, out / "samples.png")
+    shutil.rmtree(partial)
     print(
         f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'} "
         f"({procs.world} process{'es' if procs.world > 1 else ''})"

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
-from .checkpoints import installed_package_file
+from .checkpoints import atomic_save_tensors, installed_package_file
 
 
 def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,9 +122,7 @@ class ReferenceStats:
         mu, cov = feature_moments(features)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            save_file({"features": features, "mu": mu, "cov": cov}, str(tmp))
-            tmp.replace(path)
+            atomic_save_tensors(path, {"features": features, "mu": mu, "cov": cov})
         return cls(features, mu, cov)
 
 

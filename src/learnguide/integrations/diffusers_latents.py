@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..checkpoints import atomic_save_tensors
 from ..data.images import ImageDataset
 from ..data.prompts import PromptImageData
 
@@ -129,7 +130,5 @@ def encode_dataset(
         }
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            save_file(latents, str(partial))
-            partial.replace(path)
+            atomic_save_tensors(path, latents)
     return replace(dataset, name=f"{dataset.name}@latents", **latents)
