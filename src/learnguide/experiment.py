@@ -497,6 +497,14 @@ def classifier_reference(
     )
 
 
+def inception_reference(
+    dataset: ImageDataset, extractor: InceptionFeatures, cache_dir: Path | None
+) -> ReferenceStats:
+    """Statistics of the test split in the Inception features of ``extractor``, cached per data."""
+    key = f"inception:{dataset.fingerprint()}:test"
+    return ReferenceStats.compute_or_load(extractor, dataset.test_images, cache_dir, key)
+
+
 def run_experiment(
     dataset: ImageDataset,
     checkpoints: dict[str, str | Path],
@@ -545,8 +553,7 @@ def run_experiment(
     inception = None
     if config.inception:
         extractor = InceptionFeatures()
-        key = f"inception:{dataset.fingerprint()}:test"
-        inception = (extractor, ReferenceStats.compute_or_load(extractor, dataset.test_images, cache, key))
+        inception = (extractor, inception_reference(dataset, extractor, cache))
     began = time.perf_counter()
     results: dict = {
         "meta": {
