@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, atomic_write_text
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -111,7 +111,6 @@ def _chosen_conditions(args: argparse.Namespace, num_classes: int | None, embedd
 def _export(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    from .checkpoints import atomic_write_text
     from .data.prompts import load_prompt_images
     from .guidance import OmegaNet, export_schedule
     from .schedules import step_grid
@@ -157,8 +156,6 @@ def _weights_stamp(folders: list[str | None]) -> list:
 def _partial_folder(out: Path, settings: dict, procs) -> Path:
     """``out/partial``, where a resumable command keeps finished units; emptied first when it holds the
     units of other ``settings``. Process 0 prepares it; every process returns after it is ready."""
-    from .checkpoints import atomic_write_text
-
     partial = out / "partial"
     text = json.dumps(settings, sort_keys=True, default=str)
     if procs.is_main:
@@ -333,7 +330,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import load_file
 
-    from .checkpoints import atomic_write_text
     from .classifier import load_classifier, predict
     from .data.images import load_dataset
     from .distributed import processes
@@ -464,7 +460,6 @@ def _fit(args: argparse.Namespace) -> int:
     import torch
 
     from .banks import FitConfig, bank_diagnostics, fit_omega_on_bank, load_bank
-    from .checkpoints import atomic_write_text
     from .guidance import OmegaNet
     from .reports import plot_binned_omega
     from .schedules import get_schedule
