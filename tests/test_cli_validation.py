@@ -281,6 +281,11 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         "is a classifier for other data",
     ),
     (
+        "evaluate-without-a-metric",
+        ["evaluate", "--samples", "{root}", "--dataset", "digits", "--out", OUT],
+        "needs --classifier",
+    ),
+    (
         "samples-of-another-image-size",
         ["evaluate", "--samples", "{root}", "--dataset", "fashion-mnist"]
         + ["--classifier", "checkpoints/fashion-mnist/classifier", "--out", OUT],

