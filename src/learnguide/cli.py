@@ -256,10 +256,7 @@ def _sample(args: argparse.Namespace) -> int:
     title = f"{args.omega or f'constant ω = {args.constant}'}, {args.steps} steps"
     plot_sample_grids({"samples": images.clamp(-1, 1)}, len(names), title, out / "samples.png")
     shutil.rmtree(partial)
-    print(
-        f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'} "
-        f"({procs.world} process{'es' if procs.world > 1 else ''})"
-    )
+    print(f"wrote {len(labels)} samples to {out / 'samples.safetensors'} and {out / 'samples.png'} ({procs})")
     return 0
 
 
@@ -321,7 +318,7 @@ def _bank(args: argparse.Namespace) -> int:
     print(
         f"bank {args.out}: {config.items} items in {config.num_shards} shards; this run wrote "
         f"{record.shards_written} shards ({record.denoiser_evals} denoiser evals, {record.seconds:.1f} s, "
-        f"{procs.world} process{'es' if procs.world > 1 else ''})"
+        f"{procs})"
     )
     return 0
 
@@ -373,7 +370,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(args.samples) / "metrics.json")
     atomic_write_text(out, json.dumps(scores, indent=1))
     summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
-    print(f"{summary} (n = {len(labels)}; {procs.world} process{'es' if procs.world > 1 else ''})")
+    print(f"{summary} (n = {len(labels)}; {procs})")
     return 0
 
 

@@ -32,6 +32,10 @@ class Processes:
     world: int = 1
     device: str = "cpu"
 
+    def __str__(self) -> str:
+        """``"1 process"`` or ``"N processes"``: how commands report the size of their run."""
+        return f"{self.world} process{'es' if self.world > 1 else ''}"
+
     @property
     def is_main(self) -> bool:
         """Whether this is process 0 (the one that writes merged outputs and prints)."""
