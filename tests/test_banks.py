@@ -152,7 +152,7 @@ def weakened_bank(mixture, exact, tmp_path):
 
 def test_fit_on_bank_recovers_the_known_omega_early_in_the_trajectory(weakened_bank):
     torch.manual_seed(0)
-    net = OmegaNet(VPCosine(), num_classes=4, output="identity")
+    net = OmegaNet(VPCosine(), num_classes=4)
     record = fit_omega_on_bank(net, weakened_bank, FitConfig(epochs=30), progress=False)
     t = torch.full((4,), 0.9, dtype=torch.float64)
     assert torch.allclose(net(torch.arange(4), t - 0.05, t), torch.full((4,), 2 / 3), atol=0.15)

@@ -50,6 +50,13 @@ def test_bank_then_fit_through_the_cli(tmp_path, denoiser_dir, capsys):
     table = json.loads((fitted / "diagnostics.json").read_text())
     assert len(table["omega"]) == 4 and table["omega"][0][0] is None  # no item has t < 0.1
     assert (fitted / "omega_heatmap.png").stat().st_size > 1000
+    capsys.readouterr()
+    frozen = tmp_path / "frozen"  # a fit that cannot move: its ω stays the constant it started at
+    assert main([*fit[:4], str(frozen), "--epochs", "1", "--lr", "1e-12", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "learnguide fit: warning: the fitted ω is constant (1) over every input" in err
+    saved = json.loads((frozen / "config.json").read_text())["extra"]["warnings"]
+    assert len(saved) == 1 and saved[0] in err
 
 
 def test_bank_and_fit_errors_are_one_line(tmp_path, denoiser_dir, capsys):

@@ -81,6 +81,17 @@ def test_omega_net_starts_at_init_omega(output):
     assert torch.allclose(net(COND, *_times(0.5)), torch.full((3,), 0.7), atol=1e-6)
 
 
+@pytest.mark.parametrize("output, used", [("relu", 0.0), ("softplus", 0.1269), ("identity", -2.0)])
+def test_the_fit_sees_an_unconstrained_relu_and_sampling_the_clamped_one(output, used):
+    net = OmegaNet(VPCosine(), num_classes=3, output=output)
+    torch.nn.init.constant_(net.body[-1].bias, -2.0)  # the last layer's weight starts at 0: ω is its bias
+    fit = {"relu": -2.0, "softplus": 0.1269, "identity": -2.0}[output]
+    assert torch.allclose(net.fit_omega(COND, *_times(0.3)), torch.full((3,), fit), atol=1e-4)
+    assert torch.allclose(net(COND, *_times(0.3)), torch.full((3,), used), atol=1e-4)
+    net.fit_omega(COND, *_times(0.3)).sum().backward()
+    assert net.body[-1].bias.grad.abs().item() > 0.1  # a gradient flows where the clamp would block it
+
+
 def test_omega_net_with_embeddings_and_bad_inputs():
     net = OmegaNet(VPCosine(), cond_dim=5)
     assert net(torch.randn(3, 5), *_times(0.4)).shape == (3,)
@@ -91,7 +102,7 @@ def test_omega_net_with_embeddings_and_bad_inputs():
     with pytest.raises(ValueError):
         OmegaNet(VPCosine(), num_classes=3, output="tanh")
     with pytest.raises(ValueError):
-        OmegaNet(VPCosine(), num_classes=3, init_omega=0.0)
+        OmegaNet(VPCosine(), num_classes=3, output="softplus", init_omega=0.0)
     unguided = OmegaNet(VPCosine(), num_classes=3, output="identity", init_omega=0.0)
     assert unguided(COND, *_times(0.3)).abs().max() == 0
 

@@ -91,7 +91,7 @@ def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):
     the per-item objective identifies ω, the learned ω must be close to ω* (it starts at 1.0)."""
 
     torch.manual_seed(0)
-    net = OmegaNet(VPCosine(), num_classes=4, output="identity")
+    net = OmegaNet(VPCosine(), num_classes=4)
     train_omega_online(
         net,
         WeakenedDenoiser(exact, 0.4),
@@ -112,7 +112,7 @@ def test_class_marginal_objective_recovers_the_known_omega_along_the_whole_traje
     learned = {}
     for objective in ("energy", "class-marginal"):
         torch.manual_seed(0)
-        net = OmegaNet(VPCosine(), num_classes=4, output="identity")
+        net = OmegaNet(VPCosine(), num_classes=4)
         config = OnlineConfig(iterations=600, batch_size=256, objective=objective, group_size=16)
         train_omega_online(net, weakened, mixture.data_sampler(), config, progress=False)
         t = torch.tensor(times, dtype=torch.float64).repeat_interleave(4)

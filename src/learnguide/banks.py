@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 from .checkpoints import CheckpointError, atomic_save_tensors, atomic_write_text
 from .denoisers import Denoiser
 from .distributed import Processes
+from .fit_checks import OutputGradientMonitor, constant_omega_message
+from .fit_checks import report as report_fit
 from .guidance import OmegaNet, omega_condition
 from .objectives import (
     Reward,
@@ -360,6 +362,64 @@ def bank_diagnostics(
     return table, omega, edges
 
 
+def bank_optimum_gaps(
+    omega_net: OmegaNet, bank: Bank, beta: float = 1.75, lam: float = 1.0, bins: int = 10
+) -> dict[str, Tensor] | None:
+    """The fitted ω against the bank's own optimum, per (class, t-bin): a check of a fit (docs/design.md §4).
+
+    Returns ``{"fitted", "optimum", "excess", "gain", "count"}``, each ``[C, bins]`` float64 (NaN in empty
+    bins), or None for embedding conditions. ``fitted`` is the cell's mean ω as sampling uses it,
+    ``optimum`` the cell's loss-minimising ω mapped the same way (≥ 0 for relu and softplus outputs),
+    ``excess`` the cell's mean loss at the fitted ω minus that at the optimum, and ``gain`` the cell's mean
+    loss at ω = 0 minus that at the optimum (what guidance can win there).
+    """
+    if bank.cond.dim() != 1:
+        return None
+    edges = torch.linspace(0.0, 1.0, bins + 1, dtype=torch.float64)
+    optimum, count = binned_optimal_omega(bank, edges, beta, lam)
+    if omega_net.hparams["output"] != "identity":
+        optimum = optimum.clamp(min=0.0)
+    cell = bank.cond * bins + (torch.bucketize(bank.t, edges) - 1).clamp(0, bins - 1)  # [N]
+    with torch.no_grad():
+        fitted = omega_net(bank.cond, bank.s, bank.t).double()
+
+    def cell_mean(values: Tensor) -> Tensor:
+        total = torch.zeros(count.numel(), dtype=torch.float64).index_add_(0, cell, values)
+        return (total / count.flatten()).reshape(count.shape)
+
+    at_optimum = cell_mean(bank.loss(optimum.flatten().nan_to_num(0.0)[cell], beta, lam))
+    return {
+        "fitted": cell_mean(fitted),
+        "optimum": optimum,
+        "excess": cell_mean(bank.loss(fitted, beta, lam)) - at_optimum,
+        "gain": cell_mean(bank.loss(torch.zeros_like(fitted), beta, lam)) - at_optimum,
+        "count": count,
+    }
+
+
+def bank_gap_message(gaps: dict[str, Tensor] | None, min_count: int = 32) -> str | None:
+    """A message if, in some (class, t-bin) cell with ≥ ``min_count`` items where guidance can lower the
+    loss by more than 0.1 % (``gain``), the fitted ω is off the optimum by more than 0.25·max(1, |optimum|)
+    and gives away more than a quarter of that gain; else None. ``gaps`` is :func:`bank_optimum_gaps`'s."""
+    if gaps is None:
+        return None
+    scale = (gaps["gain"] + gaps["excess"]).abs().nan_to_num(0.0).mean().clamp(min=1e-12)
+    off = (gaps["fitted"] - gaps["optimum"]).abs() > 0.25 * gaps["optimum"].abs().clamp(min=1.0)
+    bad = off & (gaps["excess"] > 0.25 * gaps["gain"]) & (gaps["gain"] > 1e-3 * scale)
+    bad &= gaps["count"] >= min_count
+    if not bool(bad.any()):
+        return None
+    worst = int(torch.where(bad, gaps["excess"], torch.full_like(gaps["excess"], -math.inf)).argmax())
+    c, b = divmod(worst, gaps["count"].shape[1])
+    bins = gaps["count"].shape[1]
+    return (
+        f"the fitted ω is far from the bank's own optimum in {int(bad.sum())} (class, t) cell(s); worst: "
+        f"class {c}, t in [{b / bins:.1f}, {(b + 1) / bins:.1f}): fitted {float(gaps['fitted'][c, b]):.2f}, "
+        f"optimum {float(gaps['optimum'][c, b]):.2f}. Try more epochs, a lower --lr or the default relu "
+        "output; --diagnostics shows the whole table"
+    )
+
+
 @dataclass
 class FitConfig:
     """Hyper-parameters of :func:`fit_omega_on_bank`.
@@ -405,6 +465,7 @@ class FitRecord:
     best_epoch: int = 0
     items_seen: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 def fit_omega_on_bank(
@@ -420,7 +481,9 @@ def fit_omega_on_bank(
         reward: ``R(x0 [B, ...], cond) -> [B]`` (see :mod:`learnguide.rewards`); needed when γ_R > 0.
 
     Returns:
-        the :class:`FitRecord`; the network ends in its best-validation state.
+        the :class:`FitRecord`; the network ends in its best-validation state. A fit whose ω is constant,
+        whose output passed no gradient for an epoch, or that is far from the bank's own per-(class, t)
+        optimum is reported in ``record.warnings`` and as a :class:`~learnguide.fit_checks.FitWarning`.
     """
     config.validate()
     check_reward_weight(config.reward_weight, reward)
@@ -442,13 +505,14 @@ def fit_omega_on_bank(
     best_state, best_val, stale = None, math.inf, 0
 
     def mean_loss(idx: Tensor) -> Tensor:
-        omega = omega_net(bank.cond[idx], bank.s[idx], bank.t[idx])
+        omega = omega_net.fit_omega(bank.cond[idx], bank.s[idx], bank.t[idx])
         loss = bank.loss(omega, config.beta, config.lam, idx).mean()
         if config.reward_weight > 0.0:
             x0_cond, delta = bank.extras["x0_cond"][idx], bank.extras["delta"][idx]
             loss = loss + config.reward_weight * reward_loss(reward, x0_cond, delta, omega, bank.cond[idx])
         return loss
 
+    monitor = OutputGradientMonitor(omega_net)
     bar = tqdm(range(config.epochs), desc="fit ω on bank", disable=not progress)
     for epoch in bar:
         omega_net.train()
@@ -459,9 +523,11 @@ def fit_omega_on_bank(
             loss = mean_loss(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            monitor.step()
             opt.step()
             total += loss.item() * idx.shape[0]
             record.items_seen += idx.shape[0]
+        monitor.end_epoch()
         omega_net.eval()
         with torch.no_grad():
             val = mean_loss(val_idx).item()
@@ -483,4 +549,11 @@ def fit_omega_on_bank(
         omega_net.load_state_dict(best_state)
     omega_net.eval()
     record.seconds = time.perf_counter() - began
+    record.warnings = report_fit(
+        [
+            constant_omega_message(omega_net, bank.cond, bank.s, bank.t),
+            monitor.message(),
+            bank_gap_message(bank_optimum_gaps(omega_net, bank, config.beta, config.lam)),
+        ]
+    )
     return record

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .checkpoints import CheckpointError, atomic_write_text
@@ -491,7 +492,13 @@ def _fit(args: argparse.Namespace) -> int:
     record = fit_omega_on_bank(net, bank, config, progress=not args.no_progress, reward=reward)
     out = Path(args.out)
     net.save(
-        out, extra={"bank": str(args.bank), "denoiser_id": bank.manifest["denoiser_id"], "fit": vars(config)}
+        out,
+        extra={
+            "bank": str(args.bank),
+            "denoiser_id": bank.manifest["denoiser_id"],
+            "fit": vars(config),
+            **({"warnings": record.warnings} if record.warnings else {}),
+        },
     )
     print(
         f"fitted ω on {len(bank)} items: best validation loss {record.val_losses[record.best_epoch]:.6f} at "
@@ -918,18 +925,41 @@ FOLDER_COMMANDS = ("demo", "bank", "fit", "sample", "train-denoiser", "train-cla
 """Commands whose ``--out`` is a folder only one job may write at a time (see ``OutputLock``)."""
 
 
+@contextlib.contextmanager
+def _fit_warnings_on_console(command: str) -> Iterator[None]:
+    """Within the block, show a :class:`FitWarning` as one plain line on stderr (others as Python does)."""
+    import warnings
+
+    from .fit_checks import FitWarning
+
+    python_default = warnings.showwarning
+
+    def show(message, category, *rest, **kw) -> None:  # noqa: ANN001 (warnings.showwarning's signature)
+        if issubclass(category, FitWarning):
+            print(f"learnguide {command}: warning: {message}", file=sys.stderr)
+        else:
+            python_default(message, category, *rest, **kw)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = python_default
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``learnguide`` with ``argv`` (default: the process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
     out = Path(args.out) if getattr(args, "out", None) else None
     fresh = out is not None and not out.exists()  # a failed run removes what it started, never older work
     try:
-        if out is None or args.command not in FOLDER_COMMANDS:
-            return args.func(args)
-        from .distributed import OutputLock, processes
+        with _fit_warnings_on_console(args.command):
+            if out is None or args.command not in FOLDER_COMMANDS:
+                return args.func(args)
+            from .distributed import OutputLock, processes
 
-        with OutputLock(out, args.command, processes()):
-            return args.func(args)
+            with OutputLock(out, args.command, processes()):
+                return args.func(args)
     except (CheckpointError, ValueError, json.JSONDecodeError, OSError) as err:
         print(f"learnguide {args.command}: error: {err}", file=sys.stderr)
         if fresh and out.is_dir():

@@ -11,6 +11,7 @@ Networks that predict ε, v or a flow velocity are wrapped once, by :class:`Pred
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -162,21 +163,39 @@ class ExactMixtureDenoiser(nn.Module):
 class WeakenedDenoiser(nn.Module):
     """A conditional branch that under-commits: x̂'(x, t, c) = (1 − κ) x̂(x, t, c) + κ x̂(x, t, ∅) for c ≠ ∅.
 
-    Guidance with ω* = κ / (1 − κ) turns it back into ``inner`` exactly (DESIGN §9), which makes it a test
-    and diagnostic case with a known right answer. ``inner`` must use class ids with a ``null_id``.
+    Guidance with ω* = κ / (1 − κ) turns it back into ``inner`` exactly (docs/design.md §9), which makes it a
+    test and diagnostic case with a known right answer. ``kappa`` is a number in [0, 1), or a function
+    ``(class ids [B], t [B]) -> κ [B]`` with values in [0, 1), for an answer that differs by class and time.
+    ``inner`` must use class ids with a ``null_id``.
     """
 
-    def __init__(self, inner: ExactMixtureDenoiser | PredictionAdapter, kappa: float) -> None:
+    def __init__(
+        self,
+        inner: ExactMixtureDenoiser | PredictionAdapter,
+        kappa: float | Callable[[Tensor, Tensor], Tensor],
+    ) -> None:
         super().__init__()
-        if not 0.0 <= kappa < 1.0:
+        if not callable(kappa) and not 0.0 <= kappa < 1.0:
             raise ValueError(f"kappa must be in [0, 1), got {kappa}")
         self.inner, self.kappa, self.null_id = inner, kappa, inner.null_id
+
+    def omega_star(self, cond: Tensor, t: Tensor) -> Tensor:
+        """The exact correcting weight ω* = κ / (1 − κ), ``[B]`` float64, for class ids and times ``[B]``."""
+        kappa = self._kappa(cond, t)
+        return kappa / (1.0 - kappa)
+
+    def _kappa(self, cond: Tensor, t: Tensor) -> Tensor:
+        if callable(self.kappa):
+            return self.kappa(cond, t).double()
+        return torch.full(cond.shape[:1], self.kappa, dtype=torch.float64, device=cond.device)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """x̂' ``[B, ...]`` for x_t ``[B, ...]``, t ``[B]`` and class ids ``[B]``."""
         c, u = self.inner(x_t, t, cond), self.inner(x_t, t, self.null_cond(cond))
-        is_null = (cond == self.null_id).reshape((-1,) + (1,) * (c.dim() - 1))
-        return torch.where(is_null, c, (1.0 - self.kappa) * c + self.kappa * u)
+        shape = (-1,) + (1,) * (c.dim() - 1)
+        kappa = self._kappa(cond, t).to(c.dtype).reshape(shape)
+        is_null = (cond == self.null_id).reshape(shape)
+        return torch.where(is_null, c, (1.0 - kappa) * c + kappa * u)
 
     def null_cond(self, cond: Tensor) -> Tensor:
         """The null class id for every item of ``cond [B]``."""

@@ -159,8 +159,12 @@ class OmegaNet(nn.Module, GuidanceSchedule):
     Time input: log-SNR of s and t (Fourier features + the scaled values); condition input: a learned table
     of ``num_classes`` ids, or a linear projection of a ``cond_dim`` embedding. An MLP of ``layers`` layers
     and width ``hidden`` maps their sum to one number, passed through ``output`` ∈ {relu, softplus,
-    identity}. The last layer starts at zero weight and a bias that gives ω = ``init_omega`` everywhere, so a
-    ReLU output starts in its active region and can move either way.
+    identity}. The last layer starts at zero weight and a bias that gives ω = ``init_omega`` everywhere.
+
+    Fitting sees :meth:`fit_omega`, sampling sees :meth:`forward`. With ``relu`` (the default) the fit trains
+    the unconstrained value and the clamp ω = max(0, ·) is applied only at use: a ReLU inside the loss dies
+    for good once every input is pushed below 0 (docs/design.md §4). ``softplus`` keeps its map in the fit
+    (smooth, but it saturates when driven far below 0); ``identity`` is unconstrained everywhere.
     """
 
     def __init__(
@@ -179,8 +183,8 @@ class OmegaNet(nn.Module, GuidanceSchedule):
             raise ValueError("give exactly one of num_classes (class ids) or cond_dim (embeddings)")
         if output not in OUTPUT_MAPS:
             raise ValueError(f"unknown output map {output!r}; choose one of {OUTPUT_MAPS}")
-        if output != "identity" and init_omega <= 0:
-            raise ValueError(f"init_omega must be > 0 for a {output} output, got {init_omega}")
+        if output == "softplus" and init_omega <= 0:
+            raise ValueError(f"init_omega must be > 0 for a softplus output, got {init_omega}")
         self.schedule = schedule
         self.hparams = dict(
             zip(
@@ -205,16 +209,28 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         lam = self.schedule.log_snr(t.double()).float()
         return torch.cat([self.fourier(lam), (lam / LOG_SNR_CLAMP)[:, None]], dim=1)
 
-    def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
-        """ω ``[B]`` (float32, differentiable) for class ids ``[B]``, embeddings ``[B, E]`` or prompt
-        embeddings ``[B, L, E]`` (mean-pooled over the L tokens) and times s < t ``[B]``."""
+    def raw(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """The last layer's output ``[B]`` (float32, differentiable) before any output map, for class ids
+        ``[B]``, embeddings ``[B, E]`` or prompt embeddings ``[B, L, E]`` (mean-pooled over the L tokens) and
+        times s < t ``[B]``."""
         self.check_condition(cond)
         num_classes = self.hparams["num_classes"]
         device = self.time_proj.weight.device
         cond, s, t = omega_condition(cond).to(device), s.to(device), t.to(device)
         h = self.time_proj(torch.cat([self._time_features(s), self._time_features(t)], dim=1))
         h = torch.nn.functional.silu(h + self.cond_proj(cond if num_classes is not None else cond.float()))
-        raw = self.body(h).squeeze(1)
+        return self.body(h).squeeze(1)
+
+    def fit_omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """ω ``[B]`` as the fitting losses see it: unconstrained for a ``relu`` output (clamped only at use),
+        the output map itself for ``softplus`` and ``identity``. Same arguments as :meth:`raw`."""
+        raw = self.raw(cond, s, t)
+        return torch.nn.functional.softplus(raw) if self.hparams["output"] == "softplus" else raw
+
+    def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        """ω ``[B]`` as sampling uses it (float32, differentiable): :meth:`raw` through the output map (≥ 0
+        for ``relu`` and ``softplus``). Same arguments as :meth:`raw`."""
+        raw = self.raw(cond, s, t)
         if self.hparams["output"] == "relu":
             return torch.relu(raw)
         if self.hparams["output"] == "softplus":

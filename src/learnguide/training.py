@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 from .checkpoints import STATE_FILE, load_training_state, save_training_state
 from .denoisers import Denoiser
 from .distributed import Processes
+from .fit_checks import OutputGradientMonitor, constant_omega_message
+from .fit_checks import report as report_fit
 from .guidance import OmegaNet
 from .objectives import (
     Reward,
@@ -35,6 +37,7 @@ from .schedules import Schedule, expand_as
 from .transitions import guided_step_affine
 
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+CHECK_WINDOW = 50  # online steps per window of the no-gradient check (the online analogue of an epoch)
 OBJECTIVES = ("energy", "marginal", "class-marginal")
 
 
@@ -109,6 +112,7 @@ class TrainingRecord:
     denoiser_evals: int = 0
     denoiser_calls: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 def sample_times(
@@ -251,6 +255,7 @@ def train_omega_online(
         meta, _ = load_training_state(out, opt, gen)
         start, record = meta["iteration"], TrainingRecord(**meta["record"])
     began = time.perf_counter() - record.seconds
+    monitor = OutputGradientMonitor(omega_net)
     omega_net.train()
     bar = tqdm(
         range(start, config.iterations),
@@ -272,7 +277,7 @@ def train_omega_online(
         items = simulate_sharded(denoiser, schedule, x0, cond, s, t, config, gen, procs, device)
         record.denoiser_evals += 2 * x0.shape[0] * config.particles
         record.denoiser_calls += 1
-        omega = omega_net(cond, s, t)
+        omega = omega_net.fit_omega(cond, s, t)
         loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config)
         if config.reward_weight > 0.0:
             negative_reward = reward_loss(reward, items.x0_cond, items.delta, omega, cond)
@@ -280,7 +285,10 @@ def train_omega_online(
             record.rewards.append(-negative_reward.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        monitor.step()
         opt.step()
+        if (it + 1) % CHECK_WINDOW == 0:
+            monitor.end_epoch()
         record.losses.append(loss.item())
         if it % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -292,11 +300,27 @@ def train_omega_online(
             procs.barrier()
     omega_net.eval()
     record.seconds = time.perf_counter() - began
+    probe = _probe_inputs(sample_data, config, gen)
+    record.warnings = report_fit(
+        [constant_omega_message(omega_net, *probe), monitor.message(f"window of {CHECK_WINDOW} steps")]
+    )
+    extra = {**extra, "warnings": record.warnings} if record.warnings else extra
     if out is not None and procs.is_main:
         omega_net.save(out, extra=extra)
         save_training_state(out, opt, gen, {"iteration": config.iterations, "record": asdict(record)})
     procs.barrier()
     return record
+
+
+def _probe_inputs(
+    sample_data: DataSampler, config: OnlineConfig, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Conditions and times ``[n]`` drawn as in training, on which a fitted ω is checked for being constant
+    (drawn from a copy of ``generator``, so the run's own random stream is untouched)."""
+    gen = torch.Generator().set_state(generator.get_state())
+    _, cond = sample_data(config.batch_size, gen)
+    s, t = sample_times(cond.shape[0], config.s_min, config.zeta, config.delta, gen)
+    return cond, s, t
 
 
 def simulate_sharded(

@@ -124,3 +124,33 @@ def ring_mixture(
         weights=weights,
         class_prior=torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64),
     )
+
+
+def separated_mixture(num_classes: int = 3, radius: float = 1.0) -> GaussianMixture:
+    """A 2-D toy whose classes do not share components: class c is two Gaussians (std 0.1·radius) 0.5 rad
+    apart at angle 2πc / C on a circle. Unlike :func:`ring_mixture`, the per-item self-consistency loss
+    identifies ω here from t ≈ 0.4 up (docs/design.md §9)."""
+    if num_classes < 2:
+        raise ValueError("the separated mixture needs at least 2 classes")
+    start = torch.arange(num_classes, dtype=torch.float64) * (2 * math.pi / num_classes)
+    angles = torch.stack([start, start + 0.5], dim=1).flatten()
+    weights = torch.zeros(num_classes, 2 * num_classes, dtype=torch.float64)
+    for c in range(num_classes):
+        weights[c, 2 * c : 2 * c + 2] = 0.5
+    return GaussianMixture(
+        means=radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1),
+        stds=torch.full((2 * num_classes,), 0.1 * radius, dtype=torch.float64),
+        weights=weights,
+        class_prior=torch.full((num_classes,), 1.0 / num_classes, dtype=torch.float64),
+    )
+
+
+def class_time_weakening(cond: Tensor, t: Tensor) -> Tensor:
+    """κ(c, t) ``[B]`` of the known-answer case (with :class:`~learnguide.denoisers.WeakenedDenoiser` on
+    :func:`separated_mixture`): class 0 is not weakened (ω* = 0), class 1 is weakened late in sampling's
+    order, near t = 0.85 (κ up to 0.7, ω* up to 2.33), class 2 mid-way, near t = 0.55 (κ up to 0.6, ω* up to
+    1.5); other classes are not weakened."""
+    t = t.double()
+    late = 0.7 * torch.exp(-(((t - 0.85) / 0.15) ** 2))
+    mid = 0.6 * torch.exp(-(((t - 0.55) / 0.15) ** 2))
+    return torch.where(cond == 1, late, torch.where(cond == 2, mid, torch.zeros_like(t)))
