@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from learnguide.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from learnguide.apps.demo import REGIMES, DemoConfig, toy_denoiser
+from learnguide.core.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.metrics import class_metrics, median_bandwidth
+from learnguide.core.online import OnlineConfig, train_omega_online
+from learnguide.core.sampling import sample
 from learnguide.data.toy import ring_mixture
-from learnguide.demo import REGIMES, DemoConfig, toy_denoiser
-from learnguide.guidance import OmegaNet
-from learnguide.metrics import class_metrics, median_bandwidth
-from learnguide.sampling import sample
-from learnguide.training import OnlineConfig, train_omega_online
 
 
 def make_scorer(mixture, denoiser, per_class: int = 4000):

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from learnguide.apps.demo import REGIMES, DemoConfig, toy_denoiser
+from learnguide.core.denoisers import PredictionAdapter
+from learnguide.core.guidance import ConstantGuidance, OmegaNet
+from learnguide.core.online import train_omega_online
+from learnguide.core.sampling import sample
+from learnguide.core.schedules import VPCosine
 from learnguide.data.toy import ring_mixture
-from learnguide.demo import REGIMES, DemoConfig, toy_denoiser
-from learnguide.denoisers import PredictionAdapter
-from learnguide.guidance import ConstantGuidance, OmegaNet
-from learnguide.sampling import sample
-from learnguide.schedules import VPCosine
-from learnguide.training import train_omega_online
 
 
 class TimedDenoiser(nn.Module):

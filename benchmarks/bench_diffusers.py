@@ -22,9 +22,9 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 from diffusers.guiders import ClassifierFreeGuidance
 
-from learnguide.guidance import ConstantGuidance, omega_to_scale
+from learnguide.core.guidance import ConstantGuidance, omega_to_scale
+from learnguide.core.sampling import sample
 from learnguide.integrations.diffusers_models import DiffusersDenoiser, scheduler_grid
-from learnguide.sampling import sample
 
 
 def build_model(size: int, width: int, classes: int) -> UNet2DModel:

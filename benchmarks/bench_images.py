@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from learnguide.guidance import ConstantGuidance, OmegaNet
-from learnguide.image_denoisers import load_image_denoiser
-from learnguide.sampling import sample
+from learnguide.core.guidance import ConstantGuidance, OmegaNet
+from learnguide.core.sampling import sample
+from learnguide.images.denoisers import load_image_denoiser
 
 
 def sampling_rates(checkpoint: Path, omega_dir: Path, steps: int, batch: int, repeats: int) -> dict:

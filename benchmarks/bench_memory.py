@@ -28,11 +28,11 @@ def _peak_kib() -> int:
 def _child(job: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_core import ConvImageNet
-    from learnguide.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
-    from learnguide.denoisers import PredictionAdapter
-    from learnguide.guidance import ConstantGuidance, OmegaNet
-    from learnguide.sampling import sample
-    from learnguide.schedules import VPCosine
+    from learnguide.core.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+    from learnguide.core.denoisers import PredictionAdapter
+    from learnguide.core.guidance import ConstantGuidance, OmegaNet
+    from learnguide.core.sampling import sample
+    from learnguide.core.schedules import VPCosine
 
     torch.manual_seed(0)
     denoiser = PredictionAdapter(ConvImageNet(), VPCosine(), "eps", null_id=10).eval()

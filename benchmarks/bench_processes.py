@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LEARNGUIDE = [sys.executable, "-m", "learnguide.cli"]
+LEARNGUIDE = [sys.executable, "-m", "learnguide.apps.cli"]
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
 ACCELERATE += ["--mixed_precision", "no", "--dynamo_backend", "no"]
 
@@ -47,7 +47,7 @@ def main() -> None:
             launcher = (
                 LEARNGUIDE
                 if processes == 1
-                else [*ACCELERATE, "--num_processes", "2", "-m", "learnguide.cli"]
+                else [*ACCELERATE, "--num_processes", "2", "-m", "learnguide.apps.cli"]
             )
             seconds = timed([*launcher, *bank, "--out", str(out)])
             report["runs"][processes] = {"seconds": seconds, "items_per_second": args.items / seconds}

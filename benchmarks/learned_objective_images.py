@@ -26,20 +26,21 @@ from pathlib import Path
 
 import torch
 
-from learnguide.banks import BankConfig
-from learnguide.classifier import load_classifier
-from learnguide.comparison import evaluate_over_sets, learn_omega
-from learnguide.data.images import load_dataset
-from learnguide.experiment import (
+from learnguide.apps.comparison import evaluate_over_sets
+from learnguide.apps.experiment import (
     CountingDenoiser,
     ExperimentConfig,
     ImageScorer,
     classifier_reference,
     sample_set,
 )
-from learnguide.image_denoisers import load_image_denoiser
-from learnguide.schedules import step_grid
-from learnguide.training import OnlineConfig
+from learnguide.core.banks import BankConfig
+from learnguide.core.learn import learn_omega
+from learnguide.core.online import OnlineConfig
+from learnguide.core.schedules import step_grid
+from learnguide.data.images import load_dataset
+from learnguide.images.classifier import load_classifier
+from learnguide.images.denoisers import load_image_denoiser
 
 VARIANTS = ("bank", "online-energy", "online-marginal", "online-class-marginal")
 

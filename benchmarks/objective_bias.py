@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
+from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
+from learnguide.core.items import simulate_items
+from learnguide.core.metrics import class_metrics, median_bandwidth
+from learnguide.core.objectives import energy_loss_from_stats, pair_statistics
+from learnguide.core.sampling import denoise_guided
+from learnguide.core.schedules import VPCosine, step_grid
+from learnguide.core.transitions import ddim_step
 from learnguide.data.toy import ring_mixture
-from learnguide.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
-from learnguide.metrics import class_metrics, median_bandwidth
-from learnguide.objectives import energy_loss_from_stats, pair_statistics
-from learnguide.sampling import denoise_guided
-from learnguide.schedules import VPCosine, step_grid
-from learnguide.training import simulate_items
-from learnguide.transitions import ddim_step
 
 
 def loss_argmin(denoiser, mixture, s_val, t_val, beta, items, generator) -> dict:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
+from learnguide.core.items import simulate_items
+from learnguide.core.objectives import energy_loss_particles
 from learnguide.data.images import load_dataset
-from learnguide.image_denoisers import load_image_denoiser
-from learnguide.objectives import energy_loss_particles
-from learnguide.training import simulate_items
+from learnguide.images.denoisers import load_image_denoiser
 
 TIMES = (0.95, 0.8, 0.65, 0.5, 0.35, 0.2)
 OMEGAS = (-0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.online import OBJECTIVES, OnlineConfig, train_omega_online
+from learnguide.core.schedules import VPCosine
 from learnguide.data.toy import ring_mixture
-from learnguide.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
-from learnguide.guidance import OmegaNet
-from learnguide.schedules import VPCosine
-from learnguide.training import OBJECTIVES, OnlineConfig, train_omega_online
 
 TIMES = (0.95, 0.8, 0.7, 0.5, 0.35, 0.2)
 

@@ -7,10 +7,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from learnguide.core.denoisers import ExactMixtureDenoiser, PredictionAdapter  # noqa: E402
+from learnguide.core.networks import MLPDenoiserNet  # noqa: E402
+from learnguide.core.schedules import VPCosine  # noqa: E402
 from learnguide.data.toy import ring_mixture  # noqa: E402
-from learnguide.denoisers import ExactMixtureDenoiser, PredictionAdapter  # noqa: E402
-from learnguide.networks import MLPDenoiserNet  # noqa: E402
-from learnguide.schedules import VPCosine  # noqa: E402
 
 
 @pytest.fixture

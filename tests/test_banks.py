@@ -5,7 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnguide.banks import (
+from learnguide.checkpoints import CheckpointError
+from learnguide.core.banks import (
     Bank,
     BankConfig,
     FitConfig,
@@ -16,12 +17,11 @@ from learnguide.banks import (
     per_item_optimal_omega,
     shard_generator,
 )
-from learnguide.checkpoints import CheckpointError
-from learnguide.denoisers import WeakenedDenoiser
-from learnguide.guidance import OmegaNet
-from learnguide.objectives import energy_loss_particles, pair_statistics
-from learnguide.schedules import VPCosine
-from learnguide.training import sample_times, simulate_items
+from learnguide.core.denoisers import WeakenedDenoiser
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.items import sample_times, simulate_items
+from learnguide.core.objectives import energy_loss_particles, pair_statistics
+from learnguide.core.schedules import VPCosine
 
 
 @settings(max_examples=25, deadline=None)
@@ -158,7 +158,7 @@ def test_fit_on_bank_recovers_the_known_omega_early_in_the_trajectory(weakened_b
     assert torch.allclose(net(torch.arange(4), t - 0.05, t), torch.full((4,), 2 / 3), atol=0.15)
     assert min(record.val_losses) == record.val_losses[record.best_epoch]
     with pytest.raises(ValueError, match="schedule"):
-        from learnguide.schedules import RectifiedFlow
+        from learnguide.core.schedules import RectifiedFlow
 
         fit_omega_on_bank(
             OmegaNet(RectifiedFlow(), num_classes=4), weakened_bank, FitConfig(), progress=False
@@ -180,9 +180,9 @@ def test_optimal_omega_diagnostics(weakened_bank):
 @pytest.mark.slow
 def test_bank_fit_matches_online_training_on_the_toy(mixture, exact, tmp_path):
     """Issue 3: ω fitted on a bank samples as well as ω trained online (same denoiser, same evaluation)."""
-    from learnguide.metrics import class_metrics, median_bandwidth
-    from learnguide.sampling import sample
-    from learnguide.training import OnlineConfig, train_omega_online
+    from learnguide.core.metrics import class_metrics, median_bandwidth
+    from learnguide.core.online import OnlineConfig, train_omega_online
+    from learnguide.core.sampling import sample
 
     weak = WeakenedDenoiser(exact, 0.4)
     labels = torch.arange(4).repeat_interleave(2000)

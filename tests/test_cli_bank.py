@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from learnguide.cli import main
-from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
-from learnguide.guidance import OmegaNet
+from learnguide.apps.cli import main
+from learnguide.core.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
+from learnguide.core.guidance import OmegaNet
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_bank_and_fit_errors_are_one_line(tmp_path, denoiser_dir, capsys):
 
 def test_bank_from_an_image_denoiser_needs_and_uses_its_dataset(tmp_path, capsys):
     from learnguide.data.images import load_digits_dataset
-    from learnguide.image_denoisers import train_image_denoiser
+    from learnguide.images.denoisers import train_image_denoiser
 
     digits = load_digits_dataset()
     ckpt = tmp_path / "unet"

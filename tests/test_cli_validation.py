@@ -8,20 +8,20 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from learnguide.cli import main
+from learnguide.apps.cli import main
+from learnguide.core.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
+from learnguide.core.schedules import VPCosine
 from learnguide.data.images import FASHION_MNIST_DIR
 from learnguide.data.prompts import save_prompt_images
-from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
-from learnguide.schedules import VPCosine
 from tiny_models import digits_unet, text_unet
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, request):
     """A toy denoiser, a finished bank, an ω-network, a pixel diffusers pipeline, and broken copies."""
+    from learnguide.core.denoisers import PredictionAdapter
+    from learnguide.core.networks import MLPDenoiserNet
     from learnguide.data.toy import ring_mixture
-    from learnguide.denoisers import PredictionAdapter
-    from learnguide.networks import MLPDenoiserNet
 
     root = tmp_path_factory.mktemp("inputs")
     torch.manual_seed(0)
@@ -48,7 +48,7 @@ def files(tmp_path_factory, request):
     unet = digits_unet()
     unet.save_pretrained(root / "pipe" / "unet")
     DDIMScheduler().save_pretrained(root / "pipe" / "scheduler")
-    from learnguide.classifier import ClassifierTrainingConfig, ImageClassifier, save_classifier
+    from learnguide.images.classifier import ClassifierTrainingConfig, ImageClassifier, save_classifier
 
     save_classifier(
         ImageClassifier(2, 4, width=8), root / "classifier", {}, ClassifierTrainingConfig(), "toy"
@@ -75,8 +75,8 @@ def files(tmp_path_factory, request):
 
     save_file({"prompt_embeds": prompts * float("nan"), "null_embedding": prompts[0]}, str(nan))
     # checkpoints of other models: image denoisers with the toy's schedule, a text pipeline, a text ω-network
-    from learnguide.guidance import OmegaNet
-    from learnguide.image_denoisers import build_image_denoiser, save_image_denoiser, unet_config
+    from learnguide.core.guidance import OmegaNet
+    from learnguide.images.denoisers import build_image_denoiser, save_image_denoiser, unet_config
 
     for name, classes in (("image-denoiser", 4), ("image-denoiser-10", 10)):
         torch.manual_seed(0)

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from learnguide.cli import main
-from learnguide.demo import REGIMES, DemoConfig
-from learnguide.reports import METHODS, describe_settings
+from learnguide.apps.cli import main
+from learnguide.apps.demo import REGIMES, DemoConfig
+from learnguide.apps.reports import METHODS, describe_settings
 
 
 def test_demo_grids_cover_every_baseline_family():
@@ -63,7 +63,7 @@ def test_demo_quick_writes_every_result_field(tmp_path):
 
 
 def test_ranking_line_names_the_learned_place():
-    from learnguide.reports import ranking
+    from learnguide.apps.reports import ranking
 
     regime = {
         m: {"energy": e, "energy_std": 0.001}

@@ -4,15 +4,15 @@ import pytest
 import torch
 
 from learnguide.checkpoints import CheckpointError
-from learnguide.denoiser_training import (
+from learnguide.core.denoiser_training import (
     DenoiserTrainingConfig,
     load_mlp_denoiser,
     save_mlp_denoiser,
     train_denoiser,
 )
-from learnguide.denoisers import PredictionAdapter
-from learnguide.networks import MLPDenoiserNet
-from learnguide.schedules import VPCosine
+from learnguide.core.denoisers import PredictionAdapter
+from learnguide.core.networks import MLPDenoiserNet
+from learnguide.core.schedules import VPCosine
 
 
 def _model():

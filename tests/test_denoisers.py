@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from learnguide.core.denoisers import ExactMixtureDenoiser, PredictionAdapter, prediction_target, to_x0
+from learnguide.core.networks import MLPDenoiserNet
+from learnguide.core.schedules import RectifiedFlow, VPCosine, VPLinear
 from learnguide.data.toy import GaussianMixture
-from learnguide.denoisers import ExactMixtureDenoiser, PredictionAdapter, prediction_target, to_x0
-from learnguide.networks import MLPDenoiserNet
-from learnguide.schedules import RectifiedFlow, VPCosine, VPLinear
 
 
 @pytest.mark.parametrize("schedule", [VPCosine(), VPLinear(), RectifiedFlow()])
@@ -75,8 +75,8 @@ def test_exact_denoiser_null_class_is_the_unconditional_mixture(mixture, exact):
 
 
 def test_weakened_denoiser_is_undone_by_omega_star(exact):
-    from learnguide.denoisers import WeakenedDenoiser
-    from learnguide.transitions import guided_x0
+    from learnguide.core.denoisers import WeakenedDenoiser
+    from learnguide.core.transitions import guided_x0
 
     weak = WeakenedDenoiser(exact, 0.25)
     x, t, c = torch.randn(8, 2, dtype=torch.float64), torch.rand(8, dtype=torch.float64), torch.arange(8) % 4

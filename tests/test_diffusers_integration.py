@@ -15,9 +15,11 @@ from diffusers import (
 from diffusers.guiders import ClassifierFreeGuidance
 from safetensors.torch import load_file
 
-from learnguide.cli import main
+from learnguide.apps.cli import main
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, omega_to_scale
+from learnguide.core.sampling import sample
+from learnguide.core.schedules import DiscreteVP, RectifiedFlow, get_schedule
 from learnguide.data.prompts import pack_prompt_condition
-from learnguide.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, omega_to_scale
 from learnguide.integrations.diffusers_guidance import (
     LearnedGuidance,
     guidance_scale_callback,
@@ -38,8 +40,6 @@ from learnguide.integrations.published_configs import (
     SD15_UNET,
     SD21_SCHEDULER,
 )
-from learnguide.sampling import sample
-from learnguide.schedules import DiscreteVP, RectifiedFlow, get_schedule
 from tiny_models import digits_unet, text_unet
 
 OMEGA = 1.5  # paper convention; diffusers' guidance_scale is 1 + ω

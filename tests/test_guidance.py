@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from learnguide.checkpoints import CheckpointError
-from learnguide.guidance import (
+from learnguide.core.guidance import (
     ConstantGuidance,
     IncreasingGuidance,
     IntervalGuidance,
@@ -14,7 +14,7 @@ from learnguide.guidance import (
     omega_to_scale,
     scale_to_omega,
 )
-from learnguide.schedules import RectifiedFlow, VPCosine, step_grid
+from learnguide.core.schedules import RectifiedFlow, VPCosine, step_grid
 
 COND = torch.tensor([0, 1, 2])
 

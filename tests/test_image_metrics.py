@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from learnguide.image_metrics import (
+from learnguide.images.evaluation import (
     InceptionFeatures,
     ReferenceStats,
     class_accuracy,

@@ -4,16 +4,17 @@ import pytest
 import torch
 
 from learnguide.checkpoints import CheckpointError
-from learnguide.classifier import (
+from learnguide.core.denoiser_training import DenoiserTrainingConfig, train_denoiser
+from learnguide.core.schedules import VPCosine
+from learnguide.data.images import ImageDataset
+from learnguide.images.classifier import (
     ClassifierTrainingConfig,
     ImageClassifier,
     load_classifier,
     predict,
     save_classifier,
 )
-from learnguide.data.images import ImageDataset
-from learnguide.denoiser_training import DenoiserTrainingConfig, train_denoiser
-from learnguide.image_denoisers import (
+from learnguide.images.denoisers import (
     build_image_denoiser,
     image_denoiser_fingerprint,
     load_image_denoiser,
@@ -21,7 +22,6 @@ from learnguide.image_denoisers import (
     train_image_denoiser,
     unet_config,
 )
-from learnguide.schedules import VPCosine
 
 
 def tiny_dataset(n: int = 40, classes: int = 3) -> ImageDataset:

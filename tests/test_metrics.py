@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.stats import energy_distance as scipy_energy_distance
 
-from learnguide.metrics import class_metrics, energy_distance, median_bandwidth, mmd_rbf
+from learnguide.core.metrics import class_metrics, energy_distance, median_bandwidth, mmd_rbf
 
 
 def test_energy_distance_matches_scipy_in_1d():
@@ -30,7 +30,7 @@ def test_energy_distance_is_zero_for_equal_sets_and_chunking_does_not_matter(mon
     assert energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
     y = torch.randn(90, 3) + 1
     full = energy_distance(x, y)
-    monkeypatch.setattr("learnguide.metrics.CHUNK", 7)
+    monkeypatch.setattr("learnguide.core.metrics.CHUNK", 7)
     assert energy_distance(x, y) == pytest.approx(full, rel=1e-9)
 
 

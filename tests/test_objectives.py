@@ -1,16 +1,17 @@
 import pytest
 import torch
 
-from learnguide.guidance import OmegaNet
-from learnguide.objectives import (
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.items import simulate_items
+from learnguide.core.objectives import (
     check_energy_params,
     energy_loss_from_stats,
     energy_loss_particles,
     marginal_energy_loss,
     pair_statistics,
 )
-from learnguide.schedules import VPCosine
-from learnguide.training import OnlineConfig, self_consistency_loss, simulate_items, train_omega_online
+from learnguide.core.online import OnlineConfig, self_consistency_loss, train_omega_online
+from learnguide.core.schedules import VPCosine
 
 
 def _items(n=6, m=4, shape=(3,), seed=0):

@@ -4,9 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnguide.objectives import energy_loss_particles, marginal_energy_loss, reward_loss
-from learnguide.schedules import RectifiedFlow, VPCosine
-from learnguide.transitions import ddim_step, guided_step_affine, guided_x0, kernel_coefficients
+from learnguide.core.objectives import energy_loss_particles, marginal_energy_loss, reward_loss
+from learnguide.core.schedules import RectifiedFlow, VPCosine
+from learnguide.core.transitions import ddim_step, guided_step_affine, guided_x0, kernel_coefficients
 
 SCHEDULES = st.sampled_from([VPCosine(), RectifiedFlow()])
 

@@ -8,13 +8,13 @@ near t = 0.55. Every fit here uses ``OmegaNet(schedule, num_classes=3)`` with no
 import pytest
 import torch
 
-from learnguide.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from learnguide.core.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
+from learnguide.core.fit_checks import FitWarning
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.online import OnlineConfig, train_omega_online
+from learnguide.core.schedules import VPCosine
 from learnguide.data.toy import class_time_weakening, separated_mixture
-from learnguide.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
-from learnguide.fit_checks import FitWarning
-from learnguide.guidance import OmegaNet
-from learnguide.schedules import VPCosine
-from learnguide.training import OnlineConfig, train_omega_online
 
 # (class, t) where ω* > 1, and where ω* = 0
 _OMEGA_STAR = WeakenedDenoiser(

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from learnguide.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
-from learnguide.classifier import ImageClassifier
-from learnguide.guidance import OmegaNet
-from learnguide.objectives import reward_loss
-from learnguide.rewards import ClassifierLogProb, ClipScore
-from learnguide.schedules import VPCosine
-from learnguide.training import OnlineConfig, train_omega_online
+from learnguide.core.banks import BankConfig, FitConfig, fit_omega_on_bank, generate_bank, load_bank
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.objectives import reward_loss
+from learnguide.core.online import OnlineConfig, train_omega_online
+from learnguide.core.schedules import VPCosine
+from learnguide.images.classifier import ImageClassifier
+from learnguide.integrations.rewards import ClassifierLogProb, ClipScore
 from tiny_models import tiny_clip, write_tiny_tokenizer
 
 
@@ -147,7 +147,7 @@ def test_reward_settings_are_validated(mixture, mlp_denoiser, tmp_path):
 
 def test_classifier_reward_loads_a_shipped_classifier_and_checks_its_data(tmp_path):
     from learnguide.checkpoints import CheckpointError
-    from learnguide.classifier import ClassifierTrainingConfig, save_classifier
+    from learnguide.images.classifier import ClassifierTrainingConfig, save_classifier
 
     model = ImageClassifier(1, 10, width=8)
     save_classifier(model, tmp_path, {"test_accuracy": 0.0}, ClassifierTrainingConfig(), "data-a")
@@ -187,7 +187,7 @@ def test_clip_score_from_a_local_folder_scores_prompts_by_index_or_by_condition(
 
 
 def test_cli_fit_with_a_classifier_reward_on_an_image_bank(tmp_path, capsys):
-    from learnguide.cli import main
+    from learnguide.apps.cli import main
 
     den, clf, bank = tmp_path / "denoiser", tmp_path / "classifier", tmp_path / "bank"
     train = ["train-denoiser", "--dataset", "digits", "--out", str(den), "--steps", "2", "--width", "8"]

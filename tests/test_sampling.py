@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from learnguide.guidance import ConstantGuidance, PerStepGuidance
-from learnguide.sampling import denoise_guided, sample
-from learnguide.schedules import VPCosine, step_grid
+from learnguide.core.guidance import ConstantGuidance, PerStepGuidance
+from learnguide.core.sampling import denoise_guided, sample
+from learnguide.core.schedules import VPCosine, step_grid
 
 
 def test_per_sample_seeds_make_samples_independent_of_the_batch(mlp_denoiser):

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from learnguide.schedules import LOG_SNR_CLAMP, RectifiedFlow, VPCosine, VPLinear, get_schedule, step_grid
+from learnguide.core.schedules import (
+    LOG_SNR_CLAMP,
+    RectifiedFlow,
+    VPCosine,
+    VPLinear,
+    get_schedule,
+    step_grid,
+)
 
 SCHEDULES = [VPCosine(), VPLinear(), RectifiedFlow()]
 T = torch.linspace(0.001, 0.999, 101, dtype=torch.float64)

@@ -1,18 +1,12 @@
 import pytest
 import torch
 
-from learnguide.denoisers import WeakenedDenoiser
+from learnguide.core.denoisers import WeakenedDenoiser
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.items import class_groups, sample_times, simulate_items
+from learnguide.core.online import OnlineConfig, simulate_sharded, train_omega_online
+from learnguide.core.schedules import VPCosine
 from learnguide.distributed import Processes
-from learnguide.guidance import OmegaNet
-from learnguide.schedules import VPCosine
-from learnguide.training import (
-    OnlineConfig,
-    class_groups,
-    sample_times,
-    simulate_items,
-    simulate_sharded,
-    train_omega_online,
-)
 
 
 def test_time_sampling_respects_s_min_zeta_delta():

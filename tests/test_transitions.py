@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from learnguide.guidance import ConstantGuidance
-from learnguide.metrics import energy_distance
-from learnguide.sampling import sample
-from learnguide.schedules import RectifiedFlow, VPCosine, step_grid
-from learnguide.transitions import ddim_step, guided_step_affine, guided_x0, kernel_coefficients
+from learnguide.core.guidance import ConstantGuidance
+from learnguide.core.metrics import energy_distance
+from learnguide.core.sampling import sample
+from learnguide.core.schedules import RectifiedFlow, VPCosine, step_grid
+from learnguide.core.transitions import ddim_step, guided_step_affine, guided_x0, kernel_coefficients
 
 
 class CountingDenoiser(torch.nn.Module):

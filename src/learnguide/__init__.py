@@ -4,8 +4,8 @@ Conventions (DESIGN §1): t ∈ [0, 1] with t = 0 data; x_t = α_t x_0 + σ_t ε
 guidance weight ω is the paper's (ω = 0 is the plain conditional model, the usual scale is w = 1 + ω).
 """
 
-from .denoisers import Denoiser, ExactMixtureDenoiser, PredictionAdapter
-from .guidance import (
+from learnguide.core.denoisers import Denoiser, ExactMixtureDenoiser, PredictionAdapter
+from learnguide.core.guidance import (
     ConstantGuidance,
     GuidanceSchedule,
     IncreasingGuidance,
@@ -15,10 +15,10 @@ from .guidance import (
     omega_to_scale,
     scale_to_omega,
 )
-from .metrics import class_metrics, energy_distance, mmd_rbf
-from .sampling import sample
-from .schedules import RectifiedFlow, VPCosine, VPLinear, get_schedule, step_grid
-from .training import OnlineConfig, train_omega_online
+from learnguide.core.metrics import class_metrics, energy_distance, mmd_rbf
+from learnguide.core.online import OnlineConfig, train_omega_online
+from learnguide.core.sampling import sample
+from learnguide.core.schedules import RectifiedFlow, VPCosine, VPLinear, get_schedule, step_grid
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""Multi-process runs: ``accelerate launch --multi_gpu --num_processes N -m learnguide.cli …`` (or
+"""Multi-process runs: ``accelerate launch --multi_gpu --num_processes N -m learnguide.apps.cli …`` (or
 ``torchrun --nproc_per_node N``; both also on CPUs, with gloo) shards the work.
 
 Every command works in units that do not depend on how many processes run them — a bank's shards (each

@@ -1,5 +1,5 @@
 """Datasets and their loaders."""
 
-from .toy import GaussianMixture, ring_mixture
+from learnguide.data.toy import GaussianMixture, ring_mixture
 
 __all__ = ["GaussianMixture", "ring_mixture"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoints import installed_package_file
+from learnguide.checkpoints import installed_package_file
 
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 

@@ -146,7 +146,7 @@ def separated_mixture(num_classes: int = 3, radius: float = 1.0) -> GaussianMixt
 
 
 def class_time_weakening(cond: Tensor, t: Tensor) -> Tensor:
-    """κ(c, t) ``[B]`` of the known-answer case (with :class:`~learnguide.denoisers.WeakenedDenoiser` on
+    """κ(c, t) ``[B]`` of the known-answer case (with :class:`~learnguide.core.denoisers.WeakenedDenoiser` on
     :func:`separated_mixture`): class 0 is not weakened (ω* = 0), class 1 is weakened late in sampling's
     order, near t = 0.85 (κ up to 0.7, ω* up to 2.33), class 2 mid-way, near t = 0.55 (κ up to 0.6, ω* up to
     1.5); other classes are not weakened."""

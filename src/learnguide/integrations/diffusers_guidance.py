@@ -18,9 +18,9 @@ from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.guiders.guider_utils import BaseGuidance, GuiderOutput
 from torch import Tensor
 
-from ..guidance import GuidanceSchedule, omega_to_scale
-from ..schedules import expand_as
-from .diffusers_models import scheduler_grid
+from learnguide.core.guidance import GuidanceSchedule, omega_to_scale
+from learnguide.core.schedules import expand_as
+from learnguide.integrations.diffusers_models import scheduler_grid
 
 MIN_OMEGA_CLASSIC = 1e-4
 """Classic pipelines switch CFG off for a scale w ≤ 1 and cannot switch it back on mid-loop, so the

@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..checkpoints import atomic_save_tensors
-from ..data.images import ImageDataset
-from ..data.prompts import PromptImageData
+from learnguide.checkpoints import atomic_save_tensors
+from learnguide.data.images import ImageDataset
+from learnguide.data.prompts import PromptImageData
 
 Dataset = TypeVar("Dataset", ImageDataset, PromptImageData)
 

@@ -5,7 +5,7 @@
 its scheduler: the scheduler fixes the schedule (:func:`schedule_from_scheduler`: ``alphas_cumprod`` of
 DDPM-family schedulers exactly, or rectified flow for flow matching), what the model predicts
 (``prediction_type``) and which timestep the model sees for our continuous time t. :func:`scheduler_grid`
-turns the scheduler's inference timesteps into our time grid, so :func:`learnguide.sampling.sample` with
+turns the scheduler's inference timesteps into our time grid, so :func:`learnguide.core.sampling.sample` with
 ``grid=`` takes the same steps as the scheduler's own loop.
 """
 
@@ -21,8 +21,8 @@ import diffusers
 import torch
 from torch import Tensor, nn
 
-from ..denoisers import null_class_ids, to_x0
-from ..schedules import DiscreteVP, RectifiedFlow, Schedule
+from learnguide.core.denoisers import null_class_ids, to_x0
+from learnguide.core.schedules import DiscreteVP, RectifiedFlow, Schedule
 
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler",)
@@ -53,7 +53,7 @@ def schedule_from_scheduler(scheduler: Any) -> Schedule:
 
 
 def prediction_from_scheduler(scheduler: Any) -> str:
-    """What the model predicts, in :func:`learnguide.denoisers.to_x0`'s names: ``eps``, ``v``, ``x0`` or
+    """What the model predicts, in :func:`learnguide.core.denoisers.to_x0`'s names: ``eps``, ``v``, ``x0`` or
     ``flow`` (flow matching: the velocity noise − x_0)."""
     if type(scheduler).__name__ in FLOW_SCHEDULERS:
         return "flow"

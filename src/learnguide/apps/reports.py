@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from torch import Tensor  # noqa: E402
 
-from .checkpoints import atomic_write_text  # noqa: E402
+from learnguide.checkpoints import atomic_write_text  # noqa: E402
 
 METHODS = ("unguided", "constant", "interval", "increasing", "learned")
 SAMPLE_PANELS = {"unguided": "unguided (ω = 0)", "constant": "best constant ω", "learned": "learned ω"}

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
-from .networks import FourierFeatures, mlp
-from .schedules import LOG_SNR_CLAMP, Schedule, get_schedule
+from learnguide.checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from learnguide.core.networks import FourierFeatures, mlp
+from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, get_schedule
 
 OUTPUT_MAPS = ("relu", "softplus", "identity")
 CHECKPOINT_KIND = "learnguide.omega_net"

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoints import (
+from learnguide.checkpoints import (
     STATE_FILE,
     CheckpointError,
     load_checkpoint,
@@ -22,9 +22,9 @@ from .checkpoints import (
     save_checkpoint,
     save_training_state,
 )
-from .denoisers import PredictionAdapter, prediction_target
-from .networks import MLPDenoiserNet
-from .schedules import get_schedule
+from learnguide.core.denoisers import PredictionAdapter, prediction_target
+from learnguide.core.networks import MLPDenoiserNet
+from learnguide.core.schedules import get_schedule
 
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 CHECKPOINT_KIND = "learnguide.mlp_denoiser"
@@ -84,7 +84,7 @@ def train_denoiser(
     """Train ``model.net`` by regression on its prediction target with label dropout; returns the loss curve.
 
     Times are drawn t ~ U(0, 1); the loss is the mean squared error of the network output against
-    :func:`~learnguide.denoisers.prediction_target` for ``model.prediction``.
+    :func:`~learnguide.core.denoisers.prediction_target` for ``model.prediction``.
 
     Args:
         model: a class-conditional :class:`PredictionAdapter` (its ``null_id`` is the dropout label).

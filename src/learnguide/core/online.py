@@ -1,4 +1,4 @@
-"""Learning ω_φ(c, s, t) online by self-consistency (paper Algorithm 1; DESIGN §3).
+"""Learning ω_φ(c, s, t) online by self-consistency (paper Algorithm 1; docs/design.md §3).
 
 Each iteration draws items (x_0, c) and times s < t, makes m true particles x_s ~ p(x_s | x_0) and m guided
 particles x̃_s(ω) = A + ωB from independent x_t ~ p(x_t | x_0) (one guided DDPM step, churn 1), and lowers
@@ -9,22 +9,27 @@ gradients reach only the ω-network.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoints import STATE_FILE, load_training_state, save_training_state
-from .denoisers import Denoiser
-from .distributed import Processes
-from .fit_checks import OutputGradientMonitor, constant_omega_message
-from .fit_checks import report as report_fit
-from .guidance import OmegaNet
-from .objectives import (
+from learnguide.checkpoints import STATE_FILE, load_training_state, save_training_state
+from learnguide.core.denoisers import Denoiser
+from learnguide.core.fit_checks import OutputGradientMonitor, constant_omega_message
+from learnguide.core.fit_checks import report as report_fit
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.items import (
+    DataSampler,
+    TransitionItems,
+    check_time_sampling,
+    class_groups,
+    sample_times,
+    simulate_items,
+)
+from learnguide.core.objectives import (
     Reward,
     check_energy_params,
     check_reward_weight,
@@ -33,20 +38,12 @@ from .objectives import (
     pair_statistics,
     reward_loss,
 )
-from .schedules import Schedule, expand_as
-from .transitions import guided_step_affine
+from learnguide.core.schedules import Schedule, expand_as
+from learnguide.distributed import Processes
 
-DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 CHECK_WINDOW = 50  # online steps per window of the no-gradient check (the online analogue of an epoch)
+
 OBJECTIVES = ("energy", "marginal", "class-marginal")
-
-
-def check_time_sampling(s_min: float, zeta: float, delta: float, churn: float) -> None:
-    """Raise ``ValueError`` unless 0 ≤ s_min < 1 − ζ − δ (so s < t ≤ 1 − ζ can be drawn) and ε ∈ [0, 1]."""
-    if not 0.0 <= s_min < 1.0 - zeta - delta:
-        raise ValueError(f"need 0 <= s_min < 1 - zeta - delta, got s_min={s_min}, zeta={zeta}, delta={delta}")
-    if not 0.0 <= churn <= 1.0:
-        raise ValueError(f"churn must be in [0, 1], got {churn}")
 
 
 @dataclass
@@ -115,84 +112,6 @@ class TrainingRecord:
     warnings: list[str] = field(default_factory=list)
 
 
-def sample_times(
-    n: int, s_min: float, zeta: float, delta: float, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """Training times ``(s, t)``, each ``[n]`` float64: s ~ U[s_min, 1 − ζ − δ], t = s + U[δ, 1 − ζ − s]."""
-    u1, u2 = torch.rand(2, n, generator=generator, dtype=torch.float64)
-    s = s_min + u1 * (1.0 - zeta - delta - s_min)
-    gap = delta + u2 * (1.0 - zeta - s - delta)
-    return s, s + gap
-
-
-def class_groups(x0: Tensor, cond: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
-    """Reorder a batch ``x0 [n, ...]``, class ids ``cond [n]`` into consecutive groups of ``group_size``
-    items of one class (items that do not fill a group are dropped): ``(x0 [g·G, ...], cond [g·G])``."""
-    if cond.dim() != 1:
-        raise ValueError("the class-marginal objective groups items by class id; conditions must be [n] ids")
-    order = torch.argsort(cond, stable=True)
-    x0, cond = x0[order], cond[order]
-    first = torch.searchsorted(cond, cond)  # index of each item's class block
-    count = torch.searchsorted(cond, cond, right=True) - first
-    keep = (torch.arange(len(cond)) - first) < (count // group_size) * group_size
-    if not bool(keep.any()):
-        raise ValueError(f"no class has {group_size} items in a batch of {len(cond)}: raise batch_size")
-    return x0[keep], cond[keep]
-
-
-class TransitionItems(NamedTuple):
-    """Particles of n self-consistency items, each ``[n, m, ...]``.
-
-    Guided particles are ``a + ω b``; ``x_true`` are the true particles; ``x0_cond`` and ``delta`` = x̂_c − x̂_∅
-    are the conditional prediction and guidance direction at each guided particle's x_t (what a reward on
-    the guided clean prediction x̂_c + ω Δ needs).
-    """
-
-    a: Tensor
-    b: Tensor
-    x_true: Tensor
-    x0_cond: Tensor
-    delta: Tensor
-
-
-@torch.no_grad()
-def simulate_items(
-    denoiser: Denoiser,
-    schedule: Schedule,
-    x0: Tensor,
-    cond: Tensor,
-    s: Tensor,
-    t: Tensor,
-    particles: int,
-    churn: float,
-    generator: torch.Generator,
-    noise: Tensor | None = None,
-) -> TransitionItems:
-    """Particles of n self-consistency items (:class:`TransitionItems`, each field ``[n, m, ...]``).
-
-    ``x_true`` are m draws of x_s = α_s x_0 + σ_s ε; ``A + ωB`` are m guided steps t → s from independent
-    x_t = α_t x_0 + σ_t ε' (DESIGN §2). One denoiser forward of 2·n·m items (conditional and ∅ together).
-    ``noise`` ``[3, n·m, ...]`` (ε, ε', z) replaces the draw from ``generator`` (a share of a batch's noise).
-    """
-    n, m = x0.shape[0], particles
-    x0_rep = x0.repeat_interleave(m, dim=0)  # [n·m, ...]
-    s_rep, t_rep = s.repeat_interleave(m), t.repeat_interleave(m)
-    cond_rep = cond.repeat_interleave(m, dim=0)
-    if noise is None:
-        noise = torch.randn((3,) + x0_rep.shape, generator=generator, dtype=x0.dtype)
-    noise = noise.to(x0.device)
-    x_true = schedule.add_noise(x0_rep, s_rep, noise[0])
-    x_t = schedule.add_noise(x0_rep, t_rep, noise[1])
-    t_in = t_rep.to(device=x0.device, dtype=x0.dtype)
-    both = denoiser(
-        torch.cat([x_t, x_t]), torch.cat([t_in, t_in]), torch.cat([cond_rep, denoiser.null_cond(cond_rep)])
-    )
-    x0_cond, x0_uncond = both.chunk(2)
-    a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn, noise[2])
-    delta = x0_cond - x0_uncond
-    return TransitionItems(*(y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true, x0_cond, delta)))
-
-
 def self_consistency_loss(
     omega: Tensor, a: Tensor, b: Tensor, x_true: Tensor, config: OnlineConfig
 ) -> Tensor:
@@ -229,7 +148,7 @@ def train_omega_online(
             iterations, with the optimiser and random state); a run pointed at a folder holding such a state
             resumes from it and ends with the same network as an uninterrupted run.
         progress: show a progress bar with the running loss.
-        reward: ``R(x0 [B, ...], cond) -> [B]`` (see :mod:`learnguide.rewards`); needed when γ_R > 0.
+        reward: ``R(x0 [B, ...], cond) -> [B]`` (a :class:`~.objectives.Reward`); needed when γ_R > 0.
         procs: the processes of a multi-process run: each batch's denoiser calls are split over them
             (:func:`simulate_sharded`), every process takes the same ω step, and process 0 writes ``out_dir``.
         device: where the denoiser runs (it must already be there); the ω-network and its loss stay on the

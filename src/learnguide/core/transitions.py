@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .schedules import Schedule, expand_as
+from learnguide.core.schedules import Schedule, expand_as
 
 
 def guided_x0(x0_cond: Tensor, x0_uncond: Tensor, omega: Tensor) -> Tensor:

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import CheckpointError, atomic_write_text, read_json_config
-from .data.images import ImageDataset
-from .denoiser_training import DenoiserTrainingConfig, train_denoiser
-from .denoisers import PredictionAdapter
-from .schedules import Schedule, VPCosine, get_schedule
+from learnguide.checkpoints import CheckpointError, atomic_write_text, read_json_config
+from learnguide.core.denoiser_training import DenoiserTrainingConfig, train_denoiser
+from learnguide.core.denoisers import PredictionAdapter
+from learnguide.core.schedules import Schedule, VPCosine, get_schedule
+from learnguide.data.images import ImageDataset
 
 KIND = "learnguide.image_denoiser"
 META_FILE, UNET_DIR = "learnguide.json", "unet"

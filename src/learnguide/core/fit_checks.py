@@ -4,7 +4,7 @@ Three signs of a fit that went wrong, each reported as a one-line message with a
 
 - its ω is the same number for every input;
 - its output map passed no gradient for a whole epoch (a saturated softplus, a ReLU inside the loss);
-- its ω is far from the bank's own per-(class, t) optimum (see :func:`learnguide.banks.bank_optimum_gaps`).
+- its ω is far from the bank's own per-(class, t) optimum (:func:`~.banks.bank_optimum_gaps`).
 
 The fits put the messages in their record and emit each as a :class:`FitWarning`.
 """
@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from .guidance import OmegaNet
+from learnguide.core.guidance import OmegaNet
 
 CONSTANT_TOL = 1e-6  # spread of ω over the inputs below which it counts as constant
 DEAD_GRADIENT = 1e-10  # largest last-layer gradient norm of an epoch below which the output passed none

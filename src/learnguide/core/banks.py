@@ -1,8 +1,9 @@
 """Transition banks: learn ω from cached sufficient statistics (DESIGN §3.1).
 
 A bank is a folder of shards, each holding for a block of items the condition as ω sees it
-(:func:`~learnguide.guidance.omega_condition`: prompt embeddings mean-pooled), the times s < t and the
-pair statistics of :func:`~learnguide.objectives.pair_statistics` (float64), plus a ``manifest.json``. Because
+(:func:`~learnguide.core.guidance.omega_condition`: prompt embeddings mean-pooled), the times s < t and the
+pair statistics of :func:`~learnguide.core.objectives.pair_statistics` (float64), plus a
+``manifest.json``. Because
 the guided particles are A + ωB with one ω per item, every item's loss is an exact function of ω from these
 numbers, for any β and λ: the denoiser runs once, forward only, and fitting ω_φ afterwards is cheap.
 
@@ -24,13 +25,13 @@ from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, atomic_save_tensors, atomic_write_text
-from .denoisers import Denoiser
-from .distributed import Processes
-from .fit_checks import OutputGradientMonitor, constant_omega_message
-from .fit_checks import report as report_fit
-from .guidance import OmegaNet, omega_condition
-from .objectives import (
+from learnguide.checkpoints import CheckpointError, atomic_save_tensors, atomic_write_text
+from learnguide.core.denoisers import Denoiser
+from learnguide.core.fit_checks import OutputGradientMonitor, constant_omega_message
+from learnguide.core.fit_checks import report as report_fit
+from learnguide.core.guidance import OmegaNet, omega_condition
+from learnguide.core.items import DataSampler, check_time_sampling, sample_times, simulate_items
+from learnguide.core.objectives import (
     Reward,
     check_energy_params,
     check_reward_weight,
@@ -38,8 +39,8 @@ from .objectives import (
     pair_statistics,
     reward_loss,
 )
-from .schedules import Schedule
-from .training import DataSampler, check_time_sampling, sample_times, simulate_items
+from learnguide.core.schedules import Schedule
+from learnguide.distributed import Processes
 
 BANK_KIND = "learnguide.bank"
 MANIFEST = "manifest.json"
@@ -478,12 +479,12 @@ def fit_omega_on_bank(
         bank: a loaded :class:`Bank`.
         config: :class:`FitConfig`.
         progress: show a progress bar over epochs with the validation loss.
-        reward: ``R(x0 [B, ...], cond) -> [B]`` (see :mod:`learnguide.rewards`); needed when γ_R > 0.
+        reward: ``R(x0 [B, ...], cond) -> [B]`` (a :class:`~.objectives.Reward`); needed when γ_R > 0.
 
     Returns:
         the :class:`FitRecord`; the network ends in its best-validation state. A fit whose ω is constant,
         whose output passed no gradient for an epoch, or that is far from the bank's own per-(class, t)
-        optimum is reported in ``record.warnings`` and as a :class:`~learnguide.fit_checks.FitWarning`.
+        optimum is reported in ``record.warnings`` and as a :class:`~learnguide.core.fit_checks.FitWarning`.
     """
     config.validate()
     check_reward_weight(config.reward_weight, reward)

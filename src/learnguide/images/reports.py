@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from .checkpoints import atomic_write_text  # noqa: E402
-from .experiment import METHODS  # noqa: E402
-from .reports import describe_settings, plot_binned_omega  # noqa: E402
+from learnguide.apps.experiment import METHODS  # noqa: E402
+from learnguide.apps.reports import describe_settings, plot_binned_omega  # noqa: E402
+from learnguide.checkpoints import atomic_write_text  # noqa: E402
 
 DETAIL_METRICS = ("fd", "kid", "accuracy", "precision", "recall")
 

@@ -20,26 +20,27 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .banks import BankConfig, FitConfig, bank_diagnostics, load_bank
-from .checkpoints import atomic_write_text, checkpoint_fingerprint
-from .classifier import ImageClassifier, load_classifier, predict
-from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
-from .data.images import ImageDataset
-from .denoisers import PredictionAdapter
-from .guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, guidance_from_config
-from .image_denoisers import image_denoiser_fingerprint, load_image_denoiser
-from .image_metrics import (
+from learnguide.apps.comparison import baseline_families, best_index, evaluate_over_sets, tune
+from learnguide.checkpoints import atomic_write_text, checkpoint_fingerprint
+from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
+from learnguide.core.denoisers import PredictionAdapter
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, guidance_from_config
+from learnguide.core.learn import learn_omega
+from learnguide.core.objectives import check_reward_weight
+from learnguide.core.online import OnlineConfig
+from learnguide.core.sampling import sample
+from learnguide.core.schedules import Schedule, step_grid
+from learnguide.data.images import ImageDataset
+from learnguide.images.classifier import ImageClassifier, load_classifier, predict
+from learnguide.images.denoisers import image_denoiser_fingerprint, load_image_denoiser
+from learnguide.images.evaluation import (
     InceptionFeatures,
     ReferenceStats,
     class_accuracy,
     kernel_inception_distance,
     precision_recall,
 )
-from .objectives import check_reward_weight
-from .rewards import ClassifierLogProb
-from .sampling import sample
-from .schedules import Schedule, step_grid
-from .training import OnlineConfig
+from learnguide.integrations.rewards import ClassifierLogProb
 
 METHODS = ("unguided", "constant", "interval", "increasing", "learned")
 EXPERIMENT_REWARDS = ("classifier",)  # log p(c | x̂_0) under the evaluation classifier
@@ -519,7 +520,7 @@ def run_experiment(
     Args:
         dataset: the image dataset the denoisers were trained on.
         checkpoints: ``{name: folder}`` of image-denoiser checkpoints (e.g. under- and well-trained).
-        classifier_dir: the evaluation classifier (:func:`learnguide.classifier.save_classifier`).
+        classifier_dir: the evaluation classifier (:func:`learnguide.images.classifier.save_classifier`).
         out: output folder.
         config: sizes and grids (default :class:`ExperimentConfig`).
         cache_dir: where reference statistics are cached (default ``out/cache``).
@@ -528,7 +529,7 @@ def run_experiment(
     Returns:
         the content of ``results.json``.
     """
-    from .image_reports import write_experiment_report
+    from learnguide.images.reports import write_experiment_report
 
     config = config or ExperimentConfig()
     if config.learn not in ("bank", "online"):

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .checkpoints import CheckpointError, atomic_write_text
+from learnguide.checkpoints import CheckpointError, atomic_write_text
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import REGIMES, run_demo
-    from .reports import METHODS
+    from learnguide.apps.demo import REGIMES, run_demo
+    from learnguide.apps.reports import METHODS
 
     learn = "online" if args.online or args.objective != "energy" else "bank"
     results = run_demo(
@@ -43,10 +43,10 @@ def _diffusers_denoiser(args: argparse.Namespace):
     ``--dataset``: class-labelled images (a dataset name or folder) or a prompt file (images + caption
     embeddings). For a latent model the images are encoded once by the pipeline's VAE, cached in
     ``--out``/latents."""
-    from .data.images import load_dataset
-    from .data.prompts import load_prompt_images
-    from .integrations.diffusers_latents import encode_dataset, load_vae
-    from .integrations.diffusers_models import (
+    from learnguide.data.images import load_dataset
+    from learnguide.data.prompts import load_prompt_images
+    from learnguide.integrations.diffusers_latents import encode_dataset, load_vae
+    from learnguide.integrations.diffusers_models import (
         DiffusersDenoiser,
         diffusers_fingerprint,
         load_diffusers_model,
@@ -112,13 +112,13 @@ def _chosen_conditions(args: argparse.Namespace, num_classes: int | None, embedd
 def _export(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    from .data.prompts import load_prompt_images
-    from .guidance import OmegaNet, export_schedule
-    from .schedules import step_grid
+    from learnguide.core.guidance import OmegaNet, export_schedule
+    from learnguide.core.schedules import step_grid
+    from learnguide.data.prompts import load_prompt_images
 
     grid, timesteps, schedule = step_grid(args.steps), None, None
     if args.model:
-        from .integrations.diffusers_models import (
+        from learnguide.integrations.diffusers_models import (
             load_diffusers_model,
             model_timestep,
             schedule_from_scheduler,
@@ -173,21 +173,21 @@ def _sample(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file
     from torch import Tensor
 
-    from .checkpoints import atomic_save_tensors
-    from .data.prompts import load_prompt_images
-    from .distributed import processes
-    from .guidance import ConstantGuidance, OmegaNet
-    from .image_denoisers import image_denoiser_fingerprint, load_image_denoiser
-    from .image_reports import plot_sample_grids
-    from .sampling import sample
+    from learnguide.checkpoints import atomic_save_tensors
+    from learnguide.core.guidance import ConstantGuidance, OmegaNet
+    from learnguide.core.sampling import sample
+    from learnguide.data.prompts import load_prompt_images
+    from learnguide.distributed import processes
+    from learnguide.images.denoisers import image_denoiser_fingerprint, load_image_denoiser
+    from learnguide.images.reports import plot_sample_grids
 
     if args.steps < 1 or args.per_class < 1:
         raise ValueError("--steps and --per-class must be >= 1")
     grid, null_embedding = None, None
     prompts = load_prompt_images(args.prompts) if args.prompts else None
     if args.model:
-        from .integrations.diffusers_latents import load_vae
-        from .integrations.diffusers_models import (
+        from learnguide.integrations.diffusers_latents import load_vae
+        from learnguide.integrations.diffusers_models import (
             DiffusersDenoiser,
             diffusers_fingerprint,
             load_diffusers_model,
@@ -264,11 +264,11 @@ def _sample(args: argparse.Namespace) -> int:
 def _denoiser_and_data(args: argparse.Namespace):
     """``(denoiser, data sampler, denoiser id)`` of ``--model`` (a diffusers pipeline folder) or
     ``--denoiser`` (an image denoiser with its ``--dataset``, or a toy one with its mixture)."""
-    from .checkpoints import checkpoint_fingerprint
-    from .data.images import load_dataset
-    from .data.toy import ring_mixture
-    from .denoiser_training import load_mlp_denoiser
-    from .image_denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
+    from learnguide.checkpoints import checkpoint_fingerprint
+    from learnguide.core.denoiser_training import load_mlp_denoiser
+    from learnguide.data.images import load_dataset
+    from learnguide.data.toy import ring_mixture
+    from learnguide.images.denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
 
     if args.model:  # a diffusers pipeline folder: model + scheduler, data from --dataset
         return _diffusers_denoiser(args)
@@ -288,8 +288,8 @@ def _denoiser_and_data(args: argparse.Namespace):
 
 
 def _bank(args: argparse.Namespace) -> int:
-    from .banks import BankConfig, generate_bank
-    from .distributed import processes
+    from learnguide.core.banks import BankConfig, generate_bank
+    from learnguide.distributed import processes
 
     denoiser, sample_data, denoiser_id = _denoiser_and_data(args)
     procs = processes()  # under a launcher, process r makes shards r, r + N, …
@@ -328,11 +328,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import load_file
 
-    from .classifier import load_classifier, predict
-    from .data.images import load_dataset
-    from .distributed import processes
-    from .experiment import classifier_reference, inception_reference, score_features
-    from .image_metrics import InceptionFeatures
+    from learnguide.apps.experiment import classifier_reference, inception_reference, score_features
+    from learnguide.data.images import load_dataset
+    from learnguide.distributed import processes
+    from learnguide.images.classifier import load_classifier, predict
+    from learnguide.images.evaluation import InceptionFeatures
 
     if not (args.classifier or args.inception):
         raise ValueError(
@@ -377,7 +377,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _reward(args: argparse.Namespace):
     """The reward of ``fit --reward``: a classifier's log p(c | x̂_0), or CLIP score against captions."""
-    from .rewards import ClassifierLogProb, ClipScore
+    from learnguide.integrations.rewards import ClassifierLogProb, ClipScore
 
     if not args.reward_model:
         raise ValueError(f"--reward {args.reward} needs --reward-model (the classifier or CLIP folder)")
@@ -388,13 +388,13 @@ def _reward(args: argparse.Namespace):
             raise ValueError(
                 "--reward clip needs --prompts (the bank's prompt file) and --captions (its texts)"
             )
-        from .data.prompts import load_prompt_images
+        from learnguide.data.prompts import load_prompt_images
 
         captions = Path(args.captions).read_text().splitlines()
         conditions = load_prompt_images(args.prompts).prompt_embeds
         reward = ClipScore.from_pretrained(args.reward_model, captions, conditions=conditions)
     if args.model:  # a latent model: the reward sees decoded images
-        from .integrations.diffusers_latents import DecodedReward, load_vae
+        from learnguide.integrations.diffusers_latents import DecodedReward, load_vae
 
         codec = load_vae(args.model)
         if codec is None:
@@ -407,9 +407,9 @@ def _fit_online(args: argparse.Namespace) -> int:
     """``fit --online``: Algorithm 1 on fresh items, the denoiser calls of each batch split over processes."""
     import torch
 
-    from .distributed import processes
-    from .guidance import OmegaNet, omega_condition
-    from .training import OnlineConfig, train_omega_online
+    from learnguide.core.guidance import OmegaNet, omega_condition
+    from learnguide.core.online import OnlineConfig, train_omega_online
+    from learnguide.distributed import processes
 
     if not (args.denoiser or args.model):
         raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
@@ -462,10 +462,10 @@ def _fit_online(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     import torch
 
-    from .banks import FitConfig, bank_diagnostics, fit_omega_on_bank, load_bank
-    from .guidance import OmegaNet
-    from .reports import plot_binned_omega
-    from .schedules import get_schedule
+    from learnguide.apps.reports import plot_binned_omega
+    from learnguide.core.banks import FitConfig, bank_diagnostics, fit_omega_on_bank, load_bank
+    from learnguide.core.guidance import OmegaNet
+    from learnguide.core.schedules import get_schedule
 
     if args.online:
         return _fit_online(args)
@@ -513,9 +513,9 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _train_denoiser(args: argparse.Namespace) -> int:
-    from .data.images import load_dataset
-    from .denoiser_training import DenoiserTrainingConfig
-    from .image_denoisers import train_image_denoiser
+    from learnguide.core.denoiser_training import DenoiserTrainingConfig
+    from learnguide.data.images import load_dataset
+    from learnguide.images.denoisers import train_image_denoiser
 
     dataset = load_dataset(args.dataset)
     training = DenoiserTrainingConfig(
@@ -539,8 +539,8 @@ def _train_denoiser(args: argparse.Namespace) -> int:
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
-    from .classifier import ClassifierTrainingConfig, save_classifier, train_classifier
-    from .data.images import load_dataset
+    from learnguide.data.images import load_dataset
+    from learnguide.images.classifier import ClassifierTrainingConfig, save_classifier, train_classifier
 
     dataset = load_dataset(args.dataset)
     training = ClassifierTrainingConfig(
@@ -563,8 +563,8 @@ def _floats(values: list[float] | None) -> tuple[float, ...] | None:
 def _experiment(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .data.images import load_dataset
-    from .experiment import ExperimentConfig, run_experiment
+    from learnguide.apps.experiment import ExperimentConfig, run_experiment
+    from learnguide.data.images import load_dataset
 
     dataset = load_dataset(args.dataset)
     root = Path(args.checkpoints or f"checkpoints/{dataset.name}")
@@ -930,7 +930,7 @@ def _fit_warnings_on_console(command: str) -> Iterator[None]:
     """Within the block, show a :class:`FitWarning` as one plain line on stderr (others as Python does)."""
     import warnings
 
-    from .fit_checks import FitWarning
+    from learnguide.core.fit_checks import FitWarning
 
     python_default = warnings.showwarning
 
@@ -956,7 +956,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _fit_warnings_on_console(args.command):
             if out is None or args.command not in FOLDER_COMMANDS:
                 return args.func(args)
-            from .distributed import OutputLock, processes
+            from learnguide.distributed import OutputLock, processes
 
             with OutputLock(out, args.command, processes()):
                 return args.func(args)

@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .denoisers import Denoiser
-from .guidance import GuidanceSchedule
-from .schedules import Schedule, step_grid
-from .transitions import ddim_step, guided_x0
+from learnguide.core.denoisers import Denoiser, conditional_and_null
+from learnguide.core.guidance import GuidanceSchedule
+from learnguide.core.schedules import Schedule, step_grid
+from learnguide.core.transitions import ddim_step, guided_x0
 
 
 def per_sample_noise(seeds: Sequence[int] | Tensor, shape: tuple[int, ...], draws: int) -> Tensor:
@@ -33,8 +33,7 @@ def denoise_guided(denoiser: Denoiser, x_t: Tensor, t: Tensor, cond: Tensor, ome
     """
     if not bool(omega.any()):
         return denoiser(x_t, t, cond)
-    both = denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, denoiser.null_cond(cond)]))
-    x0_cond, x0_uncond = both.chunk(2)
+    x0_cond, x0_uncond = conditional_and_null(denoiser, x_t, t, cond)
     return guided_x0(x0_cond, x0_uncond, omega.to(x_t.dtype))
 
 
@@ -56,9 +55,9 @@ def sample(
     """Draw samples with guided DDIM over ``steps`` steps from t_N = ``t_max`` to t_0 = 0.
 
     Args:
-        denoiser: the x̂ denoiser (see :mod:`learnguide.denoisers`).
+        denoiser: the x̂ denoiser (see :mod:`learnguide.core.denoisers`).
         schedule: its noise schedule.
-        guidance: any :class:`~learnguide.guidance.GuidanceSchedule`; ω is evaluated for every (step, item)
+        guidance: any :class:`~.guidance.GuidanceSchedule`; ω is evaluated for every (step, item)
             once, before the loop, in the paper convention (ω = 0 is the conditional model).
         cond: conditions ``[B]`` (class ids) or ``[B, E]`` (embeddings), on the denoiser's device (the
             samples are made there; noise is drawn on the CPU from the seeds and moved).

@@ -46,7 +46,7 @@ class MLPDenoiserNet(nn.Module):
     """A class-conditional MLP for vector data: ``(x_t [B, d], t [B], class ids [B]) -> [B, d]``.
 
     Class id ``num_classes`` is the null class ∅ (train it with label dropout). What the output means (x_0,
-    ε, v or a velocity) is set by the :class:`~learnguide.denoisers.PredictionAdapter` that wraps it.
+    ε, v or a velocity) is set by the :class:`~learnguide.core.denoisers.PredictionAdapter` that wraps it.
     """
 
     def __init__(

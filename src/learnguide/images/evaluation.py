@@ -1,7 +1,7 @@
 """Distribution metrics for image samples in a feature space: Fréchet distance (FD), KID, k-NN precision and
 recall, and the class accuracy of samples; reference statistics cached on disk.
 
-All functions take features ``[N, F]`` (e.g. :func:`learnguide.classifier.predict`) and compute in float64.
+All functions take features ``[N, F]`` (e.g. :func:`~.classifier.predict`) and compute in float64.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from .checkpoints import atomic_save_tensors, installed_package_file
+from learnguide.checkpoints import atomic_save_tensors, installed_package_file
 
 
 def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:

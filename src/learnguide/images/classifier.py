@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
-from .data.images import ImageDataset
+from learnguide.checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from learnguide.data.images import ImageDataset
 
 KIND = "learnguide.classifier"
 

@@ -19,24 +19,25 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .banks import BankConfig, FitConfig
-from .checkpoints import CheckpointError, atomic_write_text
-from .comparison import baseline_families, best_index, evaluate_over_sets, learn_omega, tune
-from .data.toy import GaussianMixture, ring_mixture
-from .denoiser_training import (
+from learnguide.apps.comparison import baseline_families, best_index, evaluate_over_sets, tune
+from learnguide.apps.reports import DemoFigures, write_demo_report
+from learnguide.checkpoints import CheckpointError, atomic_write_text
+from learnguide.core.banks import BankConfig, FitConfig
+from learnguide.core.denoiser_training import (
     DenoiserTrainingConfig,
     load_mlp_denoiser,
     save_mlp_denoiser,
     train_denoiser,
 )
-from .denoisers import PredictionAdapter
-from .guidance import ConstantGuidance, GuidanceSchedule
-from .metrics import class_metrics, median_bandwidth
-from .networks import MLPDenoiserNet
-from .reports import DemoFigures, write_demo_report
-from .sampling import sample
-from .schedules import VPCosine, step_grid
-from .training import OnlineConfig
+from learnguide.core.denoisers import PredictionAdapter
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule
+from learnguide.core.learn import learn_omega
+from learnguide.core.metrics import class_metrics, median_bandwidth
+from learnguide.core.networks import MLPDenoiserNet
+from learnguide.core.online import OnlineConfig
+from learnguide.core.sampling import sample
+from learnguide.core.schedules import VPCosine, step_grid
+from learnguide.data.toy import GaussianMixture, ring_mixture
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .guidance import omega_condition
+from learnguide.core.guidance import omega_condition
 
 REWARDS = ("classifier", "clip")
 
@@ -43,8 +43,8 @@ class ClassifierLogProb(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path, data_id: str | None = None) -> ClassifierLogProb:
-        """The reward of a classifier saved by :func:`learnguide.classifier.save_classifier`."""
-        from .classifier import load_classifier
+        """The reward of a classifier saved by :func:`learnguide.images.classifier.save_classifier`."""
+        from learnguide.images.classifier import load_classifier
 
         return cls(load_classifier(directory, data_id=data_id))
 

@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from .schedules import Schedule, expand_as
+from learnguide.core.schedules import Schedule, expand_as
 
 PREDICTIONS = ("x0", "eps", "v", "flow")
 
@@ -158,6 +158,13 @@ class ExactMixtureDenoiser(nn.Module):
     def null_cond(self, cond: Tensor) -> Tensor:
         """The null class id for every item of ``cond [B]``."""
         return null_class_ids(cond, self.null_id)
+
+
+def conditional_and_null(denoiser: Denoiser, x_t: Tensor, t: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+    """x̂(x_t, t, c) and x̂(x_t, t, ∅), each ``[B, ...]``, from one forward call of 2B items (``x_t [B, ...]``,
+    ``t [B]``, ``cond [B]`` or ``[B, E]``): the batched guided forward of sampling and training."""
+    both = denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, denoiser.null_cond(cond)]))
+    return both.chunk(2)
 
 
 class WeakenedDenoiser(nn.Module):

@@ -1,0 +1,82 @@
+"""Re-learn ω with the default ω-network on every committed image checkpoint (issue 17).
+
+For each checkpoint: the experiment's transition bank (8,192 items, m = 4, seed 0; made once under
+``--work`` and reused), then ``fit_omega_on_bank`` with ``OmegaNet(schedule, num_classes=K)`` and
+``FitConfig()`` exactly as ``learnguide experiment`` does. Reports the learned ω over (class, step) on the
+25-step grid, the unconstrained value before the clamp, the fit's warnings and its best epoch. Writes JSON.
+
+    python benchmarks/refit_default.py --out benchmarks/results/refit_default.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from learnguide.core.banks import FitConfig, fit_omega_on_bank, load_bank
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.schedules import get_schedule, step_grid
+
+CHECKPOINTS = [
+    (d, c) for d in ("digits", "mnist", "fashion-mnist") for c in ("under_trained", "well_trained")
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/refit-default"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/refit_default.json"))
+    args = parser.parse_args()
+    report = {}
+    for dataset, name in CHECKPOINTS:
+        bank_dir = args.work / f"{dataset}-{name}" / "bank"
+        began = time.perf_counter()
+        bank_cmd = [
+            sys.executable,
+            "-m",
+            "learnguide.apps.cli",
+            "bank",
+            "--denoiser",
+            f"checkpoints/{dataset}/{name}",
+        ]
+        bank_cmd += ["--dataset", dataset, "--out", str(bank_dir), "--items", "8192", "--shard-size", "2048"]
+        subprocess.run([*bank_cmd, "--batch-size", "256", "--no-progress"], check=True)
+        bank = load_bank(bank_dir)
+        schedule = get_schedule(bank.manifest["schedule"])
+        torch.manual_seed(0)
+        net = OmegaNet(schedule, num_classes=int(bank.cond.max()) + 1)
+        record = fit_omega_on_bank(net, bank, FitConfig(), progress=False)
+        grid = step_grid(25)
+        classes = torch.arange(net.hparams["num_classes"])
+        with torch.no_grad():
+            used = net.omega_table(classes, grid)  # [N, K]
+            t, s = grid[:-1].repeat_interleave(len(classes)), grid[1:].repeat_interleave(len(classes))
+            raw = net.raw(classes.repeat(len(grid) - 1), s, t).reshape(len(grid) - 1, -1)
+        entry = {
+            "omega_min": used.min().item(),
+            "omega_max": used.max().item(),
+            "omega_mean": used.mean().item(),
+            "raw_min": raw.min().item(),
+            "raw_max": raw.max().item(),
+            "omega_mean_per_step": used.mean(1).tolist(),
+            "t": grid[:-1].tolist(),
+            "best_epoch": record.best_epoch + 1,
+            "epochs": len(record.val_losses),
+            "warnings": record.warnings,
+            "seconds": time.perf_counter() - began,
+        }
+        report[f"{dataset}/{name}"] = entry
+        print(dataset, name, {k: v for k, v in entry.items() if not isinstance(v, list)}, record.warnings)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Comparing guidance schedules: the baseline grids, tuning on a fixed sample set, learning ω (bank or
+online), and evaluating winners over fresh seed sets. Shared by ``learnguide demo`` and ``experiment``.
+
+A *scorer* ``score(guidance, sample_set) -> {metric: value}`` samples with ``guidance`` on the seeds of one
+sample set and measures the result; what a sample set holds (labels, seeds, references) is the scorer's
+business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from learnguide.core.guidance import (
+    ConstantGuidance,
+    GuidanceSchedule,
+    IncreasingGuidance,
+    IntervalGuidance,
+)
+
+Scorer = Callable[[GuidanceSchedule, Any], dict[str, float]]
+
+
+def baseline_families(
+    constant_grid: tuple[float, ...],
+    interval_omegas: tuple[float, ...],
+    intervals: tuple[tuple[float, float], ...],
+    increasing_omegas: tuple[float, ...],
+    increasing_shapes: tuple[str, ...],
+) -> dict[str, list[GuidanceSchedule]]:
+    """The schedules each baseline family sweeps: ``{"constant", "interval", "increasing"}``."""
+    return {
+        "constant": [ConstantGuidance(w) for w in constant_grid],
+        "interval": [IntervalGuidance(w, lo, hi) for w in interval_omegas for lo, hi in intervals],
+        "increasing": [
+            IncreasingGuidance(w, shape) for w in increasing_omegas for shape in increasing_shapes
+        ],
+    }
+
+
+def tune(
+    score: Scorer, schedules: list[GuidanceSchedule], tuning_set: Any, bar: tqdm | None = None
+) -> list[dict]:
+    """Score every schedule on the tuning set: ``[{"settings": config, **metrics}]`` in input order."""
+    sweep = []
+    for guidance in schedules:
+        sweep.append({"settings": guidance.config(), **score(guidance, tuning_set)})
+        if bar is not None:
+            bar.update()
+    return sweep
+
+
+def best_index(sweep: list[dict], metric: str) -> int:
+    """Index of the sweep entry with the lowest ``metric``."""
+    return min(range(len(sweep)), key=lambda i: sweep[i][metric])
+
+
+def evaluate_over_sets(score: Scorer, guidance: GuidanceSchedule, sample_sets: list[Any]) -> dict:
+    """Every metric's mean, standard deviation and per-set values over fresh sample sets."""
+    scores = [score(guidance, s) for s in sample_sets]
+    out: dict = {}
+    for key in scores[0]:
+        values = torch.tensor([s[key] for s in scores], dtype=torch.float64)
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std()) if len(scores) > 1 else 0.0
+        out[f"{key}_per_seed"] = values.tolist()
+    return out

@@ -1,0 +1,103 @@
+"""Self-consistency training items (docs/design.md §3): times, class groups and particle simulation.
+
+An item is (x_0, c, s, t) with m true particles x_s ~ p(x_s | x_0) and m guided particles x̃_s(ω) = A + ωB
+taken one guided step from independent x_t ~ p(x_t | x_0). Banks (:mod:`~learnguide.core.banks`) and online
+learning (:mod:`~learnguide.core.online`) both draw their items here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from learnguide.core.denoisers import Denoiser, conditional_and_null
+from learnguide.core.schedules import Schedule
+from learnguide.core.transitions import guided_step_affine
+
+DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+
+
+def check_time_sampling(s_min: float, zeta: float, delta: float, churn: float) -> None:
+    """Raise ``ValueError`` unless 0 ≤ s_min < 1 − ζ − δ (so s < t ≤ 1 − ζ can be drawn) and ε ∈ [0, 1]."""
+    if not 0.0 <= s_min < 1.0 - zeta - delta:
+        raise ValueError(f"need 0 <= s_min < 1 - zeta - delta, got s_min={s_min}, zeta={zeta}, delta={delta}")
+    if not 0.0 <= churn <= 1.0:
+        raise ValueError(f"churn must be in [0, 1], got {churn}")
+
+
+def sample_times(
+    n: int, s_min: float, zeta: float, delta: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Training times ``(s, t)``, each ``[n]`` float64: s ~ U[s_min, 1 − ζ − δ], t = s + U[δ, 1 − ζ − s]."""
+    u1, u2 = torch.rand(2, n, generator=generator, dtype=torch.float64)
+    s = s_min + u1 * (1.0 - zeta - delta - s_min)
+    gap = delta + u2 * (1.0 - zeta - s - delta)
+    return s, s + gap
+
+
+def class_groups(x0: Tensor, cond: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+    """Reorder a batch ``x0 [n, ...]``, class ids ``cond [n]`` into consecutive groups of ``group_size``
+    items of one class (items that do not fill a group are dropped): ``(x0 [g·G, ...], cond [g·G])``."""
+    if cond.dim() != 1:
+        raise ValueError("the class-marginal objective groups items by class id; conditions must be [n] ids")
+    order = torch.argsort(cond, stable=True)
+    x0, cond = x0[order], cond[order]
+    first = torch.searchsorted(cond, cond)  # index of each item's class block
+    count = torch.searchsorted(cond, cond, right=True) - first
+    keep = (torch.arange(len(cond)) - first) < (count // group_size) * group_size
+    if not bool(keep.any()):
+        raise ValueError(f"no class has {group_size} items in a batch of {len(cond)}: raise batch_size")
+    return x0[keep], cond[keep]
+
+
+class TransitionItems(NamedTuple):
+    """Particles of n self-consistency items, each ``[n, m, ...]``.
+
+    Guided particles are ``a + ω b``; ``x_true`` are the true particles; ``x0_cond`` and ``delta`` = x̂_c − x̂_∅
+    are the conditional prediction and guidance direction at each guided particle's x_t (what a reward on
+    the guided clean prediction x̂_c + ω Δ needs).
+    """
+
+    a: Tensor
+    b: Tensor
+    x_true: Tensor
+    x0_cond: Tensor
+    delta: Tensor
+
+
+@torch.no_grad()
+def simulate_items(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    x0: Tensor,
+    cond: Tensor,
+    s: Tensor,
+    t: Tensor,
+    particles: int,
+    churn: float,
+    generator: torch.Generator,
+    noise: Tensor | None = None,
+) -> TransitionItems:
+    """Particles of n self-consistency items (:class:`TransitionItems`, each field ``[n, m, ...]``).
+
+    ``x_true`` are m draws of x_s = α_s x_0 + σ_s ε; ``A + ωB`` are m guided steps t → s from independent
+    x_t = α_t x_0 + σ_t ε' (DESIGN §2). One denoiser forward of 2·n·m items (conditional and ∅ together).
+    ``noise`` ``[3, n·m, ...]`` (ε, ε', z) replaces the draw from ``generator`` (a share of a batch's noise).
+    """
+    n, m = x0.shape[0], particles
+    x0_rep = x0.repeat_interleave(m, dim=0)  # [n·m, ...]
+    s_rep, t_rep = s.repeat_interleave(m), t.repeat_interleave(m)
+    cond_rep = cond.repeat_interleave(m, dim=0)
+    if noise is None:
+        noise = torch.randn((3,) + x0_rep.shape, generator=generator, dtype=x0.dtype)
+    noise = noise.to(x0.device)
+    x_true = schedule.add_noise(x0_rep, s_rep, noise[0])
+    x_t = schedule.add_noise(x0_rep, t_rep, noise[1])
+    t_in = t_rep.to(device=x0.device, dtype=x0.dtype)
+    x0_cond, x0_uncond = conditional_and_null(denoiser, x_t, t_in, cond_rep)
+    a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn, noise[2])
+    delta = x0_cond - x0_uncond
+    return TransitionItems(*(y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true, x0_cond, delta)))
