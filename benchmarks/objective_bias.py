@@ -1,7 +1,7 @@
 """Where does the per-item self-consistency loss put its minimum, for a denoiser whose right ω is known?
 
 The weakened exact denoiser x̂'_c = (1 − κ) x̂_c + κ x̂_∅ of the ring mixture becomes the exact conditional
-denoiser at ω* = κ / (1 − κ) (DESIGN §9). This script evaluates the per-item loss of DESIGN §3 exactly (from
+denoiser at ω* = κ / (1 − κ) (docs/design.md §9). This script evaluates the per-item loss of §3 exactly (from
 sufficient statistics of many items at fixed (s, t)) on a grid of constant ω, reports its argmin per (s, t)
 and β, and also runs the 20-step sampler from the true p_t with ω = 0 and ω = ω* for the rest of the
 trajectory, to show which ω the sampler actually needs there. Writes JSON.

@@ -1,7 +1,7 @@
 """Does online learning recover the known ω* of a weakened exact denoiser along the whole trajectory?
 
 The exact ring-mixture denoiser weakened to x̂' = 0.6 x̂_c + 0.4 x̂_∅ is made exact by ω* = 0.4/0.6 at every
-t (DESIGN §9). Learns ω online (identity output, 600 iterations of 256 items) with each objective and
+t (docs/design.md §9). Learns ω online (identity output, 600 iterations of 256 items) with each objective and
 reports the learned ω, averaged over classes, for steps (t − 0.1 → t). Writes JSON.
 
     python benchmarks/objective_recovery.py --out benchmarks/results/objective_recovery.json

@@ -142,7 +142,7 @@ def test_bad_banks_give_clear_errors(mixture, exact, tmp_path):
 
 @pytest.fixture
 def weakened_bank(mixture, exact, tmp_path):
-    """A bank of the exact denoiser weakened by κ = 0.4: ω* = 2/3 makes it exact (DESIGN §9)."""
+    """A bank of the exact denoiser weakened by κ = 0.4: ω* = 2/3 makes it exact (docs/design.md §9)."""
     weak = WeakenedDenoiser(exact, 0.4)
     generate_bank(
         weak, exact.schedule, mixture.data_sampler(), tmp_path, BankConfig(items=8192), progress=False

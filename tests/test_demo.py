@@ -4,7 +4,8 @@ import pytest
 
 from learnguide.apps.cli import main
 from learnguide.apps.demo import REGIMES, DemoConfig
-from learnguide.apps.reports import METHODS, describe_settings
+from learnguide.core.guidance import METHODS
+from learnguide.images.reports import describe_settings
 
 
 def test_demo_grids_cover_every_baseline_family():

@@ -6,8 +6,8 @@ import torch
 from learnguide.apps import experiment
 from learnguide.apps.cli import main
 from learnguide.apps.comparison import baseline_families, best_index, evaluate_over_sets, tune
-from learnguide.apps.experiment import METHODS, ExperimentConfig, evaluate_method, sample_set
-from learnguide.core.guidance import ConstantGuidance
+from learnguide.apps.experiment import ExperimentConfig, evaluate_method, sample_set
+from learnguide.core.guidance import METHODS, ConstantGuidance
 from tiny_models import write_tiny_inception
 
 

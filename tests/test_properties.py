@@ -52,7 +52,7 @@ def test_the_guided_step_is_affine_in_omega_and_equals_ddim_on_the_guided_predic
 )
 def test_an_exact_prediction_lands_on_the_right_marginal(batch, d, s, gap, churn, schedule, seed):
     """x_t = α_t x_0 + σ_t ε with x̂_0 = x_0 steps to α_s x_0 + σ_s (k ε + sqrt(1 − k²) z): the noise part has
-    unit variance per coordinate, so the marginal is q(x_s | x_0) for every churn (DESIGN §2)."""
+    unit variance per coordinate, so the marginal is q(x_s | x_0) for every churn (docs/design.md §2)."""
     g = torch.Generator().manual_seed(seed)
     x0, eps, z = (torch.randn(batch, d, generator=g, dtype=torch.float64) for _ in range(3))
     s_, t_ = times(s, gap, batch)

@@ -81,8 +81,8 @@ def test_resume_gives_the_same_network_as_an_uninterrupted_run(mixture, exact, t
 
 
 def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):
-    """x̂'_c = 0.6 x̂_c + 0.4 x̂_∅ is made exact by ω* = 0.4 / 0.6 (DESIGN §9). Early in the trajectory, where
-    the per-item objective identifies ω, the learned ω must be close to ω* (it starts at 1.0)."""
+    """x̂'_c = 0.6 x̂_c + 0.4 x̂_∅ is made exact by ω* = 0.4 / 0.6 (docs/design.md §9). Early in the
+    trajectory, where the per-item objective identifies ω, the learned ω must be close to ω* (starts at 1)."""
 
     torch.manual_seed(0)
     net = OmegaNet(VPCosine(), num_classes=4)
@@ -100,7 +100,8 @@ def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):
 
 @pytest.mark.slow
 def test_class_marginal_objective_recovers_the_known_omega_along_the_whole_trajectory(mixture, exact):
-    """Where the per-item loss is biased (mid-trajectory it wants ω < 0 for the weakened denoiser, DESIGN §9),
+    """Where the per-item loss is biased (mid-trajectory it wants ω < 0 for the weakened denoiser,
+    docs/design.md §9),
     comparing the guided step from p(x_t | c) with p(x_s | c) over groups sharing (c, s, t) recovers ω*."""
     weakened, times = WeakenedDenoiser(exact, 0.4), (0.9, 0.7, 0.5, 0.35)
     learned = {}

@@ -74,7 +74,7 @@ def test_constant_omega_is_the_textbook_cfg_update(mlp_denoiser):
 
 @pytest.mark.parametrize("churn", [0.0, 0.5, 1.0])
 def test_kernel_keeps_marginals_given_the_true_x0(churn):
-    """DESIGN §2: with x̂_0 = x_0, every churn maps p(x_t | x_0) to p(x_s | x_0) = N(α_s x_0, σ_s² I)."""
+    """docs/design.md §2: with x̂_0 = x_0, every churn maps p(x_t | x_0) to p(x_s | x_0) = N(α_s x_0, σ_s²)."""
     g = torch.Generator().manual_seed(7)
     n, sch = 200_000, VPCosine()
     x0 = torch.tensor([[1.5, -0.5]], dtype=torch.float64).expand(n, 2)

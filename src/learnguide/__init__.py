@@ -1,7 +1,8 @@
 """learnguide: learn classifier-free-guidance weights ω(c, s, t) for conditional diffusion models.
 
-Conventions (DESIGN §1): t ∈ [0, 1] with t = 0 data; x_t = α_t x_0 + σ_t ε; a denoiser returns x̂_0; the
-guidance weight ω is the paper's (ω = 0 is the plain conditional model, the usual scale is w = 1 + ω).
+Conventions (docs/design.md §1): t ∈ [0, 1] with t = 0 data; x_t = α_t x_0 + σ_t ε; a denoiser returns
+x̂_0; the guidance weight ω is the paper's (ω = 0 is the plain conditional model; the usual scale is
+w = 1 + ω).
 """
 
 from learnguide.core.denoisers import Denoiser, ExactMixtureDenoiser, PredictionAdapter

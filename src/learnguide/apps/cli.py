@@ -15,7 +15,7 @@ from learnguide.checkpoints import CheckpointError, atomic_write_text
 
 def _demo(args: argparse.Namespace) -> int:
     from learnguide.apps.demo import REGIMES, run_demo
-    from learnguide.apps.reports import METHODS
+    from learnguide.core.guidance import METHODS
 
     learn = "online" if args.online or args.objective != "energy" else "bank"
     results = run_demo(
@@ -462,10 +462,10 @@ def _fit_online(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     import torch
 
-    from learnguide.apps.reports import plot_binned_omega
     from learnguide.core.banks import FitConfig, bank_diagnostics, fit_omega_on_bank, load_bank
     from learnguide.core.guidance import OmegaNet
     from learnguide.core.schedules import get_schedule
+    from learnguide.images.reports import plot_binned_omega
 
     if args.online:
         return _fit_online(args)

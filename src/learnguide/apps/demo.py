@@ -59,7 +59,7 @@ REGIMES = (
         "under_trained",
         "1500 steps with 40% of class labels replaced by random ones (label noise): the conditional branch "
         "learns 0.6 p(x | c) + 0.4 p(x), i.e. it under-commits to its condition the way guidance can fix "
-        "(DESIGN §9; early stopping alone makes an MLP contract instead, which no ω > 0 helps).",
+        "(docs/design.md §9; early stopping alone makes an MLP contract instead, which no ω > 0 helps).",
         DenoiserTrainingConfig(steps=1500, label_noise=0.4),
     ),
 )
@@ -78,8 +78,8 @@ class DemoConfig:
         interval_omegas, intervals: ω and (t_lo, t_hi) combinations of the limited-interval sweep.
         increasing_omegas, increasing_shapes: ω_max and shapes of the increasing-schedule sweep.
         learn: ``"bank"`` (a transition bank, then a fit; default) or ``"online"`` (the paper's procedure).
-        bank, fit: the transition bank and its fit (DESIGN §3.1).
-        online: hyper-parameters of online learning (DESIGN §3), used when ``learn == "online"``.
+        bank, fit: the transition bank and its fit (docs/design.md §3.1).
+        online: hyper-parameters of online learning (docs/design.md §3), used when ``learn == "online"``.
         denoiser_hidden: width of the toy MLP denoisers.
         seed: master seed; every sample set, network and run derives from it.
     """

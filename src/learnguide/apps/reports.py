@@ -10,11 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from torch import Tensor  # noqa: E402
 
 from learnguide.checkpoints import atomic_write_text  # noqa: E402
+from learnguide.core.guidance import METHODS  # noqa: E402
+from learnguide.images.reports import describe_settings  # noqa: E402
 
-METHODS = ("unguided", "constant", "interval", "increasing", "learned")
 SAMPLE_PANELS = {"unguided": "unguided (ω = 0)", "constant": "best constant ω", "learned": "learned ω"}
 
 
@@ -25,20 +25,6 @@ class DemoFigures:
     tuning energy), ``omega_t [N]`` and ``omega_table [N, C]``."""
 
     regimes: dict[str, dict] = field(default_factory=dict)
-
-
-def describe_settings(settings: dict) -> str:
-    """A short human-readable form of a guidance schedule's config."""
-    kind = settings.get("type")
-    if kind == "constant":
-        return f"ω = {settings['omega']:g}"
-    if kind == "interval":
-        return f"ω = {settings['omega']:g} on t ∈ [{settings['t_lo']:g}, {settings['t_hi']:g}]"
-    if kind == "increasing":
-        return f"{settings['shape']}, ω_max = {settings['omega_max']:g}"
-    if kind == "learned":
-        return f"ω-network ({settings['output']} output)"
-    return str(settings)
 
 
 def results_table(regime: dict) -> str:
@@ -185,21 +171,3 @@ def write_demo_report(results: dict, figures: DemoFigures, out: Path) -> Path:
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
-
-
-def plot_binned_omega(
-    omega: Tensor, t_edges: Tensor, path: Path, title: str = "loss-optimal ω per (class, t)"
-) -> None:
-    """Heat map of a per-(class, t-bin) ω table ``[C, T]`` (NaN: no items) over edges ``t_edges [T + 1]``."""
-    fig, ax = plt.subplots(figsize=(7, 0.5 * omega.shape[0] + 1.8))
-    image = ax.pcolormesh(
-        t_edges.numpy(), range(omega.shape[0] + 1), omega.numpy(), cmap="viridis", shading="flat"
-    )
-    fig.colorbar(image, ax=ax, label="ω")
-    ax.set_xlabel("t of the step t → s")
-    ax.set_ylabel("class")
-    ax.set_yticks([c + 0.5 for c in range(omega.shape[0])], [str(c) for c in range(omega.shape[0])])
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

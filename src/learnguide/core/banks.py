@@ -1,4 +1,4 @@
-"""Transition banks: learn ω from cached sufficient statistics (DESIGN §3.1).
+"""Transition banks: learn ω from cached sufficient statistics (docs/design.md §3.1).
 
 A bank is a folder of shards, each holding for a block of items the condition as ω sees it
 (:func:`~learnguide.core.guidance.omega_condition`: prompt embeddings mean-pooled), the times s < t and the
@@ -56,7 +56,7 @@ class BankConfig:
         particles: m true and m guided particles per item.
         shard_size: items per shard (the unit of resumption).
         batch_size: items per denoiser forward (2·batch_size·m inputs); bounds memory.
-        s_min, zeta, delta: time sampling as in training (DESIGN §3).
+        s_min, zeta, delta: time sampling as in training (docs/design.md §3).
         churn: ε of the kernel (1 = DDPM posterior, as in the paper).
         store_predictions: also store x̂_c and Δ per guided particle (``[m, ...]`` float32 per item), for
             objectives that need them (reward).

@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from learnguide.checkpoints import (
@@ -23,10 +21,10 @@ from learnguide.checkpoints import (
     save_training_state,
 )
 from learnguide.core.denoisers import PredictionAdapter, prediction_target
+from learnguide.core.items import DataSampler
 from learnguide.core.networks import MLPDenoiserNet
 from learnguide.core.schedules import get_schedule
 
-DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 CHECKPOINT_KIND = "learnguide.mlp_denoiser"
 
 
@@ -41,7 +39,8 @@ class DenoiserTrainingConfig:
         label_dropout: probability of replacing a class id by the null id (trains x̂(·, ∅)).
         label_noise: probability of replacing a class id by the id of another item of the batch (a draw
             from the class prior, independent of x_0). The conditional branch then learns
-            (1 − q) p(x | c) + q p(x): it under-commits to its condition, which guidance can undo (DESIGN §9).
+            (1 − q) p(x | c) + q p(x): it under-commits to its condition, which guidance can undo
+            (docs/design.md §9).
         condition_lr_scale: learning-rate multiplier for parameters whose name contains ``"class_embedding"``
             (the condition pathway). Below 1 the model learns its condition more slowly than the shared
             structure.

@@ -1,4 +1,4 @@
-"""The denoiser protocol x̂(x_t, t, c) ≈ E[x_0 | x_t, c] and adapters into it (DESIGN §1).
+"""The denoiser protocol x̂(x_t, t, c) ≈ E[x_0 | x_t, c] and adapters into it (docs/design.md §1).
 
 A *denoiser* is any object with
 

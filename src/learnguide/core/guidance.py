@@ -1,4 +1,4 @@
-"""Guidance schedules ω(c, s, t) behind one interface, including the learned ω-network (DESIGN §4, §5).
+"""Guidance schedules ω(c, s, t) behind one interface, with the learned ω-network (docs/design.md §4, §5).
 
 Every schedule here uses the **paper convention**: ω = 0 is the plain conditional model and the guided
 prediction is x̂_c + ω (x̂_c − x̂_∅). The usual "guidance scale" (diffusers, k-diffusion, EDM2, DiT) is
@@ -19,6 +19,7 @@ from learnguide.checkpoints import CheckpointError, load_checkpoint, load_state_
 from learnguide.core.networks import FourierFeatures, mlp
 from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, get_schedule
 
+METHODS = ("unguided", "constant", "interval", "increasing", "learned")  # the schedules compared in reports
 OUTPUT_MAPS = ("relu", "softplus", "identity")
 CHECKPOINT_KIND = "learnguide.omega_net"
 HPARAMS = ("num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega")
@@ -154,7 +155,7 @@ class PerStepGuidance(GuidanceSchedule):
 
 
 class OmegaNet(nn.Module, GuidanceSchedule):
-    """The learned ω_φ(c, s, t) (DESIGN §4).
+    """The learned ω_φ(c, s, t) (docs/design.md §4).
 
     Time input: log-SNR of s and t (Fourier features + the scaled values); condition input: a learned table
     of ``num_classes`` ids, or a linear projection of a ``cond_dim`` embedding. An MLP of ``layers`` layers

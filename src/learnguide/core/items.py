@@ -17,6 +17,7 @@ from learnguide.core.denoisers import Denoiser, conditional_and_null
 from learnguide.core.schedules import Schedule
 from learnguide.core.transitions import guided_step_affine
 
+# (n, generator) -> (x_0 [n, ...], conditions [n] or [n, E]): where training data come from
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
 
@@ -84,7 +85,8 @@ def simulate_items(
     """Particles of n self-consistency items (:class:`TransitionItems`, each field ``[n, m, ...]``).
 
     ``x_true`` are m draws of x_s = α_s x_0 + σ_s ε; ``A + ωB`` are m guided steps t → s from independent
-    x_t = α_t x_0 + σ_t ε' (DESIGN §2). One denoiser forward of 2·n·m items (conditional and ∅ together).
+    x_t = α_t x_0 + σ_t ε' (docs/design.md §2). One denoiser forward of 2·n·m items (conditional and ∅
+    together).
     ``noise`` ``[3, n·m, ...]`` (ε, ε', z) replaces the draw from ``generator`` (a share of a batch's noise).
     """
     n, m = x0.shape[0], particles

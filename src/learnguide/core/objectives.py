@@ -1,4 +1,4 @@
-"""Self-consistency objectives: energy-distance MMD between guided and true particles (DESIGN §3, §3.1).
+"""Self-consistency objectives: energy MMD between guided and true particles (docs/design.md §3, §3.1).
 
 For one item with guided particles x̃_s^j(ω) = A_j + ω B_j and true particles x_s^k (j, k = 1..m):
 
@@ -43,7 +43,7 @@ def repulsion_pairs(m: int) -> tuple[Tensor, Tensor]:
 
 
 def pair_statistics(a: Tensor, b: Tensor, x_true: Tensor) -> Tensor:
-    """Sufficient statistics of items whose guided particles are A + ωB (DESIGN §3.1).
+    """Sufficient statistics of items whose guided particles are A + ωB (docs/design.md §3.1).
 
     Args:
         a, b: affine parts of the guided particles ``[n, m, ...]``.
@@ -75,7 +75,7 @@ def pair_statistics(a: Tensor, b: Tensor, x_true: Tensor) -> Tensor:
 def energy_loss_from_stats(
     stats: Tensor, omega: Tensor, m: int, beta: float = 1.75, lam: float = 1.0
 ) -> Tensor:
-    """Per-item energy loss L_i(ω) ``[n]`` from sufficient statistics (paper eq. 9 via DESIGN §3.1).
+    """Per-item energy loss L_i(ω) ``[n]`` from sufficient statistics (paper eq. 9 via docs/design.md §3.1).
 
     ``stats``: ``[n, m² + m(m−1)/2, 3]`` from :func:`pair_statistics`; ``omega``: ``[n]`` (differentiable).
     """

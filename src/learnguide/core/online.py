@@ -48,7 +48,7 @@ OBJECTIVES = ("energy", "marginal", "class-marginal")
 
 @dataclass
 class OnlineConfig:
-    """Hyper-parameters of :func:`train_omega_online` (defaults: DESIGN §3 and the paper's image settings).
+    """Hyper-parameters of :func:`train_omega_online` (defaults: docs/design.md §3).
 
     Attributes:
         iterations: optimiser steps.

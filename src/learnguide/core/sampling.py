@@ -1,4 +1,4 @@
-"""Guided DDIM-family sampling with a per-step, per-item guidance weight (DESIGN §5)."""
+"""Guided DDIM-family sampling with a per-step, per-item guidance weight (docs/design.md §5)."""
 
 from __future__ import annotations
 

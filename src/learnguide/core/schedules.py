@@ -1,4 +1,4 @@
-"""Noise schedules: α_t, σ_t, log-SNR and sampling step grids (DESIGN §1).
+"""Noise schedules: α_t, σ_t, log-SNR and sampling step grids (docs/design.md §1).
 
 Time t ∈ [0, 1]; t = 0 is data, t = 1 is noise. The forward marginal is x_t = α_t x_0 + σ_t ε.
 Every function takes and returns tensors of the same shape as ``t``.

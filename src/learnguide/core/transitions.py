@@ -1,4 +1,4 @@
-"""The DDIM-family transition kernel with churn ε and the guided step in its affine form (DESIGN §2).
+"""The DDIM-family transition kernel with churn ε and the guided step in its affine form (docs/design.md §2).
 
 With ε̂ = (x_t − α_t x̂_0)/σ_t and r = (α_t σ_s)/(α_s σ_t):
 
@@ -48,7 +48,7 @@ def ddim_step(
     churn: float = 0.0,
     noise: Tensor | None = None,
 ) -> Tensor:
-    """One DDIM-family step from t to s given the clean prediction x̂_0 (DESIGN §2).
+    """One DDIM-family step from t to s given the clean prediction x̂_0 (docs/design.md §2).
 
     Args:
         x_t: current state ``[B, ...]``.
@@ -81,7 +81,7 @@ def guided_step_affine(
     churn: float = 1.0,
     noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The guided step written as x_s(ω) = A + ω B (DESIGN §2).
+    """The guided step written as x_s(ω) = A + ω B (docs/design.md §2).
 
     A = α_s x̂_c + σ_s (k (x_t − α_t x̂_c)/σ_t + sqrt(1 − k²) z),   B = (α_s − k α_t σ_s/σ_t) Δ,
     with Δ = x̂_c − x̂_∅. Shapes as in :func:`ddim_step`; returns ``(A, B)``, both ``[B, ...]``.

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import pickle
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -22,8 +21,7 @@ import torch
 from torch import Tensor
 
 from learnguide.checkpoints import installed_package_file
-
-DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+from learnguide.core.items import DataSampler
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from learnguide.data.images import DataSampler
+from learnguide.core.items import DataSampler
 
 
 def pack_prompt_condition(prompt_embeds: Tensor, pooled_embeds: Tensor) -> Tensor:

@@ -13,11 +13,42 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from learnguide.apps.experiment import METHODS  # noqa: E402
-from learnguide.apps.reports import describe_settings, plot_binned_omega  # noqa: E402
 from learnguide.checkpoints import atomic_write_text  # noqa: E402
+from learnguide.core.guidance import METHODS  # noqa: E402
 
 DETAIL_METRICS = ("fd", "kid", "accuracy", "precision", "recall")
+
+
+def describe_settings(settings: dict) -> str:
+    """A short human-readable form of a guidance schedule's config."""
+    kind = settings.get("type")
+    if kind == "constant":
+        return f"ω = {settings['omega']:g}"
+    if kind == "interval":
+        return f"ω = {settings['omega']:g} on t ∈ [{settings['t_lo']:g}, {settings['t_hi']:g}]"
+    if kind == "increasing":
+        return f"{settings['shape']}, ω_max = {settings['omega_max']:g}"
+    if kind == "learned":
+        return f"ω-network ({settings['output']} output)"
+    return str(settings)
+
+
+def plot_binned_omega(
+    omega: Tensor, t_edges: Tensor, path: Path, title: str = "loss-optimal ω per (class, t)"
+) -> None:
+    """Heat map of a per-(class, t-bin) ω table ``[C, T]`` (NaN: no items) over edges ``t_edges [T + 1]``."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * omega.shape[0] + 1.8))
+    image = ax.pcolormesh(
+        t_edges.numpy(), range(omega.shape[0] + 1), omega.numpy(), cmap="viridis", shading="flat"
+    )
+    fig.colorbar(image, ax=ax, label="ω")
+    ax.set_xlabel("t of the step t → s")
+    ax.set_ylabel("class")
+    ax.set_yticks([c + 0.5 for c in range(omega.shape[0])], [str(c) for c in range(omega.shape[0])])
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _pm(entry: dict, key: str, digits: int = 2) -> str:

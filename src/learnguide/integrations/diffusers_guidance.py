@@ -24,7 +24,7 @@ from learnguide.integrations.diffusers_models import scheduler_grid
 
 MIN_OMEGA_CLASSIC = 1e-4
 """Classic pipelines switch CFG off for a scale w ≤ 1 and cannot switch it back on mid-loop, so the
-callback keeps w ≥ 1 + this (DESIGN §1: never drop the unconditional pass silently)."""
+callback keeps w ≥ 1 + this (docs/design.md §1: never drop the unconditional pass silently)."""
 
 
 class LearnedGuidance(BaseGuidance):

@@ -1,4 +1,4 @@
-"""Rewards R(x̂_0, c) -> [B] for reward-tilted ω (DESIGN §3, Algorithm 4).
+"""Rewards R(x̂_0, c) -> [B] for reward-tilted ω (docs/design.md §3, Algorithm 4).
 
 A reward is any differentiable callable ``reward(x0 [B, ...], cond [B] or [B, ...]) -> [B]``; higher is
 better. The ω-network's loss becomes L_self-consistency − γ_R · E[R(x̂(x_t, c; ω), c)], with x̂(ω) = x̂_c + ωΔ
