@@ -27,20 +27,16 @@ from pathlib import Path
 import torch
 
 from learnguide.apps.comparison import evaluate_over_sets
-from learnguide.apps.experiment import (
-    CountingDenoiser,
-    ExperimentConfig,
-    ImageScorer,
-    classifier_reference,
-    sample_set,
-)
+from learnguide.apps.experiment import ExperimentConfig
 from learnguide.core.banks import BankConfig
+from learnguide.core.denoisers import CountingDenoiser
 from learnguide.core.learn import learn_omega
 from learnguide.core.online import OnlineConfig
 from learnguide.core.schedules import step_grid
 from learnguide.data.images import load_dataset
 from learnguide.images.classifier import load_classifier
 from learnguide.images.denoisers import load_image_denoiser
+from learnguide.images.evaluation import ImageScorer, classifier_reference, sample_set
 
 VARIANTS = ("bank", "online-energy", "online-marginal", "online-class-marginal")
 

@@ -2,6 +2,7 @@
 
 Every run here is a real subprocess with one thread (so 1- and 2-process runs do the same arithmetic)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -126,22 +127,25 @@ def test_sampling_killed_with_sigkill_resumes_to_the_same_samples(tmp_path):
 def test_sampling_reuses_finished_batches_only_for_the_same_settings(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from learnguide.apps.cli import _partial_folder, _settings, _weights_stamp, build_parser
+    from learnguide.apps.sample_folder import SampleRequest, partial_folder, weights_stamp
 
     digits_unet().save_pretrained(tmp_path / "pipe" / "unet")
     DDIMScheduler().save_pretrained(tmp_path / "pipe" / "scheduler")
     argv = ["sample", "--model", str(tmp_path / "pipe"), "--null-class", "10", "--constant", "1"]
     argv += ["--steps", "2", "--classes", "0", "1", "--per-class", "2", "--batch-size", "2", "--no-progress"]
     out = tmp_path / "s"
-    args = build_parser().parse_args([*argv, "--out", str(out)])
-    settings = {"args": _settings(args), "weights": _weights_stamp([args.model, None, None])}
-    partial = _partial_folder(out, settings, Processes())  # as a killed run leaves it
+    request = SampleRequest(
+        model=str(tmp_path / "pipe"), null_class=10, constant=1.0, steps=2, classes=[0, 1]
+    )
+    request = dataclasses.replace(request, per_class=2, batch_size=2)
+    settings = {"args": dataclasses.asdict(request), "weights": weights_stamp([request.model])}
+    partial = partial_folder(out, settings, Processes())  # as a killed run leaves it
     save_file({"images": torch.zeros(2, 1, 8, 8)}, str(partial / "batch-000000.safetensors"))
     assert main([*argv, "--out", str(out)]) == 0
     images = load_file(str(out / "samples.safetensors"))["images"]
     assert images[:2].abs().max() == 0 and images[2:].abs().max() > 0  # batch 0 was taken from partial/
     assert not partial.exists()
-    _partial_folder(out, settings, Processes())
+    partial_folder(out, settings, Processes())
     save_file({"images": torch.zeros(2, 1, 8, 8)}, str(partial / "batch-000000.safetensors"))
     assert main([*argv, "--seed", "1", "--out", str(out)]) == 0  # other settings: partial/ is dropped
     assert load_file(str(out / "samples.safetensors"))["images"][:2].abs().max() > 0

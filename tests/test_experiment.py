@@ -6,8 +6,9 @@ import torch
 from learnguide.apps import experiment
 from learnguide.apps.cli import main
 from learnguide.apps.comparison import baseline_families, best_index, evaluate_over_sets, tune
-from learnguide.apps.experiment import ExperimentConfig, evaluate_method, sample_set
+from learnguide.apps.experiment import ExperimentConfig, evaluate_method
 from learnguide.core.guidance import METHODS, ConstantGuidance
+from learnguide.images.evaluation import sample_set
 from tiny_models import write_tiny_inception
 
 
@@ -130,11 +131,11 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
 
 
 def test_image_scorer_adds_inception_fd_on_the_same_samples(tmp_path):
-    from learnguide.apps.experiment import CountingDenoiser, ImageScorer
+    from learnguide.core.denoisers import CountingDenoiser
     from learnguide.core.schedules import VPCosine
     from learnguide.images.classifier import ImageClassifier
     from learnguide.images.denoisers import build_image_denoiser, unet_config
-    from learnguide.images.evaluation import InceptionFeatures, ReferenceStats
+    from learnguide.images.evaluation import ImageScorer, InceptionFeatures, ReferenceStats
 
     torch.manual_seed(0)
     denoiser = CountingDenoiser(build_image_denoiser(unet_config((1, 8, 8), 3, width=8), VPCosine()).eval())

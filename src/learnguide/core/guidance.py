@@ -206,6 +206,17 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         bias = math.log(math.expm1(init_omega)) if output == "softplus" else init_omega  # inverse of the map
         nn.init.constant_(last.bias, bias)
 
+    @classmethod
+    def for_conditions(
+        cls, schedule: Schedule, cond: Tensor, num_classes: int | None = None, **hparams
+    ) -> OmegaNet:
+        """An ω-network for conditions like ``cond``: class ids ``[N]`` (``num_classes`` of them; default
+        ``max + 1``) or embeddings ``[N, E]`` / prompt embeddings ``[N, L, E]`` (width E). ``hparams`` as in
+        the constructor."""
+        if cond.dim() == 1:
+            return cls(schedule, num_classes=num_classes or int(cond.max()) + 1, **hparams)
+        return cls(schedule, cond_dim=omega_condition(cond).shape[1], **hparams)
+
     def _time_features(self, t: Tensor) -> Tensor:
         lam = self.schedule.log_snr(t.double()).float()
         return torch.cat([self.fourier(lam), (lam / LOG_SNR_CLAMP)[:, None]], dim=1)

@@ -88,9 +88,10 @@ class OnlineConfig:
     checkpoint_every: int = 0
     blocks: int = 8
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid setting."""
+    def validate(self, reward: Reward | None = None) -> None:
+        """Raise ``ValueError`` naming the first invalid setting (γ_R > 0 needs the ``reward``)."""
         check_energy_params(self.beta, self.lam)
+        check_reward_weight(self.reward_weight, reward)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         if min(self.iterations, self.batch_size, self.group_size, self.blocks) < 1:
@@ -160,8 +161,7 @@ def train_omega_online(
         the :class:`TrainingRecord` (losses, mean rewards when γ_R > 0, denoiser evaluations and calls,
         seconds).
     """
-    config.validate()
-    check_reward_weight(config.reward_weight, reward)
+    config.validate(reward)
     procs = procs or Processes()
     schedule = omega_net.schedule
     gen = torch.Generator().manual_seed(config.seed)

@@ -1,5 +1,6 @@
-"""Distribution metrics for image samples in a feature space: Fréchet distance (FD), KID, k-NN precision and
-recall, and the class accuracy of samples; reference statistics cached on disk.
+"""Evaluating image samples: distribution metrics in a feature space (Fréchet distance (FD), KID, k-NN
+precision and recall, class accuracy), reference statistics cached on disk, and :class:`ImageScorer`,
+which samples a schedule on fixed seeds and scores it.
 
 All functions take features ``[N, F]`` (e.g. :func:`~.classifier.predict`) and compute in float64.
 """
@@ -15,7 +16,12 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from learnguide.checkpoints import atomic_save_tensors, installed_package_file
+from learnguide.checkpoints import atomic_save_tensors, checkpoint_fingerprint, installed_package_file
+from learnguide.core.denoisers import CountingDenoiser
+from learnguide.core.guidance import GuidanceSchedule
+from learnguide.core.sampling import sample
+from learnguide.data.images import ImageDataset
+from learnguide.images.classifier import ImageClassifier, predict
 
 
 def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -160,3 +166,85 @@ class InceptionFeatures:
             f = self.model(x * (INCEPTION_INPUT_MAX + 1.0) - 1.0)
             out.append(f.flatten(2).mean(2) if f.ndim > 2 else f)
         return torch.cat(out)
+
+
+@dataclass
+class ImageScorer:
+    """Samples a schedule on a sample set's seeds and scores it with the evaluation classifier.
+
+    A sample set is ``(labels [n], seeds [n])``; per-sample seeds make each image independent of batching,
+    so the same seed gives the same image under every method.
+    """
+
+    denoiser: CountingDenoiser
+    classifier: ImageClassifier
+    reference: ReferenceStats
+    image_shape: tuple[int, int, int]
+    steps: int
+    batch_size: int
+    inception: tuple[InceptionFeatures, ReferenceStats] | None = None
+
+    def samples(self, guidance: GuidanceSchedule, labels: Tensor, seeds: Tensor) -> Tensor:
+        """Images ``[n, C, H, W]`` for class ids ``labels [n]`` and seeds ``seeds [n]``."""
+        chunks = [
+            sample(
+                self.denoiser, self.denoiser.schedule, guidance, lab, self.image_shape, self.steps, seeds=sd
+            )
+            for lab, sd in zip(labels.split(self.batch_size), seeds.split(self.batch_size), strict=True)
+        ]
+        return torch.cat(chunks).clamp(-1.0, 1.0)
+
+    def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor]) -> dict[str, float]:
+        """``{"fd", "kid", "accuracy", "precision", "recall"}`` (and ``"inception_fd"`` when the scorer has
+        an Inception extractor) of ``guidance`` on one sample set."""
+        labels, seeds = sample_set
+        images = self.samples(guidance, labels, seeds)
+        scores = score_features(*predict(self.classifier, images), labels, self.reference)
+        if self.inception is not None:
+            extractor, reference = self.inception
+            scores["inception_fd"] = reference.frechet_distance(extractor(images))
+        return scores
+
+
+def score_features(
+    features: Tensor, logits: Tensor, labels: Tensor, reference: ReferenceStats
+) -> dict[str, float]:
+    """``{"fd", "kid", "accuracy", "precision", "recall"}`` of samples from their classifier ``features
+    [n, F]`` and ``logits [n, K]``, their class ids ``labels [n]``, against the reference statistics."""
+    features = features.double()
+    kid, _ = kernel_inception_distance(
+        features, reference.features, subsets=10, generator=torch.Generator().manual_seed(0)
+    )
+    precision, recall = precision_recall(reference.features, features)
+    return {
+        "fd": reference.frechet_distance(features),
+        "kid": kid,
+        "accuracy": class_accuracy(logits, labels),
+        "precision": precision,
+        "recall": recall,
+    }
+
+
+def sample_set(num_classes: int, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Balanced class ids ``[K·per_class]`` and distinct per-sample seeds derived from ``seed``."""
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    seeds = seed * 1_000_003 + torch.arange(len(labels))
+    return labels, seeds
+
+
+def classifier_reference(
+    dataset: ImageDataset, classifier: ImageClassifier, classifier_dir: Path, cache_dir: Path | None
+) -> ReferenceStats:
+    """Reference statistics of the test split in the classifier's features, cached per classifier + data."""
+    key = f"{checkpoint_fingerprint(classifier_dir)}:{dataset.fingerprint()}:test"
+    return ReferenceStats.compute_or_load(
+        lambda x: predict(classifier, x)[0], dataset.test_images, cache_dir, key
+    )
+
+
+def inception_reference(
+    dataset: ImageDataset, extractor: InceptionFeatures, cache_dir: Path | None
+) -> ReferenceStats:
+    """Statistics of the test split in the Inception features of ``extractor``, cached per data."""
+    key = f"inception:{dataset.fingerprint()}:test"
+    return ReferenceStats.compute_or_load(extractor, dataset.test_images, cache_dir, key)

@@ -1,0 +1,143 @@
+"""Learning ω into a folder: make a bank, fit on it or online, export a learned schedule (``learnguide bank``,
+``fit``, ``export``). Each function is what the command does, callable from Python."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from learnguide.apps.loading import DenoiserSource, pick_conditions
+from learnguide.checkpoints import atomic_write_text
+from learnguide.core.banks import (
+    BankConfig,
+    BankRecord,
+    FitConfig,
+    FitRecord,
+    bank_diagnostics,
+    fit_omega_on_bank,
+    generate_bank,
+    load_bank,
+)
+from learnguide.core.guidance import OmegaNet, export_schedule
+from learnguide.core.objectives import Reward
+from learnguide.core.online import OnlineConfig, TrainingRecord, train_omega_online
+from learnguide.core.schedules import get_schedule, step_grid
+from learnguide.data.prompts import load_prompt_images
+from learnguide.distributed import processes
+from learnguide.images.reports import plot_binned_omega
+
+
+def make_bank(
+    source: DenoiserSource, out: str | Path, config: BankConfig, progress: bool = True
+) -> BankRecord:
+    """Write (or resume) a transition bank of ``source``'s denoiser into ``out``; under a launcher process r
+    makes shards r, r + N, … A latent model's encoded data are cached in ``out/latents``."""
+    denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
+    procs = processes()
+    return generate_bank(
+        denoiser.to(procs.device),
+        denoiser.schedule,
+        sample_data,
+        out,
+        config,
+        denoiser_id=denoiser_id,
+        progress=progress,
+        procs=procs,
+        device=procs.device,
+    )
+
+
+def fit_bank_folder(
+    bank_dir: str | Path,
+    out: str | Path,
+    config: FitConfig,
+    output: str = "relu",
+    reward: Reward | None = None,
+    diagnostics: bool = False,
+    progress: bool = True,
+) -> tuple[OmegaNet, FitRecord]:
+    """Fit a new ω-network (``output`` map; initial weights from ``config.seed``) on the bank in ``bank_dir``
+    and save it to ``out`` with the bank, its denoiser's id, the settings and the fit's warnings. With
+    ``diagnostics``, also write ``out/diagnostics.json`` and ``out/omega_heatmap.png`` (the per-(class, t)
+    loss-optimal ω)."""
+    bank = load_bank(bank_dir)
+    torch.manual_seed(config.seed)
+    net = OmegaNet.for_conditions(get_schedule(bank.manifest["schedule"]), bank.cond, output=output)
+    record = fit_omega_on_bank(net, bank, config, progress=progress, reward=reward)
+    out = Path(out)
+    extra = {"bank": str(bank_dir), "denoiser_id": bank.manifest["denoiser_id"], "fit": vars(config)}
+    net.save(out, extra={**extra, **({"warnings": record.warnings} if record.warnings else {})})
+    if diagnostics:
+        table, omega, edges = bank_diagnostics(bank, config.beta, config.lam)
+        atomic_write_text(out / "diagnostics.json", json.dumps(table, indent=1))
+        plot_binned_omega(omega, edges, out / "omega_heatmap.png")
+    return net, record
+
+
+def fit_online_folder(
+    source: DenoiserSource,
+    out: str | Path,
+    config: OnlineConfig,
+    output: str = "relu",
+    reward: Reward | None = None,
+    progress: bool = True,
+) -> tuple[OmegaNet, TrainingRecord]:
+    """Learn ω online (Algorithm 1) for ``source``'s denoiser into ``out`` (resumable: a killed run started
+    again on the same folder continues); each batch's denoiser calls are split over the processes."""
+    denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
+    procs = processes()
+    _, example = sample_data(2, torch.Generator().manual_seed(0))
+    null_id = int(denoiser.null_cond(example)[0]) if example.dim() == 1 else None  # K classes: ∅ is K
+    torch.manual_seed(config.seed)
+    net = OmegaNet.for_conditions(denoiser.schedule, example, num_classes=null_id, output=output)
+    record = train_omega_online(
+        net,
+        denoiser.to(procs.device),
+        sample_data,
+        config,
+        out_dir=out,
+        progress=progress and procs.is_main,
+        reward=reward,
+        procs=procs,
+        device=procs.device,
+        denoiser_id=denoiser_id,
+    )
+    return net, record
+
+
+def export_omega(
+    omega_dir: str | Path,
+    steps: int,
+    out: str | Path,
+    model: str | None = None,
+    classes: list[int] | None = None,
+    prompts: str | None = None,
+) -> dict:
+    """Write a learned ω as JSON per-step lists per condition (ω and w = 1 + ω) for ``steps`` steps on the
+    uniform grid, or on the DDIM grid of ``model``'s scheduler (then with its model timesteps). ``classes``
+    picks class ids or prompt indices of the prompt file ``prompts`` (default: all). Returns the table."""
+    if steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
+    grid, timesteps, schedule = step_grid(steps), None, None
+    if model:
+        from learnguide.integrations.diffusers_models import (
+            load_diffusers_model,
+            model_timestep,
+            schedule_from_scheduler,
+            scheduler_grid,
+        )
+
+        _, scheduler = load_diffusers_model(model)
+        grid = scheduler_grid(scheduler, steps)  # for non-DDIM schedulers: DDIM's grid from their config
+        total, schedule = scheduler.config.num_train_timesteps, schedule_from_scheduler(scheduler)
+        timesteps = model_timestep(schedule, grid[:-1], total).tolist()
+    omega = OmegaNet.load(omega_dir, schedule)
+    embeddings = load_prompt_images(prompts).prompt_embeds if prompts else None
+    cond, names = pick_conditions(classes, omega.hparams["num_classes"], embeddings)
+    omega.check_condition(cond)
+    table = {"omega_net": str(omega_dir), "steps": steps, "timesteps": timesteps}
+    table.update(export_schedule(omega, cond, grid, names))
+    atomic_write_text(Path(out), json.dumps(table, indent=1))
+    return table
