@@ -9,17 +9,22 @@ business.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from learnguide.core.denoisers import Denoiser
 from learnguide.core.guidance import (
     ConstantGuidance,
     GuidanceSchedule,
     IncreasingGuidance,
     IntervalGuidance,
+    OmegaNet,
 )
+from learnguide.core.items import DataSampler
+from learnguide.core.learn import learn_omega
 
 Scorer = Callable[[GuidanceSchedule, Any], dict[str, float]]
 
@@ -68,3 +73,47 @@ def evaluate_over_sets(score: Scorer, guidance: GuidanceSchedule, sample_sets: l
         out[f"{key}_std"] = float(values.std()) if len(scores) > 1 else 0.0
         out[f"{key}_per_seed"] = values.tolist()
     return out
+
+
+def tune_families(
+    score: Scorer,
+    families: dict[str, list[GuidanceSchedule]],
+    tuning_set: Any,
+    metric: str,
+    desc: str = "tune",
+    progress: bool = True,
+) -> tuple[dict[str, list[dict]], dict[str, GuidanceSchedule]]:
+    """Score every schedule of every baseline family on the tuning set; returns the sweeps ``{family:
+    [{"settings", **metrics}]}`` and the winners: ``"unguided"`` (ω = 0) and each family's lowest ``metric``.
+    """
+    total = sum(map(len, families.values()))
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False) as bar:
+        sweeps = {family: tune(score, schedules, tuning_set, bar) for family, schedules in families.items()}
+    winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
+    winners.update({family: families[family][best_index(sweep, metric)] for family, sweep in sweeps.items()})
+    return sweeps, winners
+
+
+def learn_as_configured(
+    config: Any,
+    denoiser: Denoiser,
+    sample_data: DataSampler,
+    num_classes: int,
+    directory: str | Path,
+    progress: bool = True,
+) -> tuple[OmegaNet, dict]:
+    """:func:`~learnguide.core.learn.learn_omega` with the ``learn``, ``bank``, ``fit``, ``online`` and
+    ``seed`` of a demo or experiment config."""
+    return learn_omega(
+        denoiser,
+        denoiser.schedule,
+        sample_data,
+        num_classes,
+        directory,
+        method=config.learn,
+        bank=config.bank,
+        fit=config.fit,
+        online=config.online,
+        seed=config.seed,
+        progress=progress,
+    )

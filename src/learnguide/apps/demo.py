@@ -19,7 +19,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from learnguide.apps.comparison import baseline_families, best_index, evaluate_over_sets, tune
+from learnguide.apps.comparison import (
+    baseline_families,
+    evaluate_over_sets,
+    learn_as_configured,
+    tune_families,
+)
 from learnguide.apps.reports import DemoFigures, write_demo_report
 from learnguide.checkpoints import CheckpointError, atomic_write_text
 from learnguide.core.banks import BankConfig, FitConfig
@@ -30,8 +35,7 @@ from learnguide.core.denoiser_training import (
     train_denoiser,
 )
 from learnguide.core.denoisers import PredictionAdapter
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule
-from learnguide.core.learn import learn_omega
+from learnguide.core.guidance import GuidanceSchedule
 from learnguide.core.metrics import class_metrics, median_bandwidth
 from learnguide.core.networks import MLPDenoiserNet
 from learnguide.core.online import OnlineConfig
@@ -211,27 +215,11 @@ def run_regime(
     evaluator = _Evaluator(model, mixture, config.steps, median_bandwidth(tuning[1]))
 
     families = config.baselines()
-    bar = tqdm(
-        total=sum(map(len, families.values())),
-        desc=f"{regime.name}: tune baselines",
-        disable=not progress,
-        leave=False,
+    sweeps, winners = tune_families(
+        evaluator.score, families, tuning, "energy", f"{regime.name}: tune", progress
     )
-    sweeps = {name: tune(evaluator.score, schedules, tuning, bar) for name, schedules in families.items()}
-    bar.close()
-
-    omega_net, learning = learn_omega(
-        model,
-        model.schedule,
-        mixture.data_sampler(),
-        mixture.num_classes,
-        out / regime.name,
-        method=config.learn,
-        bank=config.bank,
-        fit=config.fit,
-        online=config.online,
-        seed=config.seed,
-        progress=progress,
+    omega_net, learning = learn_as_configured(
+        config, model, mixture.data_sampler(), mixture.num_classes, out / regime.name, progress
     )
 
     results: dict = {
@@ -242,9 +230,6 @@ def run_regime(
         "eval_per_class": config.eval_per_class,
         "eval_seeds": config.eval_seeds,
     }
-    winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
-    for name, sweep in sweeps.items():
-        winners[name] = families[name][best_index(sweep, "energy")]
     winners["learned"] = omega_net
     for name, guidance in tqdm(
         winners.items(), desc=f"{regime.name}: evaluate", disable=not progress, leave=False

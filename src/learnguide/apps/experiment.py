@@ -20,13 +20,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from learnguide.apps.comparison import baseline_families, best_index, evaluate_over_sets, tune
+from learnguide.apps.comparison import (
+    baseline_families,
+    evaluate_over_sets,
+    learn_as_configured,
+    tune_families,
+)
 from learnguide.checkpoints import atomic_write_text
 from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
 from learnguide.core.denoisers import CountingDenoiser
 from learnguide.core.guidance import (
     METHODS,
-    ConstantGuidance,
     GuidanceSchedule,
     OmegaNet,
     guidance_from_config,
@@ -205,15 +209,9 @@ def compare_baselines(
     Returns one step count's entry of ``results.json`` without the learned ω: per method its settings,
     tuning score, mean / std / per-set metrics and images/s, the sweeps and the tuning cost.
     """
-    bar = tqdm(
-        total=sum(map(len, families.values())), desc=f"{desc}: tune", disable=not progress, leave=False
-    )
     tuned_at = time.perf_counter()
-    sweeps = {fam: tune(scorer.score, schedules, tuning, bar) for fam, schedules in families.items()}
+    sweeps, winners = tune_families(scorer.score, families, tuning, METRIC, f"{desc}: tune", progress)
     tune_seconds = time.perf_counter() - tuned_at
-    bar.close()
-    winners: dict[str, GuidanceSchedule] = {"unguided": ConstantGuidance(0.0)}
-    winners.update({fam: families[fam][best_index(sweep, METRIC)] for fam, sweep in sweeps.items()})
     tuned = {json.dumps(r["settings"], sort_keys=True): r for sweep in sweeps.values() for r in sweep}
     steps, n_tune = scorer.steps, len(tuning[0])
     entry: dict = {
@@ -266,18 +264,8 @@ def run_checkpoint(
     denoiser = CountingDenoiser(model)
     k = dataset.num_classes
     began = time.perf_counter()
-    omega_net, learning = learn_omega(
-        denoiser,
-        model.schedule,
-        dataset.data_sampler("train"),
-        k,
-        out / name,
-        method=config.learn,
-        bank=config.bank,
-        fit=config.fit,
-        online=config.online,
-        seed=config.seed,
-        progress=progress,
+    omega_net, learning = learn_as_configured(
+        config, denoiser, dataset.data_sampler("train"), k, out / name, progress
     )
     learning["wall_seconds"] = time.perf_counter() - began
     rewarded = learn_rewarded(denoiser, model.schedule, dataset, classifier, config, out / name, progress)
