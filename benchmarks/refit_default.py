@@ -2,8 +2,10 @@
 
 For each checkpoint: the experiment's transition bank (8,192 items, m = 4, seed 0; made once under
 ``--work`` and reused), then ``fit_omega_on_bank`` with ``OmegaNet(schedule, num_classes=K)`` and
-``FitConfig()`` exactly as ``learnguide experiment`` does. Reports the learned ω over (class, step) on the
-25-step grid, the unconstrained value before the clamp, the fit's warnings and its best epoch. Writes JSON.
+``FitConfig()`` as ``learnguide experiment`` does. Reports the learned ω over (class, step) on the 25-step
+grid, the unconstrained value before the clamp, the fit's warnings and its best epoch, and the FD at 25
+steps of the learned ω and of ω = 0 on the experiment's own evaluation sets (3 × 100 per class, the same
+seeds, classifier and reference statistics). Writes JSON.
 
     python benchmarks/refit_default.py --out benchmarks/results/refit_default.json
 """
@@ -19,19 +21,43 @@ from pathlib import Path
 
 import torch
 
+from learnguide.apps.comparison import evaluate_over_sets
+from learnguide.apps.experiment import ExperimentConfig
 from learnguide.core.banks import FitConfig, fit_omega_on_bank, load_bank
-from learnguide.core.guidance import OmegaNet
+from learnguide.core.guidance import ConstantGuidance, OmegaNet
 from learnguide.core.schedules import get_schedule, step_grid
+from learnguide.data.images import load_dataset
+from learnguide.images.classifier import load_classifier
+from learnguide.images.denoisers import load_image_denoiser
+from learnguide.images.evaluation import ImageScorer, classifier_reference, sample_set
 
 CHECKPOINTS = [
     (d, c) for d in ("digits", "mnist", "fashion-mnist") for c in ("under_trained", "well_trained")
 ]
 
 
+def fd_check(dataset_name: str, name: str, net: OmegaNet, steps: int, work: Path) -> dict:
+    """FD (mean ± std over the experiment's 3 evaluation sets) of the learned ω and of ω = 0."""
+    config, dataset = ExperimentConfig(), load_dataset(dataset_name)
+    classifier_dir = Path(f"checkpoints/{dataset_name}/classifier")
+    classifier = load_classifier(classifier_dir, data_id=dataset.fingerprint())
+    reference = classifier_reference(dataset, classifier, classifier_dir, work / "cache")
+    denoiser = load_image_denoiser(f"checkpoints/{dataset_name}/{name}", data_id=dataset.fingerprint())
+    scorer = ImageScorer(denoiser, classifier, reference, dataset.image_shape, steps, config.batch_size)
+    k, base = dataset.num_classes, config.seed * 1000
+    eval_sets = [sample_set(k, config.eval_per_class, base + 100 + j) for j in range(config.eval_seeds)]
+    out = {}
+    for label, guidance in (("learned", net), ("unguided", ConstantGuidance(0.0))):
+        scores = evaluate_over_sets(scorer.score, guidance, eval_sets)
+        out[label] = {"fd": scores["fd"], "fd_std": scores["fd_std"], "accuracy": scores["accuracy"]}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("runs/refit-default"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/refit_default.json"))
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps of the FD check (default: 25)")
     args = parser.parse_args()
     report = {}
     for dataset, name in CHECKPOINTS:
@@ -71,6 +97,7 @@ def main() -> None:
             "warnings": record.warnings,
             "seconds": time.perf_counter() - began,
         }
+        entry["fd"] = fd_check(dataset, name, net, args.steps, args.work)
         report[f"{dataset}/{name}"] = entry
         print(dataset, name, {k: v for k, v in entry.items() if not isinstance(v, list)}, record.warnings)
         args.out.parent.mkdir(parents=True, exist_ok=True)

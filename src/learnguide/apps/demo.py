@@ -2,9 +2,10 @@
 
 For each denoiser regime (``well_trained``, ``under_trained``) the demo trains (or reloads) a small MLP
 denoiser on the ring mixture, tunes a constant ω, a limited interval and an increasing schedule on a tuning
-set of samples, learns ω_φ(c, s, t) by online self-consistency, and evaluates every winner (and the
-unguided model) on fresh seeds with the same number of sampling steps. Distances are measured against exact
-samples of the true conditionals: the mean over classes of the energy distance and of the RBF MMD².
+set of samples, learns ω_φ(c, s, t) by self-consistency (from a transition bank by default, or online), and
+evaluates every winner (and the unguided model) on fresh seeds with the same number of sampling steps.
+Distances are measured against exact samples of the true conditionals: the mean over classes of the energy
+distance and of the RBF MMD².
 """
 
 from __future__ import annotations
@@ -285,7 +286,7 @@ def run_demo(
         seed: master seed.
         progress: show progress bars.
         learn: ``"bank"`` (default) or ``"online"``: how ω is learned.
-        objective: the online objective (:class:`~learnguide.training.OnlineConfig`); anything but
+        objective: the online objective (:class:`~learnguide.core.online.OnlineConfig`); anything but
             ``"energy"`` needs ``learn="online"`` (banks store per-item statistics only).
 
     Returns:
