@@ -47,7 +47,9 @@ def test_every_import_in_the_docs_resolves():
     imports = []
     for doc in (ROOT / "README.md", ROOT / "docs" / "diffusers.md"):
         for block in _python_blocks(doc):
-            imports += [line for line in block.splitlines() if line.startswith(("from learnguide", "import "))]
+            imports += [
+                line for line in block.splitlines() if line.startswith(("from learnguide", "import "))
+            ]
     assert len(imports) >= 5
     for line in imports:
         exec(line, {})
