@@ -13,6 +13,7 @@ from learnguide.images.classifier import (
     load_classifier,
     predict,
     save_classifier,
+    train_classifier,
 )
 from learnguide.images.denoisers import (
     build_image_denoiser,
@@ -132,3 +133,19 @@ def test_classifier_features_roundtrip_and_data_check(tmp_path):
     assert torch.equal(logits, model.eval()(x).detach())
     with pytest.raises(CheckpointError, match="other data"):
         load_classifier(tmp_path, data_id="data-2")
+
+
+def test_a_noisy_classifier_is_time_conditioned_and_learns_from_noised_images(tmp_path):
+    from learnguide.data.images import load_dataset
+
+    data = load_dataset("digits")
+    config = ClassifierTrainingConfig(epochs=10, noisy=True)
+    model, record = train_classifier(data, config, width=16, progress=False)
+    assert model.config["schedule"] == VPCosine().config() and record["test_accuracy_at_s_0.5"] > 0.5
+    x, s = data.test_images[:6], torch.full((6,), 0.3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs the time s"):
+        model.features(x)
+    assert not torch.equal(model.features(x, s), model.features(x, s + 0.5))  # the time input is used
+    save_classifier(model, tmp_path, record, config, data.fingerprint())
+    features, _ = predict(load_classifier(tmp_path), x, s=s)
+    assert torch.allclose(features, model.features(x, s).detach(), atol=1e-6)

@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     clf = sub.add_parser(
         "train-classifier",
         help="train the evaluation classifier of an image dataset (features for FD/KID, class accuracy)",
+        description="Train a small CNN classifier on a dataset's training split and save it with its test "
+        "accuracy: an evaluation classifier (FD / KID features, class accuracy, the classifier reward), or "
+        "with --noisy a time-conditioned one for feature-space self-consistency.",
     )
     clf.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
     clf.add_argument("--out", required=True, help="checkpoint folder")
@@ -253,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
     clf.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
     clf.add_argument("--width", type=int, default=32, help="channels of the first conv (default: 32)")
+    clf.add_argument(
+        "--noisy",
+        action="store_true",
+        help="time-conditioned: trained on x_s ~ q(x_s | x_0), s ~ U[0, 1] (VP-cosine), so that its features "
+        "φ(x, s) can measure self-consistency; not an evaluation classifier",
+    )
     clf.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     _add_progress_switch(clf)
 

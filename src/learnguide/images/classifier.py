@@ -1,5 +1,7 @@
 """A small CNN classifier per image dataset: evaluation features (for FD, KID, precision/recall) and the
-class accuracy of samples. Saved as ``config.json`` + ``model.safetensors`` like every learnguide checkpoint.
+class accuracy of samples; with ``noisy``, a time-conditioned classifier of x_s ~ q(x_s | x_0) over s ∈ [0, 1]
+whose features φ(x, s) can measure self-consistency (docs/design.md §3.2). Saved as ``config.json`` +
+``model.safetensors`` like every learnguide checkpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from learnguide.checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from learnguide.core.networks import FourierFeatures
+from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, VPCosine, get_schedule
 from learnguide.data.images import ImageDataset
 
 KIND = "learnguide.classifier"
@@ -24,9 +28,17 @@ class ImageClassifier(nn.Module):
     :meth:`features` is the pooled ``[B, width·4]`` representation the image metrics use.
     """
 
-    def __init__(self, channels: int, num_classes: int, width: int = 32) -> None:
+    def __init__(
+        self, channels: int, num_classes: int, width: int = 32, schedule: dict | None = None
+    ) -> None:
         super().__init__()
-        self.config = {"channels": channels, "num_classes": num_classes, "width": width}
+        self.config = {"channels": channels, "num_classes": num_classes, "width": width, "schedule": schedule}
+        self.schedule = get_schedule(schedule) if schedule is not None else None
+        if (
+            self.schedule is not None
+        ):  # time-conditioned: log-SNR(s) features shift the first block's channels
+            self.time_features = FourierFeatures(8, max_frequency=32.0, scale=LOG_SNR_CLAMP)
+            self.time_proj = nn.Linear(16, width)
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU()]
@@ -40,46 +52,68 @@ class ImageClassifier(nn.Module):
         )
         self.head = nn.Linear(4 * width, num_classes)
 
-    def features(self, images: Tensor) -> Tensor:
-        """Pooled features ``[B, 4·width]`` of images ``[B, C, H, W]`` in [−1, 1]."""
-        return self.body(images)
+    def features(self, images: Tensor, s: Tensor | None = None) -> Tensor:
+        """Pooled features ``[B, 4·width]`` of images ``[B, C, H, W]`` (clean data in [−1, 1]; for a
+        time-conditioned classifier, x_s at the times ``s [B]``, which it needs)."""
+        if self.schedule is None:
+            return self.body(images)
+        if s is None:
+            raise ValueError("a time-conditioned (noisy) classifier needs the time s of its images")
+        shift = self.time_proj(self.time_features(self.schedule.log_snr(s.double()).float()))
+        h = self.body[:3](images) + shift[:, :, None, None]
+        return self.body[3:](h)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Class logits ``[B, K]``."""
-        return self.head(self.features(images))
+    def forward(self, images: Tensor, s: Tensor | None = None) -> Tensor:
+        """Class logits ``[B, K]`` (``s [B]``: as in :meth:`features`)."""
+        return self.head(self.features(images, s))
 
 
 @dataclass
 class ClassifierTrainingConfig:
     """Hyper-parameters of :func:`train_classifier`: epochs over the training split, batch, Adam lr,
-    Gaussian pixel-noise augmentation (std in [−1, 1] units; makes features robust to sampler noise), seed."""
+    Gaussian pixel-noise augmentation (std in [−1, 1] units; makes features robust to sampler noise), whether
+    the classifier is time-conditioned and trained on x_s ~ q(x_s | x_0) with s ~ U[0, 1] (``noisy``; the
+    augmentation is then not used), seed."""
 
     epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-3
     noise_std: float = 0.05
+    noisy: bool = False
     seed: int = 0
 
 
 @torch.no_grad()
-def predict(classifier: ImageClassifier, images: Tensor, batch_size: int = 512) -> tuple[Tensor, Tensor]:
-    """``(features [N, F], logits [N, K])`` of ``images [N, C, H, W]``, in batches."""
+def predict(
+    classifier: ImageClassifier, images: Tensor, batch_size: int = 512, s: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(features [N, F], logits [N, K])`` of ``images [N, C, H, W]`` (at times ``s [N]`` for a
+    time-conditioned classifier), in batches."""
     classifier.eval()
     feats, logits = [], []
-    for chunk in images.split(batch_size):
-        f = classifier.features(chunk.float())
+    times = s.split(batch_size) if s is not None else [None] * len(images.split(batch_size))
+    for chunk, t in zip(images.split(batch_size), times, strict=True):
+        f = classifier.features(chunk.float(), t)
         feats.append(f)
         logits.append(classifier.head(f))
     return torch.cat(feats), torch.cat(logits)
 
 
 def train_classifier(
-    dataset: ImageDataset, config: ClassifierTrainingConfig, width: int = 32, progress: bool = True
+    dataset: ImageDataset,
+    config: ClassifierTrainingConfig,
+    width: int = 32,
+    progress: bool = True,
+    schedule: Schedule | None = None,
 ) -> tuple[ImageClassifier, dict]:
-    """Train an :class:`ImageClassifier` on the training split; returns it and a record with test accuracy."""
+    """Train an :class:`ImageClassifier` on the training split; returns it and a record with its test
+    accuracy on clean images (and, for a ``noisy`` one, at s = 0.5 of ``schedule``, default VP-cosine)."""
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    model = ImageClassifier(dataset.image_shape[0], dataset.num_classes, width)
+    schedule = schedule or VPCosine()
+    model = ImageClassifier(
+        dataset.image_shape[0], dataset.num_classes, width, schedule.config() if config.noisy else None
+    )
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     n = len(dataset.train_images)
     steps = config.epochs * ((n + config.batch_size - 1) // config.batch_size)
@@ -89,18 +123,30 @@ def train_classifier(
     model.train()
     for _ in range(config.epochs):
         for idx in torch.randperm(n, generator=gen).split(config.batch_size):
-            x = dataset.train_images[idx]
-            x = x + config.noise_std * torch.randn(x.shape, generator=gen)
-            loss = nn.functional.cross_entropy(model(x), dataset.train_labels[idx])
+            x, s = dataset.train_images[idx], None
+            if config.noisy:
+                s = torch.rand(len(idx), generator=gen, dtype=torch.float64)
+                x = schedule.add_noise(x, s, torch.randn(x.shape, generator=gen))
+            else:
+                x = x + config.noise_std * torch.randn(x.shape, generator=gen)
+            loss = nn.functional.cross_entropy(model(x, s), dataset.train_labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             bar.update()
     bar.close()
-    _, logits = predict(model, dataset.test_images)
-    accuracy = (logits.argmax(1) == dataset.test_labels).float().mean().item()
-    return model, {"test_accuracy": accuracy, "seconds": time.perf_counter() - began, "steps": steps}
+    clean = torch.zeros(len(dataset.test_images), dtype=torch.float64) if config.noisy else None
+    _, logits = predict(model, dataset.test_images, s=clean)
+    record = {"test_accuracy": (logits.argmax(1) == dataset.test_labels).float().mean().item()}
+    if config.noisy:
+        half = torch.full((len(dataset.test_images),), 0.5, dtype=torch.float64)
+        noised = schedule.add_noise(
+            dataset.test_images, half, torch.randn(dataset.test_images.shape, generator=gen)
+        )
+        _, logits = predict(model, noised, s=half)
+        record["test_accuracy_at_s_0.5"] = (logits.argmax(1) == dataset.test_labels).float().mean().item()
+    return model, {**record, "seconds": time.perf_counter() - began, "steps": steps}
 
 
 def save_classifier(
