@@ -126,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: 100)")
     fit.add_argument("--batch-size", type=int, default=1024, help="items per step (default: 1024)")
     fit.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
+    fit.add_argument(
+        "--features",
+        help="with --online: compare particles in the features φ(x, s) of this noisy classifier folder "
+        "(train-classifier --noisy) instead of pixels",
+    )
+    fit.add_argument(
+        "--kernel",
+        default="energy",
+        choices=["energy", "rbf", "imq"],
+        help="with --online: the discrepancy's kernel (default: energy, the paper's; rbf and imq use "
+        "median-heuristic bandwidths)",
+    )
     fit.add_argument("--beta", type=float, default=1.75, help="energy exponent β in (0, 2] (default: 1.75)")
     fit.add_argument("--lam", type=float, default=1.0, help="repulsion λ in [0, 1] (default: 1)")
     fit.add_argument(

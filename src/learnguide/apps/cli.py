@@ -75,32 +75,39 @@ def _reward(args: argparse.Namespace):
     return build_reward(args.reward, args.reward_model, args.prompts, args.captions, latent_model=args.model)
 
 
-def _fit(args: argparse.Namespace) -> int:
-    from learnguide.apps.learning import fit_bank_folder, fit_online_folder
+def _fit_online(args: argparse.Namespace) -> int:
+    from learnguide.apps.learning import fit_online_folder
     from learnguide.apps.loading import DenoiserSource
-    from learnguide.core.banks import FitConfig
     from learnguide.core.online import OnlineConfig
     from learnguide.distributed import processes
 
-    if args.online:
-        if not (args.denoiser or args.model):
-            raise ValueError(
-                "fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)"
-            )
-        config = _pick(OnlineConfig, args)
-        _, record = fit_online_folder(
-            _pick(DenoiserSource, args), args.out, config, args.output, _reward(args), _progress(args)
+    if not (args.denoiser or args.model):
+        raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
+    config = _pick(OnlineConfig, args)
+    learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
+    _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
+    tail, procs = record.losses[-50:], processes()
+    if procs.is_main:
+        print(
+            f"learned ω online ({config.iterations} iterations, {record.denoiser_evals} denoiser evals "
+            f"here and {procs.world - 1} more processes, final loss {sum(tail) / len(tail):.6f}, "
+            f"{record.seconds:.1f} s); saved to {args.out}"
         )
-        tail, procs = record.losses[-50:], processes()
-        if procs.is_main:
-            print(
-                f"learned ω online ({config.iterations} iterations, {record.denoiser_evals} denoiser evals "
-                f"here and {procs.world - 1} more processes, final loss {sum(tail) / len(tail):.6f}, "
-                f"{record.seconds:.1f} s); saved to {args.out}"
-            )
-        return 0
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from learnguide.apps.learning import fit_bank_folder
+    from learnguide.core.banks import FitConfig
+
+    if args.online:
+        return _fit_online(args)
     if not args.bank:
         raise ValueError("fit needs --bank (a transition bank) or --online with a denoiser")
+    if args.features or args.kernel != "energy":
+        raise ValueError(
+            "--features and --kernel are learned online: add --online (a bank holds pixel statistics)"
+        )
     config = _pick(FitConfig, args)
     _, record = fit_bank_folder(
         args.bank, args.out, config, args.output, _reward(args), args.diagnostics, _progress(args)
@@ -127,13 +134,14 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from learnguide.apps.sample_folder import evaluate_folder
+    from learnguide.distributed import processes
 
     scores = evaluate_folder(
         args.samples, args.dataset, args.classifier, args.inception, args.cache, args.batch_size, args.out
     )
     if scores is not None:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
-        print(f"{summary} (n = {scores['n']})")
+        print(f"{summary} (n = {scores['n']}; {processes()})")
     return 0
 
 

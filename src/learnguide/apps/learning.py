@@ -26,6 +26,7 @@ from learnguide.core.online import OnlineConfig, TrainingRecord, train_omega_onl
 from learnguide.core.schedules import get_schedule, step_grid
 from learnguide.data.prompts import load_prompt_images
 from learnguide.distributed import processes
+from learnguide.images.classifier import frozen_features, load_classifier
 from learnguide.images.reports import plot_binned_omega
 
 
@@ -83,9 +84,13 @@ def fit_online_folder(
     output: str = "relu",
     reward: Reward | None = None,
     progress: bool = True,
+    features: str | Path | None = None,
 ) -> tuple[OmegaNet, TrainingRecord]:
     """Learn ω online (Algorithm 1) for ``source``'s denoiser into ``out`` (resumable: a killed run started
-    again on the same folder continues); each batch's denoiser calls are split over the processes."""
+    again on the same folder continues); each batch's denoiser calls are split over the processes. With
+    ``features`` (a noisy classifier folder, ``train-classifier --noisy``) the particles are compared in its
+    frozen features φ(x, s) instead of pixels."""
+    phi = frozen_features(load_classifier(features)) if features else None
     denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
     procs = processes()
     _, example = sample_data(2, torch.Generator().manual_seed(0))
@@ -103,6 +108,7 @@ def fit_online_folder(
         procs=procs,
         device=procs.device,
         denoiser_id=denoiser_id,
+        features=phi,
     )
     return net, record
 

@@ -19,6 +19,7 @@ float64 computation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,9 @@ from torch import Tensor
 from learnguide.core.objectives import DIST_EPS, check_energy_params
 
 KERNELS = ("energy", "rbf", "imq")
+
+FeatureMap = Callable[[Tensor, Tensor], Tensor]
+"""φ(x [B, ...], s [B]) -> [B, F]: a frozen map in which guided and true particles at time s are compared."""
 
 
 @dataclass(frozen=True)

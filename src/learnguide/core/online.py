@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from learnguide.checkpoints import STATE_FILE, load_training_state, save_training_state
 from learnguide.core.denoisers import Denoiser
+from learnguide.core.discrepancy import FeatureMap, KernelConfig, kernel_loss
 from learnguide.core.fit_checks import OutputGradientMonitor, constant_omega_message
 from learnguide.core.fit_checks import report as report_fit
 from learnguide.core.guidance import OmegaNet
@@ -61,6 +62,9 @@ class OnlineConfig:
         lr: Adam learning rate.
         objective: ``"energy"`` (per item, eq. 9), ``"marginal"`` (across the batch) or
             ``"class-marginal"`` (across groups of ``group_size`` items that share c, s and t).
+        kernel: the discrepancy's kernel, ``"energy"`` (β, λ; the paper's), ``"rbf"`` or ``"imq"`` (λ and
+            ``kernel_scales``; :mod:`~learnguide.core.discrepancy`).
+        kernel_scales: rbf / imq bandwidths as multiples of the median heuristic.
         group_size: items per group of the class-marginal objective (class ids only).
         reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4); 0 leaves the
             reward out (it is then never evaluated).
@@ -82,6 +86,8 @@ class OnlineConfig:
     churn: float = 1.0
     lr: float = 1e-3
     objective: str = "energy"
+    kernel: str = "energy"
+    kernel_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
     group_size: int = 8
     reward_weight: float = 0.0
     seed: int = 0
@@ -98,7 +104,12 @@ class OnlineConfig:
             raise ValueError("iterations, batch_size, group_size and blocks must be >= 1")
         if self.particles < 2 and self.lam > 0:
             raise ValueError("repulsion (lam > 0) needs at least 2 particles")
+        self.kernel_config().validate()
         check_time_sampling(self.s_min, self.zeta, self.delta, self.churn)
+
+    def kernel_config(self) -> KernelConfig:
+        """The discrepancy kernel these settings name."""
+        return KernelConfig(self.kernel, self.beta, self.lam, tuple(self.kernel_scales))
 
 
 @dataclass
@@ -114,15 +125,41 @@ class TrainingRecord:
 
 
 def self_consistency_loss(
-    omega: Tensor, a: Tensor, b: Tensor, x_true: Tensor, config: OnlineConfig
+    omega: Tensor,
+    a: Tensor,
+    b: Tensor,
+    x_true: Tensor,
+    config: OnlineConfig,
+    s: Tensor | None = None,
+    features: FeatureMap | None = None,
 ) -> Tensor:
-    """Mean self-consistency loss (scalar) of items ``A, B, x_true [n, m, ...]`` at per-item ω ``[n]``."""
-    if config.objective in ("marginal", "class-marginal"):
-        x_guided = a + expand_as(omega, a).to(a.dtype) * b
-        groups = a.shape[0] // config.group_size if config.objective == "class-marginal" else 1
+    """Mean self-consistency loss (scalar) of items ``A, B, x_true [n, m, ...]`` at per-item ω ``[n]``.
+
+    In pixels with the energy kernel it is eq. 9 (per item, from sufficient statistics) or its marginal
+    variants. With another kernel, or with a frozen feature map ``features`` φ(x, t) (then ``s [n]`` are the
+    items' times), the guided and true particles are compared as φ(x, s) by the kernel, per item or pooled
+    over the objective's groups; gradients reach ω through φ, whose weights stay untouched.
+    """
+    kernel, n, m = config.kernel_config(), a.shape[0], a.shape[1]
+    groups = {"energy": n, "marginal": 1, "class-marginal": n // config.group_size}[config.objective]
+    x_guided = a + expand_as(omega, a).to(a.dtype) * b
+    if features is None and kernel.name == "energy":
+        if config.objective == "energy":
+            stats = pair_statistics(a, b, x_true)
+            return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
         return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
-    stats = pair_statistics(a, b, x_true)
-    return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
+    if features is not None:
+        if s is None:
+            raise ValueError("a feature-space loss needs the items' times s")
+        times = s.repeat_interleave(m)
+        x_guided = features(x_guided.flatten(0, 1), times).reshape(n, m, -1)
+        with torch.no_grad():
+            x_true = features(x_true.flatten(0, 1), times).reshape(n, m, -1)
+    return kernel_loss(
+        x_guided.reshape(groups, -1, *x_guided.shape[2:]),
+        x_true.reshape(groups, -1, *x_true.shape[2:]),
+        kernel,
+    ).mean()
 
 
 def train_omega_online(
@@ -136,6 +173,7 @@ def train_omega_online(
     procs: Processes | None = None,
     device: str | torch.device = "cpu",
     denoiser_id: str | None = None,
+    features: FeatureMap | None = None,
 ) -> TrainingRecord:
     """Fit ``omega_net`` in place by online self-consistency training (Algorithm 1), optionally tilted by a
     reward (Algorithm 4: loss + γ_R·(−E[R(x̂_c + ωΔ, c)]), γ_R = ``config.reward_weight``).
@@ -156,6 +194,8 @@ def train_omega_online(
             CPU with the data, which is drawn there.
         denoiser_id: identifies the denoiser (e.g. a hash of its weights); recorded in the saved ω-network so
             that sampling with another denoiser is caught (:meth:`OmegaNet.load`).
+        features: a frozen feature map φ(x [B, ...], s [B]) -> [B, F] in which to compare the particles
+            (e.g. :func:`~learnguide.images.classifier.frozen_features` of a noisy classifier); None: pixels.
 
     Returns:
         the :class:`TrainingRecord` (losses, mean rewards when γ_R > 0, denoiser evaluations and calls,
@@ -197,7 +237,7 @@ def train_omega_online(
         record.denoiser_evals += 2 * x0.shape[0] * config.particles
         record.denoiser_calls += 1
         omega = omega_net.fit_omega(cond, s, t)
-        loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config)
+        loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config, s, features)
         if config.reward_weight > 0.0:
             negative_reward = reward_loss(reward, items.x0_cond, items.delta, omega, cond)
             loss = loss + config.reward_weight * negative_reward

@@ -7,6 +7,7 @@ whose features φ(x, s) can measure self-consistency (docs/design.md §3.2). Sav
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -179,3 +180,16 @@ def load_classifier(directory: str | Path, data_id: str | None = None) -> ImageC
     model = ImageClassifier(**config["net"])
     load_state_strict(model, state, directory)
     return model.eval()
+
+
+def frozen_features(classifier: ImageClassifier) -> Callable[[Tensor, Tensor], Tensor]:
+    """The feature map φ(x [B, C, H, W], s [B]) -> ``[B, F]`` of a time-conditioned (noisy) classifier, its
+    weights frozen (eval mode, no parameter gradients): gradients flow to x only. Output in x's dtype."""
+    if classifier.schedule is None:
+        raise ValueError("feature-space self-consistency needs a time-conditioned classifier (--noisy)")
+    classifier.eval().requires_grad_(False)
+
+    def phi(x: Tensor, s: Tensor) -> Tensor:
+        return classifier.features(x.float(), s).to(x.dtype)
+
+    return phi
