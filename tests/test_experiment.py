@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,3 +156,20 @@ def test_image_scorer_adds_inception_fd_on_the_same_samples(tmp_path):
     assert denoiser.evals == 2 * 9 * 2  # 2 steps × 9 images × (cond + uncond)
     again = scorer.samples(ConstantGuidance(1.0), labels[:4], seeds[:4])  # other batching, same seeds
     assert torch.allclose(again, scorer.samples(ConstantGuidance(1.0), labels, seeds)[:4], atol=1e-5)
+
+
+def test_experiment_inputs_and_config_from_python(tmp_path):
+    from learnguide.apps.experiment import experiment_config, experiment_inputs
+    from learnguide.data.images import load_dataset
+
+    digits = load_dataset("digits")
+    denoisers, classifier = experiment_inputs(digits, "checkpoints/digits")
+    assert set(denoisers) == {"under_trained", "well_trained"} and classifier.name == "classifier"
+    mine, _ = experiment_inputs(digits, denoisers=["a=checkpoints/digits/well_trained"])
+    assert mine == {"a": Path("checkpoints/digits/well_trained")}
+    with pytest.raises(ValueError, match="NAME=DIR"):
+        experiment_inputs(digits, denoisers=["foo"])
+    with pytest.raises(ValueError, match="does not exist; train it"):
+        experiment_inputs(digits, tmp_path)
+    config = experiment_config(3, tiny=True, learn="online", objective="class-marginal", steps=[10, 25])
+    assert config.steps == (10, 25) and config.online.objective == "class-marginal" and config.seed == 3
