@@ -54,6 +54,11 @@ def files(tmp_path_factory, request):
         ImageClassifier(2, 4, width=8), root / "classifier", {}, ClassifierTrainingConfig(), "toy"
     )
     # broken copies
+    from learnguide.core.guidance import OmegaNet
+
+    nan_omega = OmegaNet.load(root / "omega")
+    torch.nn.init.constant_(nan_omega.body[-1].bias, float("nan"))
+    nan_omega.save(root / "omega-nan")
     shutil.copytree(root / "omega", root / "omega-truncated")
     weights = root / "omega-truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -104,6 +109,7 @@ def files(tmp_path_factory, request):
 
 
 OUT = "{out}"
+SAMPLE_IMAGES = ["sample", "--denoiser", "{root}/image-denoiser"]
 CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ("beta-above-2", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "3"], "beta must be in (0, 2]"),
     ("beta-zero", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "0"], "beta must be in (0, 2]"),
@@ -290,6 +296,60 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         ["evaluate", "--samples", "{root}", "--dataset", "fashion-mnist"]
         + ["--classifier", "checkpoints/fashion-mnist/classifier", "--out", OUT],
         "fashion-mnist has images (1, 28, 28)",
+    ),
+    (
+        "sample-constant-nan",
+        [*SAMPLE_IMAGES, "--constant", "nan", "--out", OUT],
+        "--constant must be a finite ω",
+    ),
+    (
+        "sample-constant-inf",
+        [*SAMPLE_IMAGES, "--constant", "inf", "--out", OUT],
+        "--constant must be a finite ω",
+    ),
+    (
+        "sample-batch-size-0",
+        [*SAMPLE_IMAGES, "--constant", "1", "--batch-size", "0", "--out", OUT],
+        "--batch-size must be >= 1",
+    ),
+    (
+        "sample-nan-omega-network",
+        [*SAMPLE_IMAGES, "--omega", "{root}/omega-nan", "--any-denoiser", "--out", OUT],
+        "gave a non-finite ω",
+    ),
+    (
+        "export-nan-omega-network",
+        ["export", "--omega", "{root}/omega-nan", "--steps", "5", "--out", OUT],
+        "non-finite ω",
+    ),
+    (
+        "evaluate-batch-size-0",
+        [
+            "evaluate",
+            "--samples",
+            "{root}",
+            "--dataset",
+            "digits",
+            "--classifier",
+            "checkpoints/digits/classifier",
+        ]
+        + ["--batch-size", "0", "--out", OUT],
+        "--batch-size must be >= 1",
+    ),
+    (
+        "experiment-denoisers-not-name-dir",
+        ["experiment", "--dataset", "digits", "--denoisers", "foo", "--out", OUT],
+        "--denoisers takes NAME=DIR items, got 'foo'",
+    ),
+    (
+        "fit-kernel-without-online",
+        ["fit", "--bank", "{root}/bank", "--kernel", "rbf", "--out", OUT],
+        "learned online",
+    ),
+    (
+        "fit-features-without-online",
+        ["fit", "--bank", "{root}/bank", "--features", "{root}/classifier", "--out", OUT],
+        "learned online",
     ),
     (
         "image-size-mismatch",

@@ -7,6 +7,7 @@ process 0 writes; one process gives the same files.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,6 +74,8 @@ class SampleRequest:
             raise ValueError("give exactly one of --denoiser or --model")
         if (self.omega is None) == (self.constant is None):
             raise ValueError("give exactly one of --omega or --constant")
+        if self.constant is not None and not math.isfinite(self.constant):
+            raise ValueError(f"--constant must be a finite ω, got {self.constant}")
         if self.prompts and not self.model:
             raise ValueError("--prompts needs --model (a text-conditional diffusers pipeline folder)")
 

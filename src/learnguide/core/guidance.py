@@ -348,6 +348,8 @@ def export_schedule(guidance: GuidanceSchedule, cond: Tensor, grid: Tensor, name
     if len(names) != cond.shape[0]:
         raise ValueError(f"got {len(names)} names for {cond.shape[0]} conditions")
     table = guidance.omega_table(cond, grid).double()  # [N, K]
+    if not bool(torch.isfinite(table).all()):
+        raise ValueError("the ω-network gives a non-finite ω (NaN or inf): its weights are broken")
     return {
         "t": grid[:-1].tolist(),
         "s": grid[1:].tolist(),
