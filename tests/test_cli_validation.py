@@ -351,6 +351,7 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         ["fit", "--bank", "{root}/bank", "--features", "{root}/classifier", "--out", OUT],
         "learned online",
     ),
+    ("empty-out", ["bank", "--denoiser", "{root}/denoiser", "--out", ""], "--out is empty"),
     (
         "image-size-mismatch",
         ["bank", "--model", "{root}/pipe", "--dataset", "fashion-mnist", "--null-class", "10", "--out", OUT],

@@ -26,7 +26,13 @@ def _pick(cls: type, args: argparse.Namespace, **values):
 
 
 def _progress(args: argparse.Namespace) -> bool:
+    """Whether to show progress bars (no ``--no-progress``)."""
     return not getattr(args, "no_progress", False)
+
+
+def _plural(count: int, noun: str) -> str:
+    """``"1 shard"``, ``"3 shards"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -60,7 +66,7 @@ def _bank(args: argparse.Namespace) -> int:
     if processes().is_main:
         print(
             f"bank {args.out}: {config.items} items in {config.num_shards} shards; this run wrote "
-            f"{record.shards_written} shards ({record.denoiser_evals} denoiser evals, "
+            f"{_plural(record.shards_written, 'shard')} ({record.denoiser_evals} denoiser evals, "
             f"{record.seconds:.1f} s, {processes()})"
         )
     return 0
@@ -261,6 +267,9 @@ def _fit_warnings_on_console(command: str) -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``learnguide`` with ``argv`` (default: the process arguments); returns the exit code."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "out", None) == "":
+        print(f"learnguide {args.command}: error: --out is empty; name a folder or file", file=sys.stderr)
+        return 2
     out = Path(args.out) if getattr(args, "out", None) else None
     fresh = out is not None and not out.exists()  # a failed run removes what it started, never older work
     try:
