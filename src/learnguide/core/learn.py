@@ -58,7 +58,8 @@ def learn_omega(
         output: the ω-network's output map (``relu`` as in the paper, ``softplus``, ``identity``).
 
     Returns:
-        the ω-network and a record of the cost: seconds, denoiser calls and evaluations, final loss.
+        the ω-network and a record of the cost (seconds, denoiser calls and evaluations), the final loss
+        and the fit's warnings (:mod:`~.fit_checks`).
     """
     if method not in LEARN_METHODS:
         raise ValueError(f"method must be one of {LEARN_METHODS}, got {method!r}")
@@ -82,6 +83,7 @@ def learn_omega(
             "denoiser_calls": record.denoiser_calls,
             "denoiser_evals": record.denoiser_evals,
             "final_loss": sum(record.losses[-50:]) / len(record.losses[-50:]),
+            "warnings": record.warnings,
         }
     fit = replace(fit or FitConfig(), seed=seed)
     made = generate_bank(denoiser, schedule, sample_data, directory / "bank", bank, progress=progress)
@@ -99,4 +101,5 @@ def learn_omega(
         "epochs": len(fitted.val_losses),
         "best_epoch": fitted.best_epoch,
         "final_loss": fitted.val_losses[fitted.best_epoch],
+        "warnings": fitted.warnings,
     }
