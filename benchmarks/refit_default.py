@@ -4,8 +4,9 @@ For each checkpoint: the experiment's transition bank (8,192 items, m = 4, seed 
 ``--work`` and reused), then ``fit_omega_on_bank`` with ``OmegaNet(schedule, num_classes=K)`` and
 ``FitConfig()`` as ``learnguide experiment`` does. Reports the learned ω over (class, step) on the 25-step
 grid, the unconstrained value before the clamp, the fit's warnings and its best epoch, and the FD at 25
-steps of the learned ω and of ω = 0 on the experiment's own evaluation sets (3 × 100 per class, the same
-seeds, classifier and reference statistics). Writes JSON.
+steps of the learned ω and of ω = 0 on the experiment's own evaluation sets (3 sets of 100 per class on
+digits, 30 on MNIST and Fashion-MNIST, as in RESULTS.md; the same seeds, classifier and reference
+statistics). Writes JSON (adds to an existing file).
 
     python benchmarks/refit_default.py --out benchmarks/results/refit_default.json
 """
@@ -36,9 +37,10 @@ CHECKPOINTS = [
 ]
 
 
-def fd_check(dataset_name: str, name: str, net: OmegaNet, steps: int, work: Path) -> dict:
-    """FD (mean ± std over the experiment's 3 evaluation sets) of the learned ω and of ω = 0."""
-    config, dataset = ExperimentConfig(), load_dataset(dataset_name)
+def fd_check(dataset_name: str, name: str, net: OmegaNet, steps: int, work: Path, per_class: int) -> dict:
+    """FD (mean ± std over the experiment's 3 evaluation sets of ``per_class`` per class) of the learned ω
+    and of ω = 0."""
+    config, dataset = ExperimentConfig(eval_per_class=per_class), load_dataset(dataset_name)
     classifier_dir = Path(f"checkpoints/{dataset_name}/classifier")
     classifier = load_classifier(classifier_dir, data_id=dataset.fingerprint())
     reference = classifier_reference(dataset, classifier, classifier_dir, work / "cache")
@@ -58,9 +60,21 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/refit-default"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/refit_default.json"))
     parser.add_argument("--steps", type=int, default=25, help="sampling steps of the FD check (default: 25)")
+    parser.add_argument(
+        "--eval-per-class",
+        nargs=2,
+        type=int,
+        default=(100, 30),
+        metavar=("DIGITS", "OTHERS"),
+        help="evaluation samples per class for digits and for MNIST / Fashion-MNIST, as RESULTS.md used "
+        "(default: 100 30)",
+    )
+    parser.add_argument("--only", nargs="+", help="dataset/checkpoint names to run (default: all six)")
     args = parser.parse_args()
-    report = {}
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for dataset, name in CHECKPOINTS:
+        if args.only and f"{dataset}/{name}" not in args.only:
+            continue
         bank_dir = args.work / f"{dataset}-{name}" / "bank"
         began = time.perf_counter()
         bank_cmd = [
@@ -97,7 +111,9 @@ def main() -> None:
             "warnings": record.warnings,
             "seconds": time.perf_counter() - began,
         }
-        entry["fd"] = fd_check(dataset, name, net, args.steps, args.work)
+        per_class = args.eval_per_class[0] if dataset == "digits" else args.eval_per_class[1]
+        entry["fd"] = fd_check(dataset, name, net, args.steps, args.work, per_class)
+        entry["eval_per_class"] = per_class
         report[f"{dataset}/{name}"] = entry
         print(dataset, name, {k: v for k, v in entry.items() if not isinstance(v, list)}, record.warnings)
         args.out.parent.mkdir(parents=True, exist_ok=True)
