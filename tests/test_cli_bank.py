@@ -57,6 +57,10 @@ def test_bank_then_fit_through_the_cli(tmp_path, denoiser_dir, capsys):
     assert "learnguide fit: warning: the fitted ω is constant (1) over every input" in err
     saved = json.loads((frozen / "config.json").read_text())["extra"]["warnings"]
     assert len(saved) == 1 and saved[0] in err
+    refit = [*fit[:4], str(frozen), "--epochs", "2", "--no-progress"]
+    assert main(refit) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert main([*refit, "--overwrite"]) == 0  # the same kind, replaced on purpose
+    assert json.loads((frozen / "config.json").read_text())["extra"]["fit"]["epochs"] == 2
 
 
 def test_bank_and_fit_errors_are_one_line(tmp_path, denoiser_dir, capsys):

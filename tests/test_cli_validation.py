@@ -353,6 +353,31 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ),
     ("empty-out", ["bank", "--denoiser", "{root}/denoiser", "--out", ""], "--out is empty"),
     (
+        "fit-into-a-denoiser",
+        ["fit", "--bank", "{root}/bank", "--out", "{root}/denoiser"],
+        "it holds a learnguide.mlp_denoiser checkpoint; choose another folder",
+    ),
+    (
+        "fit-over-an-omega-network",
+        ["fit", "--bank", "{root}/bank", "--out", "{root}/omega"],
+        "already holds learnguide.omega_net; pass --overwrite",
+    ),
+    (
+        "classifier-into-an-omega-network",
+        ["train-classifier", "--dataset", "digits", "--out", "{root}/omega"],
+        "it holds a learnguide.omega_net checkpoint",
+    ),
+    (
+        "bank-into-a-pipeline",
+        ["bank", "--denoiser", "{root}/denoiser", "--out", "{root}/pipe"],
+        "it holds a diffusers pipeline",
+    ),
+    (
+        "samples-into-a-bank",
+        [*SAMPLE_IMAGES, "--constant", "1", "--out", "{root}/bank"],
+        "it holds a transition bank",
+    ),
+    (
         "image-size-mismatch",
         ["bank", "--model", "{root}/pipe", "--dataset", "fashion-mnist", "--null-class", "10", "--out", OUT],
         "takes (1, 8, 8)",

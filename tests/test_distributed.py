@@ -147,7 +147,12 @@ def test_sampling_reuses_finished_batches_only_for_the_same_settings(tmp_path):
     assert not partial.exists()
     partial_folder(out, settings, Processes())
     save_file({"images": torch.zeros(2, 1, 8, 8)}, str(partial / "batch-000000.safetensors"))
-    assert main([*argv, "--seed", "1", "--out", str(out)]) == 0  # other settings: partial/ is dropped
+    finished = (out / "samples.safetensors").read_bytes()
+    assert main([*argv, "--seed", "1", "--out", str(out)]) == 2  # finished samples are not replaced silently
+    assert (out / "samples.safetensors").read_bytes() == finished
+    assert (
+        main([*argv, "--seed", "1", "--out", str(out), "--overwrite"]) == 0
+    )  # other settings: partial/ dropped
     assert load_file(str(out / "samples.safetensors"))["images"][:2].abs().max() > 0
 
 

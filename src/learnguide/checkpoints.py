@@ -49,24 +49,54 @@ def save_checkpoint(directory: str | Path, state: dict[str, Tensor], config: dic
     return directory
 
 
-def folder_contents(directory: str | Path) -> str:
-    """What ``directory`` holds, in words for an error message: a learnguide checkpoint of some kind, a
-    transition bank, a diffusers pipeline, or nothing of these."""
+def folder_kind(directory: str | Path) -> str | None:
+    """The kind of artefact ``directory`` holds: a checkpoint's ``"kind"`` (``learnguide.omega_net``, …), a
+    bank's (``learnguide.bank``), ``"diffusers pipeline"``, ``"samples"`` (``learnguide sample``),
+    ``"results"`` (demo, experiment); None when it does not exist or holds none of these."""
     directory = Path(directory)
     if not directory.is_dir():
-        return "it does not exist"
-    for name in (CONFIG_FILE, "learnguide.json"):
+        return None
+    for name in (CONFIG_FILE, "learnguide.json", "manifest.json"):
         try:
             kind = json.loads((directory / name).read_text()).get("kind")
         except (OSError, ValueError, AttributeError):
             kind = None
         if kind:
-            return f"it holds a {kind} checkpoint"
-    if (directory / "manifest.json").is_file():
-        return "it holds a transition bank"
+            return str(kind)
     if any((directory / sub).is_dir() for sub in ("unet", "transformer")):
+        return "diffusers pipeline"
+    if (directory / "samples.safetensors").is_file():
+        return "samples"
+    if (directory / "results.json").is_file():
+        return "results"
+    return None
+
+
+def folder_contents(directory: str | Path) -> str:
+    """What ``directory`` holds, in words for an error message: a learnguide checkpoint of some kind, a
+    transition bank, a diffusers pipeline, samples, results, or nothing of these."""
+    kind = folder_kind(directory)
+    if not Path(directory).is_dir():
+        return "it does not exist"
+    if kind == "learnguide.bank":
+        return "it holds a transition bank"
+    if kind == "diffusers pipeline":
         return "it holds a diffusers pipeline (pass it as --model)"
-    return "it holds no learnguide checkpoint"
+    if kind in ("samples", "results"):
+        return f"it holds {kind}"
+    return f"it holds a {kind} checkpoint" if kind else "it holds no learnguide checkpoint"
+
+
+def check_output_folder(out: str | Path, writes: str, resumable: bool, overwrite: bool) -> None:
+    """Raise ``ValueError`` unless a command that writes a ``writes`` artefact may write into ``out``: never
+    into a folder holding another kind; into one of the same kind only to resume (``resumable``) or with
+    ``overwrite``. A missing or unrecognised folder passes."""
+    kind = folder_kind(out)
+    if kind is None or (kind == writes and (resumable or overwrite)):
+        return
+    if kind != writes:
+        raise ValueError(f"--out {out}: {folder_contents(out)}; choose another folder (nothing was changed)")
+    raise ValueError(f"--out {out} already holds {writes}; pass --overwrite to replace it")
 
 
 def read_json_config(path: str | Path, kind: str) -> dict:

@@ -12,6 +12,11 @@ def _add_progress_switch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_overwrite_switch(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: a command that would replace what ``--out`` holds needs it."""
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} already in --out")
+
+
 def _add_objective_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--objective`` option shared by ``demo`` and ``experiment``."""
     parser.add_argument(
@@ -123,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--out", required=True, help="folder for the ω-network (config.json + model.safetensors)"
     )
+    _add_overwrite_switch(fit, "an ω-network fitted on a bank")
     fit.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: 100)")
     fit.add_argument("--batch-size", type=int, default=1024, help="items per step (default: 1024)")
     fit.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
@@ -202,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
     smp.add_argument("--seed", type=int, default=0, help="seed; sample i uses seed·1000003 + i (default: 0)")
     smp.add_argument("--out", required=True, help="output folder")
+    _add_overwrite_switch(smp, "finished samples")
     _add_progress_switch(smp)
 
     evaluate = sub.add_parser(
@@ -264,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clf.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
     clf.add_argument("--out", required=True, help="checkpoint folder")
+    _add_overwrite_switch(clf, "a classifier")
     clf.add_argument("--epochs", type=int, default=10, help="epochs (default: 10)")
     clf.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
     clf.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")

@@ -241,6 +241,27 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 FOLDER_COMMANDS = ("demo", "bank", "fit", "sample", "train-denoiser", "train-classifier", "experiment")
 """Commands whose ``--out`` is a folder only one job may write at a time (see ``OutputLock``)."""
 
+WRITES = {
+    "demo": "results",
+    "bank": "learnguide.bank",
+    "fit": "learnguide.omega_net",
+    "sample": "samples",
+    "train-denoiser": "learnguide.image_denoiser",
+    "train-classifier": "learnguide.classifier",
+    "experiment": "results",
+}
+"""What each folder command writes into ``--out``; it never writes into a folder holding something else."""
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` folder of another kind, and one of the same kind that would be replaced rather
+    than resumed unless ``--overwrite`` (``fit`` from a bank, ``sample``, ``train-classifier``)."""
+    from learnguide.checkpoints import check_output_folder
+
+    replaces = args.command in ("sample", "train-classifier") or (args.command == "fit" and not args.online)
+    overwrite = getattr(args, "overwrite", False)
+    check_output_folder(args.out, WRITES[args.command], resumable=not replaces, overwrite=overwrite)
+
 
 @contextlib.contextmanager
 def _fit_warnings_on_console(command: str) -> Iterator[None]:
@@ -278,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return HANDLERS[args.command](args)
             from learnguide.distributed import OutputLock, processes
 
+            _check_output(args)
             with OutputLock(out, args.command, processes()):
                 return HANDLERS[args.command](args)
     except (CheckpointError, ValueError, json.JSONDecodeError, OSError) as err:
