@@ -363,6 +363,11 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         "already holds learnguide.omega_net; pass --overwrite",
     ),
     (
+        "online-fit-over-a-bank-fitted-omega-network",
+        ["fit", "--online", "--denoiser", "{root}/denoiser", "--out", "{root}/omega"],
+        "already holds learnguide.omega_net; pass --overwrite",
+    ),
+    (
         "classifier-into-an-omega-network",
         ["train-classifier", "--dataset", "digits", "--out", "{root}/omega"],
         "it holds a learnguide.omega_net checkpoint",

@@ -255,10 +255,14 @@ WRITES = {
 
 def _check_output(args: argparse.Namespace) -> None:
     """Refuse an ``--out`` folder of another kind, and one of the same kind that would be replaced rather
-    than resumed unless ``--overwrite`` (``fit`` from a bank, ``sample``, ``train-classifier``)."""
-    from learnguide.checkpoints import check_output_folder
+    than resumed unless ``--overwrite`` (``fit`` from a bank, or online without a saved trainer state;
+    ``sample``; ``train-classifier``)."""
+    from learnguide.checkpoints import STATE_FILE, check_output_folder
 
-    replaces = args.command in ("sample", "train-classifier") or (args.command == "fit" and not args.online)
+    resumes_online = args.command == "fit" and args.online and (Path(args.out) / STATE_FILE).is_file()
+    replaces = args.command in ("sample", "train-classifier") or (
+        args.command == "fit" and not resumes_online
+    )
     overwrite = getattr(args, "overwrite", False)
     check_output_folder(args.out, WRITES[args.command], resumable=not replaces, overwrite=overwrite)
 
