@@ -30,7 +30,8 @@ def constant_omega_message(net: OmegaNet, cond: Tensor, s: Tensor, t: Tensor) ->
     """A message if the network's ω (as sampling uses it) is constant over the inputs ``cond [B]`` or
     ``[B, E]`` and times ``s, t [B]``, else None."""
     with torch.no_grad():
-        omega, raw = net(cond, s, t), net.raw(cond, s, t)
+        raw = net.raw(cond, s, t)
+        omega = net.output_map(raw)
     if float(omega.max() - omega.min()) > CONSTANT_TOL:
         return None
     value = float(omega[0])

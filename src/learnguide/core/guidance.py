@@ -242,7 +242,10 @@ class OmegaNet(nn.Module, GuidanceSchedule):
     def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ω ``[B]`` as sampling uses it (float32, differentiable): :meth:`raw` through the output map (≥ 0
         for ``relu`` and ``softplus``). Same arguments as :meth:`raw`."""
-        raw = self.raw(cond, s, t)
+        return self.output_map(self.raw(cond, s, t))
+
+    def output_map(self, raw: Tensor) -> Tensor:
+        """The output map applied at use to the last layer's output ``raw [B]`` (see :meth:`forward`)."""
         if self.hparams["output"] == "relu":
             return torch.relu(raw)
         if self.hparams["output"] == "softplus":
