@@ -48,7 +48,8 @@ class GuidanceSchedule:
         ``grid`` is ``[N + 1]`` in sampling order (t_N > … > t_0); row i is the step grid[i] → grid[i + 1].
         ω does not depend on x_t, so it is computed once per distinct condition and step (N · U evaluations
         for U distinct conditions, not N · B) and gathered for the batch. The table is on the device of
-        the schedule's parameters (an ω-network's), else of ``cond``.
+        the schedule's parameters (an ω-network's), else of ``cond``. Raises ``ValueError`` if some ω is
+        not finite.
         """
         params = self.parameters() if isinstance(self, nn.Module) else iter(())
         device = next((p.device for p in params), cond.device)  # an ω-network's own device
@@ -59,7 +60,10 @@ class GuidanceSchedule:
         s = grid[1:].repeat_interleave(u)
         cond_rep = unique.repeat((n,) + (1,) * (unique.dim() - 1))
         with torch.no_grad():
-            return self.omega(cond_rep, s, t).reshape(n, u).double()[:, inverse]
+            table = self.omega(cond_rep, s, t).reshape(n, u).double()
+        if not bool(torch.isfinite(table).all()):  # e.g. an ω-network with NaN weights, a constant of inf
+            raise ValueError(f"the guidance {self.config().get('type')} gave a non-finite ω (NaN or inf)")
+        return table[:, inverse]
 
     def config(self) -> dict:
         """JSON-serialisable description (``{"type": ..., ...}``)."""
@@ -351,8 +355,6 @@ def export_schedule(guidance: GuidanceSchedule, cond: Tensor, grid: Tensor, name
     if len(names) != cond.shape[0]:
         raise ValueError(f"got {len(names)} names for {cond.shape[0]} conditions")
     table = guidance.omega_table(cond, grid).double()  # [N, K]
-    if not bool(torch.isfinite(table).all()):
-        raise ValueError("the ω-network gives a non-finite ω (NaN or inf): its weights are broken")
     return {
         "t": grid[:-1].tolist(),
         "s": grid[1:].tolist(),
