@@ -310,6 +310,12 @@ def per_item_optimal_omega(
     return best
 
 
+def class_time_cells(bank: Bank, t_edges: Tensor) -> Tensor:
+    """Each item's (class, t-bin) cell ``[N]``: class · T + bin, for bins between ``t_edges [T + 1]``."""
+    bins = t_edges.shape[0] - 1
+    return bank.cond * bins + (torch.bucketize(bank.t, t_edges.double()) - 1).clamp(0, bins - 1)
+
+
 def binned_optimal_omega(
     bank: Bank, t_edges: Tensor, beta: float = 1.75, lam: float = 1.0, grid: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -322,8 +328,7 @@ def binned_optimal_omega(
         raise ValueError("binned_optimal_omega needs class-id conditions")
     grid = torch.arange(-2.0, 8.0001, 0.02, dtype=torch.float64) if grid is None else grid.double()
     classes = int(bank.cond.max()) + 1
-    bins = (torch.bucketize(bank.t, t_edges.double()) - 1).clamp(0, t_edges.shape[0] - 2)
-    cell = bank.cond * (t_edges.shape[0] - 1) + bins  # [N]
+    cell = class_time_cells(bank, t_edges)  # [N]
     cells = classes * (t_edges.shape[0] - 1)
     count = torch.bincount(cell, minlength=cells).double()
     totals = torch.stack(
@@ -380,7 +385,7 @@ def bank_optimum_gaps(
     optimum, count = binned_optimal_omega(bank, edges, beta, lam)
     if omega_net.hparams["output"] != "identity":
         optimum = optimum.clamp(min=0.0)
-    cell = bank.cond * bins + (torch.bucketize(bank.t, edges) - 1).clamp(0, bins - 1)  # [N]
+    cell = class_time_cells(bank, edges)  # [N]
     with torch.no_grad():
         fitted = omega_net(bank.cond, bank.s, bank.t).double()
 
