@@ -34,8 +34,8 @@ def test_the_guided_step_is_affine_in_omega_and_equals_ddim_on_the_guided_predic
     x_t, x0_c, x0_u, z = (torch.randn(batch, *shape, generator=g, dtype=torch.float64) for _ in range(4))
     s_, t_ = times(s, gap, batch)
     w = torch.full((batch,), omega, dtype=torch.float64)
-    a, b = guided_step_affine(x_t, x0_c, x0_u, s_, t_, schedule, churn, z)
-    direct = ddim_step(x_t, guided_x0(x0_c, x0_u, w), s_, t_, schedule, churn, z)
+    a, b = guided_step_affine(x_t, x0_c, x0_u, s_, t_, schedule, churn=churn, noise=z)
+    direct = ddim_step(x_t, guided_x0(x0_c, x0_u, w), s_, t_, schedule, churn=churn, noise=z)
     assert a.shape == b.shape == x_t.shape
     assert torch.allclose(a + omega * b, direct, rtol=1e-9, atol=1e-9)
 
@@ -57,7 +57,7 @@ def test_an_exact_prediction_lands_on_the_right_marginal(batch, d, s, gap, churn
     x0, eps, z = (torch.randn(batch, d, generator=g, dtype=torch.float64) for _ in range(3))
     s_, t_ = times(s, gap, batch)
     x_t = schedule.alpha(t_)[:, None] * x0 + schedule.sigma(t_)[:, None] * eps
-    x_s = ddim_step(x_t, x0, s_, t_, schedule, churn, z)
+    x_s = ddim_step(x_t, x0, s_, t_, schedule, churn=churn, noise=z)
     noise_part = (x_s - schedule.alpha(s_)[:, None] * x0) / schedule.sigma(s_)[:, None]
     k = kernel_coefficients(schedule, s_, t_, churn)[-1][:, None]
     assert bool(((k >= 0) & (k <= 1)).all())

@@ -132,8 +132,8 @@ def test_affine_form_equals_direct_guided_step(churn):
     t = 0.1 + 0.85 * torch.rand(b, generator=g, dtype=torch.float64)
     s = t * torch.rand(b, generator=g, dtype=torch.float64)
     z, omega = torch.randn(b, 3, 4, generator=g, dtype=torch.float64), 5 * torch.rand(b, generator=g) - 1
-    a, bb = guided_step_affine(x_t, xc, xu, s, t, VPCosine(), churn, z)
-    direct = ddim_step(x_t, guided_x0(xc, xu, omega.double()), s, t, VPCosine(), churn, z)
+    a, bb = guided_step_affine(x_t, xc, xu, s, t, VPCosine(), churn=churn, noise=z)
+    direct = ddim_step(x_t, guided_x0(xc, xu, omega.double()), s, t, VPCosine(), churn=churn, noise=z)
     assert torch.allclose(a + omega.double()[:, None, None] * bb, direct, atol=1e-12)
 
 

@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 STATE_FILE = "trainer_state.safetensors"
@@ -221,3 +222,8 @@ def load_training_state(
             opt_state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": opt_state, "param_groups": groups})
     return meta, extra
+
+
+def resumed_progress(start: int, total: int, desc: str, progress: bool) -> tqdm:
+    """A progress bar over steps ``start … total − 1`` of a resumable loop, showing the steps already done."""
+    return tqdm(range(start, total), desc=desc, disable=not progress, leave=False, initial=start, total=total)

@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 
 from learnguide.checkpoints import CheckpointError, atomic_save_tensors, atomic_write_text
 from learnguide.core.denoisers import Denoiser
-from learnguide.core.fit_checks import OutputGradientMonitor, constant_omega_message
+from learnguide.core.fit_checks import OutputGradientMonitor, RunRecord, constant_omega_message
 from learnguide.core.fit_checks import report as report_fit
 from learnguide.core.guidance import OmegaNet, omega_condition
-from learnguide.core.items import DataSampler, check_time_sampling, sample_times, simulate_items
+from learnguide.core.items import DataSampler, TimeSampling, simulate_items
 from learnguide.core.objectives import (
     Reward,
     check_energy_params,
@@ -48,16 +48,14 @@ EXTRA_FIELDS = ("x0_cond", "delta")
 
 
 @dataclass
-class BankConfig:
-    """What a bank holds and how its items are drawn.
+class BankConfig(TimeSampling):
+    """What a bank holds and how its items are drawn (times as in training: :class:`TimeSampling`).
 
     Attributes:
         items: number of items (x_0, c, s, t) in the bank.
         particles: m true and m guided particles per item.
         shard_size: items per shard (the unit of resumption).
         batch_size: items per denoiser forward (2·batch_size·m inputs); bounds memory.
-        s_min, zeta, delta: time sampling as in training (docs/design.md §3).
-        churn: ε of the kernel (1 = DDPM posterior, as in the paper).
         store_predictions: also store x̂_c and Δ per guided particle (``[m, ...]`` float32 per item), for
             objectives that need them (reward).
         seed: shard k draws everything from the seed pair (seed, k).
@@ -67,10 +65,6 @@ class BankConfig:
     particles: int = 4
     shard_size: int = 4096
     batch_size: int = 1024
-    s_min: float = 0.01
-    zeta: float = 0.01
-    delta: float = 0.1
-    churn: float = 1.0
     store_predictions: bool = False
     seed: int = 0
 
@@ -80,7 +74,7 @@ class BankConfig:
             raise ValueError("items, shard_size and batch_size must be >= 1")
         if self.particles < 2:
             raise ValueError(f"a bank needs at least 2 particles per item, got {self.particles}")
-        check_time_sampling(self.s_min, self.zeta, self.delta, self.churn)
+        self.check_times()
 
     @property
     def num_shards(self) -> int:
@@ -131,7 +125,7 @@ def _make_shard(
     gen = shard_generator(config.seed, k)
     n = min(config.shard_size, config.items - k * config.shard_size)
     x0, cond = sample_data(n, gen)
-    s, t = sample_times(n, config.s_min, config.zeta, config.delta, gen)
+    s, t = config.draw_times(n, gen)
     parts: dict[str, list[Tensor]] = {"stats": [], **{f: [] for f in EXTRA_FIELDS}}
     for lo in range(0, n, config.batch_size):
         sl = slice(lo, lo + config.batch_size)
@@ -434,23 +428,23 @@ class FitConfig:
         epochs: maximum passes over the training items.
         batch_size: items per Adam step.
         lr: Adam learning rate.
+        val_fraction: share of items held out for validation and early stopping.
+        patience: stop after this many epochs without a better validation loss (the best state is kept).
         beta, lam: energy exponent β ∈ (0, 2] and repulsion λ ∈ [0, 1] (chosen at fit time: the statistics
             do not depend on them).
         reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4), evaluated on the
             bank's stored x̂_c and Δ (a bank made with ``store_predictions``); 0 leaves it out.
-        val_fraction: share of items held out for validation and early stopping.
-        patience: stop after this many epochs without a better validation loss (the best state is kept).
         seed: seeds the split, the minibatch order and nothing else.
     """
 
     epochs: int = 100
     batch_size: int = 1024
     lr: float = 3e-3
+    val_fraction: float = 0.1
+    patience: int = 20
     beta: float = 1.75
     lam: float = 1.0
     reward_weight: float = 0.0
-    val_fraction: float = 0.1
-    patience: int = 20
     seed: int = 0
 
     def validate(self, reward: Reward | None = None) -> None:
@@ -464,15 +458,13 @@ class FitConfig:
 
 
 @dataclass
-class FitRecord:
-    """Training and validation loss per epoch, the best epoch, items seen and wall time."""
+class FitRecord(RunRecord):
+    """Training and validation loss per epoch, the best epoch, items seen, wall time and warnings."""
 
     train_losses: list[float] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
     best_epoch: int = 0
     items_seen: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
 
 
 def fit_omega_on_bank(

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from learnguide.checkpoints import (
     STATE_FILE,
@@ -17,6 +16,7 @@ from learnguide.checkpoints import (
     load_checkpoint,
     load_state_strict,
     load_training_state,
+    resumed_progress,
     save_checkpoint,
     save_training_state,
 )
@@ -132,14 +132,7 @@ def train_denoiser(
     if state_dir is not None:
         Path(state_dir).mkdir(parents=True, exist_ok=True)
     model.train()
-    bar = tqdm(
-        range(start, config.steps),
-        desc="train denoiser",
-        disable=not progress,
-        leave=False,
-        initial=start,
-        total=config.steps,
-    )
+    bar = resumed_progress(start, config.steps, "train denoiser", progress)
     for step in bar:
         x0, labels = sample_data(config.batch_size, gen)
         x0 = x0.float()

@@ -12,6 +12,7 @@ The fits put the messages in their record and emit each as a :class:`FitWarning`
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -20,6 +21,14 @@ from learnguide.core.guidance import OmegaNet
 
 CONSTANT_TOL = 1e-6  # spread of ω over the inputs below which it counts as constant
 DEAD_GRADIENT = 1e-10  # largest last-layer gradient norm of an epoch below which the output passed none
+
+
+@dataclass
+class RunRecord:
+    """What every ω fit records besides its losses: wall time and the messages of these checks."""
+
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 class FitWarning(UserWarning):

@@ -8,6 +8,7 @@ learning (:mod:`~learnguide.core.online`) both draw their items here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -21,12 +22,28 @@ from learnguide.core.transitions import guided_step_affine
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
 
-def check_time_sampling(s_min: float, zeta: float, delta: float, churn: float) -> None:
-    """Raise ``ValueError`` unless 0 ≤ s_min < 1 − ζ − δ (so s < t ≤ 1 − ζ can be drawn) and ε ∈ [0, 1]."""
-    if not 0.0 <= s_min < 1.0 - zeta - delta:
-        raise ValueError(f"need 0 <= s_min < 1 - zeta - delta, got s_min={s_min}, zeta={zeta}, delta={delta}")
-    if not 0.0 <= churn <= 1.0:
-        raise ValueError(f"churn must be in [0, 1], got {churn}")
+@dataclass
+class TimeSampling:
+    """How training times are drawn (docs/design.md §3): s ~ U[s_min, 1 − ζ − δ], t − s ~ U[δ, 1 − ζ − s],
+    and ε (``churn``) of the step's kernel (1 = DDPM posterior, as in the paper). Banks and online learning
+    configs extend it."""
+
+    s_min: float = 0.01
+    zeta: float = 0.01
+    delta: float = 0.1
+    churn: float = 1.0
+
+    def check_times(self) -> None:
+        """Raise ``ValueError`` unless 0 ≤ s_min < 1 − ζ − δ (so s < t ≤ 1 − ζ can be drawn), ε ∈ [0, 1]."""
+        s_min, zeta, delta = self.s_min, self.zeta, self.delta
+        if not 0.0 <= s_min < 1.0 - zeta - delta:
+            raise ValueError(f"need 0 <= s_min < 1 - zeta - delta; got {s_min=}, {zeta=}, {delta=}")
+        if not 0.0 <= self.churn <= 1.0:
+            raise ValueError(f"churn must be in [0, 1], got {self.churn}")
+
+    def draw_times(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """:func:`sample_times` with these settings: ``(s, t)``, each ``[n]`` float64."""
+        return sample_times(n, self.s_min, self.zeta, self.delta, generator)
 
 
 def sample_times(
@@ -100,6 +117,6 @@ def simulate_items(
     x_t = schedule.add_noise(x0_rep, t_rep, noise[1])
     t_in = t_rep.to(device=x0.device, dtype=x0.dtype)
     x0_cond, x0_uncond = conditional_and_null(denoiser, x_t, t_in, cond_rep)
-    a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn, noise[2])
+    a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn=churn, noise=noise[2])
     delta = x0_cond - x0_uncond
     return TransitionItems(*(y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true, x0_cond, delta)))

@@ -14,20 +14,18 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from learnguide.checkpoints import STATE_FILE, load_training_state, save_training_state
+from learnguide.checkpoints import STATE_FILE, load_training_state, resumed_progress, save_training_state
 from learnguide.core.denoisers import Denoiser
 from learnguide.core.discrepancy import FeatureMap, KernelConfig, kernel_loss
-from learnguide.core.fit_checks import OutputGradientMonitor, constant_omega_message
+from learnguide.core.fit_checks import OutputGradientMonitor, RunRecord, constant_omega_message
 from learnguide.core.fit_checks import report as report_fit
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.items import (
     DataSampler,
+    TimeSampling,
     TransitionItems,
-    check_time_sampling,
     class_groups,
-    sample_times,
     simulate_items,
 )
 from learnguide.core.objectives import (
@@ -48,8 +46,9 @@ OBJECTIVES = ("energy", "marginal", "class-marginal")
 
 
 @dataclass
-class OnlineConfig:
-    """Hyper-parameters of :func:`train_omega_online` (defaults: docs/design.md §3).
+class OnlineConfig(TimeSampling):
+    """Hyper-parameters of :func:`train_omega_online` (defaults: docs/design.md §3; times:
+    :class:`~learnguide.core.items.TimeSampling`).
 
     Attributes:
         iterations: optimiser steps.
@@ -57,8 +56,6 @@ class OnlineConfig:
         particles: m true and m guided particles per item.
         beta: distance exponent β ∈ (0, 2] (2 with ``lam=0`` is the ℓ2 variant).
         lam: repulsion weight λ ∈ [0, 1].
-        s_min, zeta, delta: s ~ U[s_min, 1 − ζ − δ], t − s ~ U[δ, 1 − ζ − s].
-        churn: ε of the training kernel (1 = DDPM posterior, as in the paper).
         lr: Adam learning rate.
         objective: ``"energy"`` (per item, eq. 9), ``"marginal"`` (across the batch) or
             ``"class-marginal"`` (across groups of ``group_size`` items that share c, s and t).
@@ -80,10 +77,6 @@ class OnlineConfig:
     particles: int = 4
     beta: float = 1.75
     lam: float = 1.0
-    s_min: float = 0.01
-    zeta: float = 0.01
-    delta: float = 0.1
-    churn: float = 1.0
     lr: float = 1e-3
     objective: str = "energy"
     kernel: str = "energy"
@@ -105,7 +98,7 @@ class OnlineConfig:
         if self.particles < 2 and self.lam > 0:
             raise ValueError("repulsion (lam > 0) needs at least 2 particles")
         self.kernel_config().validate()
-        check_time_sampling(self.s_min, self.zeta, self.delta, self.churn)
+        self.check_times()
 
     def kernel_config(self) -> KernelConfig:
         """The discrepancy kernel these settings name."""
@@ -113,15 +106,14 @@ class OnlineConfig:
 
 
 @dataclass
-class TrainingRecord:
-    """What a training run did: loss per iteration, denoiser evaluations (items through the network), time."""
+class TrainingRecord(RunRecord):
+    """What a training run did: loss per iteration, denoiser evaluations (items through the network), wall
+    time and warnings."""
 
     losses: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     denoiser_evals: int = 0
     denoiser_calls: int = 0
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
 
 
 def self_consistency_loss(
@@ -216,23 +208,15 @@ def train_omega_online(
     began = time.perf_counter() - record.seconds
     monitor = OutputGradientMonitor(omega_net)
     omega_net.train()
-    bar = tqdm(
-        range(start, config.iterations),
-        desc="learn ω (online)",
-        disable=not progress,
-        initial=start,
-        total=config.iterations,
-    )
+    bar = resumed_progress(start, config.iterations, "learn ω (online)", progress)
     for it in bar:
         x0, cond = sample_data(config.batch_size, gen)
         if config.objective == "class-marginal":  # groups share (c, s, t) and differ in x_0
             x0, cond = class_groups(x0, cond, config.group_size)
-            s, t = sample_times(
-                x0.shape[0] // config.group_size, config.s_min, config.zeta, config.delta, gen
-            )
+            s, t = config.draw_times(x0.shape[0] // config.group_size, gen)
             s, t = s.repeat_interleave(config.group_size), t.repeat_interleave(config.group_size)
         else:
-            s, t = sample_times(x0.shape[0], config.s_min, config.zeta, config.delta, gen)
+            s, t = config.draw_times(x0.shape[0], gen)
         items = simulate_sharded(denoiser, schedule, x0, cond, s, t, config, gen, procs, device)
         record.denoiser_evals += 2 * x0.shape[0] * config.particles
         record.denoiser_calls += 1
@@ -278,7 +262,7 @@ def _probe_inputs(
     (drawn from a copy of ``generator``, so the run's own random stream is untouched)."""
     gen = torch.Generator().set_state(generator.get_state())
     _, cond = sample_data(config.batch_size, gen)
-    s, t = sample_times(cond.shape[0], config.s_min, config.zeta, config.delta, gen)
+    s, t = config.draw_times(cond.shape[0], gen)
     return cond, s, t
 
 

@@ -78,6 +78,7 @@ def guided_step_affine(
     s: Tensor,
     t: Tensor,
     schedule: Schedule,
+    *,
     churn: float = 1.0,
     noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
