@@ -52,6 +52,10 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--checkpoint", default="under_trained")
     parser.add_argument("--kernel", default="energy", choices=["energy", "rbf", "imq"])
+    parser.add_argument("--features", default="noisy-classifier", choices=["noisy-classifier", "pixels"])
+    parser.add_argument("--start", default="data", choices=["data", "on-policy"])
+    parser.add_argument("--refresh", type=int, default=1)
+    parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=25)
@@ -62,15 +66,22 @@ def main() -> None:
     denoiser = load_image_denoiser(
         f"checkpoints/{args.dataset}/{args.checkpoint}", data_id=dataset.fingerprint()
     )
-    phi = frozen_features(noisy_classifier(dataset, args.work / f"{args.dataset}-noisy-classifier", 2, 16))
+    phi = None
+    if args.features == "noisy-classifier":
+        classifier = noisy_classifier(dataset, args.work / f"{args.dataset}-noisy-classifier", 2, 16)
+        phi = frozen_features(classifier)
     config = OnlineConfig(
         iterations=args.iterations,
         batch_size=args.batch_size,
         particles=2,
         objective="class-marginal",
-        group_size=8,
+        group_size=args.group_size,
         kernel=args.kernel,
         lr=3e-3,
+        start=args.start,
+        grid_steps=args.steps,
+        refresh=args.refresh,
+        churn=0.0 if args.start == "on-policy" else 1.0,  # on-policy: the evaluation sampler's DDIM
     )
     torch.manual_seed(0)
     net = OmegaNet(denoiser.schedule, num_classes=dataset.num_classes)
@@ -79,13 +90,17 @@ def main() -> None:
     learn_seconds = time.perf_counter() - began
     grid = step_grid(args.steps)
     table = net.omega_table(torch.arange(dataset.num_classes), grid)  # [N, K]
+    k = dataset.num_classes
+    n_tune = k * experiment.tune_per_class
+    grid_evals = sum(n_tune * args.steps * (1 if w == 0 else 2) for w in experiment.constant_grid)
+    print(f"learning: {record.denoiser_evals} denoiser evals ({learn_seconds:.0f} s); grid: {grid_evals}")
+    print("ω mean over classes per step:", [round(w, 2) for w in table.mean(1).tolist()])
     classifier_dir = Path(f"checkpoints/{args.dataset}/classifier")
     evaluator = load_classifier(classifier_dir, data_id=dataset.fingerprint())
     reference = classifier_reference(dataset, evaluator, classifier_dir, args.work / "cache")
     scorer = ImageScorer(
         denoiser, evaluator, reference, dataset.image_shape, args.steps, experiment.batch_size
     )
-    k = dataset.num_classes
     eval_sets = [sample_set(k, experiment.eval_per_class, 100 + j) for j in range(experiment.eval_seeds)]
     scores = {}
     for label, guidance in (
@@ -96,8 +111,6 @@ def main() -> None:
         result = evaluate_over_sets(scorer.score, guidance, eval_sets)
         scores[label] = {key: result[key] for key in ("fd", "fd_std", "accuracy", "recall", "precision")}
         print(label, {key: round(v, 4) for key, v in scores[label].items()})
-    n_tune = k * experiment.tune_per_class
-    grid_evals = sum(n_tune * args.steps * (1 if w == 0 else 2) for w in experiment.constant_grid)
     report = {
         "dataset": args.dataset,
         "checkpoint": args.checkpoint,
@@ -112,8 +125,6 @@ def main() -> None:
         "omega_per_class": table.T.tolist(),
         "scores": scores,
     }
-    print(f"learning: {record.denoiser_evals} denoiser evals ({learn_seconds:.0f} s); grid: {grid_evals}")
-    print("ω mean over classes per step:", [round(w, 2) for w in table.mean(1).tolist()])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 

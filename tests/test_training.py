@@ -57,7 +57,7 @@ def test_blocks_of_a_batch_simulate_the_same_items_as_one_call(mixture, exact, b
     s, t = sample_times(20, 0.01, 0.01, 0.1, torch.Generator().manual_seed(1))
     config = OnlineConfig(particles=3, blocks=blocks)
     gen = torch.Generator().manual_seed(2)
-    items = simulate_sharded(exact, VPCosine(), x0, cond, s, t, config, gen, Processes())
+    items = simulate_sharded(exact, VPCosine(), x0, cond, (s, t), config, gen, Processes())
     gen.manual_seed(2)
     noise = torch.randn((3, 60, x0.shape[1]), generator=gen, dtype=x0.dtype)
     whole = simulate_items(exact, VPCosine(), x0, cond, s, t, 3, config.churn, gen, noise)

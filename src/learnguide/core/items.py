@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from learnguide.core.denoisers import Denoiser, conditional_and_null
-from learnguide.core.schedules import Schedule
+from learnguide.core.schedules import Schedule, expand_as
 from learnguide.core.transitions import guided_step_affine
 
 # (n, generator) -> (x_0 [n, ...], conditions [n] or [n, E]): where training data come from
@@ -120,3 +120,40 @@ def simulate_items(
     a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn=churn, noise=noise[2])
     delta = x0_cond - x0_uncond
     return TransitionItems(*(y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true, x0_cond, delta)))
+
+
+@torch.no_grad()
+def on_policy_items(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    omega: Callable[[Tensor, Tensor, Tensor], Tensor],
+    x0: Tensor,
+    cond: Tensor,
+    grid: Tensor,
+    churn: float,
+    generator: torch.Generator,
+) -> tuple[TransitionItems, Tensor, Tensor]:
+    """Self-consistency items whose starts x_t are the guided sampler's own states (docs/design.md §3.3).
+
+    One guided trajectory per data item, from x_{t_0} ~ N(0, I) down the decreasing ``grid [N + 1]``, each
+    step taken with the current ``omega(cond, s, t) -> [n]`` (no gradient flows through earlier steps).
+    Step i gives one item per trajectory: the guided particle A + ωB of the step t_i → t_{i+1}, and one true
+    particle α_s x_0 + σ_s ε of that trajectory's own data item ``x0 [n, ...]`` (class ``cond [n]``).
+
+    Returns:
+        ``(items, s, t)``: :class:`TransitionItems` with fields ``[N·n, 1, ...]``, step-major (items i·n …
+        (i + 1)·n − 1 are step i, in the order of ``x0``), and their times ``s, t [N·n]`` float64.
+    """
+    n, steps, device = x0.shape[0], len(grid) - 1, x0.device
+    x = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+    fields: list[tuple[Tensor, ...]] = []
+    for i in range(steps):  # the sampler's loop: each step needs the state the previous one produced
+        t, s = grid[i].expand(n).double(), grid[i + 1].expand(n).double()
+        z = torch.randn((2,) + x0.shape, generator=generator, dtype=x0.dtype).to(device)
+        x0_cond, x0_uncond = conditional_and_null(denoiser, x, t.to(device, x0.dtype), cond)
+        a, b = guided_step_affine(x, x0_cond, x0_uncond, s, t, schedule, churn=churn, noise=z[0])
+        x_true = schedule.add_noise(x0, s, z[1])
+        fields.append((a, b, x_true, x0_cond, x0_cond - x0_uncond))
+        x = a + expand_as(omega(cond, s, t), a) * b
+    items = TransitionItems(*(torch.cat(f)[:, None] for f in zip(*fields, strict=True)))
+    return items, grid[1:].double().repeat_interleave(n), grid[:-1].double().repeat_interleave(n)

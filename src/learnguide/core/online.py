@@ -26,6 +26,7 @@ from learnguide.core.items import (
     TimeSampling,
     TransitionItems,
     class_groups,
+    on_policy_items,
     simulate_items,
 )
 from learnguide.core.objectives import (
@@ -37,12 +38,13 @@ from learnguide.core.objectives import (
     pair_statistics,
     reward_loss,
 )
-from learnguide.core.schedules import Schedule, expand_as
+from learnguide.core.schedules import Schedule, expand_as, step_grid
 from learnguide.distributed import Processes
 
 CHECK_WINDOW = 50  # online steps per window of the no-gradient check (the online analogue of an epoch)
 
 OBJECTIVES = ("energy", "marginal", "class-marginal")
+STARTS = ("data", "on-policy")
 
 
 @dataclass
@@ -63,6 +65,13 @@ class OnlineConfig(TimeSampling):
             ``kernel_scales``; :mod:`~learnguide.core.discrepancy`).
         kernel_scales: rbf / imq bandwidths as multiples of the median heuristic.
         group_size: items per group of the class-marginal objective (class ids only).
+        start: where a step starts: ``"data"`` (x_t ~ q(x_t | x_0), times drawn as above; the paper's) or
+            ``"on-policy"`` (x_t from the guided sampler's own trajectory under the current ω, on the grid
+            of ``grid_steps`` steps from t = 1 − ζ to 0; :func:`~learnguide.core.items.on_policy_items`).
+            On-policy needs the class-marginal objective; ``particles`` and ``s_min``/``delta`` are unused,
+            and ``churn`` should be the sampler's (0 for DDIM).
+        grid_steps: on-policy: the sampler's step count N (each refresh costs 2·N·batch_size evaluations).
+        refresh: on-policy: optimiser steps taken on one batch of trajectories before new ones are drawn.
         reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4); 0 leaves the
             reward out (it is then never evaluated).
         seed: seeds data, times and noise; the same seed gives the same ω-network.
@@ -82,6 +91,9 @@ class OnlineConfig(TimeSampling):
     kernel: str = "energy"
     kernel_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
     group_size: int = 8
+    start: str = "data"
+    grid_steps: int = 25
+    refresh: int = 1
     reward_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 0
@@ -93,9 +105,20 @@ class OnlineConfig(TimeSampling):
         check_reward_weight(self.reward_weight, reward)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
-        if min(self.iterations, self.batch_size, self.group_size, self.blocks) < 1:
-            raise ValueError("iterations, batch_size, group_size and blocks must be >= 1")
-        if self.particles < 2 and self.lam > 0:
+        if (
+            min(self.iterations, self.batch_size, self.group_size, self.blocks, self.grid_steps, self.refresh)
+            < 1
+        ):
+            raise ValueError(
+                "iterations, batch_size, group_size, blocks, grid_steps and refresh must be >= 1"
+            )
+        if self.start not in STARTS:
+            raise ValueError(f"unknown start {self.start!r}; choose one of {STARTS}")
+        if self.start == "on-policy" and self.objective != "class-marginal":
+            raise ValueError("on-policy starts are compared class-marginally: use objective 'class-marginal'")
+        if self.start == "on-policy" and self.checkpoint_every % self.refresh:
+            raise ValueError("on-policy: checkpoint_every must be a multiple of refresh (resumption point)")
+        if self.particles < 2 and self.lam > 0 and self.start == "data":
             raise ValueError("repulsion (lam > 0) needs at least 2 particles")
         self.kernel_config().validate()
         self.check_times()
@@ -210,16 +233,10 @@ def train_omega_online(
     omega_net.train()
     bar = resumed_progress(start, config.iterations, "learn ω (online)", progress)
     for it in bar:
-        x0, cond = sample_data(config.batch_size, gen)
-        if config.objective == "class-marginal":  # groups share (c, s, t) and differ in x_0
-            x0, cond = class_groups(x0, cond, config.group_size)
-            s, t = config.draw_times(x0.shape[0] // config.group_size, gen)
-            s, t = s.repeat_interleave(config.group_size), t.repeat_interleave(config.group_size)
-        else:
-            s, t = config.draw_times(x0.shape[0], gen)
-        items = simulate_sharded(denoiser, schedule, x0, cond, s, t, config, gen, procs, device)
-        record.denoiser_evals += 2 * x0.shape[0] * config.particles
-        record.denoiser_calls += 1
+        if config.start == "data" or it % config.refresh == 0:
+            items, cond, s, t = _draw_items(omega_net, denoiser, sample_data, config, gen, procs, device)
+            record.denoiser_evals += 2 * items.a.shape[0] * items.a.shape[1]
+            record.denoiser_calls += config.grid_steps if config.start == "on-policy" else 1
         omega = omega_net.fit_omega(cond, s, t)
         loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config, s, features)
         if config.reward_weight > 0.0:
@@ -255,6 +272,37 @@ def train_omega_online(
     return record
 
 
+def _draw_items(
+    omega_net: OmegaNet,
+    denoiser: Denoiser,
+    sample_data: DataSampler,
+    config: OnlineConfig,
+    generator: torch.Generator,
+    procs: Processes,
+    device: str | torch.device,
+) -> tuple[TransitionItems, Tensor, Tensor, Tensor]:
+    """One batch of training items and their conditions and times: ``(items, cond [n], s [n], t [n])``."""
+    x0, cond = sample_data(config.batch_size, generator)
+    if config.start == "on-policy":
+        if procs.world > 1:
+            raise ValueError("on-policy starts run in one process")
+        x0, cond = class_groups(x0, cond, config.group_size)
+        grid = step_grid(config.grid_steps, 1.0 - config.zeta)
+        x0, cond = x0.to(device), cond.to(device)
+        items, s, t = on_policy_items(
+            denoiser, omega_net.schedule, omega_net, x0, cond, grid, config.churn, generator
+        )
+        return TransitionItems(*(y.cpu() for y in items)), cond.cpu().repeat(config.grid_steps), s, t
+    if config.objective == "class-marginal":  # groups share (c, s, t) and differ in x_0
+        x0, cond = class_groups(x0, cond, config.group_size)
+        s, t = config.draw_times(x0.shape[0] // config.group_size, generator)
+        s, t = s.repeat_interleave(config.group_size), t.repeat_interleave(config.group_size)
+    else:
+        s, t = config.draw_times(x0.shape[0], generator)
+    items = simulate_sharded(denoiser, omega_net.schedule, x0, cond, (s, t), config, generator, procs, device)
+    return items, cond, s, t
+
+
 def _probe_inputs(
     sample_data: DataSampler, config: OnlineConfig, generator: torch.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -271,19 +319,18 @@ def simulate_sharded(
     schedule: Schedule,
     x0: Tensor,
     cond: Tensor,
-    s: Tensor,
-    t: Tensor,
+    times: tuple[Tensor, Tensor],
     config: OnlineConfig,
     generator: torch.Generator,
     procs: Processes,
     device: str | torch.device = "cpu",
 ) -> TransitionItems:
-    """:func:`simulate_items` for a batch (on the CPU), its denoiser calls split over ``procs``: the batch's
-    noise is drawn whole (so ``generator`` advances as in one process), the items are cut into
-    ``config.blocks`` contiguous blocks, process r simulates blocks r, r + N, … on ``device``, and every
+    """:func:`simulate_items` for a batch ``x0 [n, ...]``, ``cond``, ``times = (s, t)`` (on the CPU), its
+    denoiser calls split over ``procs``: the batch's noise is drawn whole (so ``generator`` advances as in
+    one process), the items are cut into ``config.blocks`` contiguous blocks, process r simulates blocks r, r + N, … on ``device``, and every
     process receives all items in order. A block's computation does not depend on the number of processes,
     so neither does the result."""
-    n, m = x0.shape[0], config.particles
+    (s, t), n, m = times, x0.shape[0], config.particles
     noise = torch.randn((3, n * m) + x0.shape[1:], generator=generator, dtype=x0.dtype)
     blocks = torch.arange(n).tensor_split(min(config.blocks, n))
 
