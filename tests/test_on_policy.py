@@ -1,5 +1,7 @@
 """On-policy starts (docs/design.md §3.3): items whose x_t are the guided sampler's own states."""
 
+import json
+
 import pytest
 import torch
 
@@ -84,3 +86,33 @@ def test_on_policy_fit_recovers_a_class_and_time_dependent_omega():
         learned, star = net(cond, t - 0.99 / 25, t).double(), denoiser.omega_star(cond, t)
     assert bool(((learned[:2] - star[:2]).abs() <= 0.25 * star[:2]).all()), (learned, star)
     assert bool((star[2:] < 0.01).all()) and bool((learned[2:] <= 0.15).all()), learned
+
+
+def test_fit_learns_on_policy_in_a_noisy_classifiers_features_through_the_cli(tmp_path):
+    from learnguide.apps.cli import main
+    from learnguide.data.images import load_dataset
+    from learnguide.images.classifier import ClassifierTrainingConfig, ImageClassifier, save_classifier
+
+    torch.manual_seed(0)
+    classifier = ImageClassifier(1, 10, width=8, schedule=VPCosine().config())
+    config = ClassifierTrainingConfig(noisy=True)
+    save_classifier(classifier, tmp_path / "noisy", {}, config, load_dataset("digits").fingerprint())
+    args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
+    args += ["--features", str(tmp_path / "noisy"), "--objective", "class-marginal", "--start", "on-policy"]
+    args += [
+        "--grid-steps",
+        "4",
+        "--refresh",
+        "2",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "80",
+        "--no-progress",
+    ]
+    assert main([*args, "--out", str(tmp_path / "omega")]) == 0
+    online = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]["online"]
+    assert online["start"] == "on-policy" and online["churn"] == 0.0 and online["grid_steps"] == 4
+    per_item = [a if a != "class-marginal" else "energy" for a in args]
+    assert main([*per_item, "--out", str(tmp_path / "o2")]) == 2
+    assert not (tmp_path / "o2").exists()

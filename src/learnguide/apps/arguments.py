@@ -144,6 +144,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --online: the discrepancy's kernel (default: energy, the paper's; rbf and imq use "
         "median-heuristic bandwidths)",
     )
+    fit.add_argument(
+        "--start",
+        default="data",
+        choices=["data", "on-policy"],
+        help="with --online: start each step from the data noised to t (default, the paper's) or from the "
+        "guided sampler's own trajectory under the current ω (on-policy; needs --objective class-marginal)",
+    )
+    fit.add_argument(
+        "--grid-steps", type=int, default=25, help="with --start on-policy: the sampler's steps (default: 25)"
+    )
+    fit.add_argument(
+        "--refresh",
+        type=int,
+        default=1,
+        help="with --start on-policy: steps per batch of trajectories (default: 1)",
+    )
+    fit.add_argument(
+        "--group-size",
+        type=int,
+        default=8,
+        help="with --objective class-marginal: items per group (default: 8)",
+    )
+    fit.add_argument(
+        "--churn",
+        type=float,
+        help="with --online: the step's churn ε (default: 1, the DDPM posterior; 0, DDIM as `sample` uses, "
+        "with --start on-policy)",
+    )
     fit.add_argument("--beta", type=float, default=1.75, help="energy exponent β in (0, 2] (default: 1.75)")
     fit.add_argument("--lam", type=float, default=1.0, help="repulsion λ in [0, 1] (default: 1)")
     fit.add_argument(

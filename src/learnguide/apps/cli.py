@@ -89,7 +89,8 @@ def _fit_online(args: argparse.Namespace) -> int:
 
     if not (args.denoiser or args.model):
         raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
-    config = _pick(OnlineConfig, args)
+    churn = args.churn if args.churn is not None else float(args.start == "data")
+    config = _pick(OnlineConfig, args, churn=churn)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
     _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
     tail, procs = record.losses[-50:], processes()

@@ -327,9 +327,9 @@ def simulate_sharded(
 ) -> TransitionItems:
     """:func:`simulate_items` for a batch ``x0 [n, ...]``, ``cond``, ``times = (s, t)`` (on the CPU), its
     denoiser calls split over ``procs``: the batch's noise is drawn whole (so ``generator`` advances as in
-    one process), the items are cut into ``config.blocks`` contiguous blocks, process r simulates blocks r, r + N, … on ``device``, and every
-    process receives all items in order. A block's computation does not depend on the number of processes,
-    so neither does the result."""
+    one process), the items are cut into ``config.blocks`` contiguous blocks, process r simulates blocks
+    r, r + N, … on ``device``, and every process receives all items in order. A block's computation does not
+    depend on the number of processes, so neither does the result."""
     (s, t), n, m = times, x0.shape[0], config.particles
     noise = torch.randn((3, n * m) + x0.shape[1:], generator=generator, dtype=x0.dtype)
     blocks = torch.arange(n).tensor_split(min(config.blocks, n))
