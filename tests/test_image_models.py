@@ -149,3 +149,24 @@ def test_a_noisy_classifier_is_time_conditioned_and_learns_from_noised_images(tm
     save_classifier(model, tmp_path, record, config, data.fingerprint())
     features, _ = predict(load_classifier(tmp_path), x, s=s)
     assert torch.allclose(features, model.features(x, s).detach(), atol=1e-6)
+
+
+def test_the_held_out_lenet_classifier_learns_and_round_trips(tmp_path):
+    from learnguide.apps.cli import main
+    from learnguide.data.images import load_dataset
+
+    args = ["train-classifier", "--dataset", "digits", "--arch", "lenet", "--epochs", "8", "--seed", "1"]
+    assert main([*args, "--out", str(tmp_path / "lenet"), "--no-progress"]) == 0
+    data = load_dataset("digits")
+    model = load_classifier(tmp_path / "lenet", data_id=data.fingerprint())
+    assert model.config["arch"] == "lenet" and not any(
+        isinstance(m, torch.nn.GroupNorm) for m in model.modules()
+    )
+    features, logits = predict(model, data.test_images)
+    assert features.shape == (len(data.test_images), 128)
+    assert (logits.argmax(1) == data.test_labels).float().mean() > 0.8
+    assert ImageClassifier(1, 10, width=8, arch="lenet").features(torch.randn(2, 1, 28, 28)).shape == (2, 128)
+    with pytest.raises(ValueError, match="only the cnn"):
+        ImageClassifier(1, 10, schedule=VPCosine().config(), arch="lenet")
+    with pytest.raises(ValueError, match="unknown classifier architecture"):
+        ImageClassifier(1, 10, arch="vit")

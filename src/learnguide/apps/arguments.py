@@ -310,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="time-conditioned: trained on x_s ~ q(x_s | x_0), s ~ U[0, 1] (VP-cosine), so that its features "
         "φ(x, s) can measure self-consistency; not an evaluation classifier",
     )
+    clf.add_argument(
+        "--arch",
+        default="cnn",
+        choices=["cnn", "lenet"],
+        help="architecture (default: cnn, the evaluation classifiers'; lenet: the held-out evaluation "
+        "classifiers, another architecture whose features no method trains in)",
+    )
     clf.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     _add_progress_switch(clf)
 

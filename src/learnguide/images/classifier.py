@@ -23,23 +23,49 @@ from learnguide.data.images import ImageDataset
 KIND = "learnguide.classifier"
 
 
-class ImageClassifier(nn.Module):
-    """Three conv blocks, global average pooling, and a linear head: ``[B, C, H, W] -> logits [B, K]``.
+ARCHITECTURES = ("cnn", "lenet")
 
-    :meth:`features` is the pooled ``[B, width·4]`` representation the image metrics use.
+
+class ImageClassifier(nn.Module):
+    """An image classifier ``[B, C, H, W] -> logits [B, K]`` of one of two architectures.
+
+    ``cnn`` (default; the evaluation classifiers and the noisy ones): three 3×3 conv blocks with GroupNorm
+    and SiLU, global average pooling; :meth:`features` is the pooled ``[B, 4·width]``. ``lenet`` (the
+    held-out evaluation classifiers, so that a method never judged by the features it trained in is also
+    judged by another architecture): two 5×5 conv layers with ReLU and max pooling, a 2×2 average pool and a
+    fully connected layer whose ``[B, 128]`` output is :meth:`features`. Only ``cnn`` can be
+    time-conditioned (``schedule``).
     """
 
     def __init__(
-        self, channels: int, num_classes: int, width: int = 32, schedule: dict | None = None
+        self,
+        channels: int,
+        num_classes: int,
+        width: int = 32,
+        schedule: dict | None = None,
+        arch: str = "cnn",
     ) -> None:
         super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown classifier architecture {arch!r}; choose one of {ARCHITECTURES}")
+        if arch != "cnn" and schedule is not None:
+            raise ValueError("only the cnn classifier can be time-conditioned (--noisy)")
         self.config = {"channels": channels, "num_classes": num_classes, "width": width, "schedule": schedule}
+        self.config.update({"arch": arch} if arch != "cnn" else {})
         self.schedule = get_schedule(schedule) if schedule is not None else None
         if (
             self.schedule is not None
         ):  # time-conditioned: log-SNR(s) features shift the first block's channels
             self.time_features = FourierFeatures(8, max_frequency=32.0, scale=LOG_SNR_CLAMP)
             self.time_proj = nn.Linear(16, width)
+        if arch == "lenet":
+            self.body = nn.Sequential(
+                *(nn.Conv2d(channels, width, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2)),
+                *(nn.Conv2d(width, 2 * width, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2)),
+                *(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * width, 128), nn.ReLU()),
+            )
+            self.head = nn.Linear(128, num_classes)
+            return
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU()]
@@ -74,7 +100,7 @@ class ClassifierTrainingConfig:
     """Hyper-parameters of :func:`train_classifier`: epochs over the training split, batch, Adam lr,
     Gaussian pixel-noise augmentation (std in [−1, 1] units; makes features robust to sampler noise), whether
     the classifier is time-conditioned and trained on x_s ~ q(x_s | x_0) with s ~ U[0, 1] (``noisy``; the
-    augmentation is then not used), seed."""
+    augmentation is then not used), seed, and the architecture (``arch``, :class:`ImageClassifier`)."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -82,6 +108,7 @@ class ClassifierTrainingConfig:
     noise_std: float = 0.05
     noisy: bool = False
     seed: int = 0
+    arch: str = "cnn"
 
 
 @torch.no_grad()
@@ -114,7 +141,11 @@ def train_classifier(
     torch.manual_seed(config.seed)
     schedule = schedule or VPCosine()
     model = ImageClassifier(
-        dataset.image_shape[0], dataset.num_classes, width, schedule.config() if config.noisy else None
+        dataset.image_shape[0],
+        dataset.num_classes,
+        width,
+        schedule.config() if config.noisy else None,
+        config.arch,
     )
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     n = len(dataset.train_images)

@@ -183,6 +183,7 @@ class ImageScorer:
     steps: int
     batch_size: int
     inception: tuple[InceptionFeatures, ReferenceStats] | None = None
+    held_out: tuple[ImageClassifier, ReferenceStats] | None = None
 
     def samples(self, guidance: GuidanceSchedule, labels: Tensor, seeds: Tensor) -> Tensor:
         """Images ``[n, C, H, W]`` for class ids ``labels [n]`` and seeds ``seeds [n]``."""
@@ -195,14 +196,20 @@ class ImageScorer:
         return torch.cat(chunks).clamp(-1.0, 1.0)
 
     def score(self, guidance: GuidanceSchedule, sample_set: tuple[Tensor, Tensor]) -> dict[str, float]:
-        """``{"fd", "kid", "accuracy", "precision", "recall"}`` (and ``"inception_fd"`` when the scorer has
-        an Inception extractor) of ``guidance`` on one sample set."""
+        """``{"fd", "kid", "accuracy", "precision", "recall"}`` of ``guidance`` on one sample set, with
+        ``"inception_fd"`` when the scorer has an Inception extractor and ``"held_out_fd"``,
+        ``"held_out_accuracy"`` when it has a held-out classifier (another architecture and seed, whose
+        features no method was trained or tuned in)."""
         labels, seeds = sample_set
         images = self.samples(guidance, labels, seeds)
         scores = score_features(*predict(self.classifier, images), labels, self.reference)
         if self.inception is not None:
             extractor, reference = self.inception
             scores["inception_fd"] = reference.frechet_distance(extractor(images))
+        if self.held_out is not None:
+            features, logits = predict(self.held_out[0], images)
+            scores["held_out_fd"] = self.held_out[1].frechet_distance(features.double())
+            scores["held_out_accuracy"] = class_accuracy(logits, labels)
         return scores
 
 
