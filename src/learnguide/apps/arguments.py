@@ -152,13 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
         "guided sampler's own trajectory under the current ω (on-policy; needs --objective class-marginal)",
     )
     fit.add_argument(
-        "--grid-steps", type=int, default=25, help="with --start on-policy: the sampler's steps (default: 25)"
+        "--grid-steps",
+        type=int,
+        default=25,
+        help="with on-policy or --rollout: the sampler's steps (default: 25)",
     )
     fit.add_argument(
         "--refresh",
         type=int,
         default=1,
         help="with --start on-policy: steps per batch of trajectories (default: 1)",
+    )
+    fit.add_argument(
+        "--rollout",
+        type=int,
+        default=1,
+        help="with --online: K guided steps on the sampler's grid (--grid-steps) from t to s, differentiated "
+        "through the denoiser (default: 1, the paper's one step)",
     )
     fit.add_argument(
         "--group-size",

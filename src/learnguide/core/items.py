@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from learnguide.core.denoisers import Denoiser, conditional_and_null
 from learnguide.core.schedules import Schedule, expand_as
@@ -138,7 +139,8 @@ def on_policy_items(
     One guided trajectory per data item, from x_{t_0} ~ N(0, I) down the decreasing ``grid [N + 1]``, each
     step taken with the current ``omega(cond, s, t) -> [n]`` (no gradient flows through earlier steps).
     Step i gives one item per trajectory: the guided particle A + ωB of the step t_i → t_{i+1}, and one true
-    particle α_s x_0 + σ_s ε of that trajectory's own data item ``x0 [n, ...]`` (class ``cond [n]``).
+    particle α_s x_0 + σ_s ε of that trajectory's own data item ``x0 [n, ...]`` (class ``cond [n]``, on the
+    ω-network's device; the denoiser runs on x0's).
 
     Returns:
         ``(items, s, t)``: :class:`TransitionItems` with fields ``[N·n, 1, ...]``, step-major (items i·n …
@@ -150,10 +152,44 @@ def on_policy_items(
     for i in range(steps):  # the sampler's loop: each step needs the state the previous one produced
         t, s = grid[i].expand(n).double(), grid[i + 1].expand(n).double()
         z = torch.randn((2,) + x0.shape, generator=generator, dtype=x0.dtype).to(device)
-        x0_cond, x0_uncond = conditional_and_null(denoiser, x, t.to(device, x0.dtype), cond)
+        x0_cond, x0_uncond = conditional_and_null(denoiser, x, t.to(device, x0.dtype), cond.to(device))
         a, b = guided_step_affine(x, x0_cond, x0_uncond, s, t, schedule, churn=churn, noise=z[0])
         x_true = schedule.add_noise(x0, s, z[1])
         fields.append((a, b, x_true, x0_cond, x0_cond - x0_uncond))
         x = a + expand_as(omega(cond, s, t), a) * b
     items = TransitionItems(*(torch.cat(f)[:, None] for f in zip(*fields, strict=True)))
     return items, grid[1:].double().repeat_interleave(n), grid[:-1].double().repeat_interleave(n)
+
+
+def guided_rollout(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    omega: Callable[[Tensor, Tensor, Tensor], Tensor],
+    x_t: Tensor,
+    cond: Tensor,
+    times: Tensor,
+    churn: float,
+    noise: Tensor,
+) -> Tensor:
+    """K guided steps from ``x_t [B, ...]`` through the decreasing ``times [K + 1, B]`` (float64; t is
+    times[0], s is times[K]), each A_k + ω(c, t_{k+1}, t_k)·B_k (docs/design.md §3.4): x̃_s ``[B, ...]``.
+
+    Differentiable in ω through every step, including through the denoiser's inputs of the later steps
+    (never into the denoiser's weights); each later step's denoiser call is checkpointed (recomputed in
+    the backward pass). ``noise [K, B, ...]``: z of each step's churn. K = 1 is the paper's step A + ωB.
+    """
+    x = x_t
+    for k in range(times.shape[0] - 1):
+        t, s = times[k], times[k + 1]
+        w = expand_as(omega(cond, s, t), x)
+
+        def step(x: Tensor, w: Tensor, s: Tensor = s, t: Tensor = t, z: Tensor = noise[k]) -> Tensor:
+            with torch.set_grad_enabled(x.requires_grad):  # the first step's x_t carries no gradient
+                x0_cond, x0_uncond = conditional_and_null(
+                    denoiser, x, t.to(x.device, x.dtype), cond.to(x.device)
+                )
+            a, b = guided_step_affine(x, x0_cond, x0_uncond, s, t, schedule, churn=churn, noise=z)
+            return a + w * b
+
+        x = checkpoint(step, x, w, use_reentrant=False) if k > 0 else step(x, w)
+    return x

@@ -26,6 +26,7 @@ from learnguide.core.items import (
     TimeSampling,
     TransitionItems,
     class_groups,
+    guided_rollout,
     on_policy_items,
     simulate_items,
 )
@@ -70,7 +71,11 @@ class OnlineConfig(TimeSampling):
             of ``grid_steps`` steps from t = 1 − ζ to 0; :func:`~learnguide.core.items.on_policy_items`).
             On-policy needs the class-marginal objective; ``particles`` and ``s_min``/``delta`` are unused,
             and ``churn`` should be the sampler's (0 for DDIM).
-        grid_steps: on-policy: the sampler's step count N (each refresh costs 2·N·batch_size evaluations).
+        grid_steps: on-policy and rollout: the sampler's step count N (an on-policy refresh costs
+            2·N·batch_size evaluations).
+        rollout: K guided steps from t to s on the sampler's grid of ``grid_steps`` steps, differentiated
+            through the denoiser (:func:`~learnguide.core.items.guided_rollout`; data starts, no reward);
+            1 (default): the paper's one step, at the continuous times above.
         refresh: on-policy: optimiser steps taken on one batch of trajectories before new ones are drawn.
         reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4); 0 leaves the
             reward out (it is then never evaluated).
@@ -94,6 +99,7 @@ class OnlineConfig(TimeSampling):
     start: str = "data"
     grid_steps: int = 25
     refresh: int = 1
+    rollout: int = 1
     reward_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 0
@@ -105,13 +111,17 @@ class OnlineConfig(TimeSampling):
         check_reward_weight(self.reward_weight, reward)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
-        if (
-            min(self.iterations, self.batch_size, self.group_size, self.blocks, self.grid_steps, self.refresh)
-            < 1
+        counts = {"iterations": self.iterations, "batch_size": self.batch_size, "group_size": self.group_size}
+        counts.update(
+            blocks=self.blocks, grid_steps=self.grid_steps, refresh=self.refresh, rollout=self.rollout
+        )
+        for name, value in counts.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.rollout > 1 and (
+            self.start != "data" or self.reward_weight > 0 or self.rollout > self.grid_steps
         ):
-            raise ValueError(
-                "iterations, batch_size, group_size, blocks, grid_steps and refresh must be >= 1"
-            )
+            raise ValueError("a rollout (K > 1) starts from data, has no reward and needs K <= grid_steps")
         if self.start not in STARTS:
             raise ValueError(f"unknown start {self.start!r}; choose one of {STARTS}")
         if self.start == "on-policy" and self.objective != "class-marginal":
@@ -150,18 +160,30 @@ def self_consistency_loss(
 ) -> Tensor:
     """Mean self-consistency loss (scalar) of items ``A, B, x_true [n, m, ...]`` at per-item ω ``[n]``.
 
-    In pixels with the energy kernel it is eq. 9 (per item, from sufficient statistics) or its marginal
-    variants. With another kernel, or with a frozen feature map ``features`` φ(x, t) (then ``s [n]`` are the
-    items' times), the guided and true particles are compared as φ(x, s) by the kernel, per item or pooled
-    over the objective's groups; gradients reach ω through φ, whose weights stay untouched.
+    In pixels with the energy kernel and the per-item objective it is eq. 9 from sufficient statistics;
+    otherwise :func:`particle_loss` of the guided particles A + ωB.
     """
-    kernel, n, m = config.kernel_config(), a.shape[0], a.shape[1]
+    if features is None and config.kernel == "energy" and config.objective == "energy":
+        stats = pair_statistics(a, b, x_true)
+        return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
+    return particle_loss(a + expand_as(omega, a).to(a.dtype) * b, x_true, config, s, features)
+
+
+def particle_loss(
+    x_guided: Tensor,
+    x_true: Tensor,
+    config: OnlineConfig,
+    s: Tensor | None = None,
+    features: FeatureMap | None = None,
+) -> Tensor:
+    """Mean discrepancy (scalar) of guided particles ``x_guided [n, m, ...]`` against true ones ``x_true
+    [n, m, ...]``, per item or pooled over the objective's groups (eq. 9 and its marginal variants in pixels
+    with the energy kernel). With a frozen feature map ``features`` φ (then ``s [n]`` are the items' times)
+    both are compared as φ(x, s) by the kernel; gradients reach ω through φ, whose weights stay untouched.
+    """
+    kernel, n, m = config.kernel_config(), x_guided.shape[0], x_guided.shape[1]
     groups = {"energy": n, "marginal": 1, "class-marginal": n // config.group_size}[config.objective]
-    x_guided = a + expand_as(omega, a).to(a.dtype) * b
     if features is None and kernel.name == "energy":
-        if config.objective == "energy":
-            stats = pair_statistics(a, b, x_true)
-            return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
         return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
     if features is not None:
         if s is None:
@@ -220,7 +242,8 @@ def train_omega_online(
     procs = procs or Processes()
     schedule = omega_net.schedule
     gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(omega_net.parameters(), lr=config.lr)
+    params = list(omega_net.parameters())
+    opt = torch.optim.Adam(params, lr=config.lr)
     record, start = TrainingRecord(), 0
     out = Path(out_dir) if out_dir is not None else None
     extra = {"online": asdict(config), **({"denoiser_id": denoiser_id} if denoiser_id else {})}
@@ -233,18 +256,26 @@ def train_omega_online(
     omega_net.train()
     bar = resumed_progress(start, config.iterations, "learn ω (online)", progress)
     for it in bar:
-        if config.start == "data" or it % config.refresh == 0:
-            items, cond, s, t = _draw_items(omega_net, denoiser, sample_data, config, gen, procs, device)
-            record.denoiser_evals += 2 * items.a.shape[0] * items.a.shape[1]
-            record.denoiser_calls += config.grid_steps if config.start == "on-policy" else 1
-        omega = omega_net.fit_omega(cond, s, t)
-        loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config, s, features)
-        if config.reward_weight > 0.0:
-            negative_reward = reward_loss(reward, items.x0_cond, items.delta, omega, cond)
-            loss = loss + config.reward_weight * negative_reward
-            record.rewards.append(-negative_reward.item())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if config.rollout > 1:
+            x_guided, x_true, cond, s, t = _rollout_batch(
+                omega_net, denoiser, sample_data, config, gen, device
+            )
+            record.denoiser_evals += 2 * config.rollout * x_guided.shape[0] * x_guided.shape[1]
+            record.denoiser_calls += config.rollout
+            loss = particle_loss(x_guided, x_true, config, s, features)
+        else:
+            if config.start == "data" or it % config.refresh == 0:
+                items, cond, s, t = _draw_items(omega_net, denoiser, sample_data, config, gen, procs, device)
+                record.denoiser_evals += 2 * items.a.shape[0] * items.a.shape[1]
+                record.denoiser_calls += config.grid_steps if config.start == "on-policy" else 1
+            omega = omega_net.fit_omega(cond, s, t)
+            loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config, s, features)
+            if config.reward_weight > 0.0:
+                negative_reward = reward_loss(reward, items.x0_cond, items.delta, omega, cond)
+                loss = loss + config.reward_weight * negative_reward
+                record.rewards.append(-negative_reward.item())
+        for p, g in zip(params, torch.autograd.grad(loss, params), strict=True):  # ω's weights, nothing else
+            p.grad = g
         monitor.step()
         opt.step()
         if (it + 1) % CHECK_WINDOW == 0:
@@ -288,11 +319,11 @@ def _draw_items(
             raise ValueError("on-policy starts run in one process")
         x0, cond = class_groups(x0, cond, config.group_size)
         grid = step_grid(config.grid_steps, 1.0 - config.zeta)
-        x0, cond = x0.to(device), cond.to(device)
+        x0 = x0.to(device)
         items, s, t = on_policy_items(
             denoiser, omega_net.schedule, omega_net, x0, cond, grid, config.churn, generator
         )
-        return TransitionItems(*(y.cpu() for y in items)), cond.cpu().repeat(config.grid_steps), s, t
+        return TransitionItems(*(y.cpu() for y in items)), cond.repeat(config.grid_steps), s, t
     if config.objective == "class-marginal":  # groups share (c, s, t) and differ in x_0
         x0, cond = class_groups(x0, cond, config.group_size)
         s, t = config.draw_times(x0.shape[0] // config.group_size, generator)
@@ -301,6 +332,43 @@ def _draw_items(
         s, t = config.draw_times(x0.shape[0], generator)
     items = simulate_sharded(denoiser, omega_net.schedule, x0, cond, (s, t), config, generator, procs, device)
     return items, cond, s, t
+
+
+def _rollout_batch(
+    omega_net: OmegaNet,
+    denoiser: Denoiser,
+    sample_data: DataSampler,
+    config: OnlineConfig,
+    generator: torch.Generator,
+    device: str | torch.device,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """A batch of K-step rollouts from data starts on the sampler's grid: ``(x_guided [n, m, ...], x_true
+    [n, m, ...], cond [n], s [n], t [n])``, x_guided differentiable in ω. Each item (each class-marginal
+    group) starts at a grid time t_i drawn uniformly from those with K steps left and ends at s = t_{i+K}."""
+    x0, cond = sample_data(config.batch_size, generator)
+    per = config.group_size if config.objective == "class-marginal" else 1
+    if per > 1:
+        x0, cond = class_groups(x0, cond, per)
+    n, m, k = x0.shape[0], config.particles, config.rollout
+    grid = step_grid(config.grid_steps, 1.0 - config.zeta)
+    first = torch.randint(0, config.grid_steps - k + 1, (n // per,), generator=generator).repeat_interleave(
+        per
+    )
+    times = grid[first[None, :] + torch.arange(k + 1)[:, None]]  # [K + 1, n]
+    noise = torch.randn((k + 2, n * m) + x0.shape[1:], generator=generator, dtype=x0.dtype)
+    x0_rep, cond_rep, times_rep = (
+        x0.repeat_interleave(m, 0),
+        cond.repeat_interleave(m, 0),
+        times.repeat_interleave(m, 1),
+    )
+    x_true = omega_net.schedule.add_noise(x0_rep, times_rep[-1], noise[0])
+    x_t = omega_net.schedule.add_noise(x0_rep, times_rep[0], noise[1]).to(device)
+    x_guided = guided_rollout(
+        denoiser, omega_net.schedule, omega_net.fit_omega, x_t, cond_rep, times_rep, config.churn,
+        noise[2:].to(device),
+    ).cpu()  # fmt: skip
+    shape = (n, m) + x0.shape[1:]
+    return x_guided.reshape(shape), x_true.reshape(shape), cond, times[-1], times[0]
 
 
 def _probe_inputs(

@@ -1,0 +1,134 @@
+"""K-step rollouts (docs/design.md §3.4): K guided steps on the sampler's grid, differentiated through the
+denoiser."""
+
+import pytest
+import torch
+
+from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.items import guided_rollout, simulate_items
+from learnguide.core.online import OnlineConfig, particle_loss, self_consistency_loss, train_omega_online
+from learnguide.core.schedules import VPCosine
+from learnguide.data.toy import class_time_weakening, separated_mixture
+
+
+@pytest.mark.parametrize("objective", ["energy", "class-marginal"])
+def test_a_one_step_rollout_is_the_papers_step_and_loss(mixture, exact, objective):
+    x0, cond = mixture.data_sampler()(16, torch.Generator().manual_seed(0))
+    cond = cond.sort().values
+    s, t = torch.full((16,), 0.3, dtype=torch.float64), torch.full((16,), 0.7, dtype=torch.float64)
+    noise = torch.randn((3, 16 * 4, 2), generator=torch.Generator().manual_seed(1), dtype=x0.dtype)
+    items = simulate_items(exact, VPCosine(), x0, cond, s, t, 4, 1.0, torch.Generator(), noise)
+    omega = torch.linspace(0.0, 2.0, 16, requires_grad=True)
+    x_t = VPCosine().add_noise(x0.repeat_interleave(4, 0), t.repeat_interleave(4), noise[1])
+    times = torch.stack([t, s]).repeat_interleave(4, 1)
+    per_particle = omega.repeat_interleave(4)
+    rolled = guided_rollout(
+        exact,
+        VPCosine(),
+        lambda c, s_, t_: per_particle,
+        x_t,
+        cond.repeat_interleave(4),
+        times,
+        1.0,
+        noise[2:],
+    ).reshape(16, 4, 2)
+    assert torch.allclose(rolled, items.a + omega[:, None, None] * items.b, atol=1e-6)
+    config = OnlineConfig(objective=objective, group_size=4)
+    one_step = self_consistency_loss(omega, items.a, items.b, items.x_true, config)
+    assert torch.allclose(particle_loss(rolled, items.x_true, config).double(), one_step.double(), rtol=1e-5)
+    (g_rolled,) = torch.autograd.grad(particle_loss(rolled, items.x_true, config), omega)
+    (g_step,) = torch.autograd.grad(
+        self_consistency_loss(omega, items.a, items.b, items.x_true, config), omega
+    )
+    assert torch.allclose(g_rolled.double(), g_step.double(), rtol=1e-4, atol=1e-7)
+
+
+def test_a_later_steps_omega_reaches_through_the_denoiser(mixture, exact):
+    """In a 2-step rollout the first step's ω moves the second step's denoiser input: its gradient differs
+    from what a detached second step would give."""
+    x0, cond = mixture.data_sampler()(8, torch.Generator().manual_seed(0))
+    times = torch.tensor([[0.8], [0.6], [0.4]], dtype=torch.float64).expand(3, 8)
+    noise = torch.randn((2, 8, 2), generator=torch.Generator().manual_seed(2), dtype=x0.dtype)
+    x_t = VPCosine().add_noise(x0, times[0], torch.randn(8, 2, dtype=x0.dtype))
+    w = torch.tensor([0.5, 1.5], requires_grad=True)
+
+    def omega(c, s, t):
+        return torch.where(t > 0.7, w[0], w[1]).expand(len(c))
+
+    out = guided_rollout(exact, VPCosine(), omega, x_t, cond, times, 1.0, noise)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), w)
+    with torch.no_grad():
+        mid = guided_rollout(exact, VPCosine(), omega, x_t, cond, times[:2], 1.0, noise[:1])
+    detached = guided_rollout(exact, VPCosine(), omega, mid.requires_grad_(), cond, times[1:], 1.0, noise[1:])
+    (grad_mid,) = torch.autograd.grad(detached.pow(2).sum(), mid)
+    assert grad[0].abs() > 0 and grad[1].abs() > 0 and grad_mid.abs().sum() > 0
+
+
+def test_rollout_training_leaves_the_denoiser_untouched(mlp_denoiser, mixture):
+    torch.manual_seed(0)
+    net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    before = [p.detach().clone() for p in mlp_denoiser.parameters()]
+    config = OnlineConfig(iterations=2, batch_size=16, particles=2, rollout=3, grid_steps=6)
+    record = train_omega_online(net, mlp_denoiser, mixture.data_sampler(), config, progress=False)
+    assert record.denoiser_evals == 2 * 2 * 3 * 16 * 2 and record.denoiser_calls == 2 * 3
+    assert all(p.grad is None for p in mlp_denoiser.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(mlp_denoiser.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(rollout=0),
+        dict(rollout=4, grid_steps=3),
+        dict(rollout=2, start="on-policy", objective="class-marginal"),
+        dict(rollout=2, reward_weight=1.0),
+    ],
+)
+def test_rollout_settings_are_validated(bad):
+    with pytest.raises(ValueError):
+        OnlineConfig(**bad).validate(reward=lambda x, c: x.sum((1,)))
+
+
+@pytest.mark.slow
+def test_a_three_step_rollout_recovers_a_class_and_time_dependent_omega():
+    """The weakened toy's ω* (tests/test_recovery.py) makes every step exact, so K exact steps are too."""
+    mixture = separated_mixture()
+    denoiser = WeakenedDenoiser(ExactMixtureDenoiser(mixture, VPCosine()), class_time_weakening)
+    torch.manual_seed(0)
+    net = OmegaNet(VPCosine(), num_classes=3)
+    config = OnlineConfig(iterations=300, batch_size=256, rollout=3)
+    record = train_omega_online(net, denoiser, mixture.data_sampler(), config, progress=False)
+    assert record.warnings == []
+    points = [(1, 0.85), (2, 0.55), (0, 0.85), (0, 0.55), (1, 0.45), (2, 0.95)]
+    cond = torch.tensor([c for c, _ in points])
+    t = torch.tensor([t for _, t in points], dtype=torch.float64)
+    with torch.no_grad():
+        learned, star = net(cond, t - 0.99 / 25, t).double(), denoiser.omega_star(cond, t)
+    assert bool(((learned[:2] - star[:2]).abs() <= 0.25 * star[:2]).all()), (learned, star)
+    assert bool((star[2:] < 0.01).all()) and bool((learned[2:] <= 0.15).all()), learned
+
+
+def test_fit_learns_with_a_rollout_through_the_cli(tmp_path):
+    import json
+
+    from learnguide.apps.cli import main
+
+    args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
+    args += [
+        "--rollout",
+        "2",
+        "--grid-steps",
+        "5",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "8",
+        "--particles",
+        "2",
+    ]
+    assert main([*args, "--out", str(tmp_path / "omega"), "--no-progress"]) == 0
+    online = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]["online"]
+    assert online["rollout"] == 2 and online["grid_steps"] == 5
+    assert main([*args[:-10], "--rollout", "9", "--grid-steps", "5", "--out", str(tmp_path / "o2")]) == 2
+    assert not (tmp_path / "o2").exists()
