@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--features", default="noisy-classifier", choices=["noisy-classifier", "pixels"])
     parser.add_argument("--start", default="data", choices=["data", "on-policy"])
     parser.add_argument("--refresh", type=int, default=1)
+    parser.add_argument("--rollout", type=int, default=1)
+    parser.add_argument("--particles", type=int, default=2)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -73,7 +75,7 @@ def main() -> None:
     config = OnlineConfig(
         iterations=args.iterations,
         batch_size=args.batch_size,
-        particles=2,
+        particles=args.particles,
         objective="class-marginal",
         group_size=args.group_size,
         kernel=args.kernel,
@@ -81,7 +83,8 @@ def main() -> None:
         start=args.start,
         grid_steps=args.steps,
         refresh=args.refresh,
-        churn=0.0 if args.start == "on-policy" else 1.0,  # on-policy: the evaluation sampler's DDIM
+        rollout=args.rollout,
+        churn=0.0 if args.start == "on-policy" or args.rollout > 1 else 1.0,  # the evaluation sampler's DDIM
     )
     torch.manual_seed(0)
     net = OmegaNet(denoiser.schedule, num_classes=dataset.num_classes)

@@ -128,8 +128,9 @@ class OnlineConfig(TimeSampling):
             raise ValueError("on-policy starts are compared class-marginally: use objective 'class-marginal'")
         if self.start == "on-policy" and self.checkpoint_every % self.refresh:
             raise ValueError("on-policy: checkpoint_every must be a multiple of refresh (resumption point)")
-        if self.particles < 2 and self.lam > 0 and self.start == "data":
-            raise ValueError("repulsion (lam > 0) needs at least 2 particles")
+        pooled = self.particles * (self.group_size if self.objective == "class-marginal" else 1)
+        if pooled < 2 and self.lam > 0 and self.start == "data":
+            raise ValueError("repulsion (lam > 0) needs at least 2 particles per item (or per class group)")
         self.kernel_config().validate()
         self.check_times()
 

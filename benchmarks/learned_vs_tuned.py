@@ -1,0 +1,172 @@
+"""Issue 14's table: learned ω with one fixed objective against the tuned baselines on all six checkpoints.
+
+For each committed image checkpoint, at 25 steps:
+
+1. learn ω online with one of the objectives ``VARIANTS`` below (``--variant``), in the features of a
+   time-conditioned classifier (``train-classifier --noisy``, width 16, seed 1; trained once under
+   ``--work``; never used for evaluation);
+2. sample the learned ω, the unguided model and the winners of RESULTS.md's tuned baseline families (tuned by
+   ``learnguide experiment`` on the evaluation classifier's FD; settings copied from the tables there) on
+   RESULTS.md's own evaluation sets (3 seed sets, 100 per class on digits and 30 on MNIST / Fashion-MNIST);
+3. score every sample set with the committed evaluation classifier (FD, accuracy) and with the held-out
+   classifier (``checkpoints/<dataset>/held_out_classifier``: another architecture and seed, whose features
+   no method was trained or tuned in), and with ``--inception`` also Inception FID.
+
+Reports the learning cost (denoiser evaluations, seconds) against one 7-point constant grid at 25 steps on the
+experiment's default tuning set (50 per class: 162,500 evaluations). Writes JSON, one entry per checkpoint,
+and skips checkpoints already in ``--out``; the learned ω-network is saved under ``--work`` and reused.
+
+    python benchmarks/learned_vs_tuned.py --out benchmarks/results/learned_vs_tuned.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from learnguide.apps.comparison import evaluate_over_sets
+from learnguide.apps.experiment import ExperimentConfig
+from learnguide.core.guidance import ConstantGuidance, OmegaNet, guidance_from_config
+from learnguide.core.online import OnlineConfig, train_omega_online
+from learnguide.core.schedules import step_grid
+from learnguide.data.images import load_dataset
+from learnguide.images.classifier import (
+    ClassifierTrainingConfig,
+    frozen_features,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from learnguide.images.denoisers import load_image_denoiser
+from learnguide.images.evaluation import (
+    ImageScorer,
+    InceptionFeatures,
+    classifier_reference,
+    inception_reference,
+    sample_set,
+)
+
+STEPS = 25
+VARIANTS = {  # the objectives compared on MNIST under_trained first; one becomes the recommended default
+    "on-policy": OnlineConfig(  # docs/design.md §3.3
+        iterations=160, batch_size=160, objective="class-marginal", group_size=8, start="on-policy",
+        grid_steps=STEPS, refresh=4, churn=0.0, lr=3e-3,
+    ),
+    "rollout": OnlineConfig(  # docs/design.md §3.4: the whole 25-step trajectory, final samples vs data
+        iterations=30, batch_size=80, particles=1, objective="class-marginal", group_size=8, rollout=STEPS,
+        grid_steps=STEPS, churn=0.0, lr=1e-2,
+    ),
+}  # fmt: skip
+
+
+def _interval(omega: float, lo: float, hi: float) -> dict:
+    return {"type": "interval", "omega": omega, "t_lo": lo, "t_hi": hi}
+
+
+def _increasing(omega_max: float, shape: str) -> dict:
+    return {"type": "increasing", "omega_max": omega_max, "shape": shape}
+
+
+# RESULTS.md's 25-step winners (constant, interval, increasing) and evaluation samples per class
+CHECKPOINTS = {
+    ("digits", "under_trained"): (100, [0.25, _interval(1.0, 0.1, 0.6), _increasing(1.0, "cosine")]),
+    ("digits", "well_trained"): (100, [0.0]),
+    ("mnist", "under_trained"): (30, [0.5, _interval(1.0, 0.3, 0.8), _increasing(2.0, "linear")]),
+    ("mnist", "well_trained"): (30, [0.25, _interval(0.5, 0.3, 0.8), _increasing(1.0, "linear")]),
+    ("fashion-mnist", "under_trained"): (30, [0.25, _interval(1.0, 0.1, 0.6), _increasing(2.0, "cosine")]),
+    ("fashion-mnist", "well_trained"): (30, [0.0, _interval(1.0, 0.1, 0.6), _increasing(2.0, "cosine")]),
+}
+
+
+def noisy_classifier(dataset, folder: Path):
+    """The noisy classifier of ``folder`` (width 16, 2 epochs, seed 1), trained first if it is not there."""
+    if not (folder / "model.safetensors").is_file():
+        config = ClassifierTrainingConfig(epochs=2, noisy=True, seed=1)
+        model, record = train_classifier(dataset, config, width=16, progress=False)
+        save_classifier(model, folder, record, config, dataset.fingerprint())
+    return load_classifier(folder, data_id=dataset.fingerprint())
+
+
+def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[OmegaNet, dict]:
+    """The ω-network learned with ``VARIANTS[variant]`` and its cost, loaded from ``folder`` when there."""
+    if (folder / "learning.json").is_file():
+        return OmegaNet.load(folder, denoiser.schedule), json.loads((folder / "learning.json").read_text())
+    phi = frozen_features(noisy_classifier(dataset, work / f"{dataset.name}-noisy-classifier"))
+    torch.manual_seed(0)
+    net = OmegaNet(denoiser.schedule, num_classes=dataset.num_classes)
+    began = time.perf_counter()
+    record = train_omega_online(net, denoiser, dataset.data_sampler("train"), VARIANTS[variant], features=phi)
+    cost = {"denoiser_evals": record.denoiser_evals, "seconds": time.perf_counter() - began}
+    net.save(folder)
+    (folder / "learning.json").write_text(json.dumps({**cost, "warnings": record.warnings}))
+    return net, {**cost, "warnings": record.warnings}
+
+
+def run_checkpoint(dataset_name: str, regime: str, variant: str, work: Path, inception: bool) -> dict:
+    """Learn, sample and score one checkpoint; returns its JSON entry."""
+    per_class, winners = CHECKPOINTS[(dataset_name, regime)]
+    dataset, experiment = load_dataset(dataset_name), ExperimentConfig()
+    data_id = dataset.fingerprint()
+    denoiser = load_image_denoiser(f"checkpoints/{dataset_name}/{regime}", data_id=data_id)
+    net, learning = learn(dataset, denoiser, variant, work / f"{dataset_name}-{regime}-{variant}", work)
+    references = {}
+    for name in ("classifier", "held_out_classifier"):
+        folder = Path(f"checkpoints/{dataset_name}/{name}")
+        model = load_classifier(folder, data_id=data_id)
+        references[name] = (model, classifier_reference(dataset, model, folder, work / "cache"))
+    extractor = InceptionFeatures() if inception else None
+    scorer = ImageScorer(
+        denoiser, *references["classifier"], dataset.image_shape, STEPS, experiment.batch_size,
+        inception=(extractor, inception_reference(dataset, extractor, work / "cache")) if inception else None,
+        held_out=references["held_out_classifier"],
+    )  # fmt: skip
+    k = dataset.num_classes
+    eval_sets = [sample_set(k, per_class, 100 + j) for j in range(3)]  # RESULTS.md's seeds (seed 0)
+    methods = {"learned": net, "unguided": ConstantGuidance(0.0)}
+    for setting in winners:
+        guidance = ConstantGuidance(setting) if isinstance(setting, float) else guidance_from_config(setting)
+        methods.setdefault(json.dumps(guidance.config()), guidance)
+    scores = {}
+    for label, guidance in methods.items():
+        result = evaluate_over_sets(scorer.score, guidance, eval_sets)
+        scores[label] = {key: v for key, v in result.items() if not key.endswith("_per_seed")}
+        print(dataset_name, regime, label, {key: round(v, 4) for key, v in scores[label].items()})
+    n_tune = k * experiment.tune_per_class
+    grid_evals = sum(n_tune * STEPS * (1 if w == 0 else 2) for w in experiment.constant_grid)
+    table = net.omega_table(torch.arange(k), step_grid(STEPS))  # [N, K]
+    return {
+        "variant": variant,
+        "learning": {**learning, "grid_denoiser_evals": grid_evals},
+        "eval_n": k * per_class,
+        "omega_t": step_grid(STEPS)[:-1].tolist(),
+        "omega_per_class": table.T.tolist(),
+        "scores": scores,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="rollout")
+    parser.add_argument("--inception", action="store_true", help="also Inception FID (digits and MNIST)")
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
+    args = parser.parse_args()
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report.setdefault("variants", {name: vars(config) for name, config in VARIANTS.items()})
+    for name in args.checkpoints:
+        key = f"{name}:{args.variant}"
+        if key in report:
+            continue
+        dataset_name, regime = name.split("/")
+        report[key] = run_checkpoint(dataset_name, regime, args.variant, args.work, args.inception)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
