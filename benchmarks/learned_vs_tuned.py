@@ -57,8 +57,8 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
         grid_steps=STEPS, refresh=4, churn=0.0, lr=3e-3,
     ),
     "rollout": OnlineConfig(  # docs/design.md §3.4: the whole 25-step trajectory, final samples vs data
-        iterations=30, batch_size=80, particles=1, objective="class-marginal", group_size=8, rollout=STEPS,
-        grid_steps=STEPS, churn=0.0, lr=1e-2,
+        iterations=40, batch_size=80, particles=1, objective="class-marginal", group_size=8, rollout=STEPS,
+        grid_steps=STEPS, churn=0.0, lr=2e-2,
     ),
 }  # fmt: skip
 
