@@ -129,6 +129,22 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
     assert (
         entry["interval"]["settings"]["omega"] == 0.5 and entry["increasing"]["settings"]["omega_max"] == 1.0
     )
+    # ω learned by a whole-trajectory rollout in a noisy classifier's features, scored by a held-out one
+    for extra, folder in ((["--noisy"], "noisy"), (["--arch", "lenet"], "lenet")):
+        clf = ["train-classifier", "--dataset", "digits", "--epochs", "1", "--width", "8", *extra]
+        assert main([*clf, "--out", str(tmp_path / folder), "--no-progress"]) == 0
+    features = ["--features", str(tmp_path / "noisy"), "--rollout", "3", "--objective", "class-marginal"]
+    held_out = ["--held-out-classifier", str(tmp_path / "lenet")]
+    assert main([*exp, *under, "--tiny", "--no-progress", *features, *held_out]) == 0
+    rolled = json.loads((out / "results.json").read_text())["under_trained"]
+    online = rolled["learning"]["online"]
+    assert (
+        rolled["learning"]["features"] == str(tmp_path / "noisy") and rolled["learning"]["method"] == "online"
+    )
+    assert online["rollout"] == 3 and online["churn"] == 0.0 and online["objective"] == "class-marginal"
+    for entry in rolled["by_steps"].values():
+        assert entry["learned"]["held_out_fd"] >= 0 and 0 <= entry["constant"]["held_out_accuracy"] <= 1
+    assert main([*exp, *under, "--tiny", "--no-progress", "--features", str(tmp_path / "none")]) == 2
 
 
 def test_image_scorer_adds_inception_fd_on_the_same_samples(tmp_path):

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from known_omega import save_noisy_digits_classifier
 from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.online import OnlineConfig, self_consistency_loss, train_omega_online
@@ -77,12 +78,8 @@ def test_rbf_and_imq_kernels_recover_a_class_and_time_dependent_omega(kernel, ob
 
 def test_fit_learns_in_a_noisy_classifiers_features_through_the_cli(tmp_path, capsys):
     from learnguide.apps.cli import main
-    from learnguide.images.classifier import ClassifierTrainingConfig, save_classifier
 
-    torch.manual_seed(0)
-    classifier = ImageClassifier(1, 10, width=8, schedule=VPCosine().config())
-    config = ClassifierTrainingConfig(noisy=True)
-    save_classifier(classifier, tmp_path / "noisy", {}, config, load_dataset("digits").fingerprint())
+    save_noisy_digits_classifier(tmp_path / "noisy")
     args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
     args += ["--features", str(tmp_path / "noisy"), "--kernel", "rbf", "--objective", "class-marginal"]
     args += ["--iterations", "2", "--batch-size", "160", "--particles", "2", "--no-progress"]

@@ -5,13 +5,12 @@ import json
 import pytest
 import torch
 
-from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
+from known_omega import assert_recovered_on_the_sampler_grid, save_noisy_digits_classifier, weakened_toy
 from learnguide.core.guidance import ConstantGuidance, OmegaNet
 from learnguide.core.items import on_policy_items
 from learnguide.core.online import OnlineConfig, train_omega_online
 from learnguide.core.sampling import sample
 from learnguide.core.schedules import VPCosine, step_grid
-from learnguide.data.toy import class_time_weakening, separated_mixture
 
 
 def test_the_trajectory_is_the_guided_samplers_own(mixture, exact):
@@ -70,8 +69,7 @@ def test_on_policy_fit_recovers_a_class_and_time_dependent_omega():
     """The exact denoiser weakened by κ(c, t) is made exact by ω* (tests/test_recovery.py); the guided
     sampler's states under ω* are then distributed as the data noised, so on-policy self-consistency is
     minimised at ω* too. Checked on the sampler's own steps (s = t − 0.99/25)."""
-    mixture = separated_mixture()
-    denoiser = WeakenedDenoiser(ExactMixtureDenoiser(mixture, VPCosine()), class_time_weakening)
+    mixture, denoiser = weakened_toy()
     torch.manual_seed(0)
     net = OmegaNet(VPCosine(), num_classes=3)
     config = OnlineConfig(
@@ -79,24 +77,13 @@ def test_on_policy_fit_recovers_a_class_and_time_dependent_omega():
     )
     record = train_omega_online(net, denoiser, mixture.data_sampler(), config, progress=False)
     assert record.warnings == []
-    points = [(1, 0.85), (2, 0.55), (0, 0.85), (0, 0.55), (1, 0.45), (2, 0.95)]
-    cond = torch.tensor([c for c, _ in points])
-    t = torch.tensor([t for _, t in points], dtype=torch.float64)
-    with torch.no_grad():
-        learned, star = net(cond, t - 0.99 / 25, t).double(), denoiser.omega_star(cond, t)
-    assert bool(((learned[:2] - star[:2]).abs() <= 0.25 * star[:2]).all()), (learned, star)
-    assert bool((star[2:] < 0.01).all()) and bool((learned[2:] <= 0.15).all()), learned
+    assert_recovered_on_the_sampler_grid(net, denoiser)
 
 
 def test_fit_learns_on_policy_in_a_noisy_classifiers_features_through_the_cli(tmp_path):
     from learnguide.apps.cli import main
-    from learnguide.data.images import load_dataset
-    from learnguide.images.classifier import ClassifierTrainingConfig, ImageClassifier, save_classifier
 
-    torch.manual_seed(0)
-    classifier = ImageClassifier(1, 10, width=8, schedule=VPCosine().config())
-    config = ClassifierTrainingConfig(noisy=True)
-    save_classifier(classifier, tmp_path / "noisy", {}, config, load_dataset("digits").fingerprint())
+    save_noisy_digits_classifier(tmp_path / "noisy")
     args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
     args += ["--features", str(tmp_path / "noisy"), "--objective", "class-marginal", "--start", "on-policy"]
     args += [

@@ -4,12 +4,11 @@ denoiser."""
 import pytest
 import torch
 
-from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
+from known_omega import assert_recovered_on_the_sampler_grid, weakened_toy
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.items import guided_rollout, simulate_items
 from learnguide.core.online import OnlineConfig, particle_loss, self_consistency_loss, train_omega_online
 from learnguide.core.schedules import VPCosine
-from learnguide.data.toy import class_time_weakening, separated_mixture
 
 
 @pytest.mark.parametrize("objective", ["energy", "class-marginal"])
@@ -93,20 +92,13 @@ def test_rollout_settings_are_validated(bad):
 @pytest.mark.slow
 def test_a_three_step_rollout_recovers_a_class_and_time_dependent_omega():
     """The weakened toy's ω* (tests/test_recovery.py) makes every step exact, so K exact steps are too."""
-    mixture = separated_mixture()
-    denoiser = WeakenedDenoiser(ExactMixtureDenoiser(mixture, VPCosine()), class_time_weakening)
+    mixture, denoiser = weakened_toy()
     torch.manual_seed(0)
     net = OmegaNet(VPCosine(), num_classes=3)
     config = OnlineConfig(iterations=300, batch_size=256, rollout=3)
     record = train_omega_online(net, denoiser, mixture.data_sampler(), config, progress=False)
     assert record.warnings == []
-    points = [(1, 0.85), (2, 0.55), (0, 0.85), (0, 0.55), (1, 0.45), (2, 0.95)]
-    cond = torch.tensor([c for c, _ in points])
-    t = torch.tensor([t for _, t in points], dtype=torch.float64)
-    with torch.no_grad():
-        learned, star = net(cond, t - 0.99 / 25, t).double(), denoiser.omega_star(cond, t)
-    assert bool(((learned[:2] - star[:2]).abs() <= 0.25 * star[:2]).all()), (learned, star)
-    assert bool((star[2:] < 0.01).all()) and bool((learned[2:] <= 0.15).all()), learned
+    assert_recovered_on_the_sampler_grid(net, denoiser)
 
 
 def test_fit_learns_with_a_rollout_through_the_cli(tmp_path):

@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="learn ω online (the paper's Algorithm 1) instead of from a transition bank",
     )
     _add_objective_argument(demo)
+    demo.add_argument(
+        "--rollout",
+        type=int,
+        default=1,
+        help="learn ω online from K-step rollouts on the sampling grid, differentiated through the denoiser "
+        "(20: the whole trajectory, with --objective class-marginal; default: 1, the paper's step)",
+    )
     _add_progress_switch(demo)
 
     bank = sub.add_parser(
@@ -386,6 +393,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="reward weights γ_R >= 0 (default: 0.03 0.1 0.3 1)",
     )
     _add_objective_argument(exp)
+    exp.add_argument(
+        "--features",
+        help="learn ω online in the features of this noisy classifier folder (train-classifier --noisy) "
+        "instead of pixels",
+    )
+    exp.add_argument(
+        "--kernel", choices=["energy", "rbf", "imq"], help="the discrepancy's kernel (default: energy)"
+    )
+    exp.add_argument(
+        "--start", choices=["data", "on-policy"], help="online: where each step starts (default: data)"
+    )
+    exp.add_argument(
+        "--rollout",
+        type=int,
+        help="online: K guided steps on a 25-step grid from t to s, differentiated through the denoiser "
+        "(default: 1, the paper's step; 25: the whole trajectory)",
+    )
+    exp.add_argument(
+        "--held-out-classifier",
+        help="also score every evaluation set in this classifier's features (held_out_fd; another "
+        "architecture and seed: train-classifier --arch lenet)",
+    )
     exp.add_argument(
         "--inception",
         action="store_true",

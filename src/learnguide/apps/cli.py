@@ -39,15 +39,9 @@ def _demo(args: argparse.Namespace) -> int:
     from learnguide.apps.demo import REGIMES, run_demo
     from learnguide.core.guidance import METHODS
 
-    learn = "online" if args.online or args.objective != "energy" else "bank"
-    results = run_demo(
-        args.out,
-        quick=args.quick,
-        seed=args.seed,
-        progress=_progress(args),
-        learn=learn,
-        objective=args.objective,
-    )
+    learn = "online" if args.online or args.objective != "energy" or args.rollout > 1 else "bank"
+    progress = _progress(args)
+    results = run_demo(args.out, args.quick, args.seed, progress, learn, args.objective, args.rollout)
     for regime in REGIMES:
         scores = ", ".join(f"{m} {results[regime.name][m]['energy']:.4f}" for m in METHODS)
         print(f"{regime.name}: energy distance — {scores}")
@@ -202,8 +196,15 @@ def _experiment(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     denoisers, classifier = experiment_inputs(dataset, args.checkpoints, args.denoisers, args.classifier)
     overrides = {k: getattr(args, k) for k in EXPERIMENT_OVERRIDES if getattr(args, k) is not None}
-    learn = "online" if args.online or args.objective != "energy" else "bank"
-    config = experiment_config(args.seed, args.tiny, learn, args.objective, args.inception, **overrides)
+    online = {k: getattr(args, k) for k in ("kernel", "start", "rollout") if getattr(args, k) is not None}
+    online.update(
+        {"churn": 0.0} if online.get("start") == "on-policy" or online.get("rollout", 1) > 1 else {}
+    )
+    learn = "online" if args.online or args.objective != "energy" or args.features or online else "bank"
+    config = experiment_config(
+        args.seed, args.tiny, learn, args.objective, args.inception, online, **overrides
+    )
+    config.online.validate()
     out = Path(args.out or f"runs/experiment-{dataset.name}")
     results = run_experiment(dataset, denoisers, classifier, out, config, progress=_progress(args))
     for name in denoisers:
@@ -224,6 +225,8 @@ EXPERIMENT_OVERRIDES = (
     "increasing_omegas",
     "reward",
     "reward_weights",
+    "features",
+    "held_out_classifier",
 )
 """``experiment`` options that replace an :class:`~.experiment.ExperimentConfig` field when given."""
 

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from learnguide.core.denoisers import Denoiser
+from learnguide.core.discrepancy import FeatureMap
 from learnguide.core.guidance import (
     ConstantGuidance,
     GuidanceSchedule,
@@ -101,9 +102,10 @@ def learn_as_configured(
     num_classes: int,
     directory: str | Path,
     progress: bool = True,
+    features: FeatureMap | None = None,
 ) -> tuple[OmegaNet, dict]:
     """:func:`~learnguide.core.learn.learn_omega` with the ``learn``, ``bank``, ``fit``, ``online`` and
-    ``seed`` of a demo or experiment config."""
+    ``seed`` of a demo or experiment config (online in the feature map ``features`` when given)."""
     return learn_omega(
         denoiser,
         denoiser.schedule,
@@ -116,4 +118,5 @@ def learn_as_configured(
         online=config.online,
         seed=config.seed,
         progress=progress,
+        features=features,
     )

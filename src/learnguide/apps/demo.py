@@ -277,6 +277,7 @@ def run_demo(
     progress: bool = True,
     learn: str = "bank",
     objective: str = "energy",
+    rollout: int = 1,
 ) -> dict:
     """Run the whole demo and write ``results.json``, ``report.md`` and figures into ``out``.
 
@@ -288,6 +289,8 @@ def run_demo(
         learn: ``"bank"`` (default) or ``"online"``: how ω is learned.
         objective: the online objective (:class:`~learnguide.core.online.OnlineConfig`); anything but
             ``"energy"`` needs ``learn="online"`` (banks store per-item statistics only).
+        rollout: K > 1 learns online from K-step rollouts on the sampling grid (docs/design.md §3.4; K =
+            ``steps`` is the whole trajectory, then use ``objective="class-marginal"``), 300 iterations.
 
     Returns:
         the content of ``results.json``.
@@ -300,6 +303,12 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     config = replace(DemoConfig.quick(seed) if quick else DemoConfig(seed=seed), learn=learn)
     config = replace(config, online=replace(config.online, objective=objective))
+    if rollout > 1:
+        if learn != "online":
+            raise ValueError("a rollout is learned online: use learn='online' (--online)")
+        whole = dict(rollout=rollout, grid_steps=config.steps, churn=0.0, iterations=300)
+        config = replace(config, online=replace(config.online, **whole))
+    config.online.validate()
     mixture = ring_mixture()
     began = time.perf_counter()
     results: dict = {
@@ -308,6 +317,7 @@ def run_demo(
             "seed": seed,
             "learn": learn,
             "objective": objective,
+            "rollout": rollout,
             "mixture": "ring_mixture()",
             "mixture_fingerprint": mixture.fingerprint(),
             "schedule": VPCosine().config(),

