@@ -110,6 +110,8 @@ def files(tmp_path_factory, request):
 
 OUT = "{out}"
 SAMPLE_IMAGES = ["sample", "--denoiser", "{root}/image-denoiser"]
+ONLINE = ["fit", "--online", "--denoiser", "{root}/denoiser", "--out", OUT]
+EXPERIMENT = ["experiment", "--dataset", "digits", "--out", OUT]
 CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ("beta-above-2", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "3"], "beta must be in (0, 2]"),
     ("beta-zero", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "0"], "beta must be in (0, 2]"),
@@ -387,6 +389,34 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         ["bank", "--model", "{root}/pipe", "--dataset", "fashion-mnist", "--null-class", "10", "--out", OUT],
         "takes (1, 8, 8)",
     ),
+    ("fit-lr-nan", ["fit", "--bank", "{root}/bank", "--out", OUT, "--lr", "nan"], "lr a finite number > 0"),
+    ("online-lr-inf", [*ONLINE, "--lr", "inf"], "lr must be a finite number > 0, got inf"),
+    (
+        "train-denoiser-lr-nan",
+        ["train-denoiser", "--dataset", "digits", "--out", OUT, "--lr", "nan"],
+        "lr must",
+    ),
+    ("rollout-zero", [*ONLINE, "--rollout", "0"], "rollout must be >= 1, got 0"),
+    ("rollout-beyond-the-grid", [*ONLINE, "--rollout", "9", "--grid-steps", "5"], "needs K <= grid_steps"),
+    ("on-policy-per-item", [*ONLINE, "--start", "on-policy"], "use objective 'class-marginal'"),
+    (
+        "refresh-zero",
+        [*ONLINE, "--objective", "class-marginal", "--start", "on-policy", "--refresh", "0"],
+        "refresh",
+    ),
+    (
+        "experiment-constant-grid-nan",
+        [*EXPERIMENT, "--constant-grid", "0", "nan"],
+        "--constant-grid takes finite",
+    ),
+    ("experiment-eval-seeds-zero", [*EXPERIMENT, "--eval-seeds", "0"], "--eval-seeds must be >= 1, got 0"),
+    (
+        "experiment-tune-per-class-zero",
+        [*EXPERIMENT, "--tune-per-class", "0"],
+        "--tune-per-class must be >= 1",
+    ),
+    ("experiment-rollout-beyond-the-grid", [*EXPERIMENT, "--rollout", "30"], "needs K <= grid_steps"),
+    ("experiment-features-missing", [*EXPERIMENT, "--features", "{root}/nowhere"], "nowhere does not exist"),
 ]
 
 

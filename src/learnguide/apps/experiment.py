@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -115,6 +116,25 @@ class ExperimentConfig:
     )
     reward_fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=20, batch_size=256))
     seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid size or grid value (flags' names)."""
+        sizes = {"--tune-per-class": self.tune_per_class, "--eval-per-class": self.eval_per_class}
+        sizes.update(
+            {"--eval-seeds": self.eval_seeds, "batch_size": self.batch_size, "--steps": min(self.steps)}
+        )
+        for flag, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        grids = {"--constant-grid": self.constant_grid, "--interval-omegas": self.interval_omegas}
+        grids["--increasing-omegas"] = self.increasing_omegas
+        for flag, values in grids.items():
+            if not values or not all(math.isfinite(v) for v in values):
+                raise ValueError(f"{flag} takes finite numbers, got {list(values)}")
+        if self.learn not in ("bank", "online"):
+            raise ValueError(f"learn must be 'bank' or 'online', got {self.learn!r}")
+        if self.learn == "online":
+            self.online.validate()
 
     @classmethod
     def tiny(cls, seed: int = 0) -> ExperimentConfig:
@@ -486,10 +506,7 @@ def run_experiment(
     from learnguide.images.reports import write_experiment_report
 
     config = config or ExperimentConfig()
-    if config.learn not in ("bank", "online"):
-        raise ValueError(f"learn must be 'bank' or 'online', got {config.learn!r}")
-    if config.learn == "online":
-        config.online.validate()
+    config.validate()
     for folder in (config.features, config.held_out_classifier):
         if folder is not None and not Path(folder).is_dir():
             raise ValueError(f"{folder} does not exist: train it with `learnguide train-classifier`")

@@ -451,8 +451,10 @@ class FitConfig:
         """Raise ``ValueError`` naming the first invalid setting (γ_R > 0 needs the ``reward``)."""
         check_energy_params(self.beta, self.lam)
         check_reward_weight(self.reward_weight, reward)
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.epochs < 1 or self.batch_size < 1 or not 0.0 < self.lr < math.inf:
+            raise ValueError(
+                f"epochs and batch_size must be >= 1 and lr a finite number > 0, got lr={self.lr}"
+            )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 

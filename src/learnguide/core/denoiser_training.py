@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,8 +66,8 @@ class DenoiserTrainingConfig:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.lr <= 0 or self.condition_lr_scale < 0:
-            raise ValueError("lr must be > 0 and condition_lr_scale >= 0")
+        if not 0.0 < self.lr < math.inf or not 0.0 <= self.condition_lr_scale < math.inf:
+            raise ValueError(f"lr must be a finite number > 0 and condition_lr_scale >= 0, got lr={self.lr}")
         for name in ("label_dropout", "label_noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")

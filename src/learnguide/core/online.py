@@ -8,6 +8,7 @@ gradients reach only the ω-network.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,6 +123,8 @@ class OnlineConfig(TimeSampling):
             self.start != "data" or self.reward_weight > 0 or self.rollout > self.grid_steps
         ):
             raise ValueError("a rollout (K > 1) starts from data, has no reward and needs K <= grid_steps")
+        if not 0.0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if self.start not in STARTS:
             raise ValueError(f"unknown start {self.start!r}; choose one of {STARTS}")
         if self.start == "on-policy" and self.objective != "class-marginal":
