@@ -148,6 +148,57 @@ def run_checkpoint(dataset_name: str, regime: str, variant: str, work: Path, inc
     }
 
 
+def markdown_table(report: dict) -> str:
+    """RESULTS.md's table from the JSON: per checkpoint, FD in both classifiers' features of the learned ω,
+    the best tuned baseline in each (the lowest of RESULTS.md's winners on these sets) and ω = 0."""
+    rows = [
+        "| checkpoint | learned FD (eval.) | best tuned (eval.) | ratio | learned FD (held-out) | best tuned "
+        "(held-out) | ratio | unguided (eval. / held-out) | learning cost (× 7-point grid) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, entry in report.items():
+        if ":" not in key:
+            continue
+        scores = entry["scores"]
+        tuned = {k: v for k, v in scores.items() if k not in ("learned", "unguided")} or {
+            "ω = 0": scores["unguided"]
+        }
+        cells = [key.split(":")[0]]
+        for metric in ("fd", "held_out_fd"):
+            best = min(tuned.values(), key=lambda v, m=metric: v[m])
+            learned = scores["learned"]
+            cells += [
+                f"{learned[metric]:.3g} ± {learned[metric + '_std']:.2g}",
+                f"{best[metric]:.3g} ± {best[metric + '_std']:.2g}",
+                f"{learned[metric] / best[metric]:.2f}",
+            ]
+        cells.append(f"{scores['unguided']['fd']:.3g} / {scores['unguided']['held_out_fd']:.3g}")
+        cost = entry["learning"]
+        cells.append(f"{cost['denoiser_evals'] / cost['grid_denoiser_evals']:.2f} ({cost['seconds']:.0f} s)")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def plot_omega_curves(report: dict, path: Path) -> None:
+    """One panel per checkpoint: the learned ω over the 25-step grid's t, one line per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = {k.split(":")[0]: v for k, v in report.items() if ":" in k}
+    fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 2.8), squeeze=False, sharey=True)
+    for ax, (name, entry) in zip(axes[0], entries.items(), strict=True):
+        for k, omegas in enumerate(entry["omega_per_class"]):
+            ax.plot(entry["omega_t"], omegas, lw=1, label=str(k))
+        ax.set(title=name, xlabel="t (step from t to the next grid time)", xlim=(1, 0))
+    axes[0][0].set_ylabel("learned ω")
+    axes[0][-1].legend(fontsize=6, ncol=2, title="class", title_fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
@@ -155,7 +206,17 @@ def main() -> None:
     parser.add_argument("--inception", action="store_true", help="also Inception FID (digits and MNIST)")
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
+    parser.add_argument("--table", action="store_true", help="print RESULTS.md's table from --out and stop")
+    parser.add_argument(
+        "--figure", type=Path, help="draw the learned ω curves from --out into this PNG and stop"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
+    if args.figure:
+        plot_omega_curves(json.loads(args.out.read_text()), args.figure)
+        return
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report.setdefault("variants", {name: vars(config) for name, config in VARIANTS.items()})
     for name in args.checkpoints:
