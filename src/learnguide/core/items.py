@@ -116,11 +116,28 @@ def simulate_items(
     noise = noise.to(x0.device)
     x_true = schedule.add_noise(x0_rep, s_rep, noise[0])
     x_t = schedule.add_noise(x0_rep, t_rep, noise[1])
-    t_in = t_rep.to(device=x0.device, dtype=x0.dtype)
-    x0_cond, x0_uncond = conditional_and_null(denoiser, x_t, t_in, cond_rep)
-    a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s_rep, t_rep, schedule, churn=churn, noise=noise[2])
-    delta = x0_cond - x0_uncond
+    a, b, x0_cond, delta = denoised_affine_step(
+        denoiser, schedule, x_t, cond_rep, s_rep, t_rep, churn, noise[2]
+    )
     return TransitionItems(*(y.reshape((n, m) + x0.shape[1:]) for y in (a, b, x_true, x0_cond, delta)))
+
+
+def denoised_affine_step(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    x_t: Tensor,
+    cond: Tensor,
+    s: Tensor,
+    t: Tensor,
+    churn: float,
+    noise: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One denoiser forward at ``x_t [B, ...]`` (conditional and ∅ in one call; ``cond`` is moved to x_t's
+    device) and the guided step t → s in affine form: ``(A, B, x̂_c, Δ)``, each ``[B, ...]``, for times
+    ``s, t [B]`` float64 and the churn noise z (docs/design.md §2)."""
+    x0_cond, x0_uncond = conditional_and_null(denoiser, x_t, t.to(x_t.device, x_t.dtype), cond.to(x_t.device))
+    a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s, t, schedule, churn=churn, noise=noise)
+    return a, b, x0_cond, x0_cond - x0_uncond
 
 
 @torch.no_grad()
@@ -152,10 +169,8 @@ def on_policy_items(
     for i in range(steps):  # the sampler's loop: each step needs the state the previous one produced
         t, s = grid[i].expand(n).double(), grid[i + 1].expand(n).double()
         z = torch.randn((2,) + x0.shape, generator=generator, dtype=x0.dtype).to(device)
-        x0_cond, x0_uncond = conditional_and_null(denoiser, x, t.to(device, x0.dtype), cond.to(device))
-        a, b = guided_step_affine(x, x0_cond, x0_uncond, s, t, schedule, churn=churn, noise=z[0])
-        x_true = schedule.add_noise(x0, s, z[1])
-        fields.append((a, b, x_true, x0_cond, x0_cond - x0_uncond))
+        a, b, x0_cond, delta = denoised_affine_step(denoiser, schedule, x, cond, s, t, churn, z[0])
+        fields.append((a, b, schedule.add_noise(x0, s, z[1]), x0_cond, delta))
         x = a + expand_as(omega(cond, s, t), a) * b
     items = TransitionItems(*(torch.cat(f)[:, None] for f in zip(*fields, strict=True)))
     return items, grid[1:].double().repeat_interleave(n), grid[:-1].double().repeat_interleave(n)
@@ -185,10 +200,7 @@ def guided_rollout(
 
         def step(x: Tensor, w: Tensor, s: Tensor = s, t: Tensor = t, z: Tensor = noise[k]) -> Tensor:
             with torch.set_grad_enabled(x.requires_grad):  # the first step's x_t carries no gradient
-                x0_cond, x0_uncond = conditional_and_null(
-                    denoiser, x, t.to(x.device, x.dtype), cond.to(x.device)
-                )
-            a, b = guided_step_affine(x, x0_cond, x0_uncond, s, t, schedule, churn=churn, noise=z)
+                a, b, _, _ = denoised_affine_step(denoiser, schedule, x, cond, s, t, churn, z)
             return a + w * b
 
         x = checkpoint(step, x, w, use_reentrant=False) if k > 0 else step(x, w)

@@ -137,6 +137,11 @@ class OnlineConfig(TimeSampling):
         self.kernel_config().validate()
         self.check_times()
 
+    def sampler_grid(self) -> Tensor:
+        """The sampler's grid of on-policy starts and rollouts: ``grid_steps`` steps from 1 − ζ to 0
+        (``[grid_steps + 1]`` float64)."""
+        return step_grid(self.grid_steps, 1.0 - self.zeta)
+
     def kernel_config(self) -> KernelConfig:
         """The discrepancy kernel these settings name."""
         return KernelConfig(self.kernel, self.beta, self.lam, tuple(self.kernel_scales))
@@ -307,6 +312,17 @@ def train_omega_online(
     return record
 
 
+def _draw_data(
+    sample_data: DataSampler, config: OnlineConfig, generator: torch.Generator
+) -> tuple[Tensor, Tensor, int]:
+    """One batch ``(x0 [n, ...], cond [n], per)``: for the class-marginal objective reordered into groups
+    of ``per = group_size`` items of one class (:func:`~learnguide.core.items.class_groups`), else 1."""
+    x0, cond = sample_data(config.batch_size, generator)
+    if config.objective != "class-marginal":
+        return x0, cond, 1
+    return *class_groups(x0, cond, config.group_size), config.group_size
+
+
 def _draw_items(
     omega_net: OmegaNet,
     denoiser: Denoiser,
@@ -317,23 +333,18 @@ def _draw_items(
     device: str | torch.device,
 ) -> tuple[TransitionItems, Tensor, Tensor, Tensor]:
     """One batch of training items and their conditions and times: ``(items, cond [n], s [n], t [n])``."""
-    x0, cond = sample_data(config.batch_size, generator)
-    if config.start == "on-policy":
+    x0, cond, per = _draw_data(sample_data, config, generator)
+    if config.start == "on-policy":  # validated: class-marginal, so x0 and cond come in class groups
         if procs.world > 1:
             raise ValueError("on-policy starts run in one process")
-        x0, cond = class_groups(x0, cond, config.group_size)
-        grid = step_grid(config.grid_steps, 1.0 - config.zeta)
+        grid = config.sampler_grid()
         x0 = x0.to(device)
         items, s, t = on_policy_items(
             denoiser, omega_net.schedule, omega_net, x0, cond, grid, config.churn, generator
         )
         return TransitionItems(*(y.cpu() for y in items)), cond.repeat(config.grid_steps), s, t
-    if config.objective == "class-marginal":  # groups share (c, s, t) and differ in x_0
-        x0, cond = class_groups(x0, cond, config.group_size)
-        s, t = config.draw_times(x0.shape[0] // config.group_size, generator)
-        s, t = s.repeat_interleave(config.group_size), t.repeat_interleave(config.group_size)
-    else:
-        s, t = config.draw_times(x0.shape[0], generator)
+    s, t = config.draw_times(x0.shape[0] // per, generator)  # a group shares (c, s, t) and differs in x_0
+    s, t = s.repeat_interleave(per), t.repeat_interleave(per)
     items = simulate_sharded(denoiser, omega_net.schedule, x0, cond, (s, t), config, generator, procs, device)
     return items, cond, s, t
 
@@ -349,16 +360,11 @@ def _rollout_batch(
     """A batch of K-step rollouts from data starts on the sampler's grid: ``(x_guided [n, m, ...], x_true
     [n, m, ...], cond [n], s [n], t [n])``, x_guided differentiable in ω. Each item (each class-marginal
     group) starts at a grid time t_i drawn uniformly from those with K steps left and ends at s = t_{i+K}."""
-    x0, cond = sample_data(config.batch_size, generator)
-    per = config.group_size if config.objective == "class-marginal" else 1
-    if per > 1:
-        x0, cond = class_groups(x0, cond, per)
+    x0, cond, per = _draw_data(sample_data, config, generator)
     n, m, k = x0.shape[0], config.particles, config.rollout
-    grid = step_grid(config.grid_steps, 1.0 - config.zeta)
-    first = torch.randint(0, config.grid_steps - k + 1, (n // per,), generator=generator).repeat_interleave(
-        per
-    )
-    times = grid[first[None, :] + torch.arange(k + 1)[:, None]]  # [K + 1, n]
+    grid = config.sampler_grid()
+    first = torch.randint(0, config.grid_steps - k + 1, (n // per,), generator=generator)
+    times = grid[first.repeat_interleave(per)[None, :] + torch.arange(k + 1)[:, None]]  # [K + 1, n]
     noise = torch.randn((k + 2, n * m) + x0.shape[1:], generator=generator, dtype=x0.dtype)
     x0_rep, cond_rep, times_rep = (
         x0.repeat_interleave(m, 0),
