@@ -197,14 +197,10 @@ def _experiment(args: argparse.Namespace) -> int:
     denoisers, classifier = experiment_inputs(dataset, args.checkpoints, args.denoisers, args.classifier)
     overrides = {k: getattr(args, k) for k in EXPERIMENT_OVERRIDES if getattr(args, k) is not None}
     online = {k: getattr(args, k) for k in ("kernel", "start", "rollout") if getattr(args, k) is not None}
-    online.update(
-        {"churn": 0.0} if online.get("start") == "on-policy" or online.get("rollout", 1) > 1 else {}
-    )
     learn = "online" if args.online or args.objective != "energy" or args.features or online else "bank"
     config = experiment_config(
         args.seed, args.tiny, learn, args.objective, args.inception, online, **overrides
     )
-    config.online.validate()
     out = Path(args.out or f"runs/experiment-{dataset.name}")
     results = run_experiment(dataset, denoisers, classifier, out, config, progress=_progress(args))
     for name in denoisers:

@@ -39,7 +39,7 @@ from learnguide.core.denoisers import PredictionAdapter
 from learnguide.core.guidance import GuidanceSchedule
 from learnguide.core.metrics import class_metrics, median_bandwidth
 from learnguide.core.networks import MLPDenoiserNet
-from learnguide.core.online import OnlineConfig
+from learnguide.core.online import OnlineConfig, default_churn
 from learnguide.core.sampling import sample
 from learnguide.core.schedules import VPCosine, step_grid
 from learnguide.data.toy import GaussianMixture, ring_mixture
@@ -307,10 +307,8 @@ def run_demo(
     if rollout > 1:
         if learn != "online":
             raise ValueError("a rollout is learned online: use learn='online' (--online)")
-        whole = dict(
-            rollout=rollout, grid_steps=config.steps, churn=0.0, iterations=300, particles=1, group_size=16
-        )
-        config = replace(config, online=replace(config.online, **whole))
+        whole = dict(rollout=rollout, grid_steps=config.steps, iterations=300, particles=1, group_size=16)
+        config = replace(config, online=replace(config.online, churn=default_churn("data", rollout), **whole))
     config.online.validate()
     mixture = ring_mixture()
     began = time.perf_counter()

@@ -37,7 +37,7 @@ from learnguide.core.guidance import (
     guidance_from_config,
 )
 from learnguide.core.learn import learn_omega
-from learnguide.core.online import OnlineConfig
+from learnguide.core.online import OnlineConfig, default_churn
 from learnguide.core.schedules import Schedule, step_grid
 from learnguide.data.images import ImageDataset
 from learnguide.images.classifier import ImageClassifier, frozen_features, load_classifier, predict
@@ -473,10 +473,13 @@ def experiment_config(
 ) -> ExperimentConfig:
     """An :class:`ExperimentConfig` (:meth:`ExperimentConfig.tiny` with ``tiny``) learning ω by ``learn``
     with the self-consistency ``objective``; ``online`` replaces fields of its :class:`OnlineConfig` (kernel,
-    start, rollout, …) and ``overrides`` its own fields (lists become tuples)."""
+    start, rollout, …; churn, unless given, is :func:`~learnguide.core.online.default_churn`'s) and
+    ``overrides`` its own fields (lists become tuples)."""
     config = ExperimentConfig.tiny(seed) if tiny else ExperimentConfig(seed=seed)
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    online = replace(config.online, objective=objective, **(online or {}))
+    online = online or {}
+    churn = default_churn(online.get("start", "data"), online.get("rollout", 1))
+    online = replace(config.online, objective=objective, **{"churn": churn, **online})
     return replace(config, learn=learn, online=online, inception=inception, **overrides)
 
 

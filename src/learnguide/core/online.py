@@ -49,6 +49,13 @@ OBJECTIVES = ("energy", "marginal", "class-marginal")
 STARTS = ("data", "on-policy")
 
 
+def default_churn(start: str, rollout: int) -> float:
+    """The churn ε online learning uses unless told: 1 (the DDPM posterior, the paper's) for one step from
+    data; 0 (the DDIM sampler's) when the objective follows the sampler's own trajectory (on-policy starts,
+    rollouts of K > 1 steps)."""
+    return 1.0 if start == "data" and rollout == 1 else 0.0
+
+
 @dataclass
 class OnlineConfig(TimeSampling):
     """Hyper-parameters of :func:`train_omega_online` (defaults: docs/design.md §3; times:
