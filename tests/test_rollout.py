@@ -121,6 +121,8 @@ def test_fit_learns_with_a_rollout_through_the_cli(tmp_path):
     ]
     assert main([*args, "--out", str(tmp_path / "omega"), "--no-progress"]) == 0
     online = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]["online"]
-    assert online["rollout"] == 2 and online["grid_steps"] == 5
+    assert (
+        online["rollout"] == 2 and online["grid_steps"] == 5 and online["churn"] == 0.0
+    )  # the sampler's DDIM
     assert main([*args[:-10], "--rollout", "9", "--grid-steps", "5", "--out", str(tmp_path / "o2")]) == 2
     assert not (tmp_path / "o2").exists()

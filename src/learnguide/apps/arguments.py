@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--churn",
         type=float,
         help="with --online: the step's churn ε (default: 1, the DDPM posterior; 0, DDIM as `sample` uses, "
-        "with --start on-policy)",
+        "with --start on-policy or --rollout > 1)",
     )
     fit.add_argument("--beta", type=float, default=1.75, help="energy exponent β in (0, 2] (default: 1.75)")
     fit.add_argument("--lam", type=float, default=1.0, help="repulsion λ in [0, 1] (default: 1)")

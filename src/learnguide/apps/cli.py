@@ -78,12 +78,12 @@ def _reward(args: argparse.Namespace):
 def _fit_online(args: argparse.Namespace) -> int:
     from learnguide.apps.learning import fit_online_folder
     from learnguide.apps.loading import DenoiserSource
-    from learnguide.core.online import OnlineConfig
+    from learnguide.core.online import OnlineConfig, default_churn
     from learnguide.distributed import processes
 
     if not (args.denoiser or args.model):
         raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
-    churn = args.churn if args.churn is not None else float(args.start == "data")
+    churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
     _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
