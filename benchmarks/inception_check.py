@@ -16,10 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
-from learned_vs_tuned import CHECKPOINTS, STEPS
+from learned_vs_tuned import STEPS, tuned_winners
 from learnguide.apps.comparison import evaluate_over_sets
 from learnguide.apps.experiment import ExperimentConfig
-from learnguide.core.guidance import ConstantGuidance, OmegaNet, guidance_from_config
+from learnguide.core.guidance import OmegaNet
 from learnguide.data.images import load_dataset
 from learnguide.images.classifier import load_classifier
 from learnguide.images.denoisers import load_image_denoiser
@@ -54,10 +54,8 @@ def main() -> None:
         inception=(extractor, inception_reference(dataset, extractor, args.work / "cache")),
     )  # fmt: skip
     net = OmegaNet.load(args.work / f"{dataset_name}-{regime}-{args.variant}", denoiser.schedule)
-    methods = {"learned": net}
-    for setting in CHECKPOINTS[(dataset_name, regime)][1][: args.winners]:
-        guidance = ConstantGuidance(setting) if isinstance(setting, float) else guidance_from_config(setting)
-        methods.setdefault(json.dumps(guidance.config()), guidance)
+    winners = list(tuned_winners(dataset_name, regime).items())[: args.winners]
+    methods = {"learned": net, **dict(winners)}
     eval_sets = [sample_set(dataset.num_classes, args.per_class, 100 + j) for j in range(args.sets)]
     scores = {}
     for label, guidance in methods.items():

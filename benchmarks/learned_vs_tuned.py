@@ -30,7 +30,7 @@ import torch
 
 from learnguide.apps.comparison import evaluate_over_sets
 from learnguide.apps.experiment import ExperimentConfig
-from learnguide.core.guidance import ConstantGuidance, OmegaNet, guidance_from_config
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, guidance_from_config
 from learnguide.core.online import OnlineConfig, train_omega_online
 from learnguide.core.schedules import step_grid
 from learnguide.data.images import load_dataset
@@ -82,6 +82,15 @@ CHECKPOINTS = {
 }
 
 
+def tuned_winners(dataset_name: str, regime: str) -> dict[str, GuidanceSchedule]:
+    """RESULTS.md's 25-step winners of a checkpoint as schedules, keyed by their JSON config."""
+    schedules = [
+        ConstantGuidance(w) if isinstance(w, float) else guidance_from_config(w)
+        for w in CHECKPOINTS[(dataset_name, regime)][1]
+    ]
+    return {json.dumps(g.config()): g for g in schedules}
+
+
 def noisy_classifier(dataset, folder: Path):
     """The noisy classifier of ``folder`` (width 16, 2 epochs, seed 1), trained first if it is not there."""
     if not (folder / "model.safetensors").is_file():
@@ -108,7 +117,7 @@ def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[Om
 
 def run_checkpoint(dataset_name: str, regime: str, variant: str, work: Path, inception: bool) -> dict:
     """Learn, sample and score one checkpoint; returns its JSON entry."""
-    per_class, winners = CHECKPOINTS[(dataset_name, regime)]
+    per_class = CHECKPOINTS[(dataset_name, regime)][0]
     dataset, experiment = load_dataset(dataset_name), ExperimentConfig()
     data_id = dataset.fingerprint()
     denoiser = load_image_denoiser(f"checkpoints/{dataset_name}/{regime}", data_id=data_id)
@@ -126,12 +135,13 @@ def run_checkpoint(dataset_name: str, regime: str, variant: str, work: Path, inc
     )  # fmt: skip
     k = dataset.num_classes
     eval_sets = [sample_set(k, per_class, 100 + j) for j in range(3)]  # RESULTS.md's seeds (seed 0)
-    methods = {"learned": net, "unguided": ConstantGuidance(0.0)}
-    for setting in winners:
-        guidance = ConstantGuidance(setting) if isinstance(setting, float) else guidance_from_config(setting)
-        methods.setdefault(json.dumps(guidance.config()), guidance)
+    unguided = ConstantGuidance(0.0)
+    methods = {"learned": net, "unguided": unguided, **tuned_winners(dataset_name, regime)}
     scores = {}
     for label, guidance in methods.items():
+        if label == json.dumps(unguided.config()):  # a tuned ω = 0 is the unguided model, scored already
+            scores[label] = scores["unguided"]
+            continue
         result = evaluate_over_sets(scorer.score, guidance, eval_sets)
         scores[label] = {key: v for key, v in result.items() if not key.endswith("_per_seed")}
         print(dataset_name, regime, label, {key: round(v, 4) for key, v in scores[label].items()})
