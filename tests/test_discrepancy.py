@@ -76,3 +76,26 @@ def test_the_gradient_reaches_omega_with_the_bandwidth_held_fixed(monkeypatch):
 def test_kernel_settings_are_validated(bad):
     with pytest.raises(ValueError):
         KernelConfig(**bad).validate()
+
+
+def test_a_joint_feature_map_adds_each_spaces_weighted_squared_distances():
+    g = torch.Generator().manual_seed(0)
+    x, y, s = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g), torch.zeros(2)
+
+    def double(x, s):
+        return 2 * x.flatten(1)[:, :5]
+
+    phi = discrepancy.joint_features([(discrepancy.pixel_features, 0.5), (double, 3.0)])
+    d_joint = (phi(x, s) - phi(y, s)).pow(2).sum(1)
+    d_pixels = (x - y).flatten(1).pow(2).sum(1)
+    d_double = (double(x, s) - double(y, s)).pow(2).sum(1)
+    assert torch.allclose(d_joint, 0.25 * d_pixels + 9.0 * d_double)
+    with pytest.raises(ValueError, match="finite weights > 0"):
+        discrepancy.joint_features([(double, float("nan"))])
+
+
+def test_a_spaces_scale_is_the_mean_distance_between_distinct_samples():
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 4.0]])
+    assert discrepancy.mean_pairwise_distance(points) == pytest.approx((5.0 + 4.0 + 3.0) / 3)
+    with pytest.raises(ValueError, match="at least 2"):
+        discrepancy.mean_pairwise_distance(points[:1])

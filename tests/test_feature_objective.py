@@ -8,7 +8,7 @@ import torch
 from known_omega import save_noisy_digits_classifier
 from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
 from learnguide.core.guidance import OmegaNet
-from learnguide.core.online import OnlineConfig, self_consistency_loss, train_omega_online
+from learnguide.core.online import Discrepancy, OnlineConfig, train_omega_online
 from learnguide.core.schedules import VPCosine
 from learnguide.data.images import load_dataset
 from learnguide.data.toy import class_time_weakening, separated_mixture
@@ -25,8 +25,8 @@ def test_identity_features_with_the_energy_kernel_give_the_pixel_loss(objective)
         torch.rand(8, generator=g, dtype=torch.float64),
     )
     config = OnlineConfig(objective=objective, group_size=4, particles=3)
-    pixels = self_consistency_loss(omega, a, b, x_true, config)
-    features = self_consistency_loss(omega, a, b, x_true, config, s, lambda x, t: x.flatten(1))
+    pixels = Discrepancy(config).affine(omega, a, b, x_true)
+    features = Discrepancy(config, lambda x, t: x.flatten(1)).affine(omega, a, b, x_true, s)
     assert torch.allclose(pixels, features, rtol=1e-10)
 
 

@@ -10,7 +10,7 @@ from learnguide.core.objectives import (
     marginal_energy_loss,
     pair_statistics,
 )
-from learnguide.core.online import OnlineConfig, self_consistency_loss, train_omega_online
+from learnguide.core.online import Discrepancy, OnlineConfig, train_omega_online
 from learnguide.core.schedules import VPCosine
 
 
@@ -66,7 +66,7 @@ def test_loss_gradient_wrt_omega_network_matches_finite_difference(exact, mixtur
     config = OnlineConfig(particles=4)
 
     def loss():
-        return self_consistency_loss(net(c, s, t).double(), a, b, x_true, config)
+        return Discrepancy(config).affine(net(c, s, t).double(), a, b, x_true)
 
     param = net.body[-1].weight
     loss().backward()

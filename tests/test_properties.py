@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learnguide.core.objectives import energy_loss_particles, marginal_energy_loss, reward_loss
-from learnguide.core.schedules import RectifiedFlow, VPCosine
-from learnguide.core.transitions import ddim_step, guided_step_affine, guided_x0, kernel_coefficients
+from learnguide.core.schedules import RectifiedFlow, VPCosine, expand_as
+from learnguide.core.transitions import ddim_step, guidance_coefficient, guided_x0, kernel_coefficients
 
 SCHEDULES = st.sampled_from([VPCosine(), RectifiedFlow()])
 
@@ -34,7 +34,8 @@ def test_the_guided_step_is_affine_in_omega_and_equals_ddim_on_the_guided_predic
     x_t, x0_c, x0_u, z = (torch.randn(batch, *shape, generator=g, dtype=torch.float64) for _ in range(4))
     s_, t_ = times(s, gap, batch)
     w = torch.full((batch,), omega, dtype=torch.float64)
-    a, b = guided_step_affine(x_t, x0_c, x0_u, s_, t_, schedule, churn=churn, noise=z)
+    a = ddim_step(x_t, x0_c, s_, t_, schedule, churn=churn, noise=z)
+    b = expand_as(guidance_coefficient(schedule, s_, t_, churn), x_t) * (x0_c - x0_u)
     direct = ddim_step(x_t, guided_x0(x0_c, x0_u, w), s_, t_, schedule, churn=churn, noise=z)
     assert a.shape == b.shape == x_t.shape
     assert torch.allclose(a + omega * b, direct, rtol=1e-9, atol=1e-9)

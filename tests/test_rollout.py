@@ -7,7 +7,7 @@ import torch
 from known_omega import assert_recovered_on_the_sampler_grid, weakened_toy
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.items import guided_rollout, simulate_items
-from learnguide.core.online import OnlineConfig, particle_loss, self_consistency_loss, train_omega_online
+from learnguide.core.online import Discrepancy, OnlineConfig, train_omega_online
 from learnguide.core.schedules import VPCosine
 
 
@@ -33,13 +33,11 @@ def test_a_one_step_rollout_is_the_papers_step_and_loss(mixture, exact, objectiv
         noise[2:],
     ).reshape(16, 4, 2)
     assert torch.allclose(rolled, items.a + omega[:, None, None] * items.b, atol=1e-6)
-    config = OnlineConfig(objective=objective, group_size=4)
-    one_step = self_consistency_loss(omega, items.a, items.b, items.x_true, config)
-    assert torch.allclose(particle_loss(rolled, items.x_true, config).double(), one_step.double(), rtol=1e-5)
-    (g_rolled,) = torch.autograd.grad(particle_loss(rolled, items.x_true, config), omega)
-    (g_step,) = torch.autograd.grad(
-        self_consistency_loss(omega, items.a, items.b, items.x_true, config), omega
-    )
+    discrepancy = Discrepancy(OnlineConfig(objective=objective, group_size=4))
+    one_step = discrepancy.affine(omega, items.a, items.b, items.x_true)
+    assert torch.allclose(discrepancy(rolled, items.x_true).double(), one_step.double(), rtol=1e-5)
+    (g_rolled,) = torch.autograd.grad(discrepancy(rolled, items.x_true), omega)
+    (g_step,) = torch.autograd.grad(discrepancy.affine(omega, items.a, items.b, items.x_true), omega)
     assert torch.allclose(g_rolled.double(), g_step.double(), rtol=1e-4, atol=1e-7)
 
 

@@ -94,3 +94,30 @@ def kernel_loss(x_guided: Tensor, x_true: Tensor, config: KernelConfig) -> Tenso
     j, k = torch.triu_indices(n, n, offset=1)
     repulsion = kernel_values(config, (g[:, j] - g[:, k]).pow(2).sum(-1).clamp_min(DIST_EPS), h2).mean(1)
     return 0.5 * config.lam * repulsion - attraction
+
+
+def pixel_features(x: Tensor, s: Tensor) -> Tensor:
+    """The identity feature map: particles ``[B, ...]`` flattened to ``[B, D]`` (the paper's pixel space)."""
+    return x.flatten(1)
+
+
+def mean_pairwise_distance(features: Tensor) -> float:
+    """Mean Euclidean distance between the distinct rows of ``features [B, F]`` (B ≥ 2): a space's scale."""
+    if features.shape[0] < 2:
+        raise ValueError("a space's scale needs at least 2 samples")
+    return float(torch.pdist(features.double()).mean())
+
+
+def joint_features(parts: list[tuple[FeatureMap, float]]) -> FeatureMap:
+    """The feature map φ(x, s) = [w_1 φ_1(x, s), …, w_n φ_n(x, s)] ``[B, ΣF_i]`` of weighted maps ``(φ_i,
+    w_i)``: its squared distance is Σ w_i² ‖φ_i(x) − φ_i(y)‖², so with w_i = weight / (a space's
+    :func:`mean_pairwise_distance` on data) each space counts by its weight whatever its units (docs/design.md
+    §3.2)."""
+    if not parts or not all(math.isfinite(w) and w > 0 for _, w in parts):
+        weights = [w for _, w in parts]
+        raise ValueError(f"a joint feature map needs maps with finite weights > 0, got {weights}")
+
+    def phi(x: Tensor, s: Tensor) -> Tensor:
+        return torch.cat([w * f(x, s).flatten(1) for f, w in parts], dim=1)
+
+    return phi

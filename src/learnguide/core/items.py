@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from learnguide.core.denoisers import Denoiser, conditional_and_null
 from learnguide.core.schedules import Schedule, expand_as
-from learnguide.core.transitions import guided_step_affine
+from learnguide.core.transitions import ddim_step, guidance_coefficient
 
 # (n, generator) -> (x_0 [n, ...], conditions [n] or [n, E]): where training data come from
 DataSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
@@ -136,8 +136,9 @@ def denoised_affine_step(
     device) and the guided step t → s in affine form: ``(A, B, x̂_c, Δ)``, each ``[B, ...]``, for times
     ``s, t [B]`` float64 and the churn noise z (docs/design.md §2)."""
     x0_cond, x0_uncond = conditional_and_null(denoiser, x_t, t.to(x_t.device, x_t.dtype), cond.to(x_t.device))
-    a, b = guided_step_affine(x_t, x0_cond, x0_uncond, s, t, schedule, churn=churn, noise=noise)
-    return a, b, x0_cond, x0_cond - x0_uncond
+    delta = x0_cond - x0_uncond
+    a = ddim_step(x_t, x0_cond, s, t, schedule, churn, noise)
+    return a, expand_as(guidance_coefficient(schedule, s, t, churn), x_t) * delta, x0_cond, delta
 
 
 @torch.no_grad()

@@ -165,54 +165,44 @@ class TrainingRecord(RunRecord):
     denoiser_calls: int = 0
 
 
-def self_consistency_loss(
-    omega: Tensor,
-    a: Tensor,
-    b: Tensor,
-    x_true: Tensor,
-    config: OnlineConfig,
-    s: Tensor | None = None,
-    features: FeatureMap | None = None,
-) -> Tensor:
-    """Mean self-consistency loss (scalar) of items ``A, B, x_true [n, m, ...]`` at per-item ω ``[n]``.
+@dataclass(frozen=True)
+class Discrepancy:
+    """The self-consistency discrepancy of a run: ``config``'s kernel, objective (per item or pooled over its
+    groups) and particle count, measured in the frozen feature map ``features`` φ(x, s) (None: pixels).
+    Gradients reach ω through φ; φ's weights stay untouched."""
 
-    In pixels with the energy kernel and the per-item objective it is eq. 9 from sufficient statistics;
-    otherwise :func:`particle_loss` of the guided particles A + ωB.
-    """
-    if features is None and config.kernel == "energy" and config.objective == "energy":
-        stats = pair_statistics(a, b, x_true)
-        return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
-    return particle_loss(a + expand_as(omega, a).to(a.dtype) * b, x_true, config, s, features)
+    config: OnlineConfig
+    features: FeatureMap | None = None
 
+    def __call__(self, x_guided: Tensor, x_true: Tensor, s: Tensor | None = None) -> Tensor:
+        """Mean discrepancy (scalar) of guided particles ``x_guided [n, m, ...]`` against true ones ``x_true
+        [n, m, ...]`` (eq. 9 and its marginal variants in pixels with the energy kernel); ``s [n]``, the
+        items' times, is needed with a feature map."""
+        config, kernel, n, m = self.config, self.config.kernel_config(), x_guided.shape[0], x_guided.shape[1]
+        groups = {"energy": n, "marginal": 1, "class-marginal": n // config.group_size}[config.objective]
+        if self.features is None and kernel.name == "energy":
+            return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
+        if self.features is not None:
+            if s is None:
+                raise ValueError("a feature-space loss needs the items' times s")
+            times = s.repeat_interleave(m)
+            x_guided = self.features(x_guided.flatten(0, 1), times).reshape(n, m, -1)
+            with torch.no_grad():
+                x_true = self.features(x_true.flatten(0, 1), times).reshape(n, m, -1)
+        return kernel_loss(
+            x_guided.reshape(groups, -1, *x_guided.shape[2:]),
+            x_true.reshape(groups, -1, *x_true.shape[2:]),
+            kernel,
+        ).mean()
 
-def particle_loss(
-    x_guided: Tensor,
-    x_true: Tensor,
-    config: OnlineConfig,
-    s: Tensor | None = None,
-    features: FeatureMap | None = None,
-) -> Tensor:
-    """Mean discrepancy (scalar) of guided particles ``x_guided [n, m, ...]`` against true ones ``x_true
-    [n, m, ...]``, per item or pooled over the objective's groups (eq. 9 and its marginal variants in pixels
-    with the energy kernel). With a frozen feature map ``features`` φ (then ``s [n]`` are the items' times)
-    both are compared as φ(x, s) by the kernel; gradients reach ω through φ, whose weights stay untouched.
-    """
-    kernel, n, m = config.kernel_config(), x_guided.shape[0], x_guided.shape[1]
-    groups = {"energy": n, "marginal": 1, "class-marginal": n // config.group_size}[config.objective]
-    if features is None and kernel.name == "energy":
-        return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
-    if features is not None:
-        if s is None:
-            raise ValueError("a feature-space loss needs the items' times s")
-        times = s.repeat_interleave(m)
-        x_guided = features(x_guided.flatten(0, 1), times).reshape(n, m, -1)
-        with torch.no_grad():
-            x_true = features(x_true.flatten(0, 1), times).reshape(n, m, -1)
-    return kernel_loss(
-        x_guided.reshape(groups, -1, *x_guided.shape[2:]),
-        x_true.reshape(groups, -1, *x_true.shape[2:]),
-        kernel,
-    ).mean()
+    def affine(self, omega: Tensor, a: Tensor, b: Tensor, x_true: Tensor, s: Tensor | None = None) -> Tensor:
+        """The discrepancy of the one-step particles A + ωB (``a, b, x_true [n, m, ...]``, per-item ω
+        ``[n]``): in pixels with the energy kernel per item, eq. 9 from sufficient statistics."""
+        config = self.config
+        if self.features is None and config.kernel == "energy" and config.objective == "energy":
+            stats = pair_statistics(a, b, x_true)
+            return energy_loss_from_stats(stats, omega, config.particles, config.beta, config.lam).mean()
+        return self(a + expand_as(omega, a).to(a.dtype) * b, x_true, s)
 
 
 def train_omega_online(
@@ -268,7 +258,7 @@ def train_omega_online(
         meta, _ = load_training_state(out, opt, gen)
         start, record = meta["iteration"], TrainingRecord(**meta["record"])
     began = time.perf_counter() - record.seconds
-    monitor = OutputGradientMonitor(omega_net)
+    monitor, discrepancy = OutputGradientMonitor(omega_net), Discrepancy(config, features)
     omega_net.train()
     bar = resumed_progress(start, config.iterations, "learn ω (online)", progress)
     for it in bar:
@@ -278,14 +268,14 @@ def train_omega_online(
             )
             record.denoiser_evals += 2 * config.rollout * x_guided.shape[0] * x_guided.shape[1]
             record.denoiser_calls += config.rollout
-            loss = particle_loss(x_guided, x_true, config, s, features)
+            loss = discrepancy(x_guided, x_true, s)
         else:
             if config.start == "data" or it % config.refresh == 0:
                 items, cond, s, t = _draw_items(omega_net, denoiser, sample_data, config, gen, procs, device)
                 record.denoiser_evals += 2 * items.a.shape[0] * items.a.shape[1]
                 record.denoiser_calls += config.grid_steps if config.start == "on-policy" else 1
             omega = omega_net.fit_omega(cond, s, t)
-            loss = self_consistency_loss(omega, items.a, items.b, items.x_true, config, s, features)
+            loss = discrepancy.affine(omega, items.a, items.b, items.x_true, s)
             if config.reward_weight > 0.0:
                 negative_reward = reward_loss(reward, items.x0_cond, items.delta, omega, cond)
                 loss = loss + config.reward_weight * negative_reward

@@ -71,23 +71,11 @@ def ddim_step(
     return x_s
 
 
-def guided_step_affine(
-    x_t: Tensor,
-    x0_cond: Tensor,
-    x0_uncond: Tensor,
-    s: Tensor,
-    t: Tensor,
-    schedule: Schedule,
-    *,
-    churn: float = 1.0,
-    noise: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """The guided step written as x_s(ω) = A + ω B (docs/design.md §2).
+def guidance_coefficient(schedule: Schedule, s: Tensor, t: Tensor, churn: float) -> Tensor:
+    """b(s, t) ``[B]`` (float64) of the guided step written as x_s(ω) = A + ω b Δ (docs/design.md §2).
 
-    A = α_s x̂_c + σ_s (k (x_t − α_t x̂_c)/σ_t + sqrt(1 − k²) z),   B = (α_s − k α_t σ_s/σ_t) Δ,
-    with Δ = x̂_c − x̂_∅. Shapes as in :func:`ddim_step`; returns ``(A, B)``, both ``[B, ...]``.
+    A is :func:`ddim_step` on the conditional prediction x̂_c, Δ = x̂_c − x̂_∅ and b = α_s − k α_t σ_s/σ_t, for
+    times s < t ``[B]`` and churn ε ∈ [0, 1].
     """
     a_s, sig_s, a_t, sig_t, k = kernel_coefficients(schedule, s, t, churn)
-    a = ddim_step(x_t, x0_cond, s, t, schedule, churn, noise)
-    b = expand_as(a_s - k * a_t * sig_s / sig_t, x_t) * (x0_cond - x0_uncond)
-    return a, b
+    return a_s - k * a_t * sig_s / sig_t
