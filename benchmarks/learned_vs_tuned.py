@@ -31,7 +31,7 @@ import torch
 
 from learnguide.apps.comparison import evaluate_over_sets
 from learnguide.apps.experiment import ExperimentConfig
-from learnguide.core.discrepancy import joint_features, mean_pairwise_distance, pixel_features
+from learnguide.core.discrepancy import data_scaled_features, pixel_features
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, guidance_from_config
 from learnguide.core.online import OnlineConfig, train_omega_online
 from learnguide.core.schedules import step_grid
@@ -131,10 +131,7 @@ def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[Om
     phi = frozen_features(noisy_classifier(dataset, work / f"{dataset.name}-noisy-classifier"))
     if spec.pixel_weight > 0:
         x0 = dataset.data_sampler("train")(512, torch.Generator().manual_seed(0))[0]
-        s0 = torch.zeros(len(x0))
-        with torch.no_grad():
-            scales = [mean_pairwise_distance(f(x0, s0).flatten(1)) for f in (phi, pixel_features)]
-        phi = joint_features([(phi, 1.0 / scales[0]), (pixel_features, spec.pixel_weight / scales[1])])
+        phi = data_scaled_features([(phi, 1.0), (pixel_features, spec.pixel_weight)], x0)
     torch.manual_seed(0)
     net = OmegaNet(
         denoiser.schedule, num_classes=dataset.num_classes, output=spec.output, init_omega=spec.init_omega,

@@ -99,3 +99,16 @@ def test_a_spaces_scale_is_the_mean_distance_between_distinct_samples():
     assert discrepancy.mean_pairwise_distance(points) == pytest.approx((5.0 + 4.0 + 3.0) / 3)
     with pytest.raises(ValueError, match="at least 2"):
         discrepancy.mean_pairwise_distance(points[:1])
+
+
+def test_data_scaled_features_put_each_space_at_its_weight():
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(6, 2, 3, generator=g)
+
+    def big(x, s):
+        return 100 * x.flatten(1)
+
+    phi = discrepancy.data_scaled_features([(big, 1.0), (discrepancy.pixel_features, 2.0)], x0)
+    f = phi(x0, torch.zeros(6))
+    assert discrepancy.mean_pairwise_distance(f[:, :6]) == pytest.approx(1.0, rel=1e-5)
+    assert discrepancy.mean_pairwise_distance(f[:, 6:]) == pytest.approx(2.0, rel=1e-5)

@@ -121,3 +121,13 @@ def joint_features(parts: list[tuple[FeatureMap, float]]) -> FeatureMap:
         return torch.cat([w * f(x, s).flatten(1) for f, w in parts], dim=1)
 
     return phi
+
+
+def data_scaled_features(parts: list[tuple[FeatureMap, float]], x0: Tensor) -> FeatureMap:
+    """:func:`joint_features` of maps ``(φ_i, weight_i)`` with w_i = weight_i / (φ_i's
+    :func:`mean_pairwise_distance` on clean data ``x0 [B, ...]``, B ≥ 2, at s = 0): each space counts by its
+    weight whatever its units."""
+    s0 = x0.new_zeros(x0.shape[0])
+    with torch.no_grad():
+        scales = [mean_pairwise_distance(f(x0, s0).flatten(1)) for f, _ in parts]
+    return joint_features([(f, w / scale) for (f, w), scale in zip(parts, scales, strict=True)])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -132,6 +133,23 @@ def check_reward_weight(reward_weight: float, reward: object | None) -> None:
         raise ValueError(f"reward weight γ_R must be a finite number >= 0, got {reward_weight}")
     if reward_weight > 0.0 and reward is None:
         raise ValueError(f"reward weight γ_R = {reward_weight} > 0 needs a reward")
+
+
+@dataclass
+class LossSettings:
+    """The loss settings every ω fit shares, from a bank or online: the energy exponent ``beta`` β ∈ (0, 2],
+    the repulsion ``lam`` λ ∈ [0, 1], the reward weight ``reward_weight`` γ_R ≥ 0 (Algorithm 4; 0 leaves the
+    reward out) and the run's ``seed``."""
+
+    beta: float = 1.75
+    lam: float = 1.0
+    reward_weight: float = 0.0
+    seed: int = 0
+
+    def check_loss(self, reward: object | None) -> None:
+        """Raise ``ValueError`` naming the first invalid β, λ or γ_R (γ_R > 0 needs the ``reward``)."""
+        check_energy_params(self.beta, self.lam)
+        check_reward_weight(self.reward_weight, reward)
 
 
 def reward_loss(reward: Reward, x0_cond: Tensor, delta: Tensor, omega: Tensor, cond: Tensor) -> Tensor:

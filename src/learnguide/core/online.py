@@ -32,9 +32,8 @@ from learnguide.core.items import (
     simulate_items,
 )
 from learnguide.core.objectives import (
+    LossSettings,
     Reward,
-    check_energy_params,
-    check_reward_weight,
     energy_loss_from_stats,
     marginal_energy_loss,
     pair_statistics,
@@ -57,9 +56,9 @@ def default_churn(start: str, rollout: int) -> float:
 
 
 @dataclass
-class OnlineConfig(TimeSampling):
+class OnlineConfig(TimeSampling, LossSettings):
     """Hyper-parameters of :func:`train_omega_online` (defaults: docs/design.md §3; times:
-    :class:`~learnguide.core.items.TimeSampling`).
+    :class:`~learnguide.core.items.TimeSampling`; β, λ, γ_R and the seed: :class:`LossSettings`).
 
     Attributes:
         iterations: optimiser steps.
@@ -97,8 +96,6 @@ class OnlineConfig(TimeSampling):
     iterations: int = 2000
     batch_size: int = 256
     particles: int = 4
-    beta: float = 1.75
-    lam: float = 1.0
     lr: float = 1e-3
     objective: str = "energy"
     kernel: str = "energy"
@@ -108,15 +105,12 @@ class OnlineConfig(TimeSampling):
     grid_steps: int = 25
     refresh: int = 1
     rollout: int = 1
-    reward_weight: float = 0.0
-    seed: int = 0
     checkpoint_every: int = 0
     blocks: int = 8
 
     def validate(self, reward: Reward | None = None) -> None:
         """Raise ``ValueError`` naming the first invalid setting (γ_R > 0 needs the ``reward``)."""
-        check_energy_params(self.beta, self.lam)
-        check_reward_weight(self.reward_weight, reward)
+        self.check_loss(reward)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
         counts = {"iterations": self.iterations, "batch_size": self.batch_size, "group_size": self.group_size}
