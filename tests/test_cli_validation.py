@@ -13,7 +13,7 @@ from learnguide.core.denoiser_training import DenoiserTrainingConfig, save_mlp_d
 from learnguide.core.schedules import VPCosine
 from learnguide.data.images import FASHION_MNIST_DIR
 from learnguide.data.prompts import save_prompt_images
-from tiny_models import digits_unet, text_unet
+from tiny_models import digits_unet, save_latent_pipeline, text_unet
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,10 @@ def files(tmp_path_factory, request):
     unet = digits_unet()
     unet.save_pretrained(root / "pipe" / "unet")
     DDIMScheduler().save_pretrained(root / "pipe" / "scheduler")
+    with torch.no_grad():  # a copy whose every prediction is NaN (diffusers weights are not checked on load)
+        list(unet.parameters())[-1].fill_(float("nan"))
+    unet.save_pretrained(root / "pipe-nan" / "unet")
+    DDIMScheduler().save_pretrained(root / "pipe-nan" / "scheduler")
     from learnguide.images.classifier import ClassifierTrainingConfig, ImageClassifier, save_classifier
 
     save_classifier(
@@ -59,6 +63,9 @@ def files(tmp_path_factory, request):
     nan_omega = OmegaNet.load(root / "omega")
     torch.nn.init.constant_(nan_omega.body[-1].bias, float("nan"))
     nan_omega.save(root / "omega-nan")
+    for weights in (nan_omega.body[-1].weight, nan_omega.body[-1].bias):  # finite, but ω overflows to inf
+        torch.nn.init.constant_(weights, 3.4e38)
+    nan_omega.save(root / "omega-overflow")
     shutil.copytree(root / "omega", root / "omega-truncated")
     weights = root / "omega-truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -79,6 +86,28 @@ def files(tmp_path_factory, request):
     from safetensors.torch import save_file
 
     save_file({"prompt_embeds": prompts * float("nan"), "null_embedding": prompts[0]}, str(nan))
+    # non-finite and unreadable copies: samples, a bank's statistics, a toy and an image denoiser
+    from safetensors.torch import load_file
+
+    from learnguide.images.denoisers import build_image_denoiser, save_image_denoiser, unet_config
+
+    (root / "samples-nan").mkdir()
+    images = torch.zeros(4, 1, 8, 8)
+    images[1, 0, 2, 3] = float("nan")
+    save_file({"images": images, "labels": torch.arange(4)}, f"{root}/samples-nan/samples.safetensors")
+    (root / "samples-corrupted").mkdir()
+    (root / "samples-corrupted" / "samples.safetensors").write_bytes(b"not a safetensors file")
+    shutil.copytree(root / "bank", root / "bank-nan")
+    shard = load_file(str(root / "bank-nan" / "shard_00001.safetensors"))
+    shard["stats"][3, 0, 0] = float("inf")
+    save_file(shard, str(root / "bank-nan" / "shard_00001.safetensors"))
+    with torch.no_grad():  # the last layer's bias: every prediction is NaN
+        list(net.parameters())[-1].fill_(float("nan"))
+    save_mlp_denoiser(denoiser, root / "denoiser-nan", DenoiserTrainingConfig(), ring_mixture().fingerprint())
+    model = build_image_denoiser(unet_config((1, 8, 8), 4, width=8), VPCosine())
+    with torch.no_grad():
+        list(model.parameters())[-1].fill_(float("nan"))
+    save_image_denoiser(model, root / "image-denoiser-nan", DenoiserTrainingConfig(), "toy", tuple("0123"))
     # checkpoints of other models: image denoisers with the toy's schedule, a text pipeline, a text ω-network
     from learnguide.core.guidance import OmegaNet
     from learnguide.images.denoisers import build_image_denoiser, save_image_denoiser, unet_config
@@ -105,13 +134,41 @@ def files(tmp_path_factory, request):
     save_file(
         {"images": torch.zeros(4, 1, 8, 8), "labels": torch.arange(4)}, str(root / "samples.safetensors")
     )
+    # image folders: colour PNGs, and a PNG that is not one; a latent pipeline whose VAE takes grey images
+    from PIL import Image
+
+    for name in ("red", "blue"):
+        (root / "rgb" / name).mkdir(parents=True)
+        for k in range(2):
+            pixels = torch.randint(0, 256, (8, 8, 3), dtype=torch.uint8).numpy()
+            Image.fromarray(pixels).save(root / "rgb" / name / f"{k}.png")
+    (root / "broken-images" / "a").mkdir(parents=True)
+    (root / "broken-images" / "a" / "0.png").write_bytes(b"not a png")
+    save_latent_pipeline(root / "pipe-latent", channels=1)
+    for name, (folder, file, key, value) in BAD_CONFIGS.items():  # a value of the wrong type or range
+        shutil.copytree(root / folder, root / name)
+        config = json.loads((root / name / file).read_text())
+        (config[key[0]] if len(key) == 2 else config)[key[-1]] = value
+        (root / name / file).write_text(json.dumps(config))
     return root
 
 
+BAD_CONFIGS = {  # broken copy: (checkpoint folder, JSON file, key path, value)
+    "denoiser-classes-negative": ("denoiser", "config.json", ("net", "num_classes"), -3),
+    "omega-hidden-1e12": ("omega", "config.json", ("hidden",), 1e12),
+    "omega-hidden-million": ("omega", "config.json", ("hidden",), 10**6),  # 10¹² weights if allocated
+    "omega-schedule-5": ("omega", "config.json", ("schedule",), 5),
+    "image-denoiser-channels-string": ("image-denoiser", "unet/config.json", ("in_channels",), "1"),
+    "image-denoiser-huge": ("image-denoiser", "unet/config.json", ("block_out_channels",), [10**5] * 2),
+    "classifier-width-float": ("classifier", "config.json", ("net", "width"), 8.5),
+    "bank-particles-string": ("bank", "manifest.json", ("config", "particles"), "4"),
+}
 OUT = "{out}"
 SAMPLE_IMAGES = ["sample", "--denoiser", "{root}/image-denoiser"]
 ONLINE = ["fit", "--online", "--denoiser", "{root}/denoiser", "--out", OUT]
 EXPERIMENT = ["experiment", "--dataset", "digits", "--out", OUT]
+EVALUATE = ["evaluate", "--dataset", "digits", "--classifier", "checkpoints/digits/classifier", "--samples"]
+SEED = "argument --seed: must be an integer in [0, 2**32)"
 CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ("beta-above-2", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "3"], "beta must be in (0, 2]"),
     ("beta-zero", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "0"], "beta must be in (0, 2]"),
@@ -317,11 +374,21 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     (
         "sample-nan-omega-network",
         [*SAMPLE_IMAGES, "--omega", "{root}/omega-nan", "--any-denoiser", "--out", OUT],
-        "gave a non-finite ω",
+        "omega-nan/model.safetensors: body.",
     ),
     (
         "export-nan-omega-network",
         ["export", "--omega", "{root}/omega-nan", "--steps", "5", "--out", OUT],
+        "omega-nan/model.safetensors: body.",
+    ),
+    (
+        "sample-overflowing-omega-network",
+        [*SAMPLE_IMAGES, "--omega", "{root}/omega-overflow", "--any-denoiser", "--out", OUT],
+        "gave a non-finite ω",
+    ),
+    (
+        "export-overflowing-omega-network",
+        ["export", "--omega", "{root}/omega-overflow", "--steps", "5", "--out", OUT],
         "non-finite ω",
     ),
     (
@@ -338,6 +405,61 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         + ["--batch-size", "0", "--out", OUT],
         "--batch-size must be >= 1",
     ),
+    ("sample-seed-1e20", [*SAMPLE_IMAGES, "--constant", "1", "--seed", "1e20", "--out", OUT], SEED),
+    ("sample-seed-too-large", [*SAMPLE_IMAGES, "--constant", "1", "--seed", str(2**64), "--out", OUT], SEED),
+    ("bank-seed-negative", ["bank", "--denoiser", "{root}/denoiser", "--out", OUT, "--seed", "-1"], SEED),
+    ("online-seed-too-large", [*ONLINE, "--seed", str(2**32)], SEED),
+    (
+        "bank-particles-beyond-memory",
+        ["bank", "--denoiser", "{root}/denoiser", "--out", OUT, "--particles", "100000000"],
+        "of memory, more than the",
+    ),
+    ("online-particles-beyond-memory", [*ONLINE, "--particles", "100000000"], "lower --particles"),
+    (
+        "sample-per-class-beyond-memory",
+        [*SAMPLE_IMAGES, "--constant", "1", "--per-class", str(10**12), "--out", OUT],
+        "lower --per-class",
+    ),
+    (
+        "sample-steps-beyond-memory",
+        [*SAMPLE_IMAGES, "--constant", "1", "--steps", str(10**12), "--out", OUT],
+        "lower the step count (--steps)",
+    ),
+    (
+        "export-steps-1e8",
+        ["export", "--omega", "{root}/omega", "--steps", "1e8", "--out", OUT],
+        "argument --steps: invalid int value: '1e8'",
+    ),
+    (
+        "export-steps-beyond-memory",
+        ["export", "--omega", "{root}/omega", "--steps", "100000000", "--out", OUT],
+        "lower the step count (--steps)",
+    ),
+    ("evaluate-nan-samples", [*EVALUATE, "{root}/samples-nan", "--out", OUT], "NaN or Inf in 1 of 4 images"),
+    ("evaluate-no-samples", [*EVALUATE, "{root}/empty", "--out", OUT], "empty holds no samples"),
+    (
+        "evaluate-corrupted-samples",
+        [*EVALUATE, "{root}/samples-corrupted", "--out", OUT],
+        "samples-corrupted/samples.safetensors is corrupted",
+    ),
+    (
+        "bank-nan-denoiser",
+        ["bank", "--denoiser", "{root}/denoiser-nan", "--out", OUT],
+        "denoiser-nan/model.safetensors: body.",
+    ),
+    ("online-nan-denoiser", [*ONLINE[:3], "{root}/denoiser-nan", *ONLINE[4:]], "holds NaN or Inf"),
+    (
+        "bank-nan-diffusers-model",
+        ["bank", "--model", "{root}/pipe-nan", "--dataset", "digits", "--null-class", "10", "--items", "8"]
+        + ["--out", OUT],
+        "shard_00000.safetensors: stats holds NaN or Inf",
+    ),
+    (
+        "sample-nan-denoiser",
+        ["sample", "--denoiser", "{root}/image-denoiser-nan", "--constant", "1", "--out", OUT],
+        "images holds NaN or Inf",
+    ),
+    ("fit-bank-with-inf", ["fit", "--bank", "{root}/bank-nan", "--out", OUT], "bank-nan: stats holds NaN"),
     (
         "experiment-denoisers-not-name-dir",
         ["experiment", "--dataset", "digits", "--denoisers", "foo", "--out", OUT],
@@ -417,6 +539,69 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ),
     ("experiment-rollout-beyond-the-grid", [*EXPERIMENT, "--rollout", "30"], "needs K <= grid_steps"),
     ("experiment-features-missing", [*EXPERIMENT, "--features", "{root}/nowhere"], "nowhere does not exist"),
+    (
+        "rgb-folder-for-a-grey-model",
+        ["bank", "--model", "{root}/pipe", "--dataset", "{root}/rgb", "--null-class", "10", "--out", OUT],
+        "rgb has 3-channel (colour) images; ",
+    ),
+    (
+        "rgb-folder-for-a-grey-vae",
+        ["bank", "--model", "{root}/pipe-latent", "--dataset", "{root}/rgb", "--out", OUT],
+        "pipe-latent expects 1",
+    ),
+    (
+        "rgb-folder-for-grey-samples",
+        ["evaluate", "--samples", "{root}", "--dataset", "{root}/rgb", "--classifier", "{root}/classifier"]
+        + ["--out", OUT],
+        "rgb has 3-channel (colour) images; the samples in ",
+    ),
+    (
+        "unreadable-image-in-a-folder",
+        ["bank", "--model", "{root}/pipe", "--dataset", "{root}/broken-images", "--null-class", "10"]
+        + ["--out", OUT],
+        "broken-images/a/0.png: not an image file",
+    ),
+    (
+        "config-num-classes-negative",
+        ["bank", "--denoiser", "{root}/denoiser-classes-negative", "--out", OUT],
+        "classes-negative/config.json: 'net.num_classes' must be an integer in [1, 16777216], got -3",
+    ),
+    (
+        "config-hidden-1e12",
+        ["export", "--omega", "{root}/omega-hidden-1e12", "--steps", "4", "--out", OUT],
+        "omega-hidden-1e12/config.json: 'hidden' must be an integer",
+    ),
+    (
+        "config-hidden-not-allocated",
+        ["export", "--omega", "{root}/omega-hidden-million", "--steps", "4", "--out", OUT],
+        "omega-hidden-million/model.safetensors does not match its config",
+    ),
+    (
+        "config-schedule-5",
+        ["export", "--omega", "{root}/omega-schedule-5", "--steps", "4", "--out", OUT],
+        "omega-schedule-5/config.json: 'schedule' is not valid",
+    ),
+    (
+        "config-in-channels-string",
+        ["sample", "--denoiser", "{root}/image-denoiser-channels-string", "--constant", "1", "--out", OUT],
+        "unet/config.json: 'in_channels' must be an integer in [1, 16777216], got \"1\"",
+    ),
+    (
+        "config-unet-not-allocated",
+        ["sample", "--denoiser", "{root}/image-denoiser-huge", "--constant", "1", "--out", OUT],
+        "diffusion_pytorch_model.safetensors does not match its config",
+    ),
+    (
+        "config-classifier-width-float",
+        ["evaluate", "--samples", "{root}", "--dataset", "digits"]
+        + ["--classifier", "{root}/classifier-width-float"],
+        "classifier-width-float/config.json: 'net.width' must be an integer",
+    ),
+    (
+        "manifest-particles-string",
+        ["fit", "--bank", "{root}/bank-particles-string", "--out", OUT],
+        "bank-particles-string/manifest.json: 'config.particles' must be an integer, got \"4\"",
+    ),
 ]
 
 
@@ -434,6 +619,52 @@ def test_bad_input_gives_one_line_and_leaves_nothing_behind(files, tmp_path, cap
     assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("learnguide ")
     assert not out.exists()
     assert sorted(p.name for p in files.rglob("*")) == before  # inputs untouched, nothing written beside them
+
+
+@pytest.fixture(params=["oserror", "safetensors"])
+def disk_full(request, monkeypatch):
+    """Every safetensors file written fails half-way as on a full disk: with an ``OSError`` (ENOSPC), as
+    Python's writers raise it, or with the ``SafetensorError`` the safetensors writer raises."""
+    import errno
+    import os
+
+    from safetensors import SafetensorError
+
+    def save_file(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        if request.param == "oserror":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr("learnguide.checkpoints.save_file", save_file)
+
+
+DISK_FULL = [  # (id, arguments): commands that write safetensors files into {out}
+    ("bank", ["bank", "--denoiser", "{root}/denoiser", "--out", OUT, "--items", "64"]),
+    ("fit", ["fit", "--bank", "{root}/bank", "--out", OUT, "--epochs", "1"]),
+    ("fit-online", [*ONLINE, "--iterations", "2"]),
+    ("sample", [*SAMPLE_IMAGES, "--constant", "1", "--steps", "2", "--per-class", "1", "--out", OUT]),
+]
+
+
+@pytest.mark.filterwarnings("ignore::learnguide.core.fit_checks.FitWarning")  # a 1-epoch fit's, not the error
+@pytest.mark.parametrize("argv", [c[1] for c in DISK_FULL], ids=[c[0] for c in DISK_FULL])
+def test_a_full_disk_names_the_output_and_leaves_nothing_behind(files, tmp_path, capsys, disk_full, argv):
+    message = f"no space left on the device for --out {tmp_path / 'out'} (writing {tmp_path / 'out'}"
+    test_bad_input_gives_one_line_and_leaves_nothing_behind(files, tmp_path, capsys, argv, message)
+
+
+def test_a_full_disk_keeps_what_a_resumed_bank_held(files, tmp_path, capsys, disk_full):
+    out = tmp_path / "bank"
+    shutil.copytree(files / "bank-incomplete", out)
+    (out / "shard_00001.safetensors").unlink()  # the run resumes with shard 1 and cannot write it
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bank = ["bank", "--denoiser", str(files / "denoiser"), "--out", str(out), "--items", "64"]
+    assert main([*bank, "--shard-size", "32", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"learnguide bank: error: no space left on the device for --out {out} ("), err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing removed, no stray .tmp
 
 
 def test_any_denoiser_reuses_an_omega_network_learned_with_another_denoiser(files, tmp_path):

@@ -60,5 +60,5 @@ def test_save_load_round_trip_and_errors(tmp_path, mixture):
     cfg = json.loads((tmp_path / "d" / "config.json").read_text())
     cfg["prediction"] = "score"
     (tmp_path / "d" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="not a valid denoiser config"):
+    with pytest.raises(CheckpointError, match="config.json: 'prediction' must be one of"):
         load_mlp_denoiser(tmp_path / "d")

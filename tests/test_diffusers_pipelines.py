@@ -4,22 +4,18 @@ models, offline)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    DiTPipeline,
-    DiTTransformer2DModel,
-    PNDMScheduler,
-)
+from diffusers import DiTPipeline, PNDMScheduler
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from learnguide.apps.cli import main
 from learnguide.core.banks import load_bank
 from learnguide.core.guidance import ConstantGuidance, OmegaNet, omega_to_scale
 from learnguide.core.sampling import sample
-from learnguide.data.images import load_digits_dataset
+from learnguide.data.images import load_digits_dataset, load_image_folder
 from learnguide.data.prompts import load_prompt_images, pack_prompt_condition, save_prompt_images
 from learnguide.integrations.diffusers_latents import DecodedReward, LatentCodec, encode_dataset, load_vae
 from learnguide.integrations.diffusers_models import (
@@ -28,46 +24,18 @@ from learnguide.integrations.diffusers_models import (
     scheduler_grid,
 )
 from learnguide.integrations.rewards import ClipScore
-from tiny_models import text_unet, tiny_clip, write_tiny_tokenizer
+from tiny_models import (
+    digits_unet,
+    dit_scheduler,
+    save_latent_pipeline,
+    text_unet,
+    tiny_clip,
+    tiny_latent_dit,
+    tiny_vae,
+    write_tiny_tokenizer,
+)
 
 OMEGA = 1.5
-
-
-def tiny_vae(channels: int) -> AutoencoderKL:
-    """Images ``[B, channels, 8, 8]`` ↔ latents ``[B, 4, 4, 4]``."""
-    torch.manual_seed(0)
-    return AutoencoderKL(
-        in_channels=channels,
-        out_channels=channels,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=8,
-        scaling_factor=0.5,
-    )
-
-
-def tiny_latent_dit(num_classes: int) -> DiTTransformer2DModel:
-    torch.manual_seed(0)
-    model = DiTTransformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=8,  # learned variance, as DiT-XL-2
-        num_layers=1,
-        sample_size=4,
-        patch_size=2,
-        num_embeds_ada_norm=num_classes,
-    )
-    for p in model.parameters():  # zero-initialised output layers: make the output non-trivial
-        torch.nn.init.normal_(p, std=0.05)
-    return model
-
-
-def dit_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02, clip_sample=False)
 
 
 def test_dit_pipeline_output_equals_our_latent_samples_decoded():
@@ -122,28 +90,59 @@ def test_latent_codec_encodes_with_scale_and_shift_and_caches_a_dataset(tmp_path
     assert len(list(tmp_path.glob("latents-*.safetensors"))) == 2 and cached.is_file()
 
 
-def save_latent_pipeline(folder, num_classes: int = 10):
-    tiny_latent_dit(num_classes).save_pretrained(folder / "transformer")
-    dit_scheduler().save_pretrained(folder / "scheduler")
-    tiny_vae(1).save_pretrained(folder / "vae")
-    return folder
+def bank_fit_sample(folder, dataset, work, classes: tuple[str, ...]) -> tuple[dict, dict]:
+    """``learnguide bank`` → ``fit`` → ``sample`` (3 steps, 2 per class) with the pipeline ``folder`` on
+    ``dataset``, in ``work``: the bank's cached latents and the saved samples."""
+    bank, omega, out = work / "bank", work / "omega", work / "samples"
+    args = ["bank", "--model", str(folder), "--dataset", str(dataset), "--out", str(bank), "--items", "64"]
+    assert main([*args, "--shard-size", "32", "--batch-size", "32", "--no-progress"]) == 0
+    assert main(["fit", "--bank", str(bank), "--out", str(omega), "--epochs", "2", "--no-progress"]) == 0
+    smp = ["sample", "--model", str(folder), "--omega", str(omega), "--steps", "3", "--classes", *classes]
+    assert main([*smp, "--per-class", "2", "--out", str(out), "--no-progress"]) == 0
+    (cache,) = (bank / "latents").glob("latents-*.safetensors")
+    return load_file(cache), load_file(out / "samples.safetensors")
 
 
 def test_cli_learns_and_samples_a_latent_model_through_its_vae(tmp_path):
     folder = save_latent_pipeline(tmp_path / "pipe")
     assert load_vae(folder) is not None and load_vae(tmp_path) is None
-    bank, omega, out = tmp_path / "bank", tmp_path / "omega", tmp_path / "samples"
-    args = ["bank", "--model", str(folder), "--dataset", "digits", "--out", str(bank), "--items", "64"]
-    assert main([*args, "--shard-size", "32", "--batch-size", "32", "--no-progress"]) == 0
-    (cache,) = (bank / "latents").glob("latents-*.safetensors")
-    assert load_file(cache)["train_images"].shape[1:] == (4, 4, 4)  # the digits, encoded once
-    assert main(["fit", "--bank", str(bank), "--out", str(omega), "--epochs", "2", "--no-progress"]) == 0
-    smp = ["sample", "--model", str(folder), "--omega", str(omega), "--steps", "3", "--classes", "0", "7"]
-    assert main([*smp, "--per-class", "2", "--out", str(out), "--no-progress"]) == 0
-    saved = load_file(out / "samples.safetensors")
+    latents, saved = bank_fit_sample(folder, "digits", tmp_path, ("0", "7"))
+    assert latents["train_images"].shape[1:] == (4, 4, 4)  # the digits, encoded once
     assert saved["latents"].shape == (4, 4, 4, 4) and saved["images"].shape == (4, 1, 8, 8)
     codec = load_vae(folder)
     assert torch.allclose(saved["images"], codec.decode(saved["latents"]), atol=1e-6)
+
+
+def write_rgb_folder(root):
+    """Two classes ("red", "green") of 4 colour 8×8 PNGs each under ``root``; returns ``root``."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("red", "green")):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 64, (8, 8, 3), dtype=np.uint8)
+            pixels[:, :, k] += 190
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def test_cli_banks_an_rgb_image_folder_with_a_3_channel_pixel_model(tmp_path):
+    digits_unet(channels=3).save_pretrained(tmp_path / "pipe" / "unet")
+    dit_scheduler().save_pretrained(tmp_path / "pipe" / "scheduler")
+    args = ["bank", "--model", str(tmp_path / "pipe"), "--dataset", str(write_rgb_folder(tmp_path / "rgb"))]
+    assert main([*args, "--null-class", "10", "--out", str(tmp_path / "bank"), "--items", "8"]) == 0
+    assert set(load_bank(tmp_path / "bank").cond.tolist()) <= {0, 1}  # drawn from the folder's 2 classes
+
+
+@pytest.mark.slow
+def test_cli_learns_and_samples_a_latent_model_on_an_rgb_image_folder(tmp_path):
+    """A 3-channel PNG folder (4 per class: the test split is empty) through a VAE for RGB images."""
+    folder, images = save_latent_pipeline(tmp_path / "pipe", channels=3), write_rgb_folder(tmp_path / "rgb")
+    latents, saved = bank_fit_sample(folder, images, tmp_path, ("0", "1"))
+    images = load_image_folder(images).train_images
+    assert images.shape == (8, 3, 8, 8) and latents["test_images"].shape == (0, 4, 4, 4)
+    assert torch.allclose(latents["train_images"], load_vae(folder).encode(images), atol=1e-5)
+    assert saved["latents"].shape == (4, 4, 4, 4) and saved["images"].shape == (4, 3, 8, 8)
+    assert saved["labels"].tolist() == [0, 0, 1, 1] and bool(saved["images"].isfinite().all())
 
 
 def test_cli_names_the_image_size_a_latent_model_needs(tmp_path, capsys):

@@ -93,3 +93,65 @@ def test_image_folder_maps_sorted_subfolders_to_classes(tmp_path):
     assert torch.allclose(ant, torch.full_like(ant, 200 / 255 * 2 - 1), atol=1e-6)
     with pytest.raises(DatasetMissingError, match="no class sub-folders"):
         load_image_folder(tmp_path / "ant")
+
+
+def _write_class_folders(root, images: dict) -> None:
+    """``images``: class name → list of uint8/uint16 arrays ``[H, W]`` or ``[H, W, 3|4]``, saved as PNGs."""
+    for name, arrays in images.items():
+        (root / name).mkdir(parents=True)
+        for k, array in enumerate(arrays):
+            Image.fromarray(array).save(root / name / f"{k}.png")
+
+
+def test_image_folder_keeps_rgb_and_gives_grey_files_three_equal_channels(tmp_path):
+    rng = np.random.default_rng(0)
+    colour = [rng.integers(0, 256, (4, 4, 3), dtype=np.uint8) for _ in range(2)]
+    rgba = rng.integers(0, 256, (4, 4, 4), dtype=np.uint8)
+    grey = np.full((4, 4), 77, dtype=np.uint8)
+    _write_class_folders(tmp_path, {"a": colour, "b": [rgba, grey]})
+    d = load_image_folder(tmp_path, test_fraction=0.0)
+    assert d.image_shape == (3, 4, 4) and d.train_labels.tolist() == [0, 0, 1, 1]
+    expected = [*colour, rgba[:, :, :3], np.repeat(grey[:, :, None], 3, 2)]  # alpha dropped, grey repeated
+    for x in expected:  # the split shuffles each class: find each file's image
+        assert any(
+            torch.equal(y, torch.as_tensor(x).permute(2, 0, 1) / 255.0 * 2 - 1) for y in d.train_images
+        )
+    with pytest.raises(ValueError, match=r"has 3-channel \(colour\) images; the caller asked for 1"):
+        load_image_folder(tmp_path, channels=1)
+    with pytest.raises(ValueError, match=r"digits has 1-channel images; the model m expects 4"):
+        load_dataset("digits", 4, "the model m expects")
+
+
+def test_grey_and_rgb_convert_only_where_nothing_is_lost(tmp_path):
+    rng = np.random.default_rng(1)
+    grey = [rng.integers(0, 256, (5, 5), dtype=np.uint8) for _ in range(3)]
+    _write_class_folders(tmp_path / "grey", {"x": grey})
+    _write_class_folders(tmp_path / "grey-as-rgb", {"x": [np.repeat(g[:, :, None], 3, 2) for g in grey]})
+    as_grey = load_image_folder(tmp_path / "grey")
+    as_rgb = load_image_folder(tmp_path / "grey-as-rgb")
+    assert as_grey.image_shape == (1, 5, 5) and as_rgb.image_shape == (3, 5, 5)
+    assert torch.equal(as_grey.with_channels(3).train_images, as_rgb.train_images)  # grey → RGB: repeated
+    back = load_image_folder(tmp_path / "grey-as-rgb", channels=1)  # RGB with R = G = B → grey: lossless
+    assert torch.equal(back.train_images, as_grey.train_images)
+    digits = load_dataset("digits", channels=3)
+    assert digits.image_shape == (3, 8, 8) and torch.equal(digits.test_images[:, 2], digits.test_images[:, 0])
+
+
+def test_16_bit_pngs_are_scaled_to_the_full_range(tmp_path):
+    ramp = np.linspace(0, 65535, 36).round().astype(np.uint16).reshape(6, 6)
+    _write_class_folders(tmp_path, {"a": [ramp, ramp[::-1].copy()]})
+    assert Image.open(tmp_path / "a" / "0.png").mode == "I;16"
+    d = load_image_folder(tmp_path, test_fraction=0.0)
+    assert d.image_shape == (1, 6, 6)
+    expected = torch.as_tensor(ramp / 65535.0 * 2 - 1, dtype=torch.float32)
+    assert torch.allclose(d.train_images[0, 0], expected, atol=1e-6)  # not clipped at 255 (→ white)
+    assert float((d.train_images == 1).float().mean()) < 0.1
+    small = load_image_folder(tmp_path, size=3, test_fraction=0.0)
+    assert small.image_shape == (1, 3, 3) and -1 < float(small.train_images.mean()) < 1
+
+
+def test_an_unreadable_image_is_named(tmp_path):
+    _write_class_folders(tmp_path, {"a": [np.zeros((4, 4), dtype=np.uint8)]})
+    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ValueError, match=r"cannot read image .*broken\.png"):
+        load_image_folder(tmp_path)

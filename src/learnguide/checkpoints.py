@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import math
 import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -22,21 +28,219 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupted, or does not match what it is loaded for."""
 
 
+M = TypeVar("M", bound=nn.Module)
+_KIND_NAMES = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false"}
+_KIND_NAMES |= {list: "a list", dict: "a JSON object", object: "a value"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """What one key of a checkpoint's JSON config must hold (see :func:`checked_config`).
+
+    Attributes:
+        kind: the accepted JSON type, or a tuple of them: ``int`` (not a boolean), ``float`` (a finite
+            integer or float), ``str``, ``bool``, ``list``, ``dict``; ``object`` accepts any value.
+        low, high: the inclusive range of a number.
+        choices: the allowed values.
+        optional: the key may be absent (it is then left out of the result) or null (kept as None).
+        items: what each element of a list must hold.
+        fields: what the keys of an object must hold (checked recursively; other keys are dropped).
+        parse: turns the checked value into what the loader uses (e.g. a schedule from its config); a
+            ``TypeError`` or ``ValueError`` it raises becomes a :class:`CheckpointError` naming the key.
+    """
+
+    kind: type | tuple[type, ...] = object
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+    optional: bool = False
+    items: Field | None = None
+    fields: Mapping[str, Field] = field(default_factory=dict)
+    parse: Callable[[Any], Any] | None = None
+
+    def describe(self) -> str:
+        """What the value must be, in words (for error messages)."""
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        text = " or ".join(_KIND_NAMES[k] for k in kinds)
+        if self.low is not None or self.high is not None:
+            low, high = ("-inf" if b is None else b for b in (self.low, self.high))
+            text += f" in [{low}, {high}]"
+        if self.choices is not None:
+            text = "one of " + ", ".join(json.dumps(c) for c in self.choices)
+        return text + (" (or null)" if self.optional else "")
+
+    def _matches(self, value: Any) -> bool:
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        for kind in kinds:
+            if kind is object or (kind is bool and isinstance(value, bool)):
+                return True
+            if kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if kind is int and not isinstance(value, int) or not math.isfinite(value):
+                    continue
+                return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+            if kind in (str, list, dict) and isinstance(value, kind):
+                return True
+        return False
+
+    def check(self, value: Any, name: str, source: str | Path) -> Any:
+        """``value`` (of the key ``name`` in the file ``source``) checked, its parts checked and parsed;
+        raises :class:`CheckpointError` naming the file and the key otherwise."""
+        if value is None and self.optional:
+            return None
+        if not self._matches(value) or (self.choices is not None and value not in self.choices):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise CheckpointError(f"{source}: '{name}' must be {self.describe()}, got {shown}")
+        if isinstance(value, list) and self.items is not None:
+            value = [self.items.check(v, f"{name}[{i}]", source) for i, v in enumerate(value)]
+        if isinstance(value, dict) and self.fields:
+            value = checked_config(value, self.fields, source, prefix=f"{name}.")
+        if self.parse is None:
+            return value
+        try:
+            return self.parse(value)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{source}: '{name}' is not valid ({err})") from None
+
+
+SIZE = Field(int, 1, 2**24)
+"""A width, a channel or a class count (the weights file bounds what is then allocated: see
+:func:`check_module_fits`)."""
+
+
+def checked_config(config: Any, fields: Mapping[str, Field], source: str | Path, prefix: str = "") -> dict:
+    """The keys ``fields`` names of a JSON ``config`` read from the file ``source``, each checked against
+    its :class:`Field` (type, range, choices; nested objects and lists too) and parsed.
+
+    Every checkpoint loader checks its config with this before it builds anything, so a value of the wrong
+    type or range is a one-line :class:`CheckpointError` naming the file and the key (``net.hidden``),
+    never a traceback from deep inside a constructor. Optional keys that are absent are left out.
+    """
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{source}: '{prefix.rstrip('.') or 'the config'}' must be a JSON object")
+    return {
+        key: spec.check(config.get(key), prefix + key, source)
+        for key, spec in fields.items()
+        if key in config or not spec.optional
+    }
+
+
+def safetensors_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor of a safetensors file, read from its header (no data loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} is corrupted or truncated ({err})") from None
+
+
+def check_module_fits(
+    build: Callable[[], nn.Module], shapes: Mapping[str, tuple[int, ...]], source: str | Path
+) -> None:
+    """Raise :class:`CheckpointError` unless the module ``build()`` makes holds exactly the tensors
+    ``shapes`` lists (names and shapes: a checkpoint's weights).
+
+    The module is built on the ``meta`` device, so nothing is allocated: a config asking for a huge
+    network is refused before any memory is spent, whatever the sizes it names. ``build``'s errors
+    (any ``Exception``: third-party constructors raise many kinds) become the :class:`CheckpointError` too.
+    """
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except Exception as err:  # any error of a constructor given these values (diffusers' raise many kinds)
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{source}: its config does not describe a valid model ({first})") from None
+    if set(shapes) != set(expected):
+        diff = sorted(set(shapes) ^ set(expected))
+        raise CheckpointError(f"{source} does not match its config: tensors {diff[:6]} differ")
+    for key, shape in shapes.items():
+        if tuple(shape) != tuple(expected[key]):
+            raise CheckpointError(
+                f"{source} does not match its config: {key} has shape {tuple(shape)}, "
+                f"expected {tuple(expected[key])}"
+            )
+
+
+def load_module(
+    directory: str | Path, kind: str, fields: Mapping[str, Field], build: Callable[[dict], M]
+) -> tuple[M, dict]:
+    """Load the ``kind`` checkpoint folder ``directory`` as the module ``build(config)`` makes from its
+    config, checked key by key against ``fields`` (:func:`checked_config`); returns ``(module, config)``.
+
+    The weights must fit the module exactly (:func:`check_module_fits`, before anything is allocated), so
+    a config of the wrong type, range or size is a one-line :class:`CheckpointError` naming the file and
+    the key, never a traceback or an allocation the weights do not justify.
+    """
+    config, state = load_checkpoint(directory, kind)
+    config = checked_config(config, fields, Path(directory) / CONFIG_FILE)
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    check_module_fits(lambda: build(config), shapes, Path(directory) / WEIGHTS_FILE)
+    module = build(config)
+    module.load_state_dict(state)
+    return module, config
+
+
+def check_finite(tensors: Mapping[str, Tensor], where: str, error: type[ValueError] = ValueError) -> None:
+    """Raise ``error`` naming ``where`` (a file, a folder, a run) and the tensor when a floating-point tensor
+    of ``tensors`` holds NaN or Inf: weights, statistics and samples are checked with this where they are
+    read or written, so a NaN stops the run at the boundary it crossed instead of spreading."""
+    for name, value in tensors.items():
+        if value.is_floating_point() and not bool(value.isfinite().all()):
+            raise error(f"{where}: {name} holds NaN or Inf")
+
+
+def _os_error(err: BaseException, path: Path) -> BaseException:
+    """``err`` as an ``OSError`` naming ``path`` when it is one (safetensors reports a full disk as a
+    ``SafetensorError`` ending in "(os error 28)"; ``Path.write_text`` raises one without a file name)."""
+    found = re.search(r"\(os error (\d+)\)", str(err)) if isinstance(err, SafetensorError) else None
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    if isinstance(err, OSError) and err.filename is None:
+        return OSError(err.errno, err.strerror, str(path))
+    return err
+
+
+@contextlib.contextmanager
+def _through_temporary(path: Path, tag: str = "") -> Iterator[Path]:
+    """The temporary file to write ``path``'s new content into: renamed onto ``path`` when the block ends,
+    removed when it fails (a full disk, say; then re-raised as an ``OSError`` naming ``path``), so a failed
+    write leaves the old file or none, and no stray temporary file."""
+    tmp = path.with_name(path.name + tag + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        error = _os_error(err, path)
+        if error is err:
+            raise
+        raise error from None
+
+
 def atomic_write_text(path: Path, text: str, tag: str = "") -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file
     (``tag`` names the temporary file apart when several processes write the same path)."""
-    tmp = path.with_name(path.name + tag + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with _through_temporary(path, tag) as tmp:
+        tmp.write_text(text)
+
+
+def plain_file_mode(*paths: Path) -> None:
+    """Give ``paths`` the mode every other file learnguide writes has, 0666 less the umask (usually 0644):
+    safetensors creates its files 0600, readable by their owner only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~umask)
 
 
 def atomic_save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict | None = None) -> None:
     """Write ``tensors`` (and string ``metadata``) to the safetensors file ``path`` through a temporary file
     and a rename: a kill at any moment leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with _through_temporary(Path(path)) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        plain_file_mode(tmp)
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Tensor], config: dict) -> Path:
@@ -113,7 +317,7 @@ def read_json_config(path: str | Path, kind: str) -> dict:
         )
     try:
         config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(config, dict) or config.get("kind") != kind:
         found = config.get("kind") if isinstance(config, dict) else None
@@ -132,7 +336,7 @@ def load_checkpoint(directory: str | Path, kind: str) -> tuple[dict, dict[str, T
     """Read a checkpoint folder written by :func:`save_checkpoint` and check that it is a ``kind``.
 
     Raises :class:`CheckpointError` naming the file and the reason when the folder is incomplete, the
-    config is not valid JSON or not of this kind, or the weights are corrupted or truncated.
+    config is not valid JSON or not of this kind, or the weights are corrupted, truncated or not finite.
     """
     directory = Path(directory)
     weights_path = directory / WEIGHTS_FILE
@@ -146,22 +350,8 @@ def load_checkpoint(directory: str | Path, kind: str) -> tuple[dict, dict[str, T
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights_path} is corrupted or truncated ({err})") from None
+    check_finite(state, str(weights_path), CheckpointError)
     return config, state
-
-
-def load_state_strict(module: nn.Module, state: dict[str, Tensor], source: str | Path) -> None:
-    """Load ``state`` into ``module`` after checking that names and shapes match exactly."""
-    expected = module.state_dict()
-    if set(state) != set(expected):
-        diff = sorted(set(state) ^ set(expected))
-        raise CheckpointError(f"{source} does not match its config: tensors {diff[:6]} differ")
-    for key, value in state.items():
-        if value.shape != expected[key].shape:
-            raise CheckpointError(
-                f"{source} does not match its config: {key} has shape {tuple(value.shape)}, "
-                f"expected {tuple(expected[key].shape)}"
-            )
-    module.load_state_dict(state)
 
 
 def checkpoint_fingerprint(directory: str | Path) -> str:
@@ -194,6 +384,19 @@ def save_training_state(
     groups = json.dumps(opt.state_dict()["param_groups"])  # learning rates that schedulers changed
     metadata = {"meta": json.dumps(meta), "param_groups": groups}
     atomic_save_tensors(Path(directory) / STATE_FILE, state, metadata)
+
+
+def training_state_meta(directory: str | Path) -> dict:
+    """The ``meta`` a trainer saved with :func:`save_training_state` into ``directory`` (its step or
+    iteration, record, …), read from the file's header without loading a tensor; ``{}`` when ``directory``
+    holds no readable trainer state (a fresh run)."""
+    path = Path(directory) / STATE_FILE
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["meta"])
+    except (SafetensorError, OSError, KeyError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def load_training_state(

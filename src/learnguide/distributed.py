@@ -138,7 +138,7 @@ class OutputLock:
         }
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # a plain file's mode
             except FileExistsError:
                 try:
                     other = json.loads(self.path.read_text())

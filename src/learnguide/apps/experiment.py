@@ -57,6 +57,9 @@ REWARD_OUTPUT = (
     "softplus"  # a ReLU driven below 0 by the self-consistency term never gets the reward's gradient back
 )
 METRIC = "fd"  # what the baselines are tuned on and the table ranks by
+COMMITTED_CHECKPOINTS = Path(__file__).resolve().parents[3] / "checkpoints"
+"""The repository's committed checkpoints (``checkpoints/<dataset>``; an editable install), experiment's
+defaults wherever it is started from."""
 
 
 @dataclass
@@ -442,9 +445,10 @@ def experiment_inputs(
 ) -> tuple[dict[str, Path], Path]:
     """The denoisers ``{name: folder}`` and the evaluation classifier folder an experiment compares:
     ``denoisers`` as ``NAME=DIR`` items, else ``under_trained`` and ``well_trained`` under ``checkpoints``
-    (default: ``checkpoints/<dataset>``); the classifier defaults to ``<checkpoints>/classifier``. Raises
-    ``ValueError`` naming a folder that does not exist and the command that makes it."""
-    root = Path(checkpoints or f"checkpoints/{dataset.name}")
+    (default: the repository's :data:`COMMITTED_CHECKPOINTS` ``/<dataset>``, whatever the working folder);
+    the classifier defaults to ``<checkpoints>/classifier``. Raises ``ValueError`` naming a folder that does
+    not exist and the command that makes it."""
+    root = Path(checkpoints) if checkpoints else COMMITTED_CHECKPOINTS / dataset.name
     named = {}
     for item in denoisers or []:
         if "=" not in item:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from learnguide.apps.loading import DenoiserSource, pick_conditions
-from learnguide.checkpoints import atomic_write_text
+from learnguide.checkpoints import atomic_write_text, check_finite
 from learnguide.core.banks import (
     BankConfig,
     BankRecord,
@@ -21,6 +21,7 @@ from learnguide.core.banks import (
     load_bank,
 )
 from learnguide.core.guidance import OmegaNet, export_schedule
+from learnguide.core.memory import check_memory, particle_bytes
 from learnguide.core.objectives import Reward
 from learnguide.core.online import OnlineConfig, TrainingRecord, train_omega_online
 from learnguide.core.schedules import get_schedule, step_grid
@@ -69,6 +70,7 @@ def fit_bank_folder(
     record = fit_omega_on_bank(net, bank, config, progress=progress, reward=reward)
     out = Path(out)
     extra = {"bank": str(bank_dir), "denoiser_id": bank.manifest["denoiser_id"], "fit": vars(config)}
+    check_finite(dict(net.named_parameters()), f"the ω-network fitted on {bank_dir} (try a lower --lr)")
     net.save(out, extra={**extra, **({"warnings": record.warnings} if record.warnings else {})})
     if diagnostics:
         table, omega, edges = bank_diagnostics(bank, config.beta, config.lam)
@@ -93,7 +95,12 @@ def fit_online_folder(
     phi = frozen_features(load_classifier(features)) if features else None
     denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
     procs = processes()
-    _, example = sample_data(2, torch.Generator().manual_seed(0))
+    x0, example = sample_data(2, torch.Generator().manual_seed(0))
+    particles = config.particles if config.start == "data" else 1  # on-policy items have one particle
+    what = f"a batch of {config.batch_size} items × {particles} particles"
+    what += f" × {config.rollout} rollout steps" if config.rollout > 1 else ""
+    needed = particle_bytes(config.batch_size * config.rollout, particles, x0[0].numel())
+    check_memory(needed, what, "--particles, --batch-size or --rollout", procs.device)
     null_id = int(denoiser.null_cond(example)[0]) if example.dim() == 1 else None  # K classes: ∅ is K
     torch.manual_seed(config.seed)
     net = OmegaNet.for_conditions(denoiser.schedule, example, num_classes=null_id, output=output)
@@ -110,6 +117,7 @@ def fit_online_folder(
         denoiser_id=denoiser_id,
         features=phi,
     )
+    check_finite(dict(net.named_parameters()), f"the ω-network learned into {out} (try a lower --lr)")
     return net, record
 
 
@@ -145,5 +153,5 @@ def export_omega(
     omega.check_condition(cond)
     table = {"omega_net": str(omega_dir), "steps": steps, "timesteps": timesteps}
     table.update(export_schedule(omega, cond, grid, names))
-    atomic_write_text(Path(out), json.dumps(table, indent=1))
+    atomic_write_text(Path(out), json.dumps(table, indent=1, allow_nan=False))  # ω is checked finite
     return table

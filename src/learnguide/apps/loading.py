@@ -23,7 +23,12 @@ from learnguide.core.objectives import Reward
 from learnguide.data.images import load_dataset
 from learnguide.data.prompts import load_prompt_images
 from learnguide.data.toy import ring_mixture
-from learnguide.images.denoisers import META_FILE, image_denoiser_fingerprint, load_image_denoiser
+from learnguide.images.denoisers import (
+    META_FILE,
+    image_denoiser_fingerprint,
+    load_image_denoiser,
+    recorded_dataset,
+)
 
 
 class LoadedDenoiser(NamedTuple):
@@ -65,11 +70,12 @@ class DenoiserSource:
         if not self.denoiser:
             raise ValueError("pass --denoiser DIR or --model DIR")
         if (Path(self.denoiser) / META_FILE).is_file():  # an image denoiser: its data is a named dataset
-            if not self.dataset:
+            name = self.dataset or recorded_dataset(self.denoiser)  # train-denoiser records it
+            if not name:
                 raise ValueError(
                     f"{self.denoiser} is an image denoiser; pass --dataset (the data it was trained on)"
                 )
-            dataset = load_dataset(self.dataset)
+            dataset = load_dataset(name)
             denoiser = load_image_denoiser(self.denoiser, data_id=dataset.fingerprint())
             return LoadedDenoiser(
                 denoiser, dataset.data_sampler("train"), image_denoiser_fingerprint(self.denoiser)
@@ -99,8 +105,13 @@ class DenoiserSource:
             )
         model, scheduler = load_diffusers_model(self.model)
         model_id = diffusers_fingerprint(self.model)  # hashes the weights (GBs for SD): once per command
-        dataset = load_prompt_images(self.dataset) if prompts else load_dataset(self.dataset)
         codec = load_vae(self.model)
+        if prompts:
+            dataset = load_prompt_images(self.dataset)
+        elif codec is None:  # the model's channels decide the images' (a latent model's: its VAE's)
+            dataset = load_dataset(self.dataset, model_image_shape(model)[0], f"{self.model} expects")
+        else:
+            dataset = load_dataset(self.dataset, codec.image_channels, f"the VAE of {self.model} expects")
         if codec is not None:
             cache = Path(cache_dir) / "latents" if cache_dir is not None else None
             dataset = encode_dataset(dataset, codec, model_id, cache_dir=cache, progress=progress)

@@ -13,12 +13,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from learnguide.apps.loading import pick_conditions
-from learnguide.checkpoints import atomic_save_tensors, atomic_write_text
+from learnguide.checkpoints import atomic_save_tensors, atomic_write_text, check_finite
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet
+from learnguide.core.memory import FLOAT32, FLOAT64, check_memory
 from learnguide.core.sampling import sample
 from learnguide.data.images import load_dataset
 from learnguide.data.prompts import load_prompt_images
@@ -142,6 +145,18 @@ def _model_and_guidance(request: SampleRequest):
     return denoiser, codec, shape, grid, conditions, names, guidance
 
 
+def _check_sample_memory(request: SampleRequest, conditions: Tensor, numbers: int, device: str) -> None:
+    """Refuse a request whose samples of ``numbers`` values (kept on the CPU until written, with their
+    ``conditions`` repeated) or whose batch (on ``device``: the samples, their conditional and ∅ predictions,
+    the noise) cannot fit (:func:`~learnguide.core.memory.check_memory`)."""
+    n = len(conditions) * request.per_class
+    each = 2 * numbers * FLOAT32 + conditions[0].numel() * conditions.element_size() + 2 * FLOAT64
+    kept = n * each  # the batches and their concatenation; the condition, label and seed of each sample
+    check_memory(kept, f"{n} samples of {numbers} values", "--per-class (or pick --classes)")
+    batch = min(request.batch_size, n)
+    check_memory(6 * batch * numbers * FLOAT32, f"a batch of {batch} samples", "--batch-size", device)
+
+
 def sample_to_folder(request: SampleRequest, out: str | Path, progress: bool = True) -> dict:
     """Draw ``request.per_class`` samples per condition and write ``out/samples.safetensors`` (``images``
     ``[n, C, H, W]`` in [−1, 1], ``labels [n]``; ``latents`` too for a latent model) and ``out/samples.png``.
@@ -153,18 +168,24 @@ def sample_to_folder(request: SampleRequest, out: str | Path, progress: bool = T
     request.validate()
     out = Path(out)
     denoiser, codec, shape, grid, conditions, names, guidance = _model_and_guidance(request)
+    procs = processes()
+    _check_sample_memory(request, conditions, math.prod(shape), procs.device)
     labels = torch.tensor([int(name) for name in names]).repeat_interleave(request.per_class)
     cond = conditions.repeat_interleave(request.per_class, dim=0)
     seeds = request.seed * 1_000_003 + torch.arange(len(labels))
-    procs = processes()
     denoiser = denoiser.to(procs.device)
     batches = list(zip(cond.split(request.batch_size), seeds.split(request.batch_size), strict=True))
     weights = weights_stamp([request.model or request.denoiser, request.omega, request.prompts])
     partial = partial_folder(out, {"args": asdict(request), "weights": weights}, procs)
 
+    per_batch = len(grid) - 1 if grid is not None else request.steps
+    mine = len(procs.mine(list(range(len(batches)))))  # one bar over the steps of this process's batches
+    bar = tqdm(total=mine * per_batch, desc="sample", unit="step", disable=not progress or not procs.is_main)
+
     def sample_batch(j: int) -> Tensor:  # a finished batch is kept in partial/: a rerun after a kill skips it
         path = partial / f"batch-{j:06d}.safetensors"
         if path.is_file():
+            bar.update(per_batch)
             return load_file(str(path))["images"]
         batch_cond, batch_seeds = batches[j]
         schedule = denoiser.schedule
@@ -177,22 +198,50 @@ def sample_to_folder(request: SampleRequest, out: str | Path, progress: bool = T
             request.steps,
             seeds=batch_seeds,
             grid=grid,
+            bar=bar,
         ).cpu()
+        check_finite({"images": images}, f"sampling {request.model or request.denoiser} (batch {j})")
         atomic_save_tensors(path, {"images": images})
         return images
 
-    chunks = procs.map_units(sample_batch, len(batches), "sample", progress)
+    chunks = procs.map_units(sample_batch, len(batches))
+    bar.close()
     if chunks is None:  # not process 0
         return {}
     images, tensors = torch.cat(chunks), {"labels": labels}
     if codec is not None:  # a latent model: keep the latents, decode them to images
         decoded = codec.to(procs.device).decode(images.to(procs.device), request.batch_size).cpu()
         tensors["latents"], images = images.contiguous(), decoded
+        check_finite({"images": images}, f"decoding with the VAE of {request.model}")
     atomic_save_tensors(out / "samples.safetensors", {"images": images, **tensors})
     title = f"{request.omega or f'constant ω = {request.constant}'}, {request.steps} steps"
     plot_sample_grids({"samples": images.clamp(-1, 1)}, len(names), title, out / "samples.png")
     shutil.rmtree(partial)
     return {"n": len(labels), "processes": str(procs)}
+
+
+def load_samples(folder: str | Path) -> tuple[Tensor, Tensor]:
+    """``(images [n, …] float32, labels [n])`` of ``folder/samples.safetensors`` (``learnguide sample``).
+
+    Raises ``ValueError`` naming the file when it is missing, unreadable, not a set of at least 2 images
+    with integer labels >= 0, or holds NaN or Inf (no score of such samples would mean anything).
+    """
+    path = Path(folder) / "samples.safetensors"
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: {folder} holds no samples (`learnguide sample` writes them)")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is corrupted or truncated ({err})") from None
+    images, labels = tensors.get("images"), tensors.get("labels")
+    if images is None or labels is None or images.dim() < 2 or labels.shape != images.shape[:1]:
+        raise ValueError(f"{path} must hold images [n, ...] and labels [n]")
+    if len(labels) < 2 or labels.is_floating_point() or bool((labels < 0).any()):
+        raise ValueError(f"{path} must hold at least 2 samples with integer labels >= 0")
+    if not bool(images.isfinite().all()):
+        bad = int((~images.isfinite()).reshape(len(images), -1).any(1).sum())
+        raise ValueError(f"{path} holds NaN or Inf in {bad} of {len(images)} images; sample them again")
+    return images.float(), labels
 
 
 def evaluate_folder(
@@ -216,9 +265,9 @@ def evaluate_folder(
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     procs = processes()  # under a launcher, process r extracts the features of batches r, r + N, …
-    tensors = load_file(str(Path(samples) / "samples.safetensors"))
-    images, labels = tensors["images"].float(), tensors["labels"]
-    data = load_dataset(dataset)
+    images, labels = load_samples(samples)
+    channels = images.shape[1] if images.dim() == 4 else None  # grey data are compared with RGB samples
+    data = load_dataset(dataset, channels, f"the samples in {samples} have")
     model = load_classifier(classifier, data_id=data.fingerprint()) if classifier else None
     if tuple(images.shape[1:]) != tuple(data.image_shape) or bool((labels >= data.num_classes).any()):
         raise ValueError(
@@ -244,5 +293,8 @@ def evaluate_folder(
         scores.update(score_features(torch.cat(feats), torch.cat(logits), labels, reference))
     if network is not None:  # the test split's statistics: computed by process 0 once per cache
         scores["inception_fd"] = inception_reference(data, network, cache).frechet_distance(torch.cat(pool))
+    bad = [name for name, v in scores.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"the {', '.join(bad)} of {samples} came out NaN or Inf (nothing was written)")
     atomic_write_text(Path(out or Path(samples) / "metrics.json"), json.dumps(scores, indent=1))
     return scores

@@ -17,7 +17,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -25,21 +25,28 @@ from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from learnguide.checkpoints import CheckpointError, atomic_save_tensors, atomic_write_text
+from learnguide.checkpoints import (
+    CheckpointError,
+    Field,
+    atomic_save_tensors,
+    atomic_write_text,
+    check_finite,
+    checked_config,
+)
 from learnguide.core.denoisers import Denoiser
 from learnguide.core.fit_checks import OutputGradientMonitor, RunRecord, constant_omega_message
 from learnguide.core.fit_checks import report as report_fit
 from learnguide.core.guidance import OmegaNet, omega_condition
 from learnguide.core.items import DataSampler, TimeSampling, simulate_items
+from learnguide.core.memory import FLOAT32, FLOAT64, check_memory, pair_count, particle_bytes
 from learnguide.core.objectives import (
+    LossSettings,
     Reward,
-    check_energy_params,
-    check_reward_weight,
     energy_loss_from_stats,
     pair_statistics,
     reward_loss,
 )
-from learnguide.core.schedules import Schedule
+from learnguide.core.schedules import Schedule, get_schedule
 from learnguide.distributed import Processes
 
 BANK_KIND = "learnguide.bank"
@@ -125,6 +132,7 @@ def _make_shard(
     gen = shard_generator(config.seed, k)
     n = min(config.shard_size, config.items - k * config.shard_size)
     x0, cond = sample_data(n, gen)
+    _check_bank_memory(config, x0[0].numel(), device)
     s, t = config.draw_times(n, gen)
     parts: dict[str, list[Tensor]] = {"stats": [], **{f: [] for f in EXTRA_FIELDS}}
     for lo in range(0, n, config.batch_size):
@@ -209,6 +217,7 @@ def generate_bank(
     )
     for k in procs.mine(todo):  # a shard file exists only once complete (written, then renamed)
         shard = _make_shard(denoiser, schedule, sample_data, config, k, record, bar, torch.device(device))
+        check_finite(shard, f"the denoiser's items for {out / _shard_name(k)}")
         atomic_save_tensors(out / _shard_name(k), shard)
         _write_manifest(out, config, schedule, denoiser_id, f".{procs.rank}")
         record.shards_written += 1
@@ -220,6 +229,22 @@ def generate_bank(
     total = BankRecord(**{key: sum(part[key] for part in parts) for key in parts[0]})
     total.seconds = time.perf_counter() - began
     return total
+
+
+def _check_bank_memory(config: BankConfig, numbers: int, device: str | torch.device) -> None:
+    """Refuse settings whose batch (on ``device``) or shard (on the CPU) of items of ``numbers`` values cannot
+    fit, before their particles are drawn (:func:`~learnguide.core.memory.check_memory`)."""
+    m = config.particles
+    batch, shard = (
+        min(config.batch_size, config.shard_size, config.items),
+        min(config.shard_size, config.items),
+    )
+    lower = "--particles, --batch-size or --shard-size"
+    what = f"a bank batch of {batch} items × {m} particles of {numbers} values"
+    check_memory(particle_bytes(batch, m, numbers), what, lower, device)
+    stored = 3 * pair_count(m) * FLOAT64 + numbers * FLOAT32
+    stored += 2 * m * numbers * FLOAT32 if config.store_predictions else 0
+    check_memory(shard * stored, f"a bank shard of {shard} items × {m} particles", lower)
 
 
 def _write_manifest(out: Path, config: BankConfig, schedule: Schedule, denoiser_id: str, tag: str) -> None:
@@ -266,28 +291,76 @@ def load_bank(directory: str | Path, denoiser_id: str | None = None) -> Bank:
         manifest = json.loads((directory / MANIFEST).read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{directory} has no {MANIFEST}: it is not a transition bank") from None
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # not JSON, not UTF-8
         raise CheckpointError(f"{directory / MANIFEST} is not valid JSON ({err})") from None
-    if manifest.get("kind") != BANK_KIND:
+    if not isinstance(manifest, dict) or manifest.get("kind") != BANK_KIND:
         raise CheckpointError(f"{directory} is not a transition bank")
-    config = BankConfig(**manifest["config"])
-    missing = sorted(set(range(config.num_shards)) - set(manifest["shards_done"]))
-    if missing:
+    checked = checked_config(manifest, MANIFEST_FIELDS, directory / MANIFEST)
+    config = checked["config"]
+    done = sum(1 for k in set(checked["shards_done"]) if k < config.num_shards)
+    if done < config.num_shards:
         raise CheckpointError(
-            f"{directory} is incomplete ({len(missing)} of {config.num_shards} shards missing); "
+            f"{directory} is incomplete ({config.num_shards - done} of {config.num_shards} shards missing); "
             "run the same bank command again to finish it"
         )
     if denoiser_id is not None and manifest["denoiser_id"] != denoiser_id:
         raise CheckpointError(f"{directory} was made with another denoiser ({manifest['denoiser_id']!r})")
-    shards = []
-    for k in range(config.num_shards):
-        try:
-            shards.append(load_file(str(directory / _shard_name(k))))
-        except Exception as err:  # safetensors raises its own error types for corrupted files
-            raise CheckpointError(f"{directory / _shard_name(k)} is corrupted or missing ({err})") from None
-    cat = {key: torch.cat([sh[key] for sh in shards]) for key in shards[0]}
+    shards = [_load_shard(directory / _shard_name(k), config) for k in range(config.num_shards)]
+    if any(set(shard) != set(shards[0]) for shard in shards):
+        raise CheckpointError(f"{directory}: its shards hold different tensors")
+    try:
+        cat = {key: torch.cat([sh[key] for sh in shards]) for key in shards[0]}
+    except RuntimeError as err:
+        raise CheckpointError(f"{directory}: its shards do not fit together ({err})") from None
+    check_finite(cat, f"the shards of {directory}")
     extras = {f: cat[f] for f in EXTRA_FIELDS if f in cat}
     return Bank(cat["cond"], cat["s"], cat["t"], cat["stats"], config.particles, manifest, extras)
+
+
+def _checked_bank_config(values: dict) -> BankConfig:
+    config = BankConfig(**values)
+    config.validate()
+    return config
+
+
+MANIFEST_FIELDS = {  # what load_bank reads from manifest.json
+    "config": Field(
+        dict,
+        fields={
+            f.name: Field({"int": int, "float": float, "bool": bool}.get(str(f.type), object))
+            for f in fields(BankConfig)
+        },
+        parse=_checked_bank_config,
+    ),
+    "schedule": Field(parse=get_schedule),
+    "denoiser_id": Field(str),
+    "shards_done": Field(list, items=Field(int, 0, None)),
+}
+
+
+def _load_shard(path: Path, config: BankConfig) -> dict[str, Tensor]:
+    """One shard's tensors, checked: ``cond``, ``s``, ``t`` and ``stats`` (and the extras) for the same n
+    items, with the pair statistics of ``config.particles`` particles."""
+    try:
+        shard = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for corrupted files
+        raise CheckpointError(f"{path} is corrupted or missing ({err})") from None
+    m = config.particles
+    missing = {"cond", "s", "t", "stats"} - set(shard)
+    if missing:
+        raise CheckpointError(f"{path} lacks {sorted(missing)}: it is not a bank shard")
+    n = shard["s"].shape[0] if shard["s"].dim() == 1 else -1
+    pairs = (n, m * m + m * (m - 1) // 2, 3)
+    if (
+        shard["t"].shape != (n,)
+        or shard["stats"].shape != pairs
+        or any(v.dim() == 0 or len(v) != n for v in shard.values())
+    ):
+        shapes = {k: tuple(v.shape) for k, v in shard.items()}
+        raise CheckpointError(
+            f"{path} holds tensors of shapes {shapes}, not the {n} items of a bank with {m} particles"
+        )
+    return shard
 
 
 def per_item_optimal_omega(
@@ -421,8 +494,8 @@ def bank_gap_message(gaps: dict[str, Tensor] | None, min_count: int = 32) -> str
 
 
 @dataclass
-class FitConfig:
-    """Hyper-parameters of :func:`fit_omega_on_bank`.
+class FitConfig(LossSettings):
+    """Hyper-parameters of :func:`fit_omega_on_bank` (β, λ, γ_R and the seed: :class:`LossSettings`).
 
     Attributes:
         epochs: maximum passes over the training items.
@@ -442,15 +515,10 @@ class FitConfig:
     lr: float = 3e-3
     val_fraction: float = 0.1
     patience: int = 20
-    beta: float = 1.75
-    lam: float = 1.0
-    reward_weight: float = 0.0
-    seed: int = 0
 
     def validate(self, reward: Reward | None = None) -> None:
         """Raise ``ValueError`` naming the first invalid setting (γ_R > 0 needs the ``reward``)."""
-        check_energy_params(self.beta, self.lam)
-        check_reward_weight(self.reward_weight, reward)
+        self.check_loss(reward)
         if self.epochs < 1 or self.batch_size < 1 or not 0.0 < self.lr < math.inf:
             raise ValueError(
                 f"epochs and batch_size must be >= 1 and lr a finite number > 0, got lr={self.lr}"

@@ -12,21 +12,32 @@ from pathlib import Path
 import torch
 
 from learnguide.checkpoints import (
+    SIZE,
     STATE_FILE,
     CheckpointError,
-    load_checkpoint,
-    load_state_strict,
+    Field,
+    load_module,
     load_training_state,
     resumed_progress,
     save_checkpoint,
     save_training_state,
 )
-from learnguide.core.denoisers import PredictionAdapter, prediction_target
+from learnguide.core.denoisers import PREDICTIONS, PredictionAdapter, prediction_target
 from learnguide.core.items import DataSampler
 from learnguide.core.networks import MLPDenoiserNet
 from learnguide.core.schedules import get_schedule
 
 CHECKPOINT_KIND = "learnguide.mlp_denoiser"
+CONFIG_FIELDS = {  # what load_mlp_denoiser reads from config.json
+    "net": Field(
+        dict,
+        fields=dict.fromkeys(("dim", "num_classes", "hidden"), SIZE)
+        | {"layers": Field(int, 1, 256), "fourier_features": Field(int, 1, 4096)},
+    ),
+    "schedule": Field(parse=get_schedule),
+    "prediction": Field(str, choices=PREDICTIONS),
+    "data_id": Field(str, optional=True),
+}
 
 
 @dataclass
@@ -195,15 +206,10 @@ def load_mlp_denoiser(directory: str | Path, data_id: str | None = None) -> Pred
     Raises :class:`~learnguide.checkpoints.CheckpointError` if the folder is not such a checkpoint, is
     corrupted, or (when ``data_id`` is given) was trained on other data.
     """
-    config, state = load_checkpoint(directory, CHECKPOINT_KIND)
+    net, config = load_module(directory, CHECKPOINT_KIND, CONFIG_FIELDS, lambda c: MLPDenoiserNet(**c["net"]))
     if data_id is not None and config.get("data_id") != data_id:
         raise CheckpointError(f"{directory} was trained on other data than asked for")
-    try:
-        net = MLPDenoiserNet(**config["net"])
-        model = PredictionAdapter(
-            net, get_schedule(config["schedule"]), config["prediction"], null_id=config["net"]["num_classes"]
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{directory}/config.json is not a valid denoiser config ({err})") from None
-    load_state_strict(net, state, directory)
+    model = PredictionAdapter(
+        net, config["schedule"], config["prediction"], null_id=config["net"]["num_classes"]
+    )
     return model.eval()

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from learnguide.checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from learnguide.checkpoints import SIZE, CheckpointError, Field, load_module, save_checkpoint
+from learnguide.core.memory import FLOAT32, FLOAT64, check_memory
 from learnguide.core.networks import FourierFeatures, mlp
 from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, get_schedule
 
@@ -23,6 +24,17 @@ METHODS = ("unguided", "constant", "interval", "increasing", "learned")  # the s
 OUTPUT_MAPS = ("relu", "softplus", "identity")
 CHECKPOINT_KIND = "learnguide.omega_net"
 HPARAMS = ("num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega")
+CONFIG_FIELDS = {  # what OmegaNet.load reads from config.json
+    "schedule": Field(parse=get_schedule),
+    "num_classes": Field(int, 1, SIZE.high, optional=True),
+    "cond_dim": Field(int, 1, SIZE.high, optional=True),
+    "hidden": SIZE,
+    "layers": Field(int, 1, 256),
+    "fourier_features": Field(int, 0, 4096),
+    "output": Field(str, choices=OUTPUT_MAPS),
+    "init_omega": Field(float, -1e6, 1e6),
+    "extra": Field(dict, optional=True, fields={"denoiser_id": Field(str, optional=True)}),
+}
 
 
 def omega_to_scale(omega: float | Tensor) -> float | Tensor:
@@ -56,6 +68,8 @@ class GuidanceSchedule:
         unique, inverse = torch.unique(cond.to(device), dim=0, return_inverse=True)
         grid = grid.to(device)
         n, u = grid.shape[0] - 1, unique.shape[0]
+        each = self.bytes_per_omega() + unique[0].numel() * unique.element_size()  # + its condition
+        check_memory(n * u * each, f"ω for {n} steps × {u} conditions", "the step count (--steps)", device)
         t = grid[:-1].repeat_interleave(u)
         s = grid[1:].repeat_interleave(u)
         cond_rep = unique.repeat((n,) + (1,) * (unique.dim() - 1))
@@ -68,6 +82,11 @@ class GuidanceSchedule:
     def config(self) -> dict:
         """JSON-serialisable description (``{"type": ..., ...}``)."""
         raise NotImplementedError
+
+    def bytes_per_omega(self) -> int:
+        """A lower bound of the memory each ω of :meth:`omega_table` takes: its s and t, the index of its
+        condition and the ω itself, float64, each held twice."""
+        return 8 * FLOAT64
 
 
 def omega_condition(cond: Tensor) -> Tensor:
@@ -260,6 +279,11 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         """Same as :meth:`forward`; the :class:`GuidanceSchedule` interface."""
         return self(cond, s, t)
 
+    def bytes_per_omega(self) -> int:
+        """As :meth:`GuidanceSchedule.bytes_per_omega`, plus the network's activations (float32, ``hidden``
+        wide, one per layer and two more for the time and condition inputs)."""
+        return super().bytes_per_omega() + (self.hparams["layers"] + 2) * self.hparams["hidden"] * FLOAT32
+
     def check_condition(self, cond: Tensor) -> None:
         """Raise ``ValueError`` unless ``cond`` is what this network was learned on: class ids ``[B]`` (an
         integer tensor) in [0, num_classes), or embeddings ``[B, E]`` / prompt embeddings ``[B, L, E]`` with
@@ -303,25 +327,23 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         schedule the network was trained for, or ``denoiser_id`` (if given) differs from the id of the
         denoiser it was learned with (recorded by ``learnguide fit``; networks without a record pass).
         """
-        config, state = load_checkpoint(directory, CHECKPOINT_KIND)
-        try:
-            saved_schedule = get_schedule(config["schedule"])
-            net = cls(saved_schedule, **{k: config[k] for k in HPARAMS})
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(
-                f"{directory}/config.json is not a valid ω-network config ({err})"
-            ) from None
+        net, config = load_module(
+            directory,
+            CHECKPOINT_KIND,
+            CONFIG_FIELDS,
+            lambda c: cls(c["schedule"], **{k: c.get(k) for k in HPARAMS}),  # num_classes or cond_dim is null
+        )
+        saved_schedule = config["schedule"]
         if schedule is not None and schedule.config() != saved_schedule.config():
             raise CheckpointError(
                 f"{directory} was trained for schedule {saved_schedule.config()}, not {schedule.config()}"
             )
-        learned_with = config.get("extra", {}).get("denoiser_id")
+        learned_with = (config.get("extra") or {}).get("denoiser_id")
         if denoiser_id is not None and learned_with is not None and learned_with != denoiser_id:
             raise CheckpointError(
                 f"{directory} was learned with denoiser {learned_with}, not this one ({denoiser_id}): "
                 "learn ω for this denoiser, or pass --any-denoiser to use it anyway"
             )
-        load_state_strict(net, state, directory)
         return net.eval()
 
 

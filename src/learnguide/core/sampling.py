@@ -51,6 +51,7 @@ def sample(
     t_max: float = 0.99,
     grid: Tensor | None = None,
     progress: bool = False,
+    bar: tqdm | None = None,
 ) -> Tensor:
     """Draw samples with guided DDIM over ``steps`` steps from t_N = ``t_max`` to t_0 = 0.
 
@@ -71,6 +72,8 @@ def sample(
         grid: an explicit decreasing time grid ``[N + 1]`` (e.g. a diffusers scheduler's, see
             :func:`~learnguide.integrations.diffusers_models.scheduler_grid`); replaces steps and t_max.
         progress: show a progress bar over the steps.
+        bar: an open progress bar to advance by one per step instead (e.g. one over the steps of several
+            batches); ``progress`` is then ignored.
 
     Returns:
         samples ``[B, *shape]`` at t = 0.
@@ -92,8 +95,14 @@ def sample(
     noise = noise.to(device)  # drawn on the CPU from the seeds: the same samples on every device
     omegas = guidance.omega_table(cond, grid).to(device)  # [N, B]
     x = noise[0]
-    for i in tqdm(range(steps), desc="sample", disable=not progress, leave=False):
+    steps_bar = (
+        bar if bar is not None else tqdm(total=steps, desc="sample", disable=not progress, leave=False)
+    )
+    for i in range(steps):
         t, s = grid[i : i + 1], grid[i + 1 : i + 2]  # [1]: the kernel's scalars broadcast over the batch
         x0_hat = denoise_guided(denoiser, x, t.float().expand(batch).to(device), cond, omegas[i])
         x = ddim_step(x, x0_hat, s, t, schedule, churn, noise[i + 1] if churn > 0 else None)
+        steps_bar.update()
+    if bar is None:
+        steps_bar.close()
     return x

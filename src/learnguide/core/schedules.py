@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from learnguide.core.memory import FLOAT64, check_memory
+
 LOG_SNR_CLAMP = 20.0
 """|λ_t| is clamped to this value where a network sees it (λ is ±∞ at the ends of some schedules)."""
 
@@ -83,6 +85,11 @@ class VPLinear(Schedule):
     beta_min: float = 0.1
     beta_max: float = 20.0
     name = "vp-linear"
+
+    def __post_init__(self) -> None:
+        for value in (self.beta_min, self.beta_max):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < math.inf:
+                raise ValueError(f"beta_min and beta_max must be finite numbers >= 0, got {value!r:.40}")
 
     def _log_alpha(self, t: Tensor) -> Tensor:
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
@@ -192,11 +199,16 @@ def get_schedule(config: str | dict) -> Schedule:
     """A schedule from its name ("vp-cosine", "vp-linear", "rectified-flow") or its config dict."""
     if isinstance(config, str):
         config = {"name": config}
+    if not isinstance(config, dict):
+        raise ValueError(f"a schedule is a name or a config object with a 'name', got {config!r:.40}")
     params = dict(config)
     name = params.pop("name", None)
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}")
-    return SCHEDULES[name](**params)
+    if not isinstance(name, str) or name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r:.40}; choose one of {sorted(SCHEDULES)}")
+    try:
+        return SCHEDULES[name](**params)
+    except TypeError as err:  # a parameter the schedule does not have, or a value of the wrong type
+        raise ValueError(f"schedule {name!r}: {err}") from None
 
 
 def step_grid(steps: int, t_max: float = 0.99, t_min: float = 0.0) -> Tensor:
@@ -208,6 +220,7 @@ def step_grid(steps: int, t_max: float = 0.99, t_min: float = 0.0) -> Tensor:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not 0.0 <= t_min < t_max <= 1.0:
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
+    check_memory((steps + 1) * FLOAT64, f"a grid of {steps} steps", "the step count (--steps)")
     return torch.linspace(t_max, t_min, steps + 1, dtype=torch.float64)
 
 

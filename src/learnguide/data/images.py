@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import pickle
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -64,6 +64,39 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one image."""
         return tuple(self.train_images.shape[1:])
+
+    def with_channels(
+        self, channels: int, source: str | None = None, expected_by: str = "the caller asked for"
+    ) -> ImageDataset:
+        """This dataset with images ``[N, channels, H, W]``, converted only where no information is lost.
+
+        Grey images ``[N, 1, H, W]`` become RGB by repeating their channel; RGB images become grey only when
+        every pixel has R = G = B.
+
+        Args:
+            channels: the channel count wanted.
+            source: names the data in the error message (default: :attr:`name`).
+            expected_by: who wants ``channels``, completed by the count in the error message (e.g.
+                ``"the model my-dit expects"``).
+
+        Raises:
+            ValueError: ``"<source> has 3-channel (colour) images; <expected_by> 1"`` when no lossless
+                conversion exists.
+        """
+        have = self.image_shape[0]
+        if have == channels:
+            return self
+        images = [getattr(self, field) for field in self.image_fields]
+        if have == 1 and channels == 3:
+            converted = [x.expand(-1, 3, -1, -1).contiguous() for x in images]
+        elif have == 3 and channels == 1 and all(bool((x == x[:, :1]).all()) for x in images):
+            converted = [x[:, :1].contiguous() for x in images]
+        else:
+            colour = " (colour)" if have == 3 else ""
+            raise ValueError(
+                f"{source or self.name} has {have}-channel{colour} images; {expected_by} {channels}"
+            )
+        return replace(self, **dict(zip(self.image_fields, converted, strict=True)))
 
     def fingerprint(self) -> str:
         """A short hash of the training images and labels (checkpoints record what they were trained on)."""
@@ -175,23 +208,68 @@ def load_mnist(path: str | Path | None = None) -> ImageDataset:
     return _to_dataset("mnist", train, (sx.reshape(-1, 28, 28), sy), tuple(str(k) for k in range(10)))
 
 
+GREY_MODES = ("1", "L", "LA", "La")
+"""PIL modes of 8-bit grey images (an alpha channel is dropped)."""
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL modes of 16-bit grey images (a 16-bit PNG opens as ``I;16``, in older Pillow ``I``); 65535 is white."""
+
+
+def _read_image(path: Path, size: int | None) -> np.ndarray:
+    """One image file as ``[H, W, C]`` float32 in [0, 1]: C = 1 for grey modes (8 or 16 bit), else 3 (RGB;
+    palette, CMYK and YCbCr images are converted, an alpha channel is dropped).
+
+    Raises:
+        ValueError: naming the file when it cannot be read or its pixels are not 8- or 16-bit.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in WIDE_GREY_MODES:
+                pixels = np.asarray(image).astype(np.float32)
+                if pixels.size and not 0 <= pixels.min() <= pixels.max() <= 65535:
+                    raise ValueError(f"pixel values {pixels.min():.0f}…{pixels.max():.0f} are not 16-bit")
+                image = Image.fromarray(pixels / np.float32(65535.0))  # float32: mode F
+            elif image.mode == "F":
+                raise ValueError("floating-point pixels have no known scale; save 8- or 16-bit images")
+            else:
+                image = image.convert("L" if image.mode in GREY_MODES else "RGB")
+            if size is not None:
+                image = image.resize((size, size), Image.BILINEAR)
+    except UnidentifiedImageError:
+        raise ValueError(f"cannot read image {path}: not an image file Pillow knows") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from None
+    scale = 1.0 if image.mode == "F" else 255.0
+    pixels = np.asarray(image, dtype=np.float32) / scale
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
 def load_image_folder(
-    root: str | Path, size: int | None = None, channels: int = 1, test_fraction: float = 0.1, seed: int = 0
+    root: str | Path,
+    size: int | None = None,
+    channels: int | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
 ) -> ImageDataset:
     """A user's images in ``root/<class name>/*.png|jpg|…``, one sub-folder per class (sorted names → ids).
+
+    Images keep their channels: the folder is grey (C = 1) when every file is grey (8-bit, or 16-bit scaled
+    by 1/65535), else RGB (C = 3; its grey files get three equal channels).
 
     Args:
         root: the folder.
         size: resize every image to ``size × size`` (default: keep; all images must then share a size).
-        channels: 1 (grey) or 3 (RGB).
+        channels: convert to this many channels with :meth:`ImageDataset.with_channels` (lossless only;
+            default: the folder's own).
         test_fraction: share of each class held out as the test split (seeded).
         seed: seeds the split.
-    """
-    from PIL import Image
 
+    Returns:
+        images ``[N, C, H, W]`` in [−1, 1] with class ids ``[N]``.
+    """
     root = Path(root)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
     classes = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not classes:
         raise DatasetMissingError(
@@ -206,35 +284,43 @@ def load_image_folder(
         order = rng.permutation(len(files))
         n_test = int(round(test_fraction * len(files))) if len(files) > 1 else 0
         for rank, k in enumerate(order):
-            image = Image.open(files[k]).convert("L" if channels == 1 else "RGB")
-            if size is not None:
-                image = image.resize((size, size), Image.BILINEAR)
             part = splits["test" if rank < n_test else "train"]
-            part[0].append(np.asarray(image, dtype=np.float32) / 255.0)
+            part[0].append(_read_image(files[k], size))
             part[1].append(label)
-    shapes = {x.shape for part in splits.values() for x in part[0]}
+    shapes = {x.shape[:2] for part in splits.values() for x in part[0]}
     if len(shapes) != 1:
         raise ValueError(f"images in {root} have different sizes {sorted(shapes)[:3]}; pass size=")
+    folder_channels = max(x.shape[2] for part in splits.values() for x in part[0])
 
     def stack(part: tuple[list, list]) -> tuple[Tensor, Tensor]:
         if not part[0]:
-            return torch.empty(0, channels, *next(iter(shapes))[:2]), torch.empty(0, dtype=torch.int64)
-        x = torch.as_tensor(np.stack(part[0]))
-        x = x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2)
-        return (x * 2.0 - 1.0).contiguous(), torch.as_tensor(part[1], dtype=torch.int64)
+            empty = torch.empty(0, folder_channels, *next(iter(shapes)))
+            return empty, torch.empty(0, dtype=torch.int64)
+        x = torch.as_tensor(np.stack([np.broadcast_to(x, (*x.shape[:2], folder_channels)) for x in part[0]]))
+        return (x.permute(0, 3, 1, 2) * 2.0 - 1.0).contiguous(), torch.as_tensor(part[1], dtype=torch.int64)
 
-    train, test = stack(splits["train"]), stack(splits["test"])
-    return ImageDataset(root.name, *train, *test, tuple(p.name for p in classes))
+    dataset = ImageDataset(
+        root.name, *stack(splits["train"]), *stack(splits["test"]), tuple(p.name for p in classes)
+    )
+    return dataset if channels is None else dataset.with_channels(channels, str(root))
 
 
-def load_dataset(name: str) -> ImageDataset:
-    """Load one of :data:`DATASETS` by name, or an image folder given by its path."""
-    if name == "digits":
-        return load_digits_dataset()
-    if name == "mnist":
-        return load_mnist()
-    if name == "fashion-mnist":
-        return load_fashion_mnist()
-    if Path(name).is_dir():
-        return load_image_folder(name)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} or give an image folder")
+def load_dataset(
+    name: str, channels: int | None = None, expected_by: str = "the caller asked for"
+) -> ImageDataset:
+    """Load one of :data:`DATASETS` by name, or an image folder given by its path.
+
+    Args:
+        name: a dataset name or an image folder.
+        channels: convert its images ``[N, C, H, W]`` to this many channels, losslessly
+            (:meth:`ImageDataset.with_channels`; default: keep C).
+        expected_by: who asks for ``channels``, for the error message (e.g. ``"the model my-dit expects"``).
+    """
+    if name in DATASETS:
+        loader = {"digits": load_digits_dataset, "mnist": load_mnist, "fashion-mnist": load_fashion_mnist}
+        dataset = loader[name]()
+    elif Path(name).is_dir():
+        dataset = load_image_folder(name)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} or give an image folder")
+    return dataset if channels is None else dataset.with_channels(channels, name, expected_by)

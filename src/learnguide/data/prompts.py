@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from learnguide.checkpoints import plain_file_mode
 from learnguide.core.items import DataSampler
 
 
@@ -102,6 +103,7 @@ def save_prompt_images(
     tensors |= {k: v for k, v in optional.items() if v is not None}
     path = Path(path)
     save_file({k: v.detach().float().contiguous().clone() for k, v in tensors.items()}, str(path))
+    plain_file_mode(path)
     load_prompt_images(path)
     return path
 

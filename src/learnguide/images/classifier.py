@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from learnguide.checkpoints import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from learnguide.checkpoints import SIZE, CheckpointError, Field, load_module, save_checkpoint
 from learnguide.core.networks import FourierFeatures
 from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, VPCosine, get_schedule
 from learnguide.data.images import ImageDataset
@@ -24,6 +24,17 @@ KIND = "learnguide.classifier"
 
 
 ARCHITECTURES = ("cnn", "lenet")
+CONFIG_FIELDS = {  # what load_classifier reads from config.json
+    "net": Field(
+        dict,
+        fields=dict.fromkeys(("channels", "num_classes", "width"), SIZE)
+        | {
+            "schedule": Field(dict, optional=True, parse=lambda c: get_schedule(c).config()),
+            "arch": Field(str, choices=ARCHITECTURES, optional=True),
+        },
+    ),
+    "data_id": Field(str, optional=True),
+}
 
 
 class ImageClassifier(nn.Module):
@@ -203,14 +214,12 @@ def save_classifier(
 def load_classifier(directory: str | Path, data_id: str | None = None) -> ImageClassifier:
     """Load a classifier saved by :func:`save_classifier`; with ``data_id``, insist it was trained on that
     data (raises :class:`~learnguide.checkpoints.CheckpointError` otherwise)."""
-    config, state = load_checkpoint(directory, KIND)
+    model, config = load_module(directory, KIND, CONFIG_FIELDS, lambda c: ImageClassifier(**c["net"]))
     if data_id is not None and config.get("data_id") != data_id:
         raise CheckpointError(
             f"{directory} is a classifier for other data "
             f"(data_id {config.get('data_id')}, expected {data_id})"
         )
-    model = ImageClassifier(**config["net"])
-    load_state_strict(model, state, directory)
     return model.eval()
 
 

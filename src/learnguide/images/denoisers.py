@@ -17,15 +17,42 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from learnguide.checkpoints import CheckpointError, atomic_write_text, read_json_config
+from learnguide.checkpoints import (
+    CONFIG_FILE,
+    SIZE,
+    CheckpointError,
+    Field,
+    atomic_write_text,
+    check_module_fits,
+    checked_config,
+    plain_file_mode,
+    read_json_config,
+    safetensors_shapes,
+)
 from learnguide.core.denoiser_training import DenoiserTrainingConfig, train_denoiser
-from learnguide.core.denoisers import PredictionAdapter
+from learnguide.core.denoisers import PREDICTIONS, PredictionAdapter
 from learnguide.core.schedules import Schedule, VPCosine, get_schedule
-from learnguide.data.images import ImageDataset
+from learnguide.data.images import DATASETS, ImageDataset
 
 KIND = "learnguide.image_denoiser"
 META_FILE, UNET_DIR = "learnguide.json", "unet"
 TIMESTEP_SCALE = 1000.0
+META_FIELDS = {  # what load_image_denoiser reads from learnguide.json
+    "schedule": Field(parse=get_schedule),
+    "prediction": Field(str, choices=PREDICTIONS),
+    "class_names": Field(list, optional=True, items=Field(str)),
+    "data_id": Field(str, optional=True),
+    "dataset": Field(str, optional=True),
+}
+UNET_FIELDS = {  # the sizes unet_config writes into unet/config.json
+    "sample_size": Field((int, list), 1, 4096, items=Field(int, 1, 4096)),
+    "in_channels": SIZE,
+    "out_channels": SIZE,
+    "block_out_channels": Field(list, items=SIZE),
+    "layers_per_block": Field(int, 1, 64),
+    "norm_num_groups": SIZE,
+    "num_class_embeds": Field(int, 2, SIZE.high),
+}
 
 
 def unet_config(image_shape: tuple[int, int, int], num_classes: int, width: int = 32) -> dict:
@@ -93,10 +120,16 @@ def save_image_denoiser(
     training: DenoiserTrainingConfig,
     data_id: str,
     class_names: tuple[str, ...],
+    dataset: str | None = None,
 ) -> Path:
-    """Write ``model`` (a :class:`ClassConditionalUNet` in a :class:`PredictionAdapter`) to ``directory``."""
+    """Write ``model`` (a :class:`ClassConditionalUNet` in a :class:`PredictionAdapter`) to ``directory``.
+
+    ``dataset``, the data's name or image folder (stored as an absolute path), is recorded so that commands
+    find the data without ``--dataset`` (:func:`recorded_dataset`).
+    """
     directory = Path(directory)
     model.net.unet.save_pretrained(directory / UNET_DIR, safe_serialization=True)
+    plain_file_mode(*(directory / UNET_DIR).glob("*.safetensors"))
     meta = {
         "kind": KIND,
         "schedule": model.schedule.config(),
@@ -105,6 +138,8 @@ def save_image_denoiser(
         "data_id": data_id,
         "training": asdict(training),
     }
+    if dataset is not None:
+        meta["dataset"] = dataset if dataset in DATASETS else str(Path(dataset).resolve())
     atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2))
     return directory
 
@@ -123,6 +158,7 @@ def load_image_denoiser(directory: str | Path, data_id: str | None = None) -> Pr
         raise CheckpointError(
             f"{directory} was trained on other data (data_id {meta.get('data_id')}, expected {data_id})"
         )
+    _check_unet_files(directory / UNET_DIR)
     try:
         unet = UNet2DModel.from_pretrained(
             directory / UNET_DIR, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
@@ -131,12 +167,33 @@ def load_image_denoiser(directory: str | Path, data_id: str | None = None) -> Pr
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{directory / UNET_DIR} cannot be loaded: {first}") from None
     net = ClassConditionalUNet(unet.eval())
-    return PredictionAdapter(net, get_schedule(meta["schedule"]), meta["prediction"], null_id=net.null_id)
+    return PredictionAdapter(net, meta["schedule"], meta["prediction"], null_id=net.null_id)
+
+
+def _check_unet_files(unet_dir: Path) -> None:
+    """Raise :class:`CheckpointError` naming the file and the key unless ``unet_dir/config.json`` holds
+    sizes of the right type and range and describes exactly the tensors of the safetensors weights beside
+    it (checked on the meta device: a config asking for a huge UNet allocates nothing)."""
+    from diffusers import UNet2DModel
+
+    path = unet_dir / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as err:
+        raise CheckpointError(f"{path} is missing or not valid JSON ({err})") from None
+    checked_config(config, UNET_FIELDS, path)
+    files = sorted(unet_dir.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{unet_dir} holds no safetensors weights")
+    shapes = {key: shape for f in files for key, shape in safetensors_shapes(f).items()}
+    check_module_fits(lambda: UNet2DModel.from_config(config), shapes, files[0])
 
 
 def read_image_denoiser_meta(directory: str | Path) -> dict:
-    """The ``learnguide.json`` of an image-denoiser checkpoint (raises ``CheckpointError`` if absent/bad)."""
-    return read_json_config(Path(directory) / META_FILE, KIND)
+    """The ``learnguide.json`` of an image-denoiser checkpoint, checked, with ``"schedule"`` as a
+    :class:`~learnguide.core.schedules.Schedule` (raises ``CheckpointError`` naming the key if absent/bad)."""
+    path = Path(directory) / META_FILE
+    return checked_config(read_json_config(path, KIND), META_FIELDS, path)
 
 
 def image_denoiser_fingerprint(directory: str | Path) -> str:
@@ -159,12 +216,14 @@ def train_image_denoiser(
     prediction: str = "v",
     checkpoint_every: int = 500,
     progress: bool = True,
+    source: str | None = None,
 ) -> PredictionAdapter:
     """Train a class-conditional UNet on an :class:`~learnguide.data.images.ImageDataset`; resumable.
 
     The trainer state lives in ``out_dir/train_state`` (written every ``checkpoint_every`` steps); a run
     pointed at the same ``out_dir`` with the same settings continues where a killed one stopped. The
-    finished checkpoint (EMA weights when ``training.ema_decay > 0``) is written to ``out_dir``.
+    finished checkpoint (EMA weights when ``training.ema_decay > 0``) is written to ``out_dir``, recording
+    ``source`` (the dataset's name or folder, as :func:`~learnguide.data.images.load_dataset` takes it).
     """
     schedule = schedule or VPCosine()
     torch.manual_seed(training.seed)  # the UNet's initial weights
@@ -178,5 +237,11 @@ def train_image_denoiser(
         state_dir=Path(out_dir) / "train_state",
         checkpoint_every=checkpoint_every,
     )
-    save_image_denoiser(model, out_dir, training, dataset.fingerprint(), dataset.class_names)
+    save_image_denoiser(model, out_dir, training, dataset.fingerprint(), dataset.class_names, source)
     return model
+
+
+def recorded_dataset(directory: str | Path) -> str | None:
+    """The dataset (name or image folder) an image denoiser's ``learnguide.json`` records it was trained
+    on, or None (checkpoints written without one)."""
+    return read_image_denoiser_meta(directory).get("dataset")

@@ -43,9 +43,17 @@ class LatentCodec(nn.Module):
         self.scale = float(vae.config.scaling_factor)
         self.shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
 
+    @property
+    def image_channels(self) -> int:
+        """C of the images ``[N, C, H, W]`` the VAE encodes (its ``in_channels``)."""
+        return int(self.vae.config.in_channels)
+
     @torch.no_grad()
     def encode(self, images: Tensor, batch_size: int = 64, progress: bool = False) -> Tensor:
-        """Latents ``[N, c, h, w]`` = (posterior mean − shift)·scale of images ``[N, C, H, W]`` in [−1, 1]."""
+        """Latents ``[N, c, h, w]`` = (posterior mean − shift)·scale of images ``[N, C, H, W]`` in [−1, 1]
+        (N = 0, e.g. a small folder's empty test split, gives ``[0, c, h, w]``)."""
+        if not len(images):  # the VAE cannot take an empty batch: the latent shape of one blank image
+            return self.encode(images.new_zeros(1, *images.shape[1:]))[:0]
         chunks = [
             (self.vae.encode(chunk).latent_dist.mode() - self.shift) * self.scale
             for chunk in tqdm(images.split(batch_size), desc="encode", disable=not progress)
