@@ -141,3 +141,21 @@ def test_the_readme_and_the_help_give_one_time_for_the_quick_demo():
         re.search(r"CI-sized variant \((under [a-z0-9 ]+?) on", DemoConfig.__doc__).group(1),
     ]
     assert len(set(quoted)) == 1, quoted
+
+
+def test_version_prints_the_package_version(capsys):
+    import learnguide
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"learnguide {learnguide.__version__}"
+
+
+def test_every_file_the_readme_names_is_in_the_repository():
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    named = set(re.findall(r"(?<![\w/.])((?:docs|benchmarks|checkpoints|src|tests|\.ci)/[\w./-]*\w)", readme))
+    assert "docs/design.md" in named  # the design reference is in the repository, not elsewhere
+    assert all((root / path).exists() for path in named), sorted(p for p in named if not (root / p).exists())
+    assert not re.search(r"\]\((?!docs/|#)", readme)  # links stay inside the repository

@@ -3,6 +3,7 @@ traceback, and leaves no output behind."""
 
 import json
 import shutil
+import sys
 
 import pytest
 import torch
@@ -145,6 +146,29 @@ def files(tmp_path_factory, request):
     (root / "broken-images" / "a").mkdir(parents=True)
     (root / "broken-images" / "a" / "0.png").write_bytes(b"not a png")
     save_latent_pipeline(root / "pipe-latent", channels=1)
+    # image folders of one class, of one image per class, of two image sizes; an empty prompt file; captions
+    # that are not UTF-8
+    for name, sizes in (("one-class", {"a": [8, 8]}), ("singletons", {"a": [8], "b": [8]})):
+        for label, widths in sizes.items():
+            (root / name / label).mkdir(parents=True)
+            for k, side in enumerate(widths):
+                Image.fromarray(torch.zeros(side, side, dtype=torch.uint8).numpy()).save(
+                    root / name / label / f"{k}.png"
+                )
+    for label, side in (("a", 8), ("b", 6)):
+        (root / "mixed-sizes" / label).mkdir(parents=True)
+        Image.fromarray(torch.zeros(side, side, dtype=torch.uint8).numpy()).save(
+            root / "mixed-sizes" / label / "0.png"
+        )
+    save_file(
+        {
+            "prompt_embeds": torch.zeros(0, 3, 12),
+            "null_embedding": prompts[0],
+            "images": torch.zeros(0, 4, 8, 8),
+        },
+        str(root / "prompts-none.safetensors"),
+    )
+    (root / "latin1.txt").write_bytes("café\nnaïve\n".encode("latin-1"))
     for name, (folder, file, key, value) in BAD_CONFIGS.items():  # a value of the wrong type or range
         shutil.copytree(root / folder, root / name)
         config = json.loads((root / name / file).read_text())
@@ -169,11 +193,32 @@ ONLINE = ["fit", "--online", "--denoiser", "{root}/denoiser", "--out", OUT]
 EXPERIMENT = ["experiment", "--dataset", "digits", "--out", OUT]
 EVALUATE = ["evaluate", "--dataset", "digits", "--classifier", "checkpoints/digits/classifier", "--samples"]
 SEED = "argument --seed: must be an integer in [0, 2**32)"
+TRAIN_DENOISER = ["train-denoiser", "--dataset", "digits", "--out", OUT, "--steps", "1", "--batch-size", "4"]
+CLASSIFIER_ON = ["train-classifier", "--epochs", "1", "--dataset"]
+TRAIN_CLASSIFIER = [*CLASSIFIER_ON, "digits", "--out", OUT]
+TEXT_MODEL, NO_PROMPTS = ["--model", "{root}/pipe-text"], "{root}/prompts-none.safetensors"
+CONSTANT_TO_OUT = ["--constant", "1", "--out", OUT]
+CLIP_FIT = ["fit", "--bank", "{root}/bank", "--out", OUT, "--gamma", "1", "--reward", "clip"]
+CLIP_FIT += ["--reward-model", "{root}/empty", "--prompts", "{root}/prompts.safetensors"]
+EXPORT = ["export", "--omega", "{root}/omega", "--steps", "4"]
+PIXEL_BANK = ["bank", "--model", "{root}/pipe", "--dataset"]
 CASES = [  # (id, arguments with {root} and {out}, what the message must say)
-    ("beta-above-2", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "3"], "beta must be in (0, 2]"),
-    ("beta-zero", ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "0"], "beta must be in (0, 2]"),
+    (
+        "beta-above-2",
+        ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "3"],
+        "--beta (β) must be in (0, 2]",
+    ),
+    (
+        "beta-zero",
+        ["fit", "--bank", "{root}/bank", "--out", OUT, "--beta", "0"],
+        "--beta (β) must be in (0, 2]",
+    ),
     ("lambda-above-1", ["fit", "--bank", "{root}/bank", "--out", OUT, "--lam", "1.5"], "must be in [0, 1]"),
-    ("epochs-zero", ["fit", "--bank", "{root}/bank", "--out", OUT, "--epochs", "0"], "epochs and batch_size"),
+    (
+        "epochs-zero",
+        ["fit", "--bank", "{root}/bank", "--out", OUT, "--epochs", "0"],
+        "--epochs and --batch-size",
+    ),
     ("gamma-negative", ["fit", "--bank", "{root}/bank", "--out", OUT, "--gamma", "-1"], "finite number >= 0"),
     ("gamma-nan", ["fit", "--bank", "{root}/bank", "--out", OUT, "--gamma", "nan"], "finite number >= 0"),
     (
@@ -227,7 +272,13 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
             "--out",
             "{root}/bank",
         ],
-        "other settings, schedule or denoiser",
+        "holds a bank made with other settings: ",
+    ),
+    (
+        "bank-rerun-with-other-settings",
+        ["bank", "--denoiser", "{root}/denoiser", "--out", "{root}/bank", "--items", "64", "--particles", "8"]
+        + ["--shard-size", "32"],
+        "bank holds a bank made with other settings: particles (4 there, 8 now); use another folder",
     ),
     (
         "truncated-omega",
@@ -516,11 +567,11 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     (
         "train-denoiser-lr-nan",
         ["train-denoiser", "--dataset", "digits", "--out", OUT, "--lr", "nan"],
-        "lr must",
+        "--lr (lr) must",
     ),
-    ("rollout-zero", [*ONLINE, "--rollout", "0"], "rollout must be >= 1, got 0"),
-    ("rollout-beyond-the-grid", [*ONLINE, "--rollout", "9", "--grid-steps", "5"], "needs K <= grid_steps"),
-    ("on-policy-per-item", [*ONLINE, "--start", "on-policy"], "use objective 'class-marginal'"),
+    ("rollout-zero", [*ONLINE, "--rollout", "0"], "--rollout must be >= 1, got 0"),
+    ("rollout-beyond-the-grid", [*ONLINE, "--rollout", "9", "--grid-steps", "5"], "needs K <= --grid-steps"),
+    ("on-policy-per-item", [*ONLINE, "--start", "on-policy"], "use --objective class-marginal"),
     (
         "refresh-zero",
         [*ONLINE, "--objective", "class-marginal", "--start", "on-policy", "--refresh", "0"],
@@ -537,7 +588,7 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         [*EXPERIMENT, "--tune-per-class", "0"],
         "--tune-per-class must be >= 1",
     ),
-    ("experiment-rollout-beyond-the-grid", [*EXPERIMENT, "--rollout", "30"], "needs K <= grid_steps"),
+    ("experiment-rollout-beyond-the-grid", [*EXPERIMENT, "--rollout", "30"], "needs K <= --grid-steps"),
     ("experiment-features-missing", [*EXPERIMENT, "--features", "{root}/nowhere"], "nowhere does not exist"),
     (
         "rgb-folder-for-a-grey-model",
@@ -602,6 +653,53 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         ["fit", "--bank", "{root}/bank-particles-string", "--out", OUT],
         "bank-particles-string/manifest.json: 'config.particles' must be an integer, got \"4\"",
     ),
+    (
+        "fit-into-a-classifier",
+        ["fit", "--bank", "{root}/bank", "--out", "{root}/classifier"],
+        "it holds a learnguide.classifier checkpoint; choose another folder",
+    ),
+    (
+        "train-denoiser-width-0",
+        [*TRAIN_DENOISER, "--width", "0"],
+        "--width (width) must be a positive multiple",
+    ),
+    ("train-denoiser-width-12", [*TRAIN_DENOISER, "--width", "12"], "multiple of 8, got 12"),
+    ("train-classifier-width-0", [*TRAIN_CLASSIFIER, "--width", "0"], "multiple of 8, got 0"),
+    ("train-classifier-batch-size-0", [*TRAIN_CLASSIFIER, "--batch-size", "0"], "--batch-size must be >= 1"),
+    ("train-classifier-lr-nan", [*TRAIN_CLASSIFIER, "--lr", "nan"], "--lr must be a finite number > 0"),
+    (
+        "bank-no-prompts",
+        ["bank", *TEXT_MODEL, "--dataset", NO_PROMPTS, "--out", OUT],
+        "none.safetensors holds no",
+    ),
+    (
+        "sample-no-prompts",
+        ["sample", *TEXT_MODEL, "--prompts", NO_PROMPTS, *CONSTANT_TO_OUT],
+        "holds no prompts",
+    ),
+    (
+        "captions-not-utf8",
+        [*CLIP_FIT, "--captions", "{root}/latin1.txt"],
+        "--captions {root}/latin1.txt is not UTF-8",
+    ),
+    (
+        "export-into-a-folder",
+        [*EXPORT, "--out", "{root}/empty"],
+        "--out {root}/empty is a folder; export writes a",
+    ),
+    ("evaluate-into-a-folder", [*EVALUATE, "{root}", "--out", "{root}/empty"], "evaluate writes a JSON file"),
+    ("model-without-null-class", [*PIXEL_BANK, "digits", "--out", OUT], "give --null-class (null_class=)"),
+    (
+        "image-folder-of-two-sizes",
+        [*PIXEL_BANK, "{root}/mixed-sizes", "--null-class", "10", "--out", OUT],
+        "mixed-sizes have different sizes [(6, 6), (8, 8)]; resize them to one size",
+    ),
+    ("dataset-of-one-class", [*CLASSIFIER_ON, "{root}/one-class", "--out", OUT], "one-class has one class"),
+    (
+        "classifier-without-test-images",
+        [*CLASSIFIER_ON, "{root}/singletons", "--out", OUT],
+        "singletons has no test images to measure the classifier on: give each class 2 or more",
+    ),
 ]
 
 
@@ -609,6 +707,9 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
 def test_bad_input_gives_one_line_and_leaves_nothing_behind(files, tmp_path, capsys, argv, message):
     if "fashion-mnist" in argv and not FASHION_MNIST_DIR.is_dir():
         pytest.skip("Fashion-MNIST is not installed")
+    if "--captions" in argv:  # the captions are read once transformers is known to be there
+        pytest.importorskip("transformers")
+    message = message.replace("{root}", str(files))
     out = tmp_path / "out"
     before = sorted(p.name for p in files.rglob("*"))
     quiet = ["--no-progress"] * (argv[0] not in ("export", "evaluate"))
@@ -665,6 +766,12 @@ def test_a_full_disk_keeps_what_a_resumed_bank_held(files, tmp_path, capsys, dis
     err = capsys.readouterr().err
     assert err.startswith(f"learnguide bank: error: no space left on the device for --out {out} ("), err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing removed, no stray .tmp
+
+
+def test_a_clip_reward_without_transformers_says_what_to_install(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # ``import transformers`` raises ImportError
+    message = "--reward clip needs the transformers package: pip install transformers=="
+    test_bad_input_gives_one_line_and_leaves_nothing_behind(files, tmp_path, capsys, CLIP_FIT, message)
 
 
 def test_any_denoiser_reuses_an_omega_network_learned_with_another_denoiser(files, tmp_path):

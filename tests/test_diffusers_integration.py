@@ -241,7 +241,7 @@ def test_parity_flow_matching_sd3_transformer_with_pooled_projections():
 
 
 def test_adapter_errors_name_the_fix():
-    with pytest.raises(ValueError, match="give null_class"):
+    with pytest.raises(ValueError, match="give --null-class"):
         DiffusersDenoiser(tiny_class_unet(), ddim())
     with pytest.raises(ValueError, match="has no class embedding"):
         DiffusersDenoiser(text_unet(), ddim(), null_class=0)

@@ -135,11 +135,12 @@ def test_cli_banks_an_rgb_image_folder_with_a_3_channel_pixel_model(tmp_path):
 
 @pytest.mark.slow
 def test_cli_learns_and_samples_a_latent_model_on_an_rgb_image_folder(tmp_path):
-    """A 3-channel PNG folder (4 per class: the test split is empty) through a VAE for RGB images."""
+    """A 3-channel PNG folder (4 per class, one of each held out as the test split) through a VAE for RGB
+    images."""
     folder, images = save_latent_pipeline(tmp_path / "pipe", channels=3), write_rgb_folder(tmp_path / "rgb")
     latents, saved = bank_fit_sample(folder, images, tmp_path, ("0", "1"))
     images = load_image_folder(images).train_images
-    assert images.shape == (8, 3, 8, 8) and latents["test_images"].shape == (0, 4, 4, 4)
+    assert images.shape == (6, 3, 8, 8) and latents["test_images"].shape == (2, 4, 4, 4)
     assert torch.allclose(latents["train_images"], load_vae(folder).encode(images), atol=1e-5)
     assert saved["latents"].shape == (4, 4, 4, 4) and saved["images"].shape == (4, 3, 8, 8)
     assert saved["labels"].tolist() == [0, 0, 1, 1] and bool(saved["images"].isfinite().all())

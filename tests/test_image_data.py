@@ -155,3 +155,12 @@ def test_an_unreadable_image_is_named(tmp_path):
     (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(ValueError, match=r"cannot read image .*broken\.png"):
         load_image_folder(tmp_path)
+
+
+def test_every_class_of_two_or_more_images_has_a_test_image(tmp_path):
+    """A class of 3–4 images used to get round(0.1 · n) = 0 test images, and an accuracy of NaN."""
+    grey = np.zeros((4, 4), dtype=np.uint8)
+    _write_class_folders(tmp_path, {"a": [grey] * 3, "b": [grey] * 4, "c": [grey]})
+    d = load_image_folder(tmp_path)
+    assert d.test_labels.tolist() == [0, 1] and len(d.train_images) == 6  # c's one image stays in train
+    assert len(load_image_folder(tmp_path, test_fraction=0.0).test_images) == 0

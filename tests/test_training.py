@@ -124,7 +124,7 @@ def test_class_groups_share_a_class_and_drop_the_remainder():
     xg, cg = class_groups(x0, cond, 2)
     assert cg.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
     assert sorted(xg[cg == 1].flatten().tolist()) == [3.0, 9.0]
-    with pytest.raises(ValueError, match="raise batch_size"):
+    with pytest.raises(ValueError, match="raise --batch-size"):
         class_groups(x0, cond, 5)
     with pytest.raises(ValueError, match="class id"):
         class_groups(x0, torch.zeros(10, 3), 2)

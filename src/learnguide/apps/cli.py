@@ -319,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _fit_warnings_on_console(args.command):
             if out is None or args.command not in FOLDER_COMMANDS:
+                if out is not None and out.is_dir():  # export, evaluate: one JSON file
+                    raise ValueError(f"--out {out} is a folder; {args.command} writes a JSON file: name one")
                 return HANDLERS[args.command](args)
             from learnguide.distributed import OutputLock, processes
 

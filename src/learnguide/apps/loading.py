@@ -170,11 +170,22 @@ def build_reward(
     if kind == "classifier":
         reward: Reward = ClassifierLogProb.from_checkpoint(reward_model)
     else:
+        try:
+            import transformers  # noqa: F401  (the optional extra clip)
+        except ImportError:
+            raise ValueError(
+                "--reward clip needs the transformers package: pip install transformers==5.23.0"
+            ) from None
         if not (prompts and captions):
             raise ValueError(
                 "--reward clip needs --prompts (the bank's prompt file) and --captions (its texts)"
             )
-        texts = Path(captions).read_text().splitlines()
+        try:
+            texts = Path(captions).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"--captions {captions} is not UTF-8 text ({err.reason} at byte {err.start})"
+            ) from None
         conditions = load_prompt_images(prompts).prompt_embeds
         reward = ClipScore.from_pretrained(reward_model, texts, conditions=conditions)
     if latent_model:

@@ -78,7 +78,10 @@ class BankConfig(TimeSampling):
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
         if min(self.items, self.shard_size, self.batch_size) < 1:
-            raise ValueError("items, shard_size and batch_size must be >= 1")
+            raise ValueError(
+                "--items, --shard-size and --batch-size (items, shard_size, batch_size) must be >= 1, got "
+                f"{self.items}, {self.shard_size} and {self.batch_size}"
+            )
         if self.particles < 2:
             raise ValueError(f"a bank needs at least 2 particles per item, got {self.particles}")
         self.check_times()
@@ -155,14 +158,29 @@ def _make_shard(
     return shard
 
 
+def bank_differences(
+    out_dir: str | Path, config: BankConfig, schedule: Schedule, denoiser_id: str
+) -> list[str]:
+    """What differs between the bank in ``out_dir`` (a manifest) and these settings, schedule and denoiser:
+    one ``"name (X there, Y now)"`` each (config names are the ``bank`` flags: ``particles`` is
+    ``--particles``); empty when they match."""
+    old = json.loads((Path(out_dir) / MANIFEST).read_text())
+    old = old if isinstance(old, dict) else {}
+    made = old.get("config") if isinstance(old.get("config"), dict) else {}
+    wanted = asdict(config)
+    differ = [f"{k} ({made.get(k)!r} there, {v!r} now)" for k, v in wanted.items() if made.get(k) != v]
+    differ += [f"{k} (unknown to this version)" for k in made.keys() - wanted.keys()]
+    if old.get("schedule") != schedule.config():
+        differ.append(f"the schedule ({old.get('schedule')} there, {schedule.config()} now)")
+    if old.get("denoiser_id") != denoiser_id:
+        differ.append(f"the denoiser (id {old.get('denoiser_id')!r} there, {denoiser_id!r} now)")
+    return differ
+
+
 def bank_matches(out_dir: str | Path, config: BankConfig, schedule: Schedule, denoiser_id: str) -> bool:
     """Whether ``out_dir`` holds a (possibly partial) bank made with these settings, schedule and denoiser."""
     path = Path(out_dir) / MANIFEST
-    if not path.is_file():
-        return False
-    old = json.loads(path.read_text())
-    made = {k: old.get(k) for k in ("config", "schedule", "denoiser_id")}
-    return made == {"config": asdict(config), "schedule": schedule.config(), "denoiser_id": denoiser_id}
+    return path.is_file() and not bank_differences(out_dir, config, schedule, denoiser_id)
 
 
 def generate_bank(
@@ -199,10 +217,11 @@ def generate_bank(
     procs = procs or Processes()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST).is_file() and not bank_matches(out, config, schedule, denoiser_id):
+    differ = bank_differences(out, config, schedule, denoiser_id) if (out / MANIFEST).is_file() else []
+    if differ:
         raise ValueError(
-            f"{out} holds a bank made with other settings, schedule or denoiser; "
-            "use another folder or the same settings"
+            f"{out} holds a bank made with other settings: {'; '.join(differ)}; use another folder or the "
+            "same settings"
         )
     record, began = BankRecord(), time.perf_counter()
     todo = [k for k in range(config.num_shards) if not (out / _shard_name(k)).is_file()]
@@ -521,7 +540,8 @@ class FitConfig(LossSettings):
         self.check_loss(reward)
         if self.epochs < 1 or self.batch_size < 1 or not 0.0 < self.lr < math.inf:
             raise ValueError(
-                f"epochs and batch_size must be >= 1 and lr a finite number > 0, got lr={self.lr}"
+                "--epochs and --batch-size (epochs, batch_size) must be >= 1 and --lr a finite number > 0, "
+                f"got {self.epochs}, {self.batch_size} and lr={self.lr}"
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")

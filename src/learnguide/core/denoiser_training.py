@@ -74,14 +74,20 @@ class DenoiserTrainingConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+            raise ValueError(
+                "--steps and --batch-size (steps, batch_size) must be >= 1, got "
+                f"{self.steps} and {self.batch_size}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise ValueError(f"--ema-decay (ema_decay) must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.lr < math.inf or not 0.0 <= self.condition_lr_scale < math.inf:
-            raise ValueError(f"lr must be a finite number > 0 and condition_lr_scale >= 0, got lr={self.lr}")
+            raise ValueError(
+                f"--lr (lr) must be a finite number > 0 and condition_lr_scale >= 0, got lr={self.lr}"
+            )
         for name in ("label_dropout", "label_noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+                flag = f"--{name.replace('_', '-')} ({name})" if name == "label_dropout" else name
+                raise ValueError(f"{flag} must be a probability in [0, 1], got {getattr(self, name)}")
 
 
 def train_denoiser(

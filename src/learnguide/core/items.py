@@ -68,7 +68,9 @@ def class_groups(x0: Tensor, cond: Tensor, group_size: int) -> tuple[Tensor, Ten
     count = torch.searchsorted(cond, cond, right=True) - first
     keep = (torch.arange(len(cond)) - first) < (count // group_size) * group_size
     if not bool(keep.any()):
-        raise ValueError(f"no class has {group_size} items in a batch of {len(cond)}: raise batch_size")
+        raise ValueError(
+            f"no class has {group_size} items in a batch of {len(cond)}: raise --batch-size (batch_size)"
+        )
     return x0[keep], cond[keep]
 
 

@@ -27,6 +27,17 @@ class FourierFeatures(nn.Module):
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+def check_group_width(width: int, groups: int = 8) -> None:
+    """Refuse a first-layer channel count that ``groups``-group GroupNorm cannot split: ``width`` (the
+    ``--width`` of ``train-denoiser`` and ``train-classifier``) must be a positive multiple of ``groups``.
+
+    Raises:
+        ValueError: naming the flag and the value.
+    """
+    if not (isinstance(width, int) and width >= groups and width % groups == 0):
+        raise ValueError(f"--width (width) must be a positive multiple of {groups}, got {width}")
+
+
 def mlp(
     in_dim: int, hidden: int, out_dim: int, layers: int, activation: type[nn.Module] = nn.SiLU
 ) -> nn.Sequential:

@@ -32,9 +32,9 @@ DIST_EPS = 1e-12
 def check_energy_params(beta: float, lam: float) -> None:
     """Raise ``ValueError`` unless β ∈ (0, 2] and λ ∈ [0, 1]."""
     if not 0.0 < beta <= 2.0:
-        raise ValueError(f"beta must be in (0, 2], got {beta}")
+        raise ValueError(f"--beta (β) must be in (0, 2], got {beta}")
     if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lambda (repulsion) must be in [0, 1], got {lam}")
+        raise ValueError(f"--lam (repulsion λ) must be in [0, 1], got {lam}")
 
 
 def repulsion_pairs(m: int) -> tuple[Tensor, Tensor]:
@@ -130,9 +130,9 @@ def marginal_energy_loss(
 def check_reward_weight(reward_weight: float, reward: object | None) -> None:
     """γ_R must be finite and ≥ 0, and a positive γ_R needs a reward."""
     if not math.isfinite(reward_weight) or reward_weight < 0.0:
-        raise ValueError(f"reward weight γ_R must be a finite number >= 0, got {reward_weight}")
+        raise ValueError(f"reward weight --gamma (γ_R) must be a finite number >= 0, got {reward_weight}")
     if reward_weight > 0.0 and reward is None:
-        raise ValueError(f"reward weight γ_R = {reward_weight} > 0 needs a reward")
+        raise ValueError(f"reward weight --gamma {reward_weight} > 0 needs a reward (--reward)")
 
 
 @dataclass

@@ -112,29 +112,37 @@ class OnlineConfig(TimeSampling, LossSettings):
         """Raise ``ValueError`` naming the first invalid setting (γ_R > 0 needs the ``reward``)."""
         self.check_loss(reward)
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {OBJECTIVES}")
+            raise ValueError(f"unknown --objective {self.objective!r}; choose one of {OBJECTIVES}")
         counts = {"iterations": self.iterations, "batch_size": self.batch_size, "group_size": self.group_size}
         counts.update(
             blocks=self.blocks, grid_steps=self.grid_steps, refresh=self.refresh, rollout=self.rollout
         )
         for name, value in counts.items():
             if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag if flag[2:] == name else f'{flag} ({name})'} must be >= 1, got {value}"
+                )
         if self.rollout > 1 and (
             self.start != "data" or self.reward_weight > 0 or self.rollout > self.grid_steps
         ):
-            raise ValueError("a rollout (K > 1) starts from data, has no reward and needs K <= grid_steps")
+            raise ValueError(
+                "--rollout K > 1 starts from data (--start data), has no reward (--gamma 0) and needs K <= "
+                "--grid-steps (the sampler's step count)"
+            )
         if not 0.0 < self.lr < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+            raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.start not in STARTS:
-            raise ValueError(f"unknown start {self.start!r}; choose one of {STARTS}")
+            raise ValueError(f"unknown --start {self.start!r}; choose one of {STARTS}")
         if self.start == "on-policy" and self.objective != "class-marginal":
-            raise ValueError("on-policy starts are compared class-marginally: use objective 'class-marginal'")
+            raise ValueError("--start on-policy is compared class-marginally: use --objective class-marginal")
         if self.start == "on-policy" and self.checkpoint_every % self.refresh:
-            raise ValueError("on-policy: checkpoint_every must be a multiple of refresh (resumption point)")
+            raise ValueError(
+                "--start on-policy: --checkpoint-every must be a multiple of --refresh (resumption point)"
+            )
         pooled = self.particles * (self.group_size if self.objective == "class-marginal" else 1)
         if pooled < 2 and self.lam > 0 and self.start == "data":
-            raise ValueError("repulsion (lam > 0) needs at least 2 particles per item (or per class group)")
+            raise ValueError("repulsion --lam > 0 needs at least 2 --particles per item (or per class group)")
         self.kernel_config().validate()
         self.check_times()
 

@@ -263,7 +263,8 @@ def load_image_folder(
         size: resize every image to ``size × size`` (default: keep; all images must then share a size).
         channels: convert to this many channels with :meth:`ImageDataset.with_channels` (lossless only;
             default: the folder's own).
-        test_fraction: share of each class held out as the test split (seeded).
+        test_fraction: share of each class held out as the test split (seeded; at least one image of a
+            class that has 2 or more).
         seed: seeds the split.
 
     Returns:
@@ -282,14 +283,17 @@ def load_image_folder(
         if not files:
             raise DatasetMissingError(f"class folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         order = rng.permutation(len(files))
-        n_test = int(round(test_fraction * len(files))) if len(files) > 1 else 0
+        n_test = max(1, int(round(test_fraction * len(files)))) if len(files) > 1 and test_fraction else 0
         for rank, k in enumerate(order):
             part = splits["test" if rank < n_test else "train"]
             part[0].append(_read_image(files[k], size))
             part[1].append(label)
     shapes = {x.shape[:2] for part in splits.values() for x in part[0]}
     if len(shapes) != 1:
-        raise ValueError(f"images in {root} have different sizes {sorted(shapes)[:3]}; pass size=")
+        raise ValueError(
+            f"images in {root} have different sizes {sorted(shapes)[:3]}; resize them to one size "
+            "(in Python: load_image_folder(size=…))"
+        )
     folder_channels = max(x.shape[2] for part in splits.values() for x in part[0])
 
     def stack(part: tuple[list, list]) -> tuple[Tensor, Tensor]:
@@ -321,6 +325,10 @@ def load_dataset(
         dataset = loader[name]()
     elif Path(name).is_dir():
         dataset = load_image_folder(name)
+        if dataset.num_classes < 2:  # guidance contrasts classes; a classifier needs two to tell apart
+            raise ValueError(
+                f"{name} has one class sub-folder ({dataset.class_names[0]}); give 2 or more, one per class"
+            )
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS} or give an image folder")
     return dataset if channels is None else dataset.with_channels(channels, name, expected_by)

@@ -130,6 +130,8 @@ def load_prompt_images(path: str | Path) -> PromptImageData:
             f"{path}: prompt_embeds must be [N, L, D] and null_embedding [L, D], got "
             f"{tuple(prompts.shape)} and {tuple(null.shape)}"
         )
+    if not len(prompts):
+        raise ValueError(f"{path} holds no prompts: its prompt_embeds is [0, L, D]; give one or more")
     if ("pooled_embeds" in tensors) != ("null_pooled" in tensors):
         raise ValueError(f"{path}: give both pooled_embeds [N, P] and null_pooled [P], or neither")
     if "pooled_embeds" in tensors:

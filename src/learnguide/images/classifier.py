@@ -6,6 +6,7 @@ whose features φ(x, s) can measure self-consistency (docs/design.md §3.2). Sav
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from learnguide.checkpoints import SIZE, CheckpointError, Field, load_module, save_checkpoint
-from learnguide.core.networks import FourierFeatures
+from learnguide.core.networks import FourierFeatures, check_group_width
 from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, VPCosine, get_schedule
 from learnguide.data.images import ImageDataset
 
@@ -61,6 +62,10 @@ class ImageClassifier(nn.Module):
             raise ValueError(f"unknown classifier architecture {arch!r}; choose one of {ARCHITECTURES}")
         if arch != "cnn" and schedule is not None:
             raise ValueError("only the cnn classifier can be time-conditioned (--noisy)")
+        if arch == "cnn":
+            check_group_width(width)  # GroupNorm(8, ·) in each block
+        elif width < 1:
+            raise ValueError(f"--width (width) must be >= 1, got {width}")
         self.config = {"channels": channels, "num_classes": num_classes, "width": width, "schedule": schedule}
         self.config.update({"arch": arch} if arch != "cnn" else {})
         self.schedule = get_schedule(schedule) if schedule is not None else None
@@ -121,6 +126,20 @@ class ClassifierTrainingConfig:
     seed: int = 0
     arch: str = "cnn"
 
+    def validate(self, dataset: ImageDataset | None = None) -> None:
+        """Raise ``ValueError`` naming the first invalid setting (by its ``train-classifier`` flag), or a
+        ``dataset`` without test images to measure the classifier on."""
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"--epochs and --batch-size must be >= 1, got {self.epochs} and {self.batch_size}"
+            )
+        if not 0.0 < self.lr < math.inf or not 0.0 <= self.noise_std < math.inf:
+            raise ValueError(f"--lr must be a finite number > 0 (and noise_std >= 0), got {self.lr}")
+        if dataset is not None and not len(dataset.test_images):
+            raise ValueError(
+                f"{dataset.name} has no test images to measure the classifier on: give each class 2 or more"
+            )
+
 
 @torch.no_grad()
 def predict(
@@ -148,6 +167,7 @@ def train_classifier(
     """Train an :class:`ImageClassifier` on the training split; returns it and a record with its test
     accuracy on clean images (for a ``noisy`` one: at s = 0.01, the smallest training time self-consistency
     uses, and at s = 0.5 of ``schedule``, default VP-cosine)."""
+    config.validate(dataset)
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     schedule = schedule or VPCosine()

@@ -31,6 +31,7 @@ from learnguide.checkpoints import (
 )
 from learnguide.core.denoiser_training import DenoiserTrainingConfig, train_denoiser
 from learnguide.core.denoisers import PREDICTIONS, PredictionAdapter
+from learnguide.core.networks import check_group_width
 from learnguide.core.schedules import Schedule, VPCosine, get_schedule
 from learnguide.data.images import DATASETS, ImageDataset
 
@@ -61,6 +62,7 @@ def unet_config(image_shape: tuple[int, int, int], num_classes: int, width: int 
     Two resolution levels (attention at the lower one) for images up to 16 pixels wide, three above;
     ``width`` is the channel count of the first level (then 2×, 2×). About 1.0 M parameters at width 32.
     """
+    check_group_width(width)  # norm_num_groups below
     channels, height, width_px = image_shape
     levels = 2 if max(height, width_px) <= 16 else 3
     blocks = (width, 2 * width, 2 * width)[:levels]

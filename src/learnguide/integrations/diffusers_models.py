@@ -138,14 +138,18 @@ class DiffusersDenoiser(nn.Module):
         accepts = inspect.signature(model.forward).parameters
         if null_embedding is not None:
             if "encoder_hidden_states" not in accepts:
-                raise ValueError(f"{type(model).__name__} takes no encoder_hidden_states; give null_class")
+                raise ValueError(
+                    f"{type(model).__name__} takes no encoder_hidden_states (it is class-conditional): give "
+                    "class-labelled images and --null-class (null_class=), not a prompt file"
+                )
             self.cond_keyword, self.null_class = "encoder_hidden_states", None
             if "pooled_projections" in accepts:  # packed [B, L + 1, max(D, P)]: prompt rows, then pooled
                 self.pooled_dims = (model.config.joint_attention_dim, model.config.pooled_projection_dim)
                 if null_embedding.shape[-1] != max(self.pooled_dims):
                     raise ValueError(
-                        f"{type(model).__name__} takes pooled projections: give conditions and "
-                        f"null_embedding packed by pack_prompt_condition (width {max(self.pooled_dims)})"
+                        f"{type(model).__name__} takes pooled projections: give a prompt file with "
+                        "pooled_embeds and null_pooled (in Python: conditions and null_embedding packed by "
+                        f"pack_prompt_condition, width {max(self.pooled_dims)})"
                     )
             elif isinstance(width := getattr(model.config, "cross_attention_dim", None), int):
                 if null_embedding.shape[-1] != width:
@@ -162,13 +166,15 @@ class DiffusersDenoiser(nn.Module):
             if "class_labels" not in accepts or classes is None:
                 raise ValueError(
                     f"{type(model).__name__} has no class embedding (num_class_embeds, num_embeds_ada_norm): "
-                    "for prompt conditions give null_embedding"
+                    "it takes prompts: give a prompt file (--dataset / --prompts; null_embedding= in Python)"
                 )
             null_class = (
                 null_class if null_class is not None else getattr(model.config, "num_embeds_ada_norm", None)
             )
             if null_class is None:
-                raise ValueError("give null_class: the class id the model was trained with as ∅")
+                raise ValueError(
+                    "give --null-class (null_class=): the class id the model was trained with as ∅"
+                )
             table = classes if getattr(config, "num_class_embeds", None) else classes + 1  # DiT: K + ∅ rows
             if not 0 <= null_class < table:
                 raise ValueError(
