@@ -59,11 +59,14 @@ def files(tmp_path_factory, request):
         ImageClassifier(2, 4, width=8), root / "classifier", {}, ClassifierTrainingConfig(), "toy"
     )
     # broken copies
+    from safetensors.torch import save_file
+
     from learnguide.core.guidance import OmegaNet
 
     nan_omega = OmegaNet.load(root / "omega")
     torch.nn.init.constant_(nan_omega.body[-1].bias, float("nan"))
-    nan_omega.save(root / "omega-nan")
+    shutil.copytree(root / "omega", root / "omega-nan")  # written by hand: save() refuses NaN weights
+    save_file(nan_omega.state_dict(), str(root / "omega-nan" / "model.safetensors"))
     for weights in (nan_omega.body[-1].weight, nan_omega.body[-1].bias):  # finite, but ω overflows to inf
         torch.nn.init.constant_(weights, 3.4e38)
     nan_omega.save(root / "omega-overflow")
@@ -84,8 +87,6 @@ def files(tmp_path_factory, request):
     prompts = torch.randn(2, 3, 12)
     save_prompt_images(root / "prompts.safetensors", prompts, prompts[0], torch.zeros(2, 1, 8, 8))
     nan = root / "nan.safetensors"
-    from safetensors.torch import save_file
-
     save_file({"prompt_embeds": prompts * float("nan"), "null_embedding": prompts[0]}, str(nan))
     # non-finite and unreadable copies: samples, a bank's statistics, a toy and an image denoiser
     from safetensors.torch import load_file
@@ -102,13 +103,17 @@ def files(tmp_path_factory, request):
     shard = load_file(str(root / "bank-nan" / "shard_00001.safetensors"))
     shard["stats"][3, 0, 0] = float("inf")
     save_file(shard, str(root / "bank-nan" / "shard_00001.safetensors"))
-    with torch.no_grad():  # the last layer's bias: every prediction is NaN
-        list(net.parameters())[-1].fill_(float("nan"))
+
+    def poison(weights_file, name):  # saving refuses NaN weights, so they are written into the file by hand
+        state = load_file(str(weights_file))
+        state[name] = torch.full_like(state[name], float("nan"))
+        save_file(state, str(weights_file))
+
     save_mlp_denoiser(denoiser, root / "denoiser-nan", DenoiserTrainingConfig(), ring_mixture().fingerprint())
+    poison(root / "denoiser-nan" / "model.safetensors", list(net.state_dict())[-1])  # every prediction NaN
     model = build_image_denoiser(unet_config((1, 8, 8), 4, width=8), VPCosine())
-    with torch.no_grad():
-        list(model.parameters())[-1].fill_(float("nan"))
     save_image_denoiser(model, root / "image-denoiser-nan", DenoiserTrainingConfig(), "toy", tuple("0123"))
+    poison(root / "image-denoiser-nan" / "unet" / "diffusion_pytorch_model.safetensors", "conv_out.bias")
     # checkpoints of other models: image denoisers with the toy's schedule, a text pipeline, a text ω-network
     from learnguide.core.guidance import OmegaNet
     from learnguide.images.denoisers import build_image_denoiser, save_image_denoiser, unet_config

@@ -189,3 +189,11 @@ def test_omega_table_evaluates_distinct_conditions_once_and_matches_per_item_ome
     torch.nn.init.normal_(net_e.body[-1].weight)
     table_e = net_e.omega_table(emb, grid)
     assert torch.equal(table_e[:, 0], table_e[:, 2]) and not torch.equal(table_e[:, 0], table_e[:, 1])
+
+
+def test_weights_holding_nan_are_refused_before_anything_is_written(tmp_path):
+    net = OmegaNet(VPCosine(), num_classes=3)
+    torch.nn.init.constant_(net.body[-1].bias, float("nan"))
+    with pytest.raises(ValueError, match=r"omega .*body\.\d+\.bias holds NaN or Inf"):
+        net.save(tmp_path / "omega")
+    assert not (tmp_path / "omega").exists()

@@ -244,10 +244,13 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: 
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Tensor], config: dict) -> Path:
-    """Write ``state`` (tensors) and ``config`` (must hold a ``"kind"``) into ``directory``; returns it."""
+    """Write ``state`` (tensors) and ``config`` (must hold a ``"kind"``) into ``directory``; returns it.
+    Raises ``ValueError`` naming the folder and the tensor, before anything is written, when a weight holds
+    NaN or Inf (e.g. a diverged training run)."""
     if "kind" not in config:
         raise ValueError("a checkpoint config needs a 'kind'")
     directory = Path(directory)
+    check_finite(state, f"the weights to be saved in {directory} (the run diverged: try a lower --lr)")
     directory.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(directory / WEIGHTS_FILE, state)
     atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))

@@ -23,6 +23,7 @@ from learnguide.checkpoints import (
     CheckpointError,
     Field,
     atomic_write_text,
+    check_finite,
     check_module_fits,
     checked_config,
     plain_file_mode,
@@ -130,6 +131,7 @@ def save_image_denoiser(
     find the data without ``--dataset`` (:func:`recorded_dataset`).
     """
     directory = Path(directory)
+    check_finite(dict(model.net.unet.state_dict()), f"the UNet to be saved in {directory} (try a lower --lr)")
     model.net.unet.save_pretrained(directory / UNET_DIR, safe_serialization=True)
     plain_file_mode(*(directory / UNET_DIR).glob("*.safetensors"))
     meta = {
