@@ -1,5 +1,6 @@
 """What the command line tells a new user: counts with their plurals, the work of a resumed run."""
 
+import json
 import re
 
 import pytest
@@ -159,3 +160,14 @@ def test_every_file_the_readme_names_is_in_the_repository():
     assert "docs/design.md" in named  # the design reference is in the repository, not elsewhere
     assert all((root / path).exists() for path in named), sorted(p for p in named if not (root / p).exists())
     assert not re.search(r"\]\((?!docs/|#)", readme)  # links stay inside the repository
+
+
+def test_json_outputs_write_non_finite_numbers_as_null():
+    from learnguide.checkpoints import strict_json
+
+    text = strict_json({"fd": float("nan"), "xs": [1.0, float("inf")], "t": (2, -float("inf"))}, indent=1)
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON")) == {
+        "fd": None,
+        "xs": [1.0, None],
+        "t": [2, None],
+    }

@@ -218,6 +218,22 @@ def _through_temporary(path: Path, tag: str = "") -> Iterator[Path]:
         raise error from None
 
 
+def strict_json(value: object, **dumps_kwargs) -> str:
+    """JSON text of ``value`` (``json.dumps`` keywords pass through) with every NaN or ±Inf float written as
+    ``null``: JSON has no such numbers, and strict readers refuse Python's ``NaN``."""
+
+    def finite(v: object) -> object:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False, **dumps_kwargs)
+
+
 def atomic_write_text(path: Path, text: str, tag: str = "") -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file
     (``tag`` names the temporary file apart when several processes write the same path)."""
@@ -253,7 +269,7 @@ def save_checkpoint(directory: str | Path, state: dict[str, Tensor], config: dic
     check_finite(state, f"the weights to be saved in {directory} (the run diverged: try a lower --lr)")
     directory.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(directory / WEIGHTS_FILE, state)
-    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
+    atomic_write_text(directory / CONFIG_FILE, strict_json(config, indent=2))
     return directory
 
 

@@ -27,7 +27,7 @@ from learnguide.apps.comparison import (
     tune_families,
 )
 from learnguide.apps.reports import DemoFigures, write_demo_report
-from learnguide.checkpoints import CheckpointError, atomic_write_text
+from learnguide.checkpoints import CheckpointError, atomic_write_text, strict_json
 from learnguide.core.banks import BankConfig, FitConfig
 from learnguide.core.denoiser_training import (
     DenoiserTrainingConfig,
@@ -334,6 +334,6 @@ def run_demo(
             regime, mixture, config, out, progress
         )
     results["meta"]["seconds"] = time.perf_counter() - began
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    atomic_write_text(out / "results.json", strict_json(results, indent=2))
     write_demo_report(results, figures, out)
     return results

@@ -27,7 +27,7 @@ from learnguide.apps.comparison import (
     learn_as_configured,
     tune_families,
 )
-from learnguide.checkpoints import atomic_write_text
+from learnguide.checkpoints import atomic_write_text, strict_json
 from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
 from learnguide.core.denoisers import CountingDenoiser
 from learnguide.core.guidance import (
@@ -202,7 +202,7 @@ def _load_entry(path: Path, key: str) -> dict | None:
 def _save_entry(path: Path, key: str, entry: dict) -> None:
     """Write results with their ``key`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"key": key, "entry": entry}, indent=2))
+    atomic_write_text(path, strict_json({"key": key, "entry": entry}, indent=2))
 
 
 def evaluate_method(
@@ -432,7 +432,7 @@ def learn_rewarded(
             "output": REWARD_OUTPUT,
             "wall_seconds": time.perf_counter() - began,
         }
-        atomic_write_text(work / "record.json", json.dumps(record, indent=1))
+        atomic_write_text(work / "record.json", strict_json(record, indent=1))
         rewarded[f"{gamma:g}"] = (net, record)
     return rewarded
 
@@ -557,6 +557,6 @@ def run_experiment(
             name, Path(checkpoint), dataset, classifier, reference, config, out, progress, inception
         )
     results["meta"]["seconds"] = time.perf_counter() - began
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    atomic_write_text(out / "results.json", strict_json(results, indent=2))
     write_experiment_report(results, figures, dataset.class_names, out)
     return results

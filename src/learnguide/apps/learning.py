@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from learnguide.apps.loading import DenoiserSource, pick_conditions
-from learnguide.checkpoints import atomic_write_text, check_finite
+from learnguide.checkpoints import atomic_write_text, check_finite, strict_json
 from learnguide.core.banks import (
     BankConfig,
     BankRecord,
@@ -74,7 +74,7 @@ def fit_bank_folder(
     net.save(out, extra={**extra, **({"warnings": record.warnings} if record.warnings else {})})
     if diagnostics:
         table, omega, edges = bank_diagnostics(bank, config.beta, config.lam)
-        atomic_write_text(out / "diagnostics.json", json.dumps(table, indent=1))
+        atomic_write_text(out / "diagnostics.json", strict_json(table, indent=1))
         plot_binned_omega(omega, edges, out / "omega_heatmap.png")
     return net, record
 

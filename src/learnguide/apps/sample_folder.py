@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from learnguide.apps.loading import pick_conditions
-from learnguide.checkpoints import atomic_save_tensors, atomic_write_text, check_finite
+from learnguide.checkpoints import atomic_save_tensors, atomic_write_text, check_finite, strict_json
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet
 from learnguide.core.memory import FLOAT32, FLOAT64, check_memory
 from learnguide.core.sampling import sample
@@ -296,5 +296,5 @@ def evaluate_folder(
     bad = [name for name, v in scores.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise ValueError(f"the {', '.join(bad)} of {samples} came out NaN or Inf (nothing was written)")
-    atomic_write_text(Path(out or Path(samples) / "metrics.json"), json.dumps(scores, indent=1))
+    atomic_write_text(Path(out or Path(samples) / "metrics.json"), strict_json(scores, indent=1))
     return scores

@@ -29,6 +29,7 @@ from learnguide.checkpoints import (
     plain_file_mode,
     read_json_config,
     safetensors_shapes,
+    strict_json,
 )
 from learnguide.core.denoiser_training import DenoiserTrainingConfig, train_denoiser
 from learnguide.core.denoisers import PREDICTIONS, PredictionAdapter
@@ -144,7 +145,7 @@ def save_image_denoiser(
     }
     if dataset is not None:
         meta["dataset"] = dataset if dataset in DATASETS else str(Path(dataset).resolve())
-    atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2))
+    atomic_write_text(directory / META_FILE, strict_json(meta, indent=2))
     return directory
 
 
