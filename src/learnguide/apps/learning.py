@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from learnguide.apps.loading import DenoiserSource, pick_conditions
-from learnguide.checkpoints import atomic_write_text, check_finite, strict_json
+from learnguide.checkpoints import atomic_write_text, strict_json
 from learnguide.core.banks import (
     BankConfig,
     BankRecord,
@@ -70,7 +70,6 @@ def fit_bank_folder(
     record = fit_omega_on_bank(net, bank, config, progress=progress, reward=reward)
     out = Path(out)
     extra = {"bank": str(bank_dir), "denoiser_id": bank.manifest["denoiser_id"], "fit": vars(config)}
-    check_finite(dict(net.named_parameters()), f"the ω-network fitted on {bank_dir} (try a lower --lr)")
     net.save(out, extra={**extra, **({"warnings": record.warnings} if record.warnings else {})})
     if diagnostics:
         table, omega, edges = bank_diagnostics(bank, config.beta, config.lam)
@@ -117,7 +116,6 @@ def fit_online_folder(
         denoiser_id=denoiser_id,
         features=phi,
     )
-    check_finite(dict(net.named_parameters()), f"the ω-network learned into {out} (try a lower --lr)")
     return net, record
 
 

@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from learnguide.checkpoints import STATE_FILE, load_training_state, resumed_progress, save_training_state
+from learnguide.checkpoints import (
+    STATE_FILE,
+    check_finite,
+    load_training_state,
+    resumed_progress,
+    save_training_state,
+)
 from learnguide.core.denoisers import Denoiser
 from learnguide.core.discrepancy import FeatureMap, KernelConfig, kernel_loss
 from learnguide.core.fit_checks import OutputGradientMonitor, RunRecord, constant_omega_message
@@ -293,10 +299,7 @@ def train_omega_online(
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
             record.seconds = time.perf_counter() - began
-            if procs.is_main:
-                omega_net.save(out, extra=extra)
-                save_training_state(out, opt, gen, {"iteration": it + 1, "record": asdict(record)})
-            procs.barrier()
+            _save_run(out, omega_net, opt, gen, record, it + 1, extra, procs)
     omega_net.eval()
     record.seconds = time.perf_counter() - began
     probe = _probe_inputs(sample_data, config, gen)
@@ -304,11 +307,30 @@ def train_omega_online(
         [constant_omega_message(omega_net, *probe), monitor.message(f"window of {CHECK_WINDOW} steps")]
     )
     extra = {**extra, "warnings": record.warnings} if record.warnings else extra
-    if out is not None and procs.is_main:
-        omega_net.save(out, extra=extra)
-        save_training_state(out, opt, gen, {"iteration": config.iterations, "record": asdict(record)})
-    procs.barrier()
+    _save_run(out, omega_net, opt, gen, record, config.iterations, extra, procs)
     return record
+
+
+def _save_run(
+    out: Path | None,
+    omega_net: OmegaNet,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    record: TrainingRecord,
+    iteration: int,
+    extra: dict,
+    procs: Processes,
+) -> None:
+    """Save the ω-network and the trainer state after ``iteration`` into ``out`` (process 0; None: nothing
+    is saved), then wait for every process. The weights are checked finite on every process first (they are
+    the same everywhere), so a diverged run stops all of them instead of leaving the others waiting."""
+    if out is not None:
+        where = f"the ω-network learned into {out} at iteration {iteration} (try a lower --lr)"
+        check_finite(dict(omega_net.named_parameters()), where)
+        if procs.is_main:
+            omega_net.save(out, extra=extra)
+            save_training_state(out, opt, gen, {"iteration": iteration, "record": asdict(record)})
+    procs.barrier()
 
 
 def _draw_data(
