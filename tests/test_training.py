@@ -128,3 +128,12 @@ def test_class_groups_share_a_class_and_drop_the_remainder():
         class_groups(x0, cond, 5)
     with pytest.raises(ValueError, match="class id"):
         class_groups(x0, torch.zeros(10, 3), 2)
+
+
+def test_a_diverged_run_stops_before_it_saves(mixture, exact, tmp_path):
+    net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    torch.nn.init.constant_(net.body[-1].bias, float("nan"))  # every ω, loss and step is NaN
+    config = OnlineConfig(iterations=2, batch_size=32, checkpoint_every=1)
+    with pytest.raises(ValueError, match=r"learned into .* at iteration 1 \(try a lower --lr\).*NaN or Inf"):
+        train_omega_online(net, exact, mixture.data_sampler(), config, tmp_path / "omega", progress=False)
+    assert not (tmp_path / "omega").exists()
