@@ -28,13 +28,14 @@ def assert_recovered_on_the_sampler_grid(net: OmegaNet, denoiser: WeakenedDenois
     assert bool((star[2:] < 0.01).all()) and bool((learned[2:] <= 0.15).all()), learned
 
 
-def save_noisy_digits_classifier(folder: Path) -> Path:
-    """An untrained, time-conditioned width-8 classifier for digits, saved in ``folder`` (a feature map)."""
+def save_noisy_digits_classifier(folder: Path, noisy: bool = True) -> Path:
+    """An untrained width-8 classifier for digits, time-conditioned unless ``noisy`` is False, saved in
+    ``folder`` (a feature map)."""
     from learnguide.data.images import load_dataset
     from learnguide.images.classifier import ClassifierTrainingConfig, ImageClassifier, save_classifier
 
     torch.manual_seed(0)
-    classifier = ImageClassifier(1, 10, width=8, schedule=VPCosine().config())
-    config = ClassifierTrainingConfig(noisy=True)
+    classifier = ImageClassifier(1, 10, width=8, schedule=VPCosine().config() if noisy else None)
+    config = ClassifierTrainingConfig(noisy=noisy)
     save_classifier(classifier, folder, {}, config, load_dataset("digits").fingerprint())
     return folder

@@ -12,7 +12,7 @@ from learnguide.core.online import Discrepancy, OnlineConfig, train_omega_online
 from learnguide.core.schedules import VPCosine
 from learnguide.data.images import load_dataset
 from learnguide.data.toy import class_time_weakening, separated_mixture
-from learnguide.images.classifier import ImageClassifier, frozen_features
+from learnguide.images.classifier import S_FLOOR, ImageClassifier, frozen_features
 from learnguide.images.denoisers import load_image_denoiser
 
 
@@ -48,10 +48,27 @@ def test_only_omega_learns_through_a_frozen_noisy_classifier():
     assert any(not torch.equal(v, start[k]) for k, v in net.state_dict().items())
 
 
-def test_an_evaluation_classifier_is_not_a_feature_map():
-    with pytest.raises(ValueError, match="time-conditioned"):
-        frozen_features(ImageClassifier(1, 10, width=8))
+def test_a_clean_classifier_measures_final_samples_only():
+    classifier = ImageClassifier(1, 10, width=8)
+    phi, x = frozen_features(classifier), torch.randn(2, 1, 8, 8)
+    assert torch.equal(phi(x, torch.zeros(2)), classifier.features(x))
+    with pytest.raises(ValueError, match="final samples only, got particles at s = 0.3.*--rollout"):
+        phi(x, torch.tensor([0.0, 0.3]))
+    logits = frozen_features(classifier, "logits")(x, torch.zeros(2))
+    assert logits.shape == (2, 10) and torch.allclose(logits, classifier(x))
+    with pytest.raises(ValueError, match="unknown feature layer 'head'"):
+        frozen_features(classifier, "head")
 
+
+
+def test_a_noisy_classifier_sees_times_below_its_floor_as_the_floor():
+    """A sampler ends at s = 0, where log-SNR is at its clamp: a time U[0, 1] training hardly visits."""
+    torch.manual_seed(0)
+    classifier = ImageClassifier(1, 10, width=8, schedule=VPCosine().config()).eval()
+    x = torch.randn(3, 1, 8, 8)
+    at = {s: classifier.features(x, torch.full((3,), s)) for s in (0.0, 1e-4, S_FLOOR, 0.2)}
+    assert torch.equal(at[0.0], at[S_FLOOR]) and torch.equal(at[1e-4], at[S_FLOOR])
+    assert not torch.allclose(at[0.2], at[S_FLOOR])
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel, objective", [("rbf", "class-marginal"), ("imq", "energy")])
@@ -87,5 +104,20 @@ def test_fit_learns_in_a_noisy_classifiers_features_through_the_cli(tmp_path, ca
     assert OmegaNet.load(tmp_path / "omega").hparams["num_classes"] == 10
     bank_only = ["fit", "--bank", str(tmp_path / "no-bank"), "--kernel", "rbf", "--out", str(tmp_path / "o2")]
     assert main(bank_only) == 2
-    assert "--features and --kernel are learned online" in capsys.readouterr().err
+    assert "--features, --feature-layer and --kernel are learned online" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_whole_rollout_learns_in_a_clean_classifiers_logits_through_the_cli(tmp_path, capsys):
+    from learnguide.apps.cli import main
+
+    save_noisy_digits_classifier(tmp_path / "clean", noisy=False)
+    args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
+    args += ["--features", str(tmp_path / "clean"), "--feature-layer", "logits", "--objective", "class-marginal"]
+    args += ["--iterations", "1", "--batch-size", "20", "--particles", "1", "--group-size", "2", "--no-progress"]
+    args += ["--grid-steps", "3"]
+    assert main([*args, "--rollout", "3", "--out", str(tmp_path / "omega")]) == 0
+    assert OmegaNet.load(tmp_path / "omega").hparams["num_classes"] == 10
+    assert main([*args, "--rollout", "2", "--out", str(tmp_path / "short")]) == 2
+    assert "a clean classifier's features compare final samples only" in capsys.readouterr().err
+    assert not (tmp_path / "short" / "model.safetensors").exists()

@@ -42,6 +42,14 @@ def _add_overwrite_switch(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help=f"replace {what} already in --out")
 
 
+def _add_feature_layer_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--feature-layer",
+        choices=["pooled", "logits"],
+        help="with --features: the classifier's pooled features or its logits (default: pooled)",
+    )
+
+
 def _add_objective_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--objective`` option shared by ``demo`` and ``experiment``."""
     parser.add_argument(
@@ -167,9 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
     fit.add_argument(
         "--features",
-        help="with --online: compare particles in the features φ(x, s) of this noisy classifier folder "
-        "(train-classifier --noisy) instead of pixels",
+        help="with --online: compare particles in the features φ(x, s) of this classifier folder instead of "
+        "pixels (a noisy one, train-classifier --noisy, at any s; a clean one compares final samples only: "
+        "--rollout equal to --grid-steps)",
     )
+    _add_feature_layer_argument(fit)
     fit.add_argument(
         "--kernel",
         default="energy",
@@ -424,9 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_objective_argument(exp)
     exp.add_argument(
         "--features",
-        help="learn ω online in the features of this noisy classifier folder (train-classifier --noisy) "
-        "instead of pixels",
+        help="learn ω online in the features of this classifier folder instead of pixels (a noisy one, "
+        "train-classifier --noisy; a clean one only for a whole-trajectory rollout)",
     )
+    _add_feature_layer_argument(exp)
     exp.add_argument(
         "--kernel", choices=["energy", "rbf", "imq"], help="the discrepancy's kernel (default: energy)"
     )

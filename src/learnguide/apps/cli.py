@@ -89,6 +89,7 @@ def _fit_online(args: argparse.Namespace) -> int:
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
+    learn += (args.feature_layer or "pooled",)
     killed = training_state_meta(args.out)  # a resumed run: what the killed one did is in the record
     _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
     tail, procs = record.losses[-50:], processes()
@@ -111,9 +112,10 @@ def _fit(args: argparse.Namespace) -> int:
         return _fit_online(args)
     if not args.bank:
         raise ValueError("fit needs --bank (a transition bank) or --online with a denoiser")
-    if args.features or args.kernel != "energy":
+    if args.features or args.feature_layer or args.kernel != "energy":
         raise ValueError(
-            "--features and --kernel are learned online: add --online (a bank holds pixel statistics)"
+            "--features, --feature-layer and --kernel are learned online: add --online (a bank holds pixel "
+            "statistics)"
         )
     config = _pick(FitConfig, args)
     _, record = fit_bank_folder(
@@ -230,6 +232,7 @@ EXPERIMENT_OVERRIDES = (
     "reward",
     "reward_weights",
     "features",
+    "feature_layer",
     "held_out_classifier",
 )
 """``experiment`` options that replace an :class:`~.experiment.ExperimentConfig` field when given."""

@@ -75,8 +75,9 @@ class ExperimentConfig:
         constant_grid, interval_omegas, intervals, increasing_omegas, increasing_shapes: the baseline sweeps.
         learn: ``"bank"`` (default) or ``"online"``.
         bank, fit, online: how ω is learned (docs/design.md §3, §3.1).
-        features: a noisy classifier folder (``train-classifier --noisy``) in whose features ω is learned
-            online (docs/design.md §3.2); None: pixels.
+        features: a classifier folder in whose features ω is learned online (docs/design.md §3.2): a noisy
+            one (``train-classifier --noisy``), or a clean one for a whole-trajectory rollout; None: pixels.
+        feature_layer: the layer of ``features`` compared: ``"pooled"`` features or ``"logits"``.
         held_out_classifier: a held-out evaluation classifier folder (another architecture and seed,
             ``train-classifier --arch lenet``); every evaluation set is also scored in its features
             (``held_out_fd``, ``held_out_accuracy``). None: not scored.
@@ -107,6 +108,7 @@ class ExperimentConfig:
         default_factory=lambda: OnlineConfig(iterations=500, batch_size=256, particles=2, group_size=8)
     )
     features: str | None = None
+    feature_layer: str = "pooled"
     held_out_classifier: str | None = None
     grid_columns: int = 8
     inception: bool = False
@@ -173,7 +175,8 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
 
 
 LEARNING_FIELDS = (
-    "learn", "bank", "fit", "online", "features", "reward", "reward_weights", "reward_bank", "reward_fit"
+    "learn", "bank", "fit", "online", "features", "feature_layer", "reward", "reward_weights", "reward_bank",
+    "reward_fit",
 )  # fmt: skip
 
 
@@ -183,7 +186,10 @@ def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | Non
     skip = ("steps", "grid_columns", *LEARNING_FIELDS)
     settings = {k: v for k, v in asdict(config).items() if k not in skip}
     learned = (
-        {k: learning.get(k) for k in ("method", "bank", "fit", "online", "features", "reward", "output")}
+        {
+            k: learning.get(k)
+            for k in ("method", "bank", "fit", "online", "features", "feature_layer", "reward", "output")
+        }
         if learning
         else None
     )
@@ -298,11 +304,14 @@ def run_checkpoint(
     began = time.perf_counter()
     phi = None
     if config.features is not None:
-        phi = frozen_features(load_classifier(config.features, data_id=dataset.fingerprint()))
+        classifier = load_classifier(config.features, data_id=dataset.fingerprint())
+        phi = frozen_features(classifier, config.feature_layer)
     omega_net, learning = learn_as_configured(
         config, denoiser, dataset.data_sampler("train"), k, out / name, progress, phi
     )
-    learning.update(wall_seconds=time.perf_counter() - began, features=config.features)
+    learning.update(
+        wall_seconds=time.perf_counter() - began, features=config.features, feature_layer=config.feature_layer
+    )
     rewarded = learn_rewarded(denoiser, model.schedule, dataset, classifier, config, out / name, progress)
     diagnostics = None
     if config.learn == "bank":  # what the loss wants per (class, t), independent of the ω-network

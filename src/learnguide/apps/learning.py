@@ -86,12 +86,14 @@ def fit_online_folder(
     reward: Reward | None = None,
     progress: bool = True,
     features: str | Path | None = None,
+    feature_layer: str = "pooled",
 ) -> tuple[OmegaNet, TrainingRecord]:
     """Learn ω online (Algorithm 1) for ``source``'s denoiser into ``out`` (resumable: a killed run started
     again on the same folder continues); each batch's denoiser calls are split over the processes. With
-    ``features`` (a noisy classifier folder, ``train-classifier --noisy``) the particles are compared in its
-    frozen features φ(x, s) instead of pixels."""
-    phi = frozen_features(load_classifier(features)) if features else None
+    ``features`` (a classifier folder: noisy, ``train-classifier --noisy``, or clean for a whole rollout) the
+    particles are compared in its frozen features φ(x, s) (``feature_layer``: pooled features or logits)
+    instead of pixels."""
+    phi = frozen_features(load_classifier(features), feature_layer) if features else None
     denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
     procs = processes()
     x0, example = sample_data(2, torch.Generator().manual_seed(0))
