@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -71,9 +72,30 @@ def candidate_scores(
     return scores
 
 
+def markdown_table(paths: list[Path], columns: list[str]) -> str:
+    """Per JSON of ``paths`` and ω₀, the values of the ``columns`` (row keys without the classifier folder;
+    bold: each column's argmin)."""
+    lines = ["| checkpoint | ω₀ | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for path in paths:
+        report = json.loads(path.read_text())
+        rows = [{k.split(":", 1)[-1]: v for k, v in row.items()} for row in report["rows"]]
+        best = {c: min(rows, key=lambda r, c=c: r[c])["omega"] for c in columns}
+        for row in rows:
+            cells = [f"**{row[c]:.4g}**" if best[c] == row["omega"] else f"{row[c]:.4g}" for c in columns]
+            lines.append(f"| {report['args']['checkpoint']} | {row['omega']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    if "--table" in sys.argv:  # python final_sample_landscape.py --table OUT.json ... --columns KEY ...
+        table = argparse.ArgumentParser()
+        table.add_argument("--table", type=Path, nargs="+")
+        table.add_argument("--columns", nargs="+", required=True)
+        options = table.parse_args()
+        print(markdown_table(options.table, options.columns))
+        return
     parser.add_argument("--checkpoint", required=True, help="<dataset>/<regime> under checkpoints/")
     parser.add_argument("--feature-classifier", type=Path, nargs="+", required=True)
     parser.add_argument("--policies", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5])

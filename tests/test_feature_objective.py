@@ -60,7 +60,6 @@ def test_a_clean_classifier_measures_final_samples_only():
         frozen_features(classifier, "head")
 
 
-
 def test_a_noisy_classifier_sees_times_below_its_floor_as_the_floor():
     """A sampler ends at s = 0, where log-SNR is at its clamp: a time U[0, 1] training hardly visits."""
     torch.manual_seed(0)
@@ -69,6 +68,7 @@ def test_a_noisy_classifier_sees_times_below_its_floor_as_the_floor():
     at = {s: classifier.features(x, torch.full((3,), s)) for s in (0.0, 1e-4, S_FLOOR, 0.2)}
     assert torch.equal(at[0.0], at[S_FLOOR]) and torch.equal(at[1e-4], at[S_FLOOR])
     assert not torch.allclose(at[0.2], at[S_FLOOR])
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel, objective", [("rbf", "class-marginal"), ("imq", "energy")])
@@ -113,9 +113,9 @@ def test_a_whole_rollout_learns_in_a_clean_classifiers_logits_through_the_cli(tm
 
     save_noisy_digits_classifier(tmp_path / "clean", noisy=False)
     args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
-    args += ["--features", str(tmp_path / "clean"), "--feature-layer", "logits", "--objective", "class-marginal"]
-    args += ["--iterations", "1", "--batch-size", "20", "--particles", "1", "--group-size", "2", "--no-progress"]
-    args += ["--grid-steps", "3"]
+    args += ["--features", str(tmp_path / "clean"), "--feature-layer", "logits"]
+    args += ["--objective", "class-marginal", "--group-size", "2", "--grid-steps", "3"]
+    args += ["--iterations", "1", "--batch-size", "20", "--particles", "1", "--no-progress"]
     assert main([*args, "--rollout", "3", "--out", str(tmp_path / "omega")]) == 0
     assert OmegaNet.load(tmp_path / "omega").hparams["num_classes"] == 10
     assert main([*args, "--rollout", "2", "--out", str(tmp_path / "short")]) == 2

@@ -197,3 +197,29 @@ def test_weights_holding_nan_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"omega .*body\.\d+\.bias holds NaN or Inf"):
         net.save(tmp_path / "omega")
     assert not (tmp_path / "omega").exists()
+
+
+def test_a_shared_network_learns_one_omega_of_time_for_every_class(tmp_path):
+    torch.manual_seed(0)
+    net = OmegaNet(VPCosine(), num_classes=3, hidden=16, layers=2, shared=True)
+    assert net.cond_proj is None
+    for p in net.parameters():  # move it off its constant start
+        p.data.add_(0.3 * torch.randn_like(p))
+    grid = step_grid(6)
+    table = net.omega_table(torch.arange(3), grid)  # [K, 3]
+    assert torch.allclose(table[:, :1], table, rtol=0, atol=1e-6)
+    assert float(table.std()) > 0  # it still varies over time
+    with pytest.raises(ValueError, match=r"class ids must be in \[0, 3\)"):
+        net(torch.tensor([3]), torch.tensor([0.1]), torch.tensor([0.2]))
+    net.save(tmp_path / "w")
+    assert torch.equal(OmegaNet.load(tmp_path / "w").omega_table(torch.arange(3), grid), table)
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["shared"] is True
+    old = _trained_net()  # a network saved before `shared` existed loads as one per condition
+    old.save(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    (tmp_path / "old" / "config.json").write_text(
+        json.dumps({k: v for k, v in config.items() if k != "shared"})
+    )
+    loaded = OmegaNet.load(tmp_path / "old")
+    assert loaded.cond_proj is not None and loaded.hparams["shared"] is False
+    assert torch.equal(loaded.omega_table(COND, grid), old.omega_table(COND, grid))

@@ -23,7 +23,9 @@ from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, get_schedule
 METHODS = ("unguided", "constant", "interval", "increasing", "learned")  # the schedules compared in reports
 OUTPUT_MAPS = ("relu", "softplus", "identity")
 CHECKPOINT_KIND = "learnguide.omega_net"
-HPARAMS = ("num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega")
+HPARAMS = (
+    "num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega", "shared"
+)  # fmt: skip
 CONFIG_FIELDS = {  # what OmegaNet.load reads from config.json
     "schedule": Field(parse=get_schedule),
     "num_classes": Field(int, 1, SIZE.high, optional=True),
@@ -33,6 +35,7 @@ CONFIG_FIELDS = {  # what OmegaNet.load reads from config.json
     "fourier_features": Field(int, 0, 4096),
     "output": Field(str, choices=OUTPUT_MAPS),
     "init_omega": Field(float, -1e6, 1e6),
+    "shared": Field(bool, optional=True),  # absent in networks saved before it existed: per condition
     "extra": Field(dict, optional=True, fields={"denoiser_id": Field(str, optional=True)}),
 }
 
@@ -184,6 +187,8 @@ class OmegaNet(nn.Module, GuidanceSchedule):
     of ``num_classes`` ids, or a linear projection of a ``cond_dim`` embedding. An MLP of ``layers`` layers
     and width ``hidden`` maps their sum to one number, passed through ``output`` ∈ {relu, softplus,
     identity}. The last layer starts at zero weight and a bias that gives ω = ``init_omega`` everywhere.
+    With ``shared`` the network has no condition input: one ω(s, t) for every condition (what the tuned
+    baselines are), learned from all of them; it still checks that conditions are what it was learned on.
 
     Fitting sees :meth:`fit_omega`, sampling sees :meth:`forward`. With ``relu`` (the default) the fit trains
     the unconstrained value and the clamp ω = max(0, ·) is applied only at use: a ReLU inside the loss dies
@@ -201,8 +206,10 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         fourier_features: int = 8,
         output: str = "relu",
         init_omega: float = 1.0,
+        shared: bool | None = False,
     ) -> None:
         super().__init__()
+        shared = bool(shared)
         if (num_classes is None) == (cond_dim is None):
             raise ValueError("give exactly one of num_classes (class ids) or cond_dim (embeddings)")
         if output not in OUTPUT_MAPS:
@@ -213,14 +220,16 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         self.hparams = dict(
             zip(
                 HPARAMS,
-                (num_classes, cond_dim, hidden, layers, fourier_features, output, init_omega),
+                (num_classes, cond_dim, hidden, layers, fourier_features, output, init_omega, shared),
                 strict=True,
             )
         )
         self.fourier = FourierFeatures(fourier_features, max_frequency=32.0, scale=LOG_SNR_CLAMP)
         self.time_proj = nn.Linear(2 * (2 * fourier_features + 1), hidden)
-        if num_classes is not None:
-            self.cond_proj: nn.Module = nn.Embedding(num_classes, hidden)
+        if shared:
+            self.cond_proj: nn.Module | None = None
+        elif num_classes is not None:
+            self.cond_proj = nn.Embedding(num_classes, hidden)
         else:
             self.cond_proj = nn.Linear(cond_dim, hidden)
         self.body = mlp(hidden, hidden, 1, layers)
@@ -253,7 +262,9 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         device = self.time_proj.weight.device
         cond, s, t = omega_condition(cond).to(device), s.to(device), t.to(device)
         h = self.time_proj(torch.cat([self._time_features(s), self._time_features(t)], dim=1))
-        h = torch.nn.functional.silu(h + self.cond_proj(cond if num_classes is not None else cond.float()))
+        if self.cond_proj is not None:
+            h = h + self.cond_proj(cond if num_classes is not None else cond.float())
+        h = torch.nn.functional.silu(h)
         return self.body(h).squeeze(1)
 
     def fit_omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
