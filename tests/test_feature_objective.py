@@ -108,16 +108,34 @@ def test_fit_learns_in_a_noisy_classifiers_features_through_the_cli(tmp_path, ca
     assert not (tmp_path / "o2").exists()
 
 
-def test_a_whole_rollout_learns_in_a_clean_classifiers_logits_through_the_cli(tmp_path, capsys):
+def test_a_rollout_learns_one_shared_omega_in_clean_classifier_layers_through_the_cli(tmp_path, capsys):
     from learnguide.apps.cli import main
 
     save_noisy_digits_classifier(tmp_path / "clean", noisy=False)
     args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
-    args += ["--features", str(tmp_path / "clean"), "--feature-layer", "logits"]
+    args += ["--features", str(tmp_path / "clean"), "--feature-layer", "pooled", "logits"]
+    args += ["--shared", "--fourier-features", "0"]
     args += ["--objective", "class-marginal", "--group-size", "2", "--grid-steps", "3"]
     args += ["--iterations", "1", "--batch-size", "20", "--particles", "1", "--no-progress"]
     assert main([*args, "--rollout", "3", "--out", str(tmp_path / "omega")]) == 0
-    assert OmegaNet.load(tmp_path / "omega").hparams["num_classes"] == 10
+    learned = OmegaNet.load(tmp_path / "omega")
+    assert learned.hparams["num_classes"] == 10 and learned.hparams["shared"] is True
+    assert learned.hparams["fourier_features"] == 0
     assert main([*args, "--rollout", "2", "--out", str(tmp_path / "short")]) == 2
     assert "a clean classifier's features compare final samples only" in capsys.readouterr().err
     assert not (tmp_path / "short" / "model.safetensors").exists()
+
+
+def test_joined_classifier_layers_count_alike_on_data():
+    from learnguide.images.classifier import classifier_features
+
+    torch.manual_seed(0)
+    classifier, x0 = ImageClassifier(1, 10, width=8), torch.randn(64, 1, 8, 8)
+    phi = classifier_features(classifier, ("pooled", "logits"), x0)
+    features = phi(x0, torch.zeros(64))
+    assert features.shape == (64, 32 + 10)
+    for part in (features[:, :32], features[:, 32:]):  # each scaled to mean pairwise distance 1 on x0
+        assert abs(float(torch.pdist(part.double()).mean()) - 1.0) < 1e-4
+    assert torch.equal(classifier_features(classifier, ("logits",))(x0, torch.zeros(64)), classifier(x0))
+    with pytest.raises(ValueError, match="needs clean data"):
+        classifier_features(classifier, ("pooled", "logits"))

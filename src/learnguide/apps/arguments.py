@@ -43,10 +43,23 @@ def _add_overwrite_switch(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _add_feature_layer_argument(parser: argparse.ArgumentParser) -> None:
+    """``--feature-layer`` of ``--features``, and the ω-network's ``--shared`` and ``--fourier-features``."""
     parser.add_argument(
         "--feature-layer",
+        nargs="+",
         choices=["pooled", "logits"],
-        help="with --features: the classifier's pooled features or its logits (default: pooled)",
+        help="with --features: the classifier's pooled features, its logits, or both (joined, each scaled by "
+        "its mean distance on training data) (default: pooled)",
+    )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="learn one ω(s, t) for every condition (as the tuned baselines are), not one per condition",
+    )
+    parser.add_argument(
+        "--fourier-features",
+        type=int,
+        help="the ω-network's Fourier features of log-SNR (default: 8; 0: a smooth function of the log-SNRs)",
     )
 
 

@@ -89,7 +89,7 @@ def _fit_online(args: argparse.Namespace) -> int:
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
-    learn += (args.feature_layer or "pooled",)
+    learn += (tuple(args.feature_layer or ("pooled",)), _omega_hparams(args))
     killed = training_state_meta(args.out)  # a resumed run: what the killed one did is in the record
     _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
     tail, procs = record.losses[-50:], processes()
@@ -104,6 +104,13 @@ def _fit_online(args: argparse.Namespace) -> int:
     return 0
 
 
+def _omega_hparams(args: argparse.Namespace) -> dict:
+    """The :class:`~learnguide.core.guidance.OmegaNet` keywords given by ``--shared`` and
+    ``--fourier-features``."""
+    given = {"shared": args.shared or None, "fourier_features": args.fourier_features}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _fit(args: argparse.Namespace) -> int:
     from learnguide.apps.learning import fit_bank_folder
     from learnguide.core.banks import FitConfig
@@ -112,15 +119,16 @@ def _fit(args: argparse.Namespace) -> int:
         return _fit_online(args)
     if not args.bank:
         raise ValueError("fit needs --bank (a transition bank) or --online with a denoiser")
-    if args.features or args.feature_layer or args.kernel != "energy":
+    if args.features or args.feature_layer or args.kernel != "energy":  # an ω-network's settings may stay
         raise ValueError(
             "--features, --feature-layer and --kernel are learned online: add --online (a bank holds pixel "
             "statistics)"
         )
     config = _pick(FitConfig, args)
     _, record = fit_bank_folder(
-        args.bank, args.out, config, args.output, _reward(args), args.diagnostics, _progress(args)
-    )
+        args.bank, args.out, config, args.output, _reward(args), args.diagnostics, _progress(args),
+        _omega_hparams(args),
+    )  # fmt: skip
     print(
         f"fitted ω on {args.bank}: best validation loss {record.val_losses[record.best_epoch]:.6f} at epoch "
         f"{record.best_epoch + 1} of {len(record.val_losses)} ({record.seconds:.1f} s); saved to {args.out}"
@@ -206,6 +214,8 @@ def _experiment(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     denoisers, classifier = experiment_inputs(dataset, args.checkpoints, args.denoisers, args.classifier)
     overrides = {k: getattr(args, k) for k in EXPERIMENT_OVERRIDES if getattr(args, k) is not None}
+    overrides.update(omega_hparams=_omega_hparams(args))
+    overrides.update({"feature_layers": tuple(args.feature_layer)} if args.feature_layer else {})
     online = {k: getattr(args, k) for k in ("kernel", "start", "rollout") if getattr(args, k) is not None}
     learn = "online" if args.online or args.objective != "energy" or args.features or online else "bank"
     config = experiment_config(
@@ -232,7 +242,6 @@ EXPERIMENT_OVERRIDES = (
     "reward",
     "reward_weights",
     "features",
-    "feature_layer",
     "held_out_classifier",
 )
 """``experiment`` options that replace an :class:`~.experiment.ExperimentConfig` field when given."""

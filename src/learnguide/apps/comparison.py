@@ -104,8 +104,9 @@ def learn_as_configured(
     progress: bool = True,
     features: FeatureMap | None = None,
 ) -> tuple[OmegaNet, dict]:
-    """:func:`~learnguide.core.learn.learn_omega` with the ``learn``, ``bank``, ``fit``, ``online`` and
-    ``seed`` of a demo or experiment config (online in the feature map ``features`` when given)."""
+    """:func:`~learnguide.core.learn.learn_omega` with the ``learn``, ``bank``, ``fit``, ``online``,
+    ``omega_hparams`` and ``seed`` of a demo or experiment config (online in the feature map ``features`` when
+    given)."""
     return learn_omega(
         denoiser,
         denoiser.schedule,
@@ -119,4 +120,5 @@ def learn_as_configured(
         seed=config.seed,
         progress=progress,
         features=features,
+        omega_hparams=config.omega_hparams,
     )

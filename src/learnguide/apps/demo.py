@@ -85,6 +85,7 @@ class DemoConfig:
         learn: ``"bank"`` (a transition bank, then a fit; default) or ``"online"`` (the paper's procedure).
         bank, fit: the transition bank and its fit (docs/design.md §3.1).
         online: hyper-parameters of online learning (docs/design.md §3), used when ``learn == "online"``.
+        omega_hparams: other :class:`~learnguide.core.guidance.OmegaNet` keywords (e.g. ``shared``).
         denoiser_hidden: width of the toy MLP denoisers.
         seed: master seed; every sample set, network and run derives from it.
     """
@@ -102,6 +103,7 @@ class DemoConfig:
     bank: BankConfig = field(default_factory=lambda: BankConfig(items=16384))
     fit: FitConfig = field(default_factory=FitConfig)
     online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=3000))
+    omega_hparams: dict = field(default_factory=dict)
     denoiser_hidden: int = 128
     seed: int = 0
 

@@ -27,6 +27,7 @@ from learnguide.apps.comparison import (
     learn_as_configured,
     tune_families,
 )
+from learnguide.apps.learning import SCALE_ITEMS
 from learnguide.checkpoints import atomic_write_text, strict_json
 from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
 from learnguide.core.denoisers import CountingDenoiser
@@ -40,7 +41,7 @@ from learnguide.core.learn import learn_omega
 from learnguide.core.online import OnlineConfig, default_churn
 from learnguide.core.schedules import Schedule, step_grid
 from learnguide.data.images import ImageDataset
-from learnguide.images.classifier import ImageClassifier, frozen_features, load_classifier, predict
+from learnguide.images.classifier import ImageClassifier, classifier_features, load_classifier, predict
 from learnguide.images.denoisers import image_denoiser_fingerprint, load_image_denoiser
 from learnguide.images.evaluation import (
     ImageScorer,
@@ -77,7 +78,10 @@ class ExperimentConfig:
         bank, fit, online: how ω is learned (docs/design.md §3, §3.1).
         features: a classifier folder in whose features ω is learned online (docs/design.md §3.2): a noisy
             one (``train-classifier --noisy``), or a clean one for a whole-trajectory rollout; None: pixels.
-        feature_layer: the layer of ``features`` compared: ``"pooled"`` features or ``"logits"``.
+        feature_layers: the layers of ``features`` compared: ``"pooled"`` features, ``"logits"``, or both
+            (joined, each scaled by its mean distance on training data).
+        omega_hparams: other :class:`~learnguide.core.guidance.OmegaNet` keywords (e.g. ``shared``: one ω(t)
+            for every class).
         held_out_classifier: a held-out evaluation classifier folder (another architecture and seed,
             ``train-classifier --arch lenet``); every evaluation set is also scored in its features
             (``held_out_fd``, ``held_out_accuracy``). None: not scored.
@@ -108,7 +112,8 @@ class ExperimentConfig:
         default_factory=lambda: OnlineConfig(iterations=500, batch_size=256, particles=2, group_size=8)
     )
     features: str | None = None
-    feature_layer: str = "pooled"
+    feature_layers: tuple[str, ...] = ("pooled",)
+    omega_hparams: dict = field(default_factory=dict)
     held_out_classifier: str | None = None
     grid_columns: int = 8
     inception: bool = False
@@ -175,8 +180,8 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
 
 
 LEARNING_FIELDS = (
-    "learn", "bank", "fit", "online", "features", "feature_layer", "reward", "reward_weights", "reward_bank",
-    "reward_fit",
+    "learn", "bank", "fit", "online", "features", "feature_layers", "omega_hparams", "reward",
+    "reward_weights", "reward_bank", "reward_fit",
 )  # fmt: skip
 
 
@@ -188,7 +193,17 @@ def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | Non
     learned = (
         {
             k: learning.get(k)
-            for k in ("method", "bank", "fit", "online", "features", "feature_layer", "reward", "output")
+            for k in (
+                "method",
+                "bank",
+                "fit",
+                "online",
+                "features",
+                "feature_layers",
+                "omega_hparams",
+                "reward",
+                "output",
+            )
         }
         if learning
         else None
@@ -305,12 +320,16 @@ def run_checkpoint(
     phi = None
     if config.features is not None:
         classifier = load_classifier(config.features, data_id=dataset.fingerprint())
-        phi = frozen_features(classifier, config.feature_layer)
+        scale_data = dataset.data_sampler("train")(SCALE_ITEMS, torch.Generator().manual_seed(0))[0]
+        phi = classifier_features(classifier, config.feature_layers, scale_data)
     omega_net, learning = learn_as_configured(
         config, denoiser, dataset.data_sampler("train"), k, out / name, progress, phi
     )
     learning.update(
-        wall_seconds=time.perf_counter() - began, features=config.features, feature_layer=config.feature_layer
+        wall_seconds=time.perf_counter() - began,
+        features=config.features,
+        feature_layers=config.feature_layers,
+        omega_hparams=config.omega_hparams,
     )
     rewarded = learn_rewarded(denoiser, model.schedule, dataset, classifier, config, out / name, progress)
     diagnostics = None

@@ -27,8 +27,10 @@ from learnguide.core.online import OnlineConfig, TrainingRecord, train_omega_onl
 from learnguide.core.schedules import get_schedule, step_grid
 from learnguide.data.prompts import load_prompt_images
 from learnguide.distributed import processes
-from learnguide.images.classifier import frozen_features, load_classifier
+from learnguide.images.classifier import classifier_features, load_classifier
 from learnguide.images.reports import plot_binned_omega
+
+SCALE_ITEMS = 512  # clean data items each joined feature layer is scaled by (docs/design.md §3.2)
 
 
 def make_bank(
@@ -59,14 +61,17 @@ def fit_bank_folder(
     reward: Reward | None = None,
     diagnostics: bool = False,
     progress: bool = True,
+    omega_hparams: dict | None = None,
 ) -> tuple[OmegaNet, FitRecord]:
-    """Fit a new ω-network (``output`` map; initial weights from ``config.seed``) on the bank in ``bank_dir``
+    """Fit a new ω-network (``output`` map, other :class:`OmegaNet` keywords in ``omega_hparams``, e.g.
+    ``shared``; initial weights from ``config.seed``) on the bank in ``bank_dir``
     and save it to ``out`` with the bank, its denoiser's id, the settings and the fit's warnings. With
     ``diagnostics``, also write ``out/diagnostics.json`` and ``out/omega_heatmap.png`` (the per-(class, t)
     loss-optimal ω)."""
     bank = load_bank(bank_dir)
     torch.manual_seed(config.seed)
-    net = OmegaNet.for_conditions(get_schedule(bank.manifest["schedule"]), bank.cond, output=output)
+    schedule = get_schedule(bank.manifest["schedule"])
+    net = OmegaNet.for_conditions(schedule, bank.cond, output=output, **(omega_hparams or {}))
     record = fit_omega_on_bank(net, bank, config, progress=progress, reward=reward)
     out = Path(out)
     extra = {"bank": str(bank_dir), "denoiser_id": bank.manifest["denoiser_id"], "fit": vars(config)}
@@ -86,17 +91,21 @@ def fit_online_folder(
     reward: Reward | None = None,
     progress: bool = True,
     features: str | Path | None = None,
-    feature_layer: str = "pooled",
+    feature_layers: tuple[str, ...] = ("pooled",),
+    omega_hparams: dict | None = None,
 ) -> tuple[OmegaNet, TrainingRecord]:
     """Learn ω online (Algorithm 1) for ``source``'s denoiser into ``out`` (resumable: a killed run started
     again on the same folder continues); each batch's denoiser calls are split over the processes. With
     ``features`` (a classifier folder: noisy, ``train-classifier --noisy``, or clean for a whole rollout) the
-    particles are compared in its frozen features φ(x, s) (``feature_layer``: pooled features or logits)
-    instead of pixels."""
-    phi = frozen_features(load_classifier(features), feature_layer) if features else None
+    particles are compared in its frozen features φ(x, s) (``feature_layers``: pooled features, logits, or
+    both joined) instead of pixels. ``omega_hparams``: other :class:`OmegaNet` keywords (e.g. ``shared``)."""
     denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
     procs = processes()
     x0, example = sample_data(2, torch.Generator().manual_seed(0))
+    phi = None
+    if features:
+        scale_data = sample_data(SCALE_ITEMS, torch.Generator().manual_seed(0))[0]
+        phi = classifier_features(load_classifier(features), tuple(feature_layers), scale_data)
     particles = config.particles if config.start == "data" else 1  # on-policy items have one particle
     what = f"a batch of {config.batch_size} items × {particles} particles"
     what += f" × {config.rollout} rollout steps" if config.rollout > 1 else ""
@@ -104,7 +113,9 @@ def fit_online_folder(
     check_memory(needed, what, "--particles, --batch-size or --rollout", procs.device)
     null_id = int(denoiser.null_cond(example)[0]) if example.dim() == 1 else None  # K classes: ∅ is K
     torch.manual_seed(config.seed)
-    net = OmegaNet.for_conditions(denoiser.schedule, example, num_classes=null_id, output=output)
+    net = OmegaNet.for_conditions(
+        denoiser.schedule, example, num_classes=null_id, output=output, **(omega_hparams or {})
+    )
     record = train_omega_online(
         net,
         denoiser.to(procs.device),

@@ -214,6 +214,8 @@ class OmegaNet(nn.Module, GuidanceSchedule):
             raise ValueError("give exactly one of num_classes (class ids) or cond_dim (embeddings)")
         if output not in OUTPUT_MAPS:
             raise ValueError(f"unknown output map {output!r}; choose one of {OUTPUT_MAPS}")
+        if fourier_features < 0:
+            raise ValueError(f"--fourier-features (fourier_features) must be >= 0, got {fourier_features}")
         if output == "softplus" and init_omega <= 0:
             raise ValueError(f"init_omega must be > 0 for a softplus output, got {init_omega}")
         self.schedule = schedule

@@ -42,6 +42,7 @@ def learn_omega(
     reward: Reward | None = None,
     output: str = "relu",
     features: FeatureMap | None = None,
+    omega_hparams: dict | None = None,
 ) -> tuple[OmegaNet, dict]:
     """Learn ω(c, s, t) for one denoiser and save it to ``directory/omega_net``.
 
@@ -60,6 +61,7 @@ def learn_omega(
         output: the ω-network's output map (``relu`` as in the paper, ``softplus``, ``identity``).
         features: online only: a frozen feature map φ(x, s) to measure self-consistency in (docs/design.md
             §3.2); None: pixels.
+        omega_hparams: other :class:`OmegaNet` keywords (e.g. ``shared``, ``fourier_features``).
 
     Returns:
         the ω-network and a record of the cost (seconds, denoiser calls and evaluations), the final loss
@@ -71,7 +73,7 @@ def learn_omega(
         raise ValueError("a feature map is learned online: use method 'online'")
     directory = Path(directory)
     torch.manual_seed(seed)  # the ω-network's initial weights
-    omega_net = OmegaNet(schedule, num_classes=num_classes, output=output)
+    omega_net = OmegaNet(schedule, num_classes=num_classes, output=output, **(omega_hparams or {}))
     bank = replace(bank or BankConfig(), seed=seed)
     if method == "bank" and bank_matches(directory / "bank", bank, schedule, ""):
         shutil.rmtree(directory / "omega_net", ignore_errors=True)  # a bank made the same way is reused

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from learnguide.checkpoints import SIZE, CheckpointError, Field, load_module, save_checkpoint
+from learnguide.core.discrepancy import FeatureMap, data_scaled_features
 from learnguide.core.networks import FourierFeatures, check_group_width
 from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, VPCosine, get_schedule
 from learnguide.data.images import ImageDataset
@@ -274,3 +275,20 @@ def frozen_features(classifier: ImageClassifier, layer: str = "pooled") -> Calla
         return head(features).to(x.dtype)
 
     return phi
+
+
+def classifier_features(
+    classifier: ImageClassifier, layers: tuple[str, ...] = ("pooled",), x0: Tensor | None = None
+) -> FeatureMap:
+    """φ of one or several :data:`FEATURE_LAYERS` of a frozen classifier (:func:`frozen_features`). Several
+    are joined, each divided by its mean pairwise distance on clean data ``x0 [B, C, H, W]`` (B ≥ 2; needed
+    then), so that the pooled features and the logits count alike whatever their units (docs/design.md
+    §3.2)."""
+    if not layers:
+        raise ValueError(f"give at least one feature layer of {FEATURE_LAYERS}")
+    maps = [frozen_features(classifier, layer) for layer in layers]
+    if len(maps) == 1:
+        return maps[0]
+    if x0 is None:
+        raise ValueError("joining several feature layers needs clean data to scale each by")
+    return data_scaled_features([(phi, 1.0) for phi in maps], x0)
