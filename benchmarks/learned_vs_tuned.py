@@ -240,16 +240,17 @@ def run_checkpoint(
     }
 
 
-def markdown_table(report: dict) -> str:
-    """RESULTS.md's table from the JSON: per checkpoint, FD in both classifiers' features of the learned ω,
-    the best tuned baseline in each (the lowest of RESULTS.md's winners on these sets) and ω = 0."""
+def markdown_table(report: dict, variant: str | None = None) -> str:
+    """RESULTS.md's table from the JSON: per checkpoint (of ``variant``'s entries, or all), FD in both
+    classifiers' features of the learned ω, the best tuned baseline in each (the lowest of RESULTS.md's
+    winners on these sets) and ω = 0."""
     rows = [
         "| checkpoint | learned FD (eval.) | best tuned (eval.) | ratio | learned FD (held-out) | best tuned "
         "(held-out) | ratio | unguided (eval. / held-out) | learning cost (× 7-point grid) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, entry in report.items():
-        if ":" not in key:
+        if ":" not in key or (variant is not None and entry["variant"] != variant):
             continue
         scores = entry["scores"]
         tuned = {k: v for k, v in scores.items() if k not in ("learned", "unguided")} or {
@@ -271,14 +272,19 @@ def markdown_table(report: dict) -> str:
     return "\n".join(rows)
 
 
-def plot_omega_curves(report: dict, path: Path) -> None:
-    """One panel per checkpoint: the learned ω over the 25-step grid's t, one line per class."""
+def plot_omega_curves(report: dict, path: Path, variant: str | None = None) -> None:
+    """One panel per checkpoint (of ``variant``'s entries, or all): the learned ω over the 25-step grid's t,
+    one line per class."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    entries = {k.split(":")[0]: v for k, v in report.items() if ":" in k}
+    entries = {
+        k.split(":")[0]: v
+        for k, v in report.items()
+        if ":" in k and (variant is None or v["variant"] == variant)
+    }
     fig, axes = plt.subplots(1, len(entries), figsize=(3.2 * len(entries), 2.8), squeeze=False, sharey=True)
     for ax, (name, entry) in zip(axes[0], entries.items(), strict=True):
         for k, omegas in enumerate(entry["omega_per_class"]):
@@ -307,10 +313,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.table:
-        print(markdown_table(json.loads(args.out.read_text())))
+        print(markdown_table(json.loads(args.out.read_text()), args.variant))
         return
     if args.figure:
-        plot_omega_curves(json.loads(args.out.read_text()), args.figure)
+        plot_omega_curves(json.loads(args.out.read_text()), args.figure, args.variant)
         return
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report.setdefault("variants", {})
