@@ -134,6 +134,7 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
         clf = ["train-classifier", "--dataset", "digits", "--epochs", "1", "--width", "8", *extra]
         assert main([*clf, "--out", str(tmp_path / folder), "--no-progress"]) == 0
     features = ["--features", str(tmp_path / "noisy"), "--rollout", "3", "--objective", "class-marginal"]
+    features += ["--feature-layer", "pooled", "logits", "--shared"]
     held_out = ["--held-out-classifier", str(tmp_path / "lenet")]
     assert main([*exp, *under, "--tiny", "--no-progress", *features, *held_out]) == 0
     rolled = json.loads((out / "results.json").read_text())["under_trained"]
@@ -142,6 +143,9 @@ def test_tiny_experiment_on_digits_end_to_end(tmp_path, monkeypatch):
         rolled["learning"]["features"] == str(tmp_path / "noisy") and rolled["learning"]["method"] == "online"
     )
     assert online["rollout"] == 3 and online["churn"] == 0.0 and online["objective"] == "class-marginal"
+    assert rolled["learning"]["feature_layers"] == ["pooled", "logits"]
+    assert rolled["learning"]["omega_hparams"] == {"shared": True}
+    assert json.loads((out / "under_trained" / "omega_net" / "config.json").read_text())["shared"] is True
     for entry in rolled["by_steps"].values():
         assert entry["learned"]["held_out_fd"] >= 0 and 0 <= entry["constant"]["held_out_accuracy"] <= 1
     assert main([*exp, *under, "--tiny", "--no-progress", "--features", str(tmp_path / "none")]) == 2

@@ -319,9 +319,9 @@ def run_checkpoint(
     began = time.perf_counter()
     phi = None
     if config.features is not None:
-        classifier = load_classifier(config.features, data_id=dataset.fingerprint())
+        feature_classifier = load_classifier(config.features, data_id=dataset.fingerprint())
         scale_data = dataset.data_sampler("train")(SCALE_ITEMS, torch.Generator().manual_seed(0))[0]
-        phi = classifier_features(classifier, config.feature_layers, scale_data)
+        phi = classifier_features(feature_classifier, config.feature_layers, scale_data)
     omega_net, learning = learn_as_configured(
         config, denoiser, dataset.data_sampler("train"), k, out / name, progress, phi
     )
