@@ -119,7 +119,7 @@ def _fit(args: argparse.Namespace) -> int:
         return _fit_online(args)
     if not args.bank:
         raise ValueError("fit needs --bank (a transition bank) or --online with a denoiser")
-    if args.features or args.feature_layer or args.kernel != "energy":  # an ω-network's settings may stay
+    if args.features or args.feature_layer or args.kernel != "energy":  # --shared, --fourier-features: fine
         raise ValueError(
             "--features, --feature-layer and --kernel are learned online: add --online (a bank holds pixel "
             "statistics)"

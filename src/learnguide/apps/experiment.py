@@ -27,7 +27,7 @@ from learnguide.apps.comparison import (
     learn_as_configured,
     tune_families,
 )
-from learnguide.apps.learning import SCALE_ITEMS
+from learnguide.apps.learning import load_feature_map
 from learnguide.checkpoints import atomic_write_text, strict_json
 from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
 from learnguide.core.denoisers import CountingDenoiser
@@ -41,7 +41,7 @@ from learnguide.core.learn import learn_omega
 from learnguide.core.online import OnlineConfig, default_churn
 from learnguide.core.schedules import Schedule, step_grid
 from learnguide.data.images import ImageDataset
-from learnguide.images.classifier import ImageClassifier, classifier_features, load_classifier, predict
+from learnguide.images.classifier import ImageClassifier, load_classifier, predict
 from learnguide.images.denoisers import image_denoiser_fingerprint, load_image_denoiser
 from learnguide.images.evaluation import (
     ImageScorer,
@@ -319,9 +319,9 @@ def run_checkpoint(
     began = time.perf_counter()
     phi = None
     if config.features is not None:
-        feature_classifier = load_classifier(config.features, data_id=dataset.fingerprint())
-        scale_data = dataset.data_sampler("train")(SCALE_ITEMS, torch.Generator().manual_seed(0))[0]
-        phi = classifier_features(feature_classifier, config.feature_layers, scale_data)
+        phi = load_feature_map(
+            config.features, config.feature_layers, dataset.data_sampler("train"), dataset.fingerprint()
+        )
     omega_net, learning = learn_as_configured(
         config, denoiser, dataset.data_sampler("train"), k, out / name, progress, phi
     )

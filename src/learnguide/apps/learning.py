@@ -20,7 +20,9 @@ from learnguide.core.banks import (
     generate_bank,
     load_bank,
 )
+from learnguide.core.discrepancy import FeatureMap
 from learnguide.core.guidance import OmegaNet, export_schedule
+from learnguide.core.items import DataSampler
 from learnguide.core.memory import check_memory, particle_bytes
 from learnguide.core.objectives import Reward
 from learnguide.core.online import OnlineConfig, TrainingRecord, train_omega_online
@@ -31,6 +33,17 @@ from learnguide.images.classifier import classifier_features, load_classifier
 from learnguide.images.reports import plot_binned_omega
 
 SCALE_ITEMS = 512  # clean data items each joined feature layer is scaled by (docs/design.md §3.2)
+
+
+def load_feature_map(
+    folder: str | Path, layers: tuple[str, ...], sample_data: DataSampler, data_id: str | None = None
+) -> FeatureMap:
+    """The frozen feature map of the classifier in ``folder`` (trained on ``data_id``'s data when given):
+    its ``layers`` (:func:`~learnguide.images.classifier.classifier_features`), several scaled on
+    ``SCALE_ITEMS`` items drawn from ``sample_data`` with seed 0."""
+    classifier = load_classifier(folder, data_id=data_id)
+    x0 = sample_data(SCALE_ITEMS, torch.Generator().manual_seed(0))[0] if len(layers) > 1 else None
+    return classifier_features(classifier, layers, x0)
 
 
 def make_bank(
@@ -102,10 +115,7 @@ def fit_online_folder(
     denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
     procs = processes()
     x0, example = sample_data(2, torch.Generator().manual_seed(0))
-    phi = None
-    if features:
-        scale_data = sample_data(SCALE_ITEMS, torch.Generator().manual_seed(0))[0]
-        phi = classifier_features(load_classifier(features), tuple(feature_layers), scale_data)
+    phi = load_feature_map(features, tuple(feature_layers), sample_data) if features else None
     particles = config.particles if config.start == "data" else 1  # on-policy items have one particle
     what = f"a batch of {config.batch_size} items × {particles} particles"
     what += f" × {config.rollout} rollout steps" if config.rollout > 1 else ""

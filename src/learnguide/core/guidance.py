@@ -206,10 +206,9 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         fourier_features: int = 8,
         output: str = "relu",
         init_omega: float = 1.0,
-        shared: bool | None = False,
+        shared: bool = False,
     ) -> None:
         super().__init__()
-        shared = bool(shared)
         if (num_classes is None) == (cond_dim is None):
             raise ValueError("give exactly one of num_classes (class ids) or cond_dim (embeddings)")
         if output not in OUTPUT_MAPS:
@@ -344,7 +343,7 @@ class OmegaNet(nn.Module, GuidanceSchedule):
             directory,
             CHECKPOINT_KIND,
             CONFIG_FIELDS,
-            lambda c: cls(c["schedule"], **{k: c.get(k) for k in HPARAMS}),  # num_classes or cond_dim is null
+            lambda c: cls(c["schedule"], **{k: c[k] for k in HPARAMS if k in c}),  # absent: the default
         )
         saved_schedule = config["schedule"]
         if schedule is not None and schedule.config() != saved_schedule.config():
