@@ -109,6 +109,21 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
         replace(ROLLOUT, iterations=30, batch_size=160, group_size=16, beta=1.0), fourier_features=0,
         classifier="clean", layers=("pooled", "logits"), shared=True,
     ),
+    # rollout-shared's relu fit sees ω unconstrained; on digits well_trained (optimum ω = 0) it swings
+    # between negative ω (loss spikes 6×) and ω ≈ 1 and stops wherever the 30th step leaves it (1.05). The
+    # map the sampler uses, softplus, keeps ω ≥ 0 in the fit too; it starts at ω = 0.5, mid-range
+    "rollout-softplus": Variant(
+        replace(ROLLOUT, iterations=30, batch_size=160, group_size=16, beta=1.0), "softplus", init_omega=0.5,
+        fourier_features=0, classifier="clean", layers=("pooled", "logits"), shared=True,
+    ),
+    # rollout-softplus at lr 2e-2 drops MNIST well_trained's ω from 0.5 to ≡ 0 and cannot come back: an Adam
+    # step moves every weight of the 4-layer MLP by ~lr at once, which moves ω by up to ~0.3 per step once
+    # the layers align. A third of the step size: ω moves ≤ 0.15 per step (digits well_trained: 0.5 → 0
+    # in 8 steps, as its landscape asks)
+    "rollout-steady": Variant(
+        replace(ROLLOUT, iterations=30, batch_size=160, group_size=16, beta=1.0, lr=6e-3), "softplus",
+        init_omega=0.5, fourier_features=0, classifier="clean", layers=("pooled", "logits"), shared=True,
+    ),
 }  # fmt: skip
 
 

@@ -569,6 +569,9 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ),
     ("fit-lr-nan", ["fit", "--bank", "{root}/bank", "--out", OUT, "--lr", "nan"], "lr a finite number > 0"),
     ("online-lr-inf", [*ONLINE, "--lr", "inf"], "lr must be a finite number > 0, got inf"),
+    ("online-init-omega-nan", [*ONLINE, "--init-omega", "nan"], "--init-omega (init_omega) must be a finite"),
+    ("softplus-init-omega-0", [*ONLINE, "--output", "softplus", "--init-omega", "0"], "> 0 for a softplus"),
+    ("fourier-features-negative", [*ONLINE, "--fourier-features", "-1"], "(fourier_features) must be >= 0"),
     (
         "train-denoiser-lr-nan",
         ["train-denoiser", "--dataset", "digits", "--out", OUT, "--lr", "nan"],

@@ -114,13 +114,14 @@ def test_a_rollout_learns_one_shared_omega_in_clean_classifier_layers_through_th
     save_noisy_digits_classifier(tmp_path / "clean", noisy=False)
     args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
     args += ["--features", str(tmp_path / "clean"), "--feature-layer", "pooled", "logits"]
-    args += ["--shared", "--fourier-features", "0"]
+    args += ["--shared", "--fourier-features", "0", "--output", "softplus", "--init-omega", "0.5"]
     args += ["--objective", "class-marginal", "--group-size", "2", "--grid-steps", "3"]
     args += ["--iterations", "1", "--batch-size", "20", "--particles", "1", "--no-progress"]
     assert main([*args, "--rollout", "3", "--out", str(tmp_path / "omega")]) == 0
     learned = OmegaNet.load(tmp_path / "omega")
     assert learned.hparams["num_classes"] == 10 and learned.hparams["shared"] is True
-    assert learned.hparams["fourier_features"] == 0
+    assert learned.hparams["fourier_features"] == 0 and learned.hparams["output"] == "softplus"
+    assert learned.hparams["init_omega"] == 0.5
     assert main([*args, "--rollout", "2", "--out", str(tmp_path / "short")]) == 2
     assert "a clean classifier's features compare final samples only" in capsys.readouterr().err
     assert not (tmp_path / "short" / "model.safetensors").exists()

@@ -43,7 +43,8 @@ def _add_overwrite_switch(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _add_feature_layer_argument(parser: argparse.ArgumentParser) -> None:
-    """``--feature-layer`` of ``--features``, and the ω-network's ``--shared`` and ``--fourier-features``."""
+    """``--feature-layer`` of ``--features``, and the ω-network's ``--shared``, ``--fourier-features`` and
+    ``--init-omega``."""
     parser.add_argument(
         "--feature-layer",
         nargs="+",
@@ -60,6 +61,11 @@ def _add_feature_layer_argument(parser: argparse.ArgumentParser) -> None:
         "--fourier-features",
         type=int,
         help="the ω-network's Fourier features of log-SNR (default: 8; 0: a smooth function of the log-SNRs)",
+    )
+    parser.add_argument(
+        "--init-omega",
+        type=float,
+        help="the ω-network's ω everywhere before learning (default: 1; > 0 with --output softplus)",
     )
 
 

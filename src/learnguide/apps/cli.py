@@ -105,9 +105,10 @@ def _fit_online(args: argparse.Namespace) -> int:
 
 
 def _omega_hparams(args: argparse.Namespace) -> dict:
-    """The :class:`~learnguide.core.guidance.OmegaNet` keywords given by ``--shared`` and
-    ``--fourier-features``."""
+    """The :class:`~learnguide.core.guidance.OmegaNet` keywords given by ``--shared``, ``--fourier-features``
+    and ``--init-omega``."""
     given = {"shared": args.shared or None, "fourier_features": args.fourier_features}
+    given["init_omega"] = args.init_omega
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -119,7 +120,7 @@ def _fit(args: argparse.Namespace) -> int:
         return _fit_online(args)
     if not args.bank:
         raise ValueError("fit needs --bank (a transition bank) or --online with a denoiser")
-    if args.features or args.feature_layer or args.kernel != "energy":  # --shared, --fourier-features: fine
+    if args.features or args.feature_layer or args.kernel != "energy":  # the ω-network's options: fine
         raise ValueError(
             "--features, --feature-layer and --kernel are learned online: add --online (a bank holds pixel "
             "statistics)"

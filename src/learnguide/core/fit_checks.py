@@ -44,14 +44,16 @@ def constant_omega_message(net: OmegaNet, cond: Tensor, s: Tensor, t: Tensor) ->
     if float(omega.max() - omega.min()) > CONSTANT_TOL:
         return None
     value = float(omega[0])
-    if net.hparams["output"] == "relu" and value == 0.0 and float(raw.max() - raw.min()) > CONSTANT_TOL:
+    at_zero = net.hparams["output"] in ("relu", "softplus") and abs(value) < CONSTANT_TOL
+    if at_zero and float(raw.max() - raw.min()) > CONSTANT_TOL:  # learned, and driven to the bound ω = 0
+        below = "≤ 0" if net.hparams["output"] == "relu" else "far below 0"
         why = (
-            "its unconstrained value is ≤ 0 everywhere, so the objective asks for no guidance here; "
+            f"its unconstrained value is {below} everywhere, so the objective asks for no guidance here; "
             "`learnguide fit --diagnostics` shows the per-(class, t) optimum"
         )
     else:
         why = "the network did not learn: try a lower --lr, more items or epochs, or --output identity"
-    return f"the fitted ω is constant ({value:.4g}) over every input: {why}"
+    return f"the fitted ω is constant ({0.0 if at_zero else value:.4g}) over every input: {why}"
 
 
 class OutputGradientMonitor:

@@ -215,8 +215,10 @@ class OmegaNet(nn.Module, GuidanceSchedule):
             raise ValueError(f"unknown output map {output!r}; choose one of {OUTPUT_MAPS}")
         if fourier_features < 0:
             raise ValueError(f"--fourier-features (fourier_features) must be >= 0, got {fourier_features}")
-        if output == "softplus" and init_omega <= 0:
-            raise ValueError(f"init_omega must be > 0 for a softplus output, got {init_omega}")
+        if not math.isfinite(init_omega) or (output == "softplus" and init_omega <= 0):
+            raise ValueError(
+                f"--init-omega (init_omega) must be a finite number (> 0 for a softplus output), got {init_omega}"
+            )
         self.schedule = schedule
         self.hparams = dict(
             zip(
