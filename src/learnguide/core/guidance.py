@@ -217,7 +217,8 @@ class OmegaNet(nn.Module, GuidanceSchedule):
             raise ValueError(f"--fourier-features (fourier_features) must be >= 0, got {fourier_features}")
         if not math.isfinite(init_omega) or (output == "softplus" and init_omega <= 0):
             raise ValueError(
-                f"--init-omega (init_omega) must be a finite number (> 0 for a softplus output), got {init_omega}"
+                "--init-omega (init_omega) must be a finite number (> 0 for a softplus output), got "
+                f"{init_omega}"
             )
         self.schedule = schedule
         self.hparams = dict(
