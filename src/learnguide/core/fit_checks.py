@@ -45,11 +45,16 @@ def constant_omega_message(net: OmegaNet, cond: Tensor, s: Tensor, t: Tensor) ->
         return None
     value = float(omega[0])
     at_zero = net.hparams["output"] in ("relu", "softplus") and abs(value) < CONSTANT_TOL
-    if at_zero and float(raw.max() - raw.min()) > CONSTANT_TOL:  # learned, and driven to the bound ω = 0
-        below = "≤ 0" if net.hparams["output"] == "relu" else "far below 0"
+    learned = float(raw.max() - raw.min()) > CONSTANT_TOL  # the network moved, and ω sits at its bound 0
+    if at_zero and learned and net.hparams["output"] == "relu":  # the fit saw the unconstrained value
         why = (
-            f"its unconstrained value is {below} everywhere, so the objective asks for no guidance here; "
+            "its unconstrained value is ≤ 0 everywhere, so the objective asks for no guidance here; "
             "`learnguide fit --diagnostics` shows the per-(class, t) optimum"
+        )
+    elif at_zero and learned:
+        why = (
+            "the fit drove it far below 0, where softplus saturates and passes no gradient back: the "
+            "objective asked for less guidance, maybe not for none; --output relu fits it unconstrained"
         )
     else:
         why = "the network did not learn: try a lower --lr, more items or epochs, or --output identity"
