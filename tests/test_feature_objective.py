@@ -1,6 +1,7 @@
 """Self-consistency measured with other kernels and in a frozen feature space (docs/design.md §3.2)."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -116,8 +117,20 @@ def test_a_rollout_learns_one_shared_omega_in_clean_classifier_layers_through_th
     args += ["--features", str(tmp_path / "clean"), "--feature-layer", "pooled", "logits"]
     args += ["--shared", "--fourier-features", "0", "--output", "softplus", "--init-omega", "0.5"]
     args += ["--objective", "class-marginal", "--group-size", "2", "--grid-steps", "3"]
-    args += ["--iterations", "1", "--batch-size", "20", "--particles", "1", "--no-progress"]
+    args += [
+        "--iterations",
+        "1",
+        "--batch-size",
+        "20",
+        "--particles",
+        "1",
+        "--lr-decay",
+        "cosine",
+        "--no-progress",
+    ]
     assert main([*args, "--rollout", "3", "--out", str(tmp_path / "omega")]) == 0
+    saved = json.loads((tmp_path / "omega" / "config.json").read_text())
+    assert saved["extra"]["online"]["lr_decay"] == "cosine"
     learned = OmegaNet.load(tmp_path / "omega")
     assert learned.hparams["num_classes"] == 10 and learned.hparams["shared"] is True
     assert learned.hparams["fourier_features"] == 0 and learned.hparams["output"] == "softplus"

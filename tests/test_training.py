@@ -24,6 +24,7 @@ def test_time_sampling_respects_s_min_zeta_delta():
         dict(blocks=0),
         dict(particles=1),
         dict(s_min=0.95),
+        dict(lr_decay="linear"),
     ],
 )
 def test_online_config_is_validated(bad):
@@ -78,6 +79,33 @@ def test_resume_gives_the_same_network_as_an_uninterrupted_run(mixture, exact, t
     )
     assert all(torch.equal(p, q) for p, q in zip(full.parameters(), fresh.parameters(), strict=True))
     assert len(record.losses) == 6 and (tmp_path / "model.safetensors").is_file()
+
+
+def test_a_cosine_decay_falls_to_zero_changes_the_fit_and_resumes_exactly(mixture, exact, tmp_path):
+    config = OnlineConfig(iterations=6, batch_size=32, lr=1e-2, lr_decay="cosine", checkpoint_every=3)
+    assert config.learning_rate(0) == 1e-2 and config.learning_rate(3) == pytest.approx(5e-3)
+    assert config.learning_rate(6) == pytest.approx(0.0, abs=1e-12)
+    (decayed, _), (constant, _) = (
+        _run(mixture, exact, iterations=6, lr=1e-2, lr_decay=d) for d in ("cosine", "constant")
+    )
+    assert not all(
+        torch.equal(p, q) for p, q in zip(decayed.parameters(), constant.parameters(), strict=True)
+    )
+    data, calls = mixture.data_sampler(), []
+
+    def killed_in_iteration_four(n, generator):
+        calls.append(n)
+        if len(calls) > 3:
+            raise RuntimeError("killed")
+        return data(n, generator)
+
+    torch.manual_seed(123)
+    net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_omega_online(net, exact, killed_in_iteration_four, config, tmp_path, progress=False)
+    fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)  # a new process resumes at iteration 3
+    train_omega_online(fresh, exact, data, config, tmp_path, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(decayed.parameters(), fresh.parameters(), strict=True))
 
 
 def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):

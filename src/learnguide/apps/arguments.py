@@ -220,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with on-policy or --rollout: the sampler's steps (default: 25)",
     )
     fit.add_argument(
+        "--lr-decay",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="online: Adam's rate over the iterations: constant (default), or cosine from --lr down to 0",
+    )
+    fit.add_argument(
         "--refresh",
         type=int,
         default=1,

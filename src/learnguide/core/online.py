@@ -52,6 +52,7 @@ CHECK_WINDOW = 50  # online steps per window of the no-gradient check (the onlin
 
 OBJECTIVES = ("energy", "marginal", "class-marginal")
 STARTS = ("data", "on-policy")
+LR_DECAYS = ("constant", "cosine")
 
 
 def default_churn(start: str, rollout: int) -> float:
@@ -72,7 +73,10 @@ class OnlineConfig(TimeSampling, LossSettings):
         particles: m true and m guided particles per item.
         beta: distance exponent β ∈ (0, 2] (2 with ``lam=0`` is the ℓ2 variant).
         lam: repulsion weight λ ∈ [0, 1].
-        lr: Adam learning rate.
+        lr: Adam learning rate (its peak with ``lr_decay="cosine"``).
+        lr_decay: ``"constant"`` (default) or ``"cosine"``: the rate at iteration i is
+            lr·(1 + cos(π·i / iterations)) / 2, so a fit whose ω oscillates around its optimum ends there
+            instead of wherever the last step left it.
         objective: ``"energy"`` (per item, eq. 9), ``"marginal"`` (across the batch) or
             ``"class-marginal"`` (across groups of ``group_size`` items that share c, s and t).
         kernel: the discrepancy's kernel, ``"energy"`` (β, λ; the paper's), ``"rbf"`` or ``"imq"`` (λ and
@@ -103,6 +107,7 @@ class OnlineConfig(TimeSampling, LossSettings):
     batch_size: int = 256
     particles: int = 4
     lr: float = 1e-3
+    lr_decay: str = "constant"
     objective: str = "energy"
     kernel: str = "energy"
     kernel_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -138,6 +143,8 @@ class OnlineConfig(TimeSampling, LossSettings):
             )
         if not 0.0 < self.lr < math.inf:
             raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"unknown --lr-decay {self.lr_decay!r}; choose one of {LR_DECAYS}")
         if self.start not in STARTS:
             raise ValueError(f"unknown --start {self.start!r}; choose one of {STARTS}")
         if self.start == "on-policy" and self.objective != "class-marginal":
@@ -151,6 +158,12 @@ class OnlineConfig(TimeSampling, LossSettings):
             raise ValueError("repulsion --lam > 0 needs at least 2 --particles per item (or per class group)")
         self.kernel_config().validate()
         self.check_times()
+
+    def learning_rate(self, iteration: int) -> float:
+        """Adam's rate at ``iteration`` (0-based) under ``lr_decay``."""
+        if self.lr_decay == "cosine":
+            return self.lr * (1.0 + math.cos(math.pi * iteration / self.iterations)) / 2.0
+        return self.lr
 
     def sampler_grid(self) -> Tensor:
         """The sampler's grid of on-policy starts and rollouts: ``grid_steps`` steps from 1 − ζ to 0
@@ -270,6 +283,8 @@ def train_omega_online(
     omega_net.train()
     bar = resumed_progress(start, config.iterations, "learn ω (online)", progress)
     for it in bar:
+        for group in opt.param_groups:  # a function of the iteration alone, so a resumed run follows it too
+            group["lr"] = config.learning_rate(it)
         if config.rollout > 1:
             x_guided, x_true, cond, s, t = _rollout_batch(
                 omega_net, denoiser, sample_data, config, gen, device
