@@ -185,11 +185,10 @@ def feature_classifier(dataset, folder: Path):
     return load_classifier(folder, data_id=dataset.fingerprint())
 
 
-def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[OmegaNet, dict]:
-    """The ω-network learned with ``VARIANTS[variant]`` and its cost, loaded from ``folder`` when there."""
-    if (folder / "learning.json").is_file():
-        return OmegaNet.load(folder, denoiser.schedule), json.loads((folder / "learning.json").read_text())
-    spec = VARIANTS[variant]
+def variant_features(dataset, spec: Variant, work: Path):
+    """The frozen feature map φ(x [B, ...], s [B]) -> [B, F] a variant learns in: its classifier's layers, and
+    pixels when ``spec.pixel_weight`` > 0; several are joined, each scaled by its mean distance on 512
+    training images."""
     if spec.classifier == "clean":
         classifier = feature_classifier(dataset, work / f"{dataset.name}-feature-classifier")
     else:
@@ -200,11 +199,24 @@ def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[Om
     if len(parts) > 1:
         x0 = dataset.data_sampler("train")(512, torch.Generator().manual_seed(0))[0]
         phi = data_scaled_features(parts, x0)
+    return phi
+
+
+def variant_network(dataset, denoiser, spec: Variant) -> OmegaNet:
+    """The ω-network a variant starts from (seeded: the same weights every time)."""
     torch.manual_seed(0)
-    net = OmegaNet(
+    return OmegaNet(
         denoiser.schedule, num_classes=dataset.num_classes, output=spec.output, init_omega=spec.init_omega,
         fourier_features=spec.fourier_features, shared=spec.shared,
     )  # fmt: skip
+
+
+def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[OmegaNet, dict]:
+    """The ω-network learned with ``VARIANTS[variant]`` and its cost, loaded from ``folder`` when there."""
+    if (folder / "learning.json").is_file():
+        return OmegaNet.load(folder, denoiser.schedule), json.loads((folder / "learning.json").read_text())
+    spec = VARIANTS[variant]
+    phi, net = variant_features(dataset, spec, work), variant_network(dataset, denoiser, spec)
     began = time.perf_counter()
     record = train_omega_online(net, denoiser, dataset.data_sampler("train"), spec.online, features=phi)
     cost = {"denoiser_evals": record.denoiser_evals, "seconds": time.perf_counter() - began}

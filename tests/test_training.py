@@ -52,6 +52,19 @@ def test_training_is_reproducible_and_counts_denoiser_work(mixture, exact):
     assert rec.denoiser_calls == 5 and rec.denoiser_evals == 5 * 2 * 32 * 4 and len(rec.losses) == 5
 
 
+def test_on_step_sees_every_iteration_s_loss_and_the_weights_after_it(mixture, exact):
+    torch.manual_seed(123)
+    net, seen = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2), []
+
+    def on_step(iteration, loss):
+        seen.append((iteration, loss, net.body[-1].bias.item()))
+
+    config = OnlineConfig(iterations=3, batch_size=32)
+    record = train_omega_online(net, exact, mixture.data_sampler(), config, progress=False, on_step=on_step)
+    assert [(i, loss) for i, loss, _ in seen] == list(enumerate(record.losses))
+    assert len({bias for *_, bias in seen}) == 3 and seen[-1][2] == net.body[-1].bias.item()
+
+
 @pytest.mark.parametrize("blocks", [1, 3, 8, 100])
 def test_blocks_of_a_batch_simulate_the_same_items_as_one_call(mixture, exact, blocks):
     x0, cond = mixture.data_sampler()(20, torch.Generator().manual_seed(0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -238,6 +239,7 @@ def train_omega_online(
     device: str | torch.device = "cpu",
     denoiser_id: str | None = None,
     features: FeatureMap | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> TrainingRecord:
     """Fit ``omega_net`` in place by online self-consistency training (Algorithm 1), optionally tilted by a
     reward (Algorithm 4: loss + γ_R·(−E[R(x̂_c + ωΔ, c)]), γ_R = ``config.reward_weight``).
@@ -260,6 +262,8 @@ def train_omega_online(
             that sampling with another denoiser is caught (:meth:`OmegaNet.load`).
         features: a frozen feature map φ(x [B, ...], s [B]) -> [B, F] in which to compare the particles
             (e.g. :func:`~learnguide.images.classifier.frozen_features` of a noisy classifier); None: pixels.
+        on_step: called as ``on_step(iteration, loss)`` after each optimiser step (to log or trace the fit;
+            ``omega_net`` then holds the weights after that step).
 
     Returns:
         the :class:`TrainingRecord` (losses, mean rewards when γ_R > 0, denoiser evaluations and calls,
@@ -310,6 +314,8 @@ def train_omega_online(
         if (it + 1) % CHECK_WINDOW == 0:
             monitor.end_epoch()
         record.losses.append(loss.item())
+        if on_step is not None:
+            on_step(it, record.losses[-1])
         if it % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:

@@ -1,0 +1,81 @@
+"""How a learned_vs_tuned variant's fit moves: ω(t) and the loss after each optimiser step (issue 14).
+
+Fits ``--variant`` of ``benchmarks/learned_vs_tuned.py`` on one checkpoint, optionally with its ω-network's
+output map, start, learning rate or decay replaced (``--output``, ``--init-omega``, ``--lr``,
+``--lr-decay``), and records after each step the loss and the learned ω on the 25-step grid (class 0; a
+``shared`` variant has one curve for all classes). Answers "did the fit settle, or stop wherever its last
+step left it?" before any sample is scored. Writes JSON (one entry per run, keyed by its settings).
+
+    python benchmarks/fit_trace.py --checkpoint digits/well_trained --variant rollout-shared \
+        --out benchmarks/results/fit_trace.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from learned_vs_tuned import STEPS, VARIANTS, variant_features, variant_network
+from learnguide.core.online import train_omega_online
+from learnguide.core.schedules import step_grid
+from learnguide.data.images import load_dataset
+from learnguide.images.denoisers import load_image_denoiser
+
+
+def trace(checkpoint: str, variant: str, work: Path, overrides: dict) -> dict:
+    """Fit ``variant`` (with ``overrides`` of its output map, start, lr and decay) on ``checkpoint``; returns
+    ``{"losses": [iterations], "omega": [iterations][25], "omega_t": [25], "warnings": [...]}``."""
+    dataset = load_dataset(checkpoint.split("/")[0])
+    denoiser = load_image_denoiser(f"checkpoints/{checkpoint}", data_id=dataset.fingerprint())
+    spec = VARIANTS[variant]
+    online = {k: v for k, v in overrides.items() if k in ("lr", "lr_decay")}
+    spec = replace(spec, online=replace(spec.online, **online))
+    spec = replace(spec, **{k: v for k, v in overrides.items() if k in ("output", "init_omega")})
+    net, grid = variant_network(dataset, denoiser, spec), step_grid(STEPS)
+    omegas: list[list[float]] = []
+
+    def on_step(iteration: int, loss: float) -> None:
+        with torch.no_grad():
+            omegas.append(net.omega_table(torch.zeros(1, dtype=torch.long), grid)[:, 0].tolist())
+        first, last = omegas[-1][0], omegas[-1][-1]
+        print(f"{iteration:3d} loss {loss:.4f} ω at t = 0.99 {first:.3f}, on the last step {last:.3f}")
+
+    phi = variant_features(dataset, spec, work)
+    data = dataset.data_sampler("train")
+    record = train_omega_online(
+        net, denoiser, data, spec.online, progress=False, features=phi, on_step=on_step
+    )
+    return {
+        "losses": record.losses,
+        "omega": omegas,
+        "omega_t": grid[:-1].tolist(),
+        "warnings": record.warnings,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="<dataset>/<regime> under checkpoints/")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    parser.add_argument("--output", choices=["relu", "softplus", "identity"])
+    parser.add_argument("--init-omega", type=float)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr-decay", choices=["constant", "cosine"])
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fit_trace.json"))
+    args = parser.parse_args()
+    names = ("output", "init_omega", "lr", "lr_decay")
+    overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    key = ":".join([args.checkpoint, args.variant, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report[key] = trace(args.checkpoint, args.variant, args.work, overrides)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
