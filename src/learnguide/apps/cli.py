@@ -107,8 +107,11 @@ def _fit_online(args: argparse.Namespace) -> int:
 def _omega_hparams(args: argparse.Namespace) -> dict:
     """The :class:`~learnguide.core.guidance.OmegaNet` keywords given by ``--shared``, ``--fourier-features``
     and ``--init-omega``."""
-    given = {"shared": args.shared or None, "fourier_features": args.fourier_features}
-    given["init_omega"] = args.init_omega
+    given = {
+        "shared": args.shared or None,
+        "fourier_features": args.fourier_features,
+        "init_omega": args.init_omega,
+    }
     return {k: v for k, v in given.items() if v is not None}
 
 

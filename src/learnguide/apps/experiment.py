@@ -185,29 +185,18 @@ LEARNING_FIELDS = (
 )  # fmt: skip
 
 
+LEARNED_KEYS = (
+    "method", "bank", "fit", "online", "features", "feature_layers", "omega_hparams", "reward", "output",
+)  # fmt: skip
+"""The keys of a learning record that decide whether a learned ω's saved results can be reused."""
+
+
 def _resume_key(config: ExperimentConfig, denoiser_id: str, learning: dict | None = None) -> str:
     """What saved results must match to be reused: sizes, grids, seeds and checkpoint (the baselines), plus
     how ω was learned when ``learning`` (the learning record) is given (the learned ω's results)."""
     skip = ("steps", "grid_columns", *LEARNING_FIELDS)
     settings = {k: v for k, v in asdict(config).items() if k not in skip}
-    learned = (
-        {
-            k: learning.get(k)
-            for k in (
-                "method",
-                "bank",
-                "fit",
-                "online",
-                "features",
-                "feature_layers",
-                "omega_hparams",
-                "reward",
-                "output",
-            )
-        }
-        if learning
-        else None
-    )
+    learned = {k: learning.get(k) for k in LEARNED_KEYS} if learning else None
     blob = json.dumps([settings, denoiser_id, learned], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
