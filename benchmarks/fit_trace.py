@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from learned_vs_tuned import STEPS, VARIANTS, variant_features, variant_network
+from learnguide.core.guidance import OUTPUT_MAPS
 from learnguide.core.online import train_omega_online
 from learnguide.core.schedules import step_grid
 from learnguide.data.images import load_dataset
@@ -45,7 +46,7 @@ def trace(checkpoint: str, variant: str, work: Path, overrides: dict) -> dict:
         print(f"{iteration:3d} loss {loss:.4f} ω at t = 0.99 {first:.3f}, on the last step {last:.3f}")
 
     phi = variant_features(dataset, spec, work)
-    data = dataset.data_sampler("train")
+    data = dataset.data_sampler("train", balanced=spec.balanced)
     record = train_omega_online(
         net, denoiser, data, spec.online, progress=False, features=phi, on_step=on_step
     )
@@ -61,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="<dataset>/<regime> under checkpoints/")
     parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
-    parser.add_argument("--output", choices=["relu", "softplus", "identity"])
+    parser.add_argument("--output", choices=OUTPUT_MAPS)
     parser.add_argument("--init-omega", type=float)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--lr-decay", choices=["constant", "cosine"])

@@ -171,3 +171,14 @@ def test_json_outputs_write_non_finite_numbers_as_null():
         "xs": [1.0, None],
         "t": [2, None],
     }
+
+
+def test_fit_offers_every_output_map_of_the_omega_network():
+    import argparse
+
+    from learnguide.apps.arguments import build_parser
+    from learnguide.core.guidance import OUTPUT_MAPS
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    (output,) = [a for a in commands.choices["fit"]._actions if a.dest == "output"]
+    assert tuple(output.choices) == OUTPUT_MAPS

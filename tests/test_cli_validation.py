@@ -572,6 +572,7 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ("online-init-omega-nan", [*ONLINE, "--init-omega", "nan"], "--init-omega (init_omega) must be a finite"),
     ("softplus-init-omega-0", [*ONLINE, "--output", "softplus", "--init-omega", "0"], "> 0 for a softplus"),
     ("fourier-features-negative", [*ONLINE, "--fourier-features", "-1"], "(fourier_features) must be >= 0"),
+    ("balanced-classes-toy", [*ONLINE, "--balanced-classes"], "the toy ring data has no classes"),
     (
         "train-denoiser-lr-nan",
         ["train-denoiser", "--dataset", "digits", "--out", OUT, "--lr", "nan"],

@@ -140,6 +140,21 @@ def test_a_rollout_learns_one_shared_omega_in_clean_classifier_layers_through_th
     assert not (tmp_path / "short" / "model.safetensors").exists()
 
 
+def test_a_balanced_straight_through_fit_uses_every_drawn_item_through_the_cli(tmp_path, capsys):
+    from learnguide.apps.cli import main
+
+    save_noisy_digits_classifier(tmp_path / "clean", noisy=False)
+    args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
+    args += ["--features", str(tmp_path / "clean"), "--shared", "--output", "relu-st", "--rollout", "3"]
+    args += ["--objective", "class-marginal", "--group-size", "2", "--grid-steps", "3", "--iterations", "1"]
+    args += ["--batch-size", "20", "--particles", "1", "--no-progress"]
+    assert main([*args, "--balanced-classes", "--out", str(tmp_path / "omega")]) == 0
+    assert "120 denoiser evals" in capsys.readouterr().out  # 2 × 3 steps × 20 items: two of each class
+    assert OmegaNet.load(tmp_path / "omega").hparams["output"] == "relu-st"
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert "120 denoiser evals" not in capsys.readouterr().out  # a plain draw of 20 leaves classes short
+
+
 def test_joined_classifier_layers_count_alike_on_data():
     from learnguide.images.classifier import classifier_features
 

@@ -5,6 +5,7 @@ import torch
 
 from learnguide.checkpoints import CheckpointError
 from learnguide.core.guidance import (
+    OUTPUT_MAPS,
     ConstantGuidance,
     IncreasingGuidance,
     IntervalGuidance,
@@ -75,7 +76,7 @@ def test_baselines_rebuild_from_config(guidance):
     assert torch.equal(rebuilt.omega_table(COND, grid), guidance.omega_table(COND, grid))
 
 
-@pytest.mark.parametrize("output", ["relu", "softplus", "identity"])
+@pytest.mark.parametrize("output", OUTPUT_MAPS)
 def test_omega_net_starts_at_init_omega(output):
     net = OmegaNet(VPCosine(), num_classes=3, init_omega=0.7, output=output)
     assert torch.allclose(net(COND, *_times(0.5)), torch.full((3,), 0.7), atol=1e-6)
@@ -90,6 +91,21 @@ def test_the_fit_sees_an_unconstrained_relu_and_sampling_the_clamped_one(output,
     assert torch.allclose(net(COND, *_times(0.3)), torch.full((3,), used), atol=1e-4)
     net.fit_omega(COND, *_times(0.3)).sum().backward()
     assert net.body[-1].bias.grad.abs().item() > 0.1  # a gradient flows where the clamp would block it
+
+
+@pytest.mark.parametrize(
+    "output, target, gradient",
+    [("relu", 0.5, -5.0), ("relu-st", 0.5, -1.0), ("relu", -0.5, -3.0), ("relu-st", -0.5, 0.0)],
+)
+def test_a_straight_through_relu_fit_gets_the_gradient_at_the_clamp_only_towards_more_guidance(
+    output, target, gradient
+):
+    net = OmegaNet(VPCosine(), num_classes=3, output=output)
+    torch.nn.init.constant_(net.body[-1].bias, -2.0)
+    loss = ((net.fit_omega(COND, *_times(0.3)) - target) ** 2).mean()  # summed d/dω = 2(ω − target)
+    loss.backward()  # relu: at ω = −2; relu-st: at ω = 0, passed on only if it raises ω (target 0.5)
+    assert net.fit_omega(COND, *_times(0.3)).min().item() == (-2.0 if output == "relu" else 0.0)
+    assert net.body[-1].bias.grad.item() == pytest.approx(gradient, abs=1e-5)
 
 
 def test_omega_net_with_embeddings_and_bad_inputs():

@@ -2,6 +2,7 @@ import gzip
 import os
 import pickle
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -30,6 +31,20 @@ def test_digits_are_scaled_split_and_balanced():
     assert x.shape == (16, 1, 8, 8) and y.shape == (16,)
     with pytest.raises(ValueError, match="split"):
         d.data_sampler("valid")
+
+
+def test_a_balanced_draw_gives_every_class_its_turn_and_each_item_an_image_of_its_class():
+    d = load_digits_dataset()
+    x, y = d.data_sampler("train", balanced=True)(160, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.bincount(y, minlength=10), torch.full((10,), 16))
+    matches = (x.flatten(1)[:, None] == d.train_images.flatten(1)[None]).all(-1)  # [160, N]: which image
+    assert bool(matches.any(1).all()) and bool((d.train_labels[matches.float().argmax(1)] == y).all())
+    assert len({tuple(row) for row in x.flatten(1).tolist()}) > 140  # drawn at random, not the same few
+    x_again, _ = d.data_sampler("train", balanced=True)(160, torch.Generator().manual_seed(0))
+    assert torch.equal(x, x_again)
+    one_class = replace(d, train_labels=torch.zeros_like(d.train_labels))
+    with pytest.raises(ValueError, match="no image of class 1"):
+        one_class.data_sampler("train", balanced=True)
 
 
 def _write_idx(path, array: np.ndarray) -> None:

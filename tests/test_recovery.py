@@ -84,14 +84,23 @@ def test_a_dead_fit_is_reported(bank):
     assert [str(w.message) for w in caught] == record.warnings
 
 
-def test_a_relu_fit_driven_below_zero_is_reported_as_constant_not_dead(bank):
+def test_a_straight_through_relu_fit_on_a_bank_recovers_the_same_omega(bank):
     torch.manual_seed(0)
-    net = OmegaNet(VPCosine(), num_classes=3)
+    net = OmegaNet(VPCosine(), num_classes=3, output="relu-st")  # ω ≥ 0 in the fit, gradient straight through
+    record = fit_omega_on_bank(net, bank, FitConfig(), progress=False)
+    _assert_recovered(net)
+    assert record.warnings == []
+
+
+@pytest.mark.parametrize("output", ["relu", "relu-st"])
+def test_a_relu_fit_driven_below_zero_is_reported_as_constant_not_dead(bank, output):
+    torch.manual_seed(0)
+    net = OmegaNet(VPCosine(), num_classes=3, output=output)
     torch.nn.init.constant_(net.body[-1].bias, -10.0)
     with pytest.warns(FitWarning):
         record = fit_omega_on_bank(net, bank, FitConfig(epochs=1, lr=1e-9), progress=False)
     assert any("constant (0)" in w for w in record.warnings)
-    assert not any("no gradient" in w for w in record.warnings)  # the fit itself is unconstrained
+    assert not any("no gradient" in w for w in record.warnings)  # the fit's gradient is unconstrained
 
 
 def test_a_softplus_fit_driven_to_zero_is_reported_as_saturated(bank):

@@ -245,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --objective class-marginal: items per group (default: 8)",
     )
     fit.add_argument(
+        "--balanced-classes",
+        action="store_true",
+        help="with --online and a class-labelled image dataset: draw every class equally often, so a batch "
+        "of K classes x G items makes one group of G per class with --objective class-marginal",
+    )
+    fit.add_argument(
         "--churn",
         type=float,
         help="with --online: the step's churn ε (default: 1, the DDPM posterior; 0, DDIM as 'sample' uses, "
@@ -255,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--output",
         default="relu",
-        choices=["relu", "softplus", "identity"],
-        help="ω-network output map (default: relu, as in the paper)",
+        choices=["relu", "softplus", "identity", "relu-st"],  # core.guidance.OUTPUT_MAPS (a test checks)
+        help="ω-network output map (default: relu, as in the paper; relu-st: clamped in the fit too, "
+        "gradient straight through)",
     )
     fit.add_argument(
         "--reward",

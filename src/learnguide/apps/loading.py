@@ -20,7 +20,7 @@ from learnguide.core.denoiser_training import load_mlp_denoiser
 from learnguide.core.denoisers import Denoiser
 from learnguide.core.items import DataSampler
 from learnguide.core.objectives import Reward
-from learnguide.data.images import load_dataset
+from learnguide.data.images import ImageDataset, load_dataset
 from learnguide.data.prompts import load_prompt_images
 from learnguide.data.toy import ring_mixture
 from learnguide.images.denoisers import (
@@ -55,12 +55,15 @@ class DenoiserSource:
             ``vae/`` for a latent model); needs ``dataset``.
         dataset: a dataset name, an image folder, or for a text-conditional model a prompt file.
         null_class: a class-conditional diffusers model's ∅ id (default: the model's own).
+        balanced_classes: draw training data with every class equally often (``ImageDataset.data_sampler``'s
+            ``balanced``; class-labelled image datasets only).
     """
 
     denoiser: str | None = None
     model: str | None = None
     dataset: str | None = None
     null_class: int | None = None
+    balanced_classes: bool = False
 
     def load(self, cache_dir: str | Path | None = None, progress: bool = True) -> LoadedDenoiser:
         """Load the denoiser, its training data sampler and its id. A latent model's data are encoded once
@@ -78,7 +81,11 @@ class DenoiserSource:
             dataset = load_dataset(name)
             denoiser = load_image_denoiser(self.denoiser, data_id=dataset.fingerprint())
             return LoadedDenoiser(
-                denoiser, dataset.data_sampler("train"), image_denoiser_fingerprint(self.denoiser)
+                denoiser, self._image_sampler(dataset), image_denoiser_fingerprint(self.denoiser)
+            )
+        if self.balanced_classes:
+            raise ValueError(
+                "--balanced-classes draws class-labelled images; the toy ring data has no classes"
             )
         mixture = ring_mixture()
         denoiser = load_mlp_denoiser(self.denoiser, data_id=mixture.fingerprint())
@@ -122,6 +129,10 @@ class DenoiserSource:
                 f"{self.dataset} has {what} {tuple(dataset.image_shape)}; {self.model} takes {expected}"
             )
         if prompts:
+            if self.balanced_classes:
+                raise ValueError(
+                    f"--balanced-classes draws class-labelled images; {self.dataset} holds prompts"
+                )
             denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
             return LoadedDenoiser(denoiser, dataset.data_sampler(), model_id)
         denoiser = DiffusersDenoiser(model, scheduler, null_class=self.null_class)
@@ -130,7 +141,11 @@ class DenoiserSource:
                 f"the null class {denoiser.null_class} is one of {self.dataset}'s {dataset.num_classes} "
                 "classes: pass the id the model was trained with as ∅ (--null-class)"
             )
-        return LoadedDenoiser(denoiser, dataset.data_sampler("train"), model_id)
+        return LoadedDenoiser(denoiser, self._image_sampler(dataset), model_id)
+
+    def _image_sampler(self, dataset: ImageDataset) -> DataSampler:
+        """The training-split sampler of a class-labelled image dataset (balanced when asked)."""
+        return dataset.data_sampler("train", balanced=self.balanced_classes)
 
 
 def pick_conditions(

@@ -44,9 +44,9 @@ def constant_omega_message(net: OmegaNet, cond: Tensor, s: Tensor, t: Tensor) ->
     if float(omega.max() - omega.min()) > CONSTANT_TOL:
         return None
     value = float(omega[0])
-    at_zero = net.hparams["output"] in ("relu", "softplus") and abs(value) < CONSTANT_TOL
+    at_zero = net.hparams["output"] != "identity" and abs(value) < CONSTANT_TOL
     learned = float(raw.max() - raw.min()) > CONSTANT_TOL  # the network moved, and ω sits at its bound 0
-    if at_zero and learned and net.hparams["output"] == "relu":  # the fit saw the unconstrained value
+    if at_zero and learned and net.hparams["output"] != "softplus":  # the fit's gradient saw below 0
         why = (
             "its unconstrained value is ≤ 0 everywhere, so the objective asks for no guidance here; "
             "`learnguide fit --diagnostics` shows the per-(class, t) optimum"

@@ -21,7 +21,7 @@ from learnguide.core.networks import FourierFeatures, mlp
 from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, get_schedule
 
 METHODS = ("unguided", "constant", "interval", "increasing", "learned")  # the schedules compared in reports
-OUTPUT_MAPS = ("relu", "softplus", "identity")
+OUTPUT_MAPS = ("relu", "softplus", "identity", "relu-st")
 CHECKPOINT_KIND = "learnguide.omega_net"
 HPARAMS = (
     "num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega", "shared"
@@ -180,6 +180,22 @@ class PerStepGuidance(GuidanceSchedule):
         return {"type": "per-step", "omegas": self.omegas.tolist(), "grid": self.grid.tolist()}
 
 
+class ClampUpStraightThrough(torch.autograd.Function):
+    """ω = max(0, raw) ``[B]`` whose gradient passes straight through the clamp only towards ω > 0: where
+    raw ≤ 0 it reaches raw if it is negative (a descent step raises raw) and is 0 otherwise, so raw below
+    0 neither sits in a dead zone (a ReLU) nor drifts down without bound (a plain straight-through)."""
+
+    @staticmethod
+    def forward(ctx, raw: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(raw)
+        return raw.clamp(min=0.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        (raw,) = ctx.saved_tensors
+        return torch.where((raw > 0) | (grad < 0), grad, torch.zeros_like(grad))
+
+
 class OmegaNet(nn.Module, GuidanceSchedule):
     """The learned ω_φ(c, s, t) (docs/design.md §4).
 
@@ -194,6 +210,9 @@ class OmegaNet(nn.Module, GuidanceSchedule):
     the unconstrained value and the clamp ω = max(0, ·) is applied only at use: a ReLU inside the loss dies
     for good once every input is pushed below 0 (docs/design.md §4). ``softplus`` keeps its map in the fit
     (smooth, but it saturates when driven far below 0); ``identity`` is unconstrained everywhere.
+    ``relu-st`` clamps in the fit too (:class:`ClampUpStraightThrough`): the loss never sees ω < 0 (no
+    anti-guidance wall, docs/design.md §4), and a value below 0 gets the gradient at 0 when it asks for more
+    guidance, so it can come back, and none when it asks for less, so it does not drift off.
     """
 
     def __init__(
@@ -273,9 +292,12 @@ class OmegaNet(nn.Module, GuidanceSchedule):
 
     def fit_omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ω ``[B]`` as the fitting losses see it: unconstrained for a ``relu`` output (clamped only at use),
-        the output map itself for ``softplus`` and ``identity``. Same arguments as :meth:`raw`."""
-        raw = self.raw(cond, s, t)
-        return torch.nn.functional.softplus(raw) if self.hparams["output"] == "softplus" else raw
+        the output map itself for ``softplus`` and ``identity``, and for ``relu-st`` the clamped value with
+        the identity's gradient (straight through). Same arguments as :meth:`raw`."""
+        raw, output = self.raw(cond, s, t), self.hparams["output"]
+        if output == "relu-st":
+            return ClampUpStraightThrough.apply(raw)
+        return torch.nn.functional.softplus(raw) if output == "softplus" else raw
 
     def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ω ``[B]`` as sampling uses it (float32, differentiable): :meth:`raw` through the output map (≥ 0
@@ -284,7 +306,7 @@ class OmegaNet(nn.Module, GuidanceSchedule):
 
     def output_map(self, raw: Tensor) -> Tensor:
         """The output map applied at use to the last layer's output ``raw [B]`` (see :meth:`forward`)."""
-        if self.hparams["output"] == "relu":
+        if self.hparams["output"] in ("relu", "relu-st"):
             return torch.relu(raw)
         if self.hparams["output"] == "softplus":
             return torch.nn.functional.softplus(raw)

@@ -58,7 +58,8 @@ def learn_omega(
         progress: show progress bars.
         reward: the reward of a reward-tilted ω (its weight γ_R is ``fit.reward_weight`` or
             ``online.reward_weight``; a bank then needs ``store_predictions``).
-        output: the ω-network's output map (``relu`` as in the paper, ``softplus``, ``identity``).
+        output: the ω-network's output map (``relu`` as in the paper, ``softplus``, ``identity``,
+            ``relu-st``).
         features: online only: a frozen feature map φ(x, s) to measure self-consistency in (docs/design.md
             §3.2); None: pixels.
         omega_hparams: other :class:`OmegaNet` keywords (e.g. ``shared``, ``fourier_features``).

@@ -105,15 +105,30 @@ class ImageDataset:
         digest.update(self.train_labels.numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def data_sampler(self, split: str = "train") -> DataSampler:
-        """``(n, generator) -> (x_0 [n, C, H, W], class ids [n])``: draws with replacement from a split."""
+    def data_sampler(self, split: str = "train", balanced: bool = False) -> DataSampler:
+        """``(n, generator) -> (x_0 [n, C, H, W], class ids [n])``: draws with replacement from a split.
+
+        With ``balanced`` the classes take turns (item i has class i mod K) and each item is drawn from its
+        class's images: a batch of n = K·G holds G of every class, so a class-marginal objective with groups
+        of G uses every item (a plain draw leaves classes short of a group, whose items are dropped)."""
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         images = self.train_images if split == "train" else self.test_images
         labels = self.train_labels if split == "train" else self.test_labels
+        order = torch.argsort(labels, stable=True)  # class k's images: order[first[k] : first[k] + count[k]]
+        count = torch.bincount(labels, minlength=self.num_classes)
+        first = torch.cumsum(count, 0) - count
+        if balanced and not bool((count > 0).all()):
+            missing = int((count == 0).nonzero()[0])
+            raise ValueError(f"the {split} split has no image of class {missing}: a balanced draw needs each")
 
         def sample_data(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-            idx = torch.randint(len(images), (n,), generator=generator)
+            if not balanced:
+                idx = torch.randint(len(images), (n,), generator=generator)
+                return images[idx], labels[idx]
+            cond = torch.arange(n) % self.num_classes
+            within = (torch.rand(n, generator=generator, dtype=torch.float64) * count[cond]).long()
+            idx = order[first[cond] + within.minimum(count[cond] - 1)]
             return images[idx], labels[idx]
 
         return sample_data
