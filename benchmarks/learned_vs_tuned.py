@@ -142,6 +142,18 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
         "relu-st", init_omega=0.5, fourier_features=0, classifier="clean", layers=("pooled", "logits"),
         shared=True, balanced=True,
     ),
+    # rollout-clamped's fits settle (two starts agree on digits) but MNIST and Fashion-MNIST well_trained end
+    # at ω ≈ 0.05 where the judges want 0.25: the class-conditional energy distance is lowest near 0 there.
+    # The final-sample landscapes of BENCHMARKS §10c/§10d (tuning seed) have the energy distance of all
+    # classes pooled, in the clean classifier's pooled features, lowest where both judges' FD is on MNIST
+    # well and Fashion-MNIST well (0.25), MNIST under (0.5) and digits well (0); one grid step lower on
+    # Fashion-MNIST under (0.25 against 0.5). So: the same fit, compared across the whole balanced batch
+    "rollout-pooled": Variant(
+        replace(ROLLOUT, iterations=40, batch_size=80, objective="marginal", beta=1.0, lr=6e-3,
+                lr_decay="cosine"),
+        "relu-st", init_omega=0.5, fourier_features=0, classifier="clean", layers=("pooled",), shared=True,
+        balanced=True,
+    ),
 }  # fmt: skip
 
 

@@ -32,6 +32,20 @@ def test_online_config_is_validated(bad):
         OnlineConfig(**bad).validate()
 
 
+@pytest.mark.parametrize(
+    "objective, group_size, batch_size, allowed",
+    [("energy", 8, 80, False), ("class-marginal", 1, 80, False), ("class-marginal", 8, 80, True),
+     ("marginal", 8, 80, True), ("marginal", 8, 1, False)],
+)  # fmt: skip
+def test_repulsion_with_one_particle_needs_a_pooled_set_of_two(objective, group_size, batch_size, allowed):
+    config = OnlineConfig(particles=1, objective=objective, group_size=group_size, batch_size=batch_size)
+    if allowed:
+        config.validate()
+    else:
+        with pytest.raises(ValueError, match="at least 2 particles per compared set"):
+            config.validate()
+
+
 def _run(mixture, denoiser, **kw):
     torch.manual_seed(123)  # the ω-network's initial weights
     net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)

@@ -154,9 +154,13 @@ class OnlineConfig(TimeSampling, LossSettings):
             raise ValueError(
                 "--start on-policy: --checkpoint-every must be a multiple of --refresh (resumption point)"
             )
-        pooled = self.particles * (self.group_size if self.objective == "class-marginal" else 1)
-        if pooled < 2 and self.lam > 0 and self.start == "data":
-            raise ValueError("repulsion --lam > 0 needs at least 2 --particles per item (or per class group)")
+        sizes = {"energy": 1, "marginal": self.batch_size, "class-marginal": self.group_size}
+        per_set = sizes[self.objective]  # items pooled into one compared set
+        if self.particles * per_set < 2 and self.lam > 0 and self.start == "data":
+            raise ValueError(
+                "repulsion --lam > 0 needs at least 2 particles per compared set: --particles per item (or "
+                "per class group), or a batch of 2 with --objective marginal"
+            )
         self.kernel_config().validate()
         self.check_times()
 
