@@ -153,6 +153,9 @@ def test_a_balanced_straight_through_fit_uses_every_drawn_item_through_the_cli(t
     assert OmegaNet.load(tmp_path / "omega").hparams["output"] == "relu-st"
     assert main([*args, "--out", str(tmp_path / "plain")]) == 0
     assert "120 denoiser evals" not in capsys.readouterr().out  # a plain draw of 20 leaves classes short
+    pooled = [a if a != "class-marginal" else "marginal" for a in args]  # all 20 compared as one set
+    assert main([*pooled, "--balanced-classes", "--out", str(tmp_path / "pooled")]) == 0
+    assert "120 denoiser evals" in capsys.readouterr().out
 
 
 def test_joined_classifier_layers_count_alike_on_data():
