@@ -574,6 +574,11 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ("fourier-features-negative", [*ONLINE, "--fourier-features", "-1"], "(fourier_features) must be >= 0"),
     ("balanced-classes-toy", [*ONLINE, "--balanced-classes"], "the toy ring data has no classes"),
     (
+        "balanced-classes-bank",
+        ["fit", "--bank", "{root}/bank", "--out", OUT, "--balanced-classes"],
+        "--balanced-classes draws the data of an online fit",
+    ),
+    (
         "train-denoiser-lr-nan",
         ["train-denoiser", "--dataset", "digits", "--out", OUT, "--lr", "nan"],
         "--lr (lr) must",

@@ -128,6 +128,8 @@ def _fit(args: argparse.Namespace) -> int:
             "--features, --feature-layer and --kernel are learned online: add --online (a bank holds pixel "
             "statistics)"
         )
+    if args.balanced_classes:
+        raise ValueError("--balanced-classes draws the data of an online fit: add --online (a bank is drawn)")
     config = _pick(FitConfig, args)
     _, record = fit_bank_folder(
         args.bank, args.out, config, args.output, _reward(args), args.diagnostics, _progress(args),
