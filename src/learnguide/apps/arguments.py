@@ -262,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default="relu",
         choices=["relu", "softplus", "identity", "relu-st"],  # core.guidance.OUTPUT_MAPS (a test checks)
-        help="ω-network output map (default: relu, as in the paper; relu-st: clamped in the fit too, "
-        "gradient straight through)",
+        help="ω-network output map (default: relu, as in the paper; relu-st: clamped in the fit too, its "
+        "gradient passed through the clamp only towards more guidance)",
     )
     fit.add_argument(
         "--reward",

@@ -292,8 +292,9 @@ class OmegaNet(nn.Module, GuidanceSchedule):
 
     def fit_omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ω ``[B]`` as the fitting losses see it: unconstrained for a ``relu`` output (clamped only at use),
-        the output map itself for ``softplus`` and ``identity``, and for ``relu-st`` the clamped value with
-        the identity's gradient (straight through). Same arguments as :meth:`raw`."""
+        the output map itself for ``softplus`` and ``identity``, and for ``relu-st`` the clamped value whose
+        gradient passes the clamp only towards more guidance (:class:`ClampUpStraightThrough`). Same arguments
+        as :meth:`raw`."""
         raw, output = self.raw(cond, s, t), self.hparams["output"]
         if output == "relu-st":
             return ClampUpStraightThrough.apply(raw)

@@ -154,9 +154,7 @@ class OnlineConfig(TimeSampling, LossSettings):
             raise ValueError(
                 "--start on-policy: --checkpoint-every must be a multiple of --refresh (resumption point)"
             )
-        sizes = {"energy": 1, "marginal": self.batch_size, "class-marginal": self.group_size}
-        per_set = sizes[self.objective]  # items pooled into one compared set
-        if self.particles * per_set < 2 and self.lam > 0 and self.start == "data":
+        if self.particles * self.set_size(self.batch_size) < 2 and self.lam > 0 and self.start == "data":
             raise ValueError(
                 "repulsion --lam > 0 needs at least 2 particles per compared set: --particles per item (or "
                 "per class group), or a batch of 2 with --objective marginal"
@@ -174,6 +172,11 @@ class OnlineConfig(TimeSampling, LossSettings):
         """The sampler's grid of on-policy starts and rollouts: ``grid_steps`` steps from 1 − ζ to 0
         (``[grid_steps + 1]`` float64)."""
         return step_grid(self.grid_steps, 1.0 - self.zeta)
+
+    def set_size(self, n: int) -> int:
+        """Items pooled into one compared set of a batch of ``n``: 1 per item (``energy``), the whole batch
+        (``marginal``) or one class group (``class-marginal``)."""
+        return {"energy": 1, "marginal": n, "class-marginal": self.group_size}[self.objective]
 
     def kernel_config(self) -> KernelConfig:
         """The discrepancy kernel these settings name."""
@@ -205,7 +208,7 @@ class Discrepancy:
         [n, m, ...]`` (eq. 9 and its marginal variants in pixels with the energy kernel); ``s [n]``, the
         items' times, is needed with a feature map."""
         config, kernel, n, m = self.config, self.config.kernel_config(), x_guided.shape[0], x_guided.shape[1]
-        groups = {"energy": n, "marginal": 1, "class-marginal": n // config.group_size}[config.objective]
+        groups = n // config.set_size(n)
         if self.features is None and kernel.name == "energy":
             return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
         if self.features is not None:
