@@ -155,7 +155,12 @@ def test_a_balanced_straight_through_fit_uses_every_drawn_item_through_the_cli(t
     assert "120 denoiser evals" not in capsys.readouterr().out  # a plain draw of 20 leaves classes short
     pooled = [a if a != "class-marginal" else "marginal" for a in args]  # all 20 compared as one set
     assert main([*pooled, "--balanced-classes", "--out", str(tmp_path / "pooled")]) == 0
-    assert "120 denoiser evals" in capsys.readouterr().out
+    assert "120 denoiser evals and 40 feature evals" in capsys.readouterr().out  # 20 samples, 20 data
+    assert main([*pooled, "--balanced-classes", "--reference", "3", "--out", str(tmp_path / "ref")]) == 0
+    assert "120 denoiser evals and 80 feature evals" in capsys.readouterr().out  # 20 samples, 60 data
+    assert main([*args, "--reference", "3", "--out", str(tmp_path / "grouped")]) == 2
+    assert "--reference R > 1 enlarges the true set of a pooled rollout" in capsys.readouterr().err
+    assert not (tmp_path / "grouped").exists()
 
 
 def test_joined_classifier_layers_count_alike_on_data():

@@ -239,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
         "through the denoiser (default: 1, the paper's one step)",
     )
     fit.add_argument(
+        "--reference",
+        type=int,
+        default=1,
+        help="with --rollout K > 1, --objective marginal and --balanced-classes: compare the batch's samples "
+        "with R times as many data items (default: 1; more costs features, not denoiser calls)",
+    )
+    fit.add_argument(
         "--group-size",
         type=int,
         default=8,

@@ -93,11 +93,14 @@ def _fit_online(args: argparse.Namespace) -> int:
     killed = training_state_meta(args.out)  # a resumed run: what the killed one did is in the record
     _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
     tail, procs = record.losses[-50:], processes()
-    evals = record.denoiser_evals - killed.get("record", {}).get("denoiser_evals", 0)
+    before = killed.get("record", {})  # what the killed run counted already
+    evals = record.denoiser_evals - before.get("denoiser_evals", 0)
+    features = record.feature_evals - before.get("feature_evals", 0)
+    evals_text = f"{evals} denoiser evals" + (f" and {features} feature evals" if features else "")
     resumed = f", resumed at iteration {killed.get('iteration')}" if killed else ""
     if procs.is_main:
         print(
-            f"learned ω online ({_plural(config.iterations, 'iteration')}{resumed}, {evals} denoiser evals "
+            f"learned ω online ({_plural(config.iterations, 'iteration')}{resumed}, {evals_text} "
             f"here and {_plural(procs.world - 1, 'more process', 'more processes')}, final loss "
             f"{sum(tail) / len(tail):.6f}, {record.seconds:.1f} s); saved to {args.out}"
         )

@@ -95,6 +95,11 @@ class OnlineConfig(TimeSampling, LossSettings):
             through the denoiser (:func:`~learnguide.core.items.guided_rollout`; data starts, no reward);
             1 (default): the paper's one step, at the continuous times above.
         refresh: on-policy: optimiser steps taken on one batch of trajectories before new ones are drawn.
+        reference: rollouts with the ``marginal`` objective: the true side of the compared set holds
+            ``reference``·n data items, the batch's own n and (reference − 1)·n more drawn after them, noised
+            to the same times. They cost no denoiser evaluation (only features) and make the data's share of
+            the gradient's noise smaller. Every further draw must hold the batch's class mix (balanced draws
+            of a multiple of the class count; checked).
         reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4); 0 leaves the
             reward out (it is then never evaluated).
         seed: seeds data, times and noise; the same seed gives the same ω-network.
@@ -117,6 +122,7 @@ class OnlineConfig(TimeSampling, LossSettings):
     grid_steps: int = 25
     refresh: int = 1
     rollout: int = 1
+    reference: int = 1
     checkpoint_every: int = 0
     blocks: int = 8
 
@@ -127,7 +133,11 @@ class OnlineConfig(TimeSampling, LossSettings):
             raise ValueError(f"unknown --objective {self.objective!r}; choose one of {OBJECTIVES}")
         counts = {"iterations": self.iterations, "batch_size": self.batch_size, "group_size": self.group_size}
         counts.update(
-            blocks=self.blocks, grid_steps=self.grid_steps, refresh=self.refresh, rollout=self.rollout
+            blocks=self.blocks,
+            grid_steps=self.grid_steps,
+            refresh=self.refresh,
+            rollout=self.rollout,
+            reference=self.reference,
         )
         for name, value in counts.items():
             if value < 1:
@@ -141,6 +151,11 @@ class OnlineConfig(TimeSampling, LossSettings):
             raise ValueError(
                 "--rollout K > 1 starts from data (--start data), has no reward (--gamma 0) and needs K <= "
                 "--grid-steps (the sampler's step count)"
+            )
+        if self.reference > 1 and (self.objective != "marginal" or self.rollout < 2):
+            raise ValueError(
+                "--reference R > 1 enlarges the true set of a pooled rollout: use --objective marginal and "
+                "--rollout K > 1"
             )
         if not 0.0 < self.lr < math.inf:
             raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
@@ -185,13 +200,14 @@ class OnlineConfig(TimeSampling, LossSettings):
 
 @dataclass
 class TrainingRecord(RunRecord):
-    """What a training run did: loss per iteration, denoiser evaluations (items through the network), wall
-    time and warnings."""
+    """What a training run did: loss per iteration, denoiser evaluations (items through the network), feature
+    evaluations (particles through the feature map φ; 0 in pixels), wall time and warnings."""
 
     losses: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     denoiser_evals: int = 0
     denoiser_calls: int = 0
+    feature_evals: int = 0
 
 
 @dataclass(frozen=True)
@@ -205,19 +221,20 @@ class Discrepancy:
 
     def __call__(self, x_guided: Tensor, x_true: Tensor, s: Tensor | None = None) -> Tensor:
         """Mean discrepancy (scalar) of guided particles ``x_guided [n, m, ...]`` against true ones ``x_true
-        [n, m, ...]`` (eq. 9 and its marginal variants in pixels with the energy kernel); ``s [n]``, the
-        items' times, is needed with a feature map."""
+        [r·n, m, ...]`` (eq. 9 and its marginal variants in pixels with the energy kernel; r > 1 only with the
+        marginal objective, true item k having the time of guided item k mod n); ``s [n]``, the items'
+        times, is needed with a feature map."""
         config, kernel, n, m = self.config, self.config.kernel_config(), x_guided.shape[0], x_guided.shape[1]
-        groups = n // config.set_size(n)
-        if self.features is None and kernel.name == "energy":
+        groups, n_true = n // config.set_size(n), x_true.shape[0]
+        if self.features is None and kernel.name == "energy" and n_true == n:
             return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
         if self.features is not None:
             if s is None:
                 raise ValueError("a feature-space loss needs the items' times s")
-            times = s.repeat_interleave(m)
-            x_guided = self.features(x_guided.flatten(0, 1), times).reshape(n, m, -1)
+            x_guided = self.features(x_guided.flatten(0, 1), s.repeat_interleave(m)).reshape(n, m, -1)
             with torch.no_grad():
-                x_true = self.features(x_true.flatten(0, 1), times).reshape(n, m, -1)
+                times = s.repeat(n_true // n).repeat_interleave(m)
+                x_true = self.features(x_true.flatten(0, 1), times).reshape(n_true, m, -1)
         return kernel_loss(
             x_guided.reshape(groups, -1, *x_guided.shape[2:]),
             x_true.reshape(groups, -1, *x_true.shape[2:]),
@@ -291,17 +308,19 @@ def train_omega_online(
         start, record = meta["iteration"], TrainingRecord(**meta["record"])
     began = time.perf_counter() - record.seconds
     monitor, discrepancy = OutputGradientMonitor(omega_net), Discrepancy(config, features)
+    in_features = int(features is not None)  # particles through φ count as feature evaluations
     omega_net.train()
     bar = resumed_progress(start, config.iterations, "learn ω (online)", progress)
     for it in bar:
         for group in opt.param_groups:  # a function of the iteration alone, so a resumed run follows it too
             group["lr"] = config.learning_rate(it)
         if config.rollout > 1:
-            x_guided, x_true, cond, s, t = _rollout_batch(
-                omega_net, denoiser, sample_data, config, gen, device
+            x_guided, x_true, cond, s, t = rollout_batch(
+                denoiser, schedule, omega_net.fit_omega, sample_data, config, gen, device
             )
             record.denoiser_evals += 2 * config.rollout * x_guided.shape[0] * x_guided.shape[1]
             record.denoiser_calls += config.rollout
+            record.feature_evals += in_features * (x_guided.shape[0] + x_true.shape[0]) * x_true.shape[1]
             loss = discrepancy(x_guided, x_true, s)
         else:
             if config.start == "data" or it % config.refresh == 0:
@@ -309,6 +328,7 @@ def train_omega_online(
                 record.denoiser_evals += 2 * items.a.shape[0] * items.a.shape[1]
                 record.denoiser_calls += config.grid_steps if config.start == "on-policy" else 1
             omega = omega_net.fit_omega(cond, s, t)
+            record.feature_evals += in_features * 2 * items.a.shape[0] * items.a.shape[1]
             loss = discrepancy.affine(omega, items.a, items.b, items.x_true, s)
             if config.reward_weight > 0.0:
                 negative_reward = reward_loss(reward, items.x0_cond, items.delta, omega, cond)
@@ -398,17 +418,21 @@ def _draw_items(
     return items, cond, s, t
 
 
-def _rollout_batch(
-    omega_net: OmegaNet,
+def rollout_batch(
     denoiser: Denoiser,
+    schedule: Schedule,
+    omega: Callable[[Tensor, Tensor, Tensor], Tensor],
     sample_data: DataSampler,
     config: OnlineConfig,
     generator: torch.Generator,
-    device: str | torch.device,
+    device: str | torch.device = "cpu",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """A batch of K-step rollouts from data starts on the sampler's grid: ``(x_guided [n, m, ...], x_true
-    [n, m, ...], cond [n], s [n], t [n])``, x_guided differentiable in ω. Each item (each class-marginal
-    group) starts at a grid time t_i drawn uniformly from those with K steps left and ends at s = t_{i+K}."""
+    """A batch of K-step rollouts (K = ``config.rollout``) from data starts on the sampler's grid, guided by
+    ``omega(c [B], s [B], t [B]) -> [B]``: ``(x_guided [n, m, ...], x_true [r·n, m, ...], cond [n], s [n],
+    t [n])`` (r = ``config.reference``), x_guided differentiable in ω. Each item (each class-marginal group)
+    starts at a grid time t_i drawn uniformly from those with K steps left and ends at s = t_{i+K}; true item
+    k is data noised to the s of item k mod n. The draws come from ``generator`` in a fixed order, guided
+    samples first, so a larger ``reference`` keeps the same samples and the batch's own true items."""
     x0, cond, per = _draw_data(sample_data, config, generator)
     n, m, k = x0.shape[0], config.particles, config.rollout
     grid = config.sampler_grid()
@@ -420,14 +444,35 @@ def _rollout_batch(
         cond.repeat_interleave(m, 0),
         times.repeat_interleave(m, 1),
     )
-    x_true = omega_net.schedule.add_noise(x0_rep, times_rep[-1], noise[0])
-    x_t = omega_net.schedule.add_noise(x0_rep, times_rep[0], noise[1]).to(device)
+    x_true = schedule.add_noise(x0_rep, times_rep[-1], noise[0])
+    x_t = schedule.add_noise(x0_rep, times_rep[0], noise[1]).to(device)
     x_guided = guided_rollout(
-        denoiser, omega_net.schedule, omega_net.fit_omega, x_t, cond_rep, times_rep, config.churn,
+        denoiser, schedule, omega, x_t, cond_rep, times_rep, config.churn,
         noise[2:].to(device),
     ).cpu()  # fmt: skip
+    if config.reference > 1:
+        x_more, cond_more = sample_data((config.reference - 1) * n, generator)
+        _check_composition(cond, cond_more, config.reference - 1)
+        s_more = times_rep[-1].repeat(config.reference - 1)
+        noise_more = torch.randn(s_more.shape + x0.shape[1:], generator=generator, dtype=x0.dtype)
+        x_more = schedule.add_noise(x_more.repeat_interleave(m, 0), s_more, noise_more)
+        x_true = torch.cat([x_true, x_more])
     shape = (n, m) + x0.shape[1:]
-    return x_guided.reshape(shape), x_true.reshape(shape), cond, times[-1], times[0]
+    return x_guided.reshape(shape), x_true.reshape((-1,) + shape[1:]), cond, times[-1], times[0]
+
+
+def _check_composition(cond: Tensor, cond_more: Tensor, times: int) -> None:
+    """Raise ``ValueError`` unless the class ids ``cond_more`` hold each class ``times`` times as often as
+    ``cond`` (prompt embeddings are not checked): a reference of another class mix adds that mismatch's noise
+    to the pooled loss, more than the larger set takes away."""
+    if cond.dtype.is_floating_point:
+        return
+    k = int(max(cond.max(), cond_more.max())) + 1
+    if not torch.equal(torch.bincount(cond_more, minlength=k), times * torch.bincount(cond, minlength=k)):
+        raise ValueError(
+            "--reference R > 1 needs the batch's class mix in every further draw: draw balanced classes "
+            "(--balanced-classes) with --batch-size a multiple of the number of classes"
+        )
 
 
 def _probe_inputs(
