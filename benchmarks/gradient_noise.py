@@ -5,7 +5,7 @@ of rollouts at each constant ``--omega`` and differentiates the variant's loss i
 is drawn once with the largest ``--references`` r, so every smaller reference compares the *same* samples
 with the first r·n of its data items (:func:`~learnguide.core.online.rollout_batch`): the rows differ only
 in the data side. Reports per (ω, r) the gradient's mean, standard deviation and signal-to-noise ratio
-|mean| / std. Writes JSON (one entry per checkpoint and variant).
+|mean| / std. Writes JSON (one entry per checkpoint, variant and ``--split`` of the data).
 
     python benchmarks/gradient_noise.py --checkpoint mnist/well_trained --variant rollout-reference \
         --omega 0.25 0.5 --batches 8 --references 1 10
@@ -27,12 +27,13 @@ from learnguide.images.denoisers import load_image_denoiser
 
 
 def gradient_spread(checkpoint: str, variant: str, omegas: list[float], batches: int, references: list[int],
-                    work: Path) -> dict:  # fmt: skip
-    """``{"<ω>": {"<r>": {"mean", "std", "snr", "grads"}}}`` of the loss's derivative in a constant ω."""
+                    work: Path, split: str = "train") -> dict:  # fmt: skip
+    """``{"<ω>": {"<r>": {"mean", "std", "snr", "grads"}}}`` of the loss's derivative in a constant ω, with
+    the data drawn from ``split`` (a fit draws "train"; "test" asks whether the split moves the answer)."""
     dataset = load_dataset(checkpoint.split("/")[0])
     denoiser = load_image_denoiser(f"checkpoints/{checkpoint}", data_id=dataset.fingerprint())
     spec = VARIANTS[variant]
-    phi, data = variant_features(dataset, spec, work), dataset.data_sampler("train", balanced=spec.balanced)
+    phi, data = variant_features(dataset, spec, work), dataset.data_sampler(split, balanced=spec.balanced)
     config = replace(spec.online, reference=max(references))
     report: dict = {}
     for value in omegas:
@@ -66,14 +67,17 @@ def main() -> None:
     parser.add_argument("--omega", type=float, nargs="+", default=[0.5])
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--references", type=int, nargs="+", default=[1, 10])
+    parser.add_argument(
+        "--split", choices=["train", "test"], default="train", help="where the data come from"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gradient_noise.json"))
     args = parser.parse_args()
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     spread = gradient_spread(
-        args.checkpoint, args.variant, args.omega, args.batches, args.references, args.work
+        args.checkpoint, args.variant, args.omega, args.batches, args.references, args.work, args.split
     )
-    report[f"{args.checkpoint}:{args.variant}"] = spread
+    report[":".join([args.checkpoint, args.variant, *(["test"] if args.split == "test" else [])])] = spread
     for value, rows in spread.items():
         for r, row in rows.items():
             print(f"ω {value} r {r}: mean {row['mean']:+.5f} std {row['std']:.5f} snr {row['snr']:.2f}")

@@ -158,9 +158,11 @@ def test_a_balanced_straight_through_fit_uses_every_drawn_item_through_the_cli(t
     assert "120 denoiser evals and 40 feature evals" in capsys.readouterr().out  # 20 samples, 20 data
     assert main([*pooled, "--balanced-classes", "--reference", "3", "--out", str(tmp_path / "ref")]) == 0
     assert "120 denoiser evals and 80 feature evals" in capsys.readouterr().out  # 20 samples, 60 data
-    assert main([*args, "--reference", "3", "--out", str(tmp_path / "grouped")]) == 2
+    assert main([*pooled, "--reference", "3", "--out", str(tmp_path / "random")]) == 2
+    assert "--reference R > 1 compares with more draws of the batch's class mix" in capsys.readouterr().err
+    assert main([*args, "--balanced-classes", "--reference", "3", "--out", str(tmp_path / "grouped")]) == 2
     assert "--reference R > 1 enlarges the true set of a pooled rollout" in capsys.readouterr().err
-    assert not (tmp_path / "grouped").exists()
+    assert not (tmp_path / "grouped").exists() and not (tmp_path / "random").exists()
 
 
 def test_joined_classifier_layers_count_alike_on_data():

@@ -86,6 +86,10 @@ def _fit_online(args: argparse.Namespace) -> int:
 
     if not (args.denoiser or args.model):
         raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
+    if args.reference > 1 and not args.balanced_classes:
+        raise ValueError(
+            "--reference R > 1 compares with more draws of the batch's class mix: add --balanced-classes"
+        )
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
