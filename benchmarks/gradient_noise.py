@@ -35,7 +35,7 @@ def gradient_spread(checkpoint: str, variant: str, omegas: list[float], batches:
     spec = VARIANTS[variant]
     phi, data = variant_features(dataset, spec, work), dataset.data_sampler(split, balanced=spec.balanced)
     config = replace(spec.online, reference=max(references))
-    report: dict = {}
+    discrepancy, report = Discrepancy(config, phi), {}
     for value in omegas:
         omega = torch.tensor(value, requires_grad=True)
 
@@ -49,7 +49,7 @@ def gradient_spread(checkpoint: str, variant: str, omegas: list[float], batches:
                 torch.Generator().manual_seed(seed),
             )  # fmt: skip
             for r in references:
-                loss = Discrepancy(replace(config, reference=r), phi)(guided, true[: r * guided.shape[0]], s)
+                loss = discrepancy(guided, true[: r * guided.shape[0]], s)  # the first r·n data items
                 grads[r].append(torch.autograd.grad(loss, omega, retain_graph=True)[0].item())
             print(f"ω {value} batch {seed}: " + ", ".join(f"r={r} {g[-1]:+.5f}" for r, g in grads.items()))
         report[str(value)] = {}
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gradient_noise.json"))
     args = parser.parse_args()
+    if args.batches < 2:
+        parser.error(f"--batches must be >= 2 (a standard deviation needs two), got {args.batches}")
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     spread = gradient_spread(
         args.checkpoint, args.variant, args.omega, args.batches, args.references, args.work, args.split
