@@ -44,12 +44,12 @@ def gradient_spread(checkpoint: str, variant: str, omegas: list[float], batches:
 
         grads: dict[int, list[float]] = {r: [] for r in references}
         for seed in range(batches):
-            guided, true, _, s, _ = rollout_batch(
+            guided, true, cond, s, _ = rollout_batch(
                 denoiser, denoiser.schedule, constant, data, config,
                 torch.Generator().manual_seed(seed),
             )  # fmt: skip
             for r in references:
-                loss = discrepancy(guided, true[: r * guided.shape[0]], s)  # the first r·n data items
+                loss = discrepancy(guided, true[: r * guided.shape[0]], s, cond)  # the first r·n data items
                 grads[r].append(torch.autograd.grad(loss, omega, retain_graph=True)[0].item())
             print(f"ω {value} batch {seed}: " + ", ".join(f"r={r} {g[-1]:+.5f}" for r, g in grads.items()))
         report[str(value)] = {}

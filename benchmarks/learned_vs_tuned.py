@@ -80,7 +80,7 @@ ROLLOUT = OnlineConfig(  # docs/design.md §3.4: the whole 25-step trajectory, f
 )  # fmt: skip
 POOLED = Variant(  # "rollout-pooled"; why: the comment above its entry in VARIANTS
     replace(ROLLOUT, iterations=40, batch_size=80, objective="marginal", beta=1.0, lr=6e-3,
-            lr_decay="cosine"),
+            lr_decay="cosine", class_strata=False),
     "relu-st", init_omega=0.5, fourier_features=0, classifier="clean", layers=("pooled",), shared=True,
     balanced=True,
 )  # fmt: skip
@@ -160,6 +160,20 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
     # compared with 80 data images. The data side costs no denoiser evaluation, so each step compares the
     # same 80 samples with 800 balanced data images (OnlineConfig.reference = 10): same denoiser cost
     "rollout-reference": replace(POOLED, online=replace(POOLED.online, reference=10)),
+    # rollout-reference's fits from ω = 0.5 and 1.0 end 0.35 apart on MNIST well_trained (BENCHMARKS §10f):
+    # from 1.0, Adam drops ω to 0 in 4 steps, bounces to 0.86 and has drifted back only to 0.58 when the
+    # cosine rate runs out. Halving the samples per step (4 per class) buys twice the steps at the same
+    # denoiser cost, and 800 data images (reference 20) keep the data side's noise where rollout-reference
+    # had it
+    "rollout-long": replace(
+        POOLED, online=replace(POOLED.online, iterations=80, batch_size=40, reference=20)
+    ),
+    # rollout-long from 1.0 ends where rollout-reference did (0.58). Its gradient at a constant ω is ≈ 0 at
+    # 0.5, where rollout-reference's (8 per class) points down: the plain mean over the guided set's pairs
+    # gives same-class pairs (n_c − 1)/(n − 1) of the weight, not the class mix's n_c/n, so the fewer items
+    # per class, the less a loss of within-class diversity costs. Weighting pairs by class (class_strata)
+    # moves the gradient by +0.011 at ω = 0.25 and +0.008 at 0.5 on the same batches (BENCHMARKS §10g)
+    "rollout-strata": replace(POOLED, online=replace(POOLED.online, reference=10, class_strata=True)),
 }  # fmt: skip
 
 

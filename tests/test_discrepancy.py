@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -68,6 +69,55 @@ def test_the_gradient_reaches_omega_with_the_bandwidth_held_fixed(monkeypatch):
         step[i] = 1e-6
         numeric = (loss(omega.detach() + step) - loss(omega.detach() - step)) / 2e-6
         assert math.isclose(float(grad[i]), float(numeric), rel_tol=1e-6, abs_tol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["energy", "rbf"])
+def test_class_weighted_pairs_equal_a_direct_float64_computation(name):
+    """With class ids, the repulsion is the mean over class pairs (c, c'), weighted n_c·n_c' / n², of the
+    mean kernel over distinct pairs of those classes; the attraction is unchanged."""
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(2, 7, 3, generator=g, dtype=torch.float64), torch.randn(2, 6, 3, generator=g).double()
+    labels = torch.tensor([[0, 0, 0, 1, 1, 2, 2], [1, 0, 1, 0, 1, 0, 1]])
+    config = KernelConfig(name, beta=1.3, scales=(1.0,))
+    h2 = discrepancy.median_squared_distance(x.flatten(2), y)
+    expected = []
+    for i in range(2):
+        one = x[i : i + 1]
+        kern = discrepancy.kernel_values(config, discrepancy.squared_distances(one, one), h2[i])
+        classes, n = labels[i].unique().tolist(), x.shape[1]
+        repulsion = 0.0
+        for c, d in itertools.product(classes, classes):
+            rows, cols = (labels[i] == c).nonzero()[:, 0], (labels[i] == d).nonzero()[:, 0]
+            pairs = [float(kern[0, j, k]) for j in rows for k in cols if j != k]
+            repulsion += len(rows) * len(cols) / n**2 * sum(pairs) / len(pairs)
+        plain = kernel_loss(x[i : i + 1], y[i : i + 1], config)
+        lone = kernel_loss(x[i : i + 1], y[i : i + 1], replace(config, lam=0.0))  # −attraction
+        assert not math.isclose(float(plain), float(lone + 0.5 * repulsion), rel_tol=1e-6)
+        expected.append(float(lone) + 0.5 * repulsion)
+    got = kernel_loss(x, y, config, labels)
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+
+
+def test_class_weighted_pairs_are_unbiased_for_the_class_mix_where_plain_pairs_are_not():
+    """Balanced batches of 2 items per class from two well-separated classes: over many batches, the class-
+    weighted mean distance matches two independent draws from the 50/50 mixture; the plain mean over distinct
+    pairs gives same-class pairs 1/3 of the weight instead of 1/2 and overshoots."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1]).repeat(20000, 1)
+    x = (labels * 6.0 + torch.randn(labels.shape, generator=g, dtype=torch.float64))[..., None]
+    dist = (x[:, :, None] - x[:, None]).abs().squeeze(-1)
+    weighted = (discrepancy.class_pair_weights(labels) * dist).sum((1, 2)).mean()
+    plain = dist.sum((1, 2)).mean() / 12
+    pool = torch.arange(400000) % 2 * 6.0 + torch.randn(400000, generator=g, dtype=torch.float64)
+    other = pool[torch.randperm(400000, generator=g)]
+    mixture = (pool - other).abs().mean()  # (nearly) independent pairs from the mix
+    assert abs(weighted - mixture) < 0.03 and plain - mixture > 0.5
+
+
+def test_a_class_with_one_item_is_left_out_of_the_same_class_weight():
+    weights = discrepancy.class_pair_weights(torch.tensor([[0, 0, 1, 1, 2]]))
+    assert math.isclose(float(weights.sum()), 1.0) and float(weights[0].diagonal().abs().sum()) == 0.0
+    assert float(weights[0, 4, 4]) == 0.0 and float(weights[0, 0, 1]) > float(weights[0, 0, 2]) > 0
 
 
 @pytest.mark.parametrize(

@@ -147,6 +147,41 @@ def test_a_larger_reference_lowers_the_noise_of_the_pooled_gradient(mixture, exa
     assert spread[8] < 0.9 * spread[1]
 
 
+@pytest.mark.parametrize("strata", [True, False])
+def test_a_pooled_rollout_fit_weighs_its_pairs_by_class_unless_told(mixture, exact, strata):
+    """The fit's first loss is the discrepancy of its first batch with the items' class ids (class_strata) or
+    without them; the two differ on a balanced batch, and class-marginal groups ignore the ids."""
+
+    def balanced(n, gen):
+        labels = torch.arange(n) % 4
+        return mixture.sample(labels, gen).float(), labels
+
+    config = OnlineConfig(
+        iterations=1,
+        batch_size=16,
+        particles=1,
+        objective="marginal",
+        rollout=2,
+        grid_steps=4,
+        class_strata=strata,
+    )
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        nets.append(OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2))
+    guided, true, cond, s, _ = rollout_batch(
+        exact, VPCosine(), nets[0].fit_omega, balanced, config, torch.Generator().manual_seed(config.seed)
+    )
+    with_ids = Discrepancy(replace(config, class_strata=True))(guided, true, s, cond)
+    without = Discrepancy(config)(guided, true, s)
+    record = train_omega_online(nets[1], exact, balanced, config, progress=False)
+    assert record.losses[0] == pytest.approx(float(with_ids if strata else without), rel=1e-6)
+    assert torch.equal(Discrepancy(config)(guided, true, s, cond), with_ids if strata else without)
+    assert abs(float(with_ids - without)) > 1e-4
+    grouped = replace(config, objective="class-marginal", group_size=4)
+    assert torch.equal(Discrepancy(grouped)(guided, true, s, cond), Discrepancy(grouped)(guided, true, s))
+
+
 @pytest.mark.slow
 def test_a_three_step_rollout_recovers_a_class_and_time_dependent_omega():
     """The weakened toy's ω* (tests/test_recovery.py) makes every step exact, so K exact steps are too."""

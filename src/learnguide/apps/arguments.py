@@ -246,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
         "with R times as many data items (default: 1; more costs features, not denoiser calls)",
     )
     fit.add_argument(
+        "--class-strata",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --rollout K > 1, --objective marginal and class ids: weigh the pairs of the batch's "
+        "samples by class, so that the loss is unbiased for the batch's class mix (default); "
+        "--no-class-strata: every pair equally (too little weight on same-class pairs: favours more "
+        "guidance)",
+    )
+    fit.add_argument(
         "--group-size",
         type=int,
         default=8,

@@ -82,18 +82,46 @@ def kernel_values(config: KernelConfig, sq_dist: Tensor, h2: Tensor) -> Tensor:
     return total / len(config.scales)
 
 
-def kernel_loss(x_guided: Tensor, x_true: Tensor, config: KernelConfig) -> Tensor:
+def kernel_loss(
+    x_guided: Tensor, x_true: Tensor, config: KernelConfig, labels: Tensor | None = None
+) -> Tensor:
     """The self-consistency loss ``[G]`` of each group of guided particles ``x_guided [G, n, ...]`` against
-    true particles ``x_true [G, m, ...]`` (module docstring); differentiable in ``x_guided``."""
+    true particles ``x_true [G, m, ...]`` (module docstring); differentiable in ``x_guided``. With the
+    guided particles' class ids ``labels [G, n]``, the repulsion's pairs are weighted by
+    :func:`class_pair_weights` (a set stratified by class); None: every distinct pair counts equally."""
     g, t = x_guided.flatten(2), x_true.flatten(2)
     h2 = median_squared_distance(g, t) if config.name != "energy" else g.new_ones(g.shape[0])
     attraction = kernel_values(config, squared_distances(g, t), h2).mean((1, 2))
     n = g.shape[1]
     if config.lam == 0.0 or n < 2:
         return -attraction
+    if labels is not None:
+        weights = class_pair_weights(labels).to(g.dtype)
+        repulsion = (weights * kernel_values(config, squared_distances(g, g), h2)).sum((1, 2))
+        return 0.5 * config.lam * repulsion - attraction
     j, k = torch.triu_indices(n, n, offset=1)
     repulsion = kernel_values(config, (g[:, j] - g[:, k]).pow(2).sum(-1).clamp_min(DIST_EPS), h2).mean(1)
     return 0.5 * config.lam * repulsion - attraction
+
+
+def class_pair_weights(labels: Tensor) -> Tensor:
+    """Weights ``[G, n, n]`` of the distinct pairs of each set of n items with class ids ``labels [G, n]``,
+    under which a weighted mean of a pair function estimates its mean over two independent draws from the
+    set's class mixture without bias (docs/design.md §3.4):
+
+        w_jk = 1 / n²                        classes differ
+        w_jk = n_c / ((n_c − 1) · n²)        both of class c (n_c items of it), j ≠ k;  w_jj = 0
+
+    Each class pair (c, c') then weighs n_c·n_c' / n², as two independent draws do. The plain mean over
+    distinct pairs gives a same-class pair (n_c − 1) / (n − 1) < n_c / n of the weight, which in a batch
+    stratified by class under-prices a loss of within-class diversity. A class with one item has no
+    same-class pair to estimate its share from; its 1/n² is left out and the weights rescaled to sum to 1."""
+    same = labels[:, :, None] == labels[:, None, :]
+    counts = same.sum(-1).clamp_min(2).double()  # [G, n]: n_c of each item's class (≥ 2: see above)
+    n = labels.shape[1]
+    ratio = (counts / (counts - 1))[:, :, None].expand(-1, -1, n)
+    weights = torch.where(same, ratio, torch.ones_like(ratio)) * (1.0 - torch.eye(n, dtype=ratio.dtype))
+    return weights / weights.sum((1, 2), keepdim=True)
 
 
 def pixel_features(x: Tensor, s: Tensor) -> Tensor:

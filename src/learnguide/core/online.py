@@ -100,6 +100,12 @@ class OnlineConfig(TimeSampling, LossSettings):
             to the same times. They cost no denoiser evaluation (only features) and make the data's share of
             the gradient's noise smaller. Every further draw must hold the batch's class mix (balanced draws
             of a multiple of the class count; checked).
+        class_strata: rollouts with the ``marginal`` objective and class ids: the guided set's distinct
+            pairs are weighted so that each class pair counts by the classes' shares
+            (:func:`~learnguide.core.discrepancy.class_pair_weights`), an unbiased estimate for the batch's
+            class mix (a balanced batch is stratified by class). False: every distinct pair counts equally,
+            which gives same-class pairs too little weight and so favours more guidance, the more so the
+            fewer items per class (docs/design.md §3.4). Unused elsewhere.
         reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4); 0 leaves the
             reward out (it is then never evaluated).
         seed: seeds data, times and noise; the same seed gives the same ω-network.
@@ -123,6 +129,7 @@ class OnlineConfig(TimeSampling, LossSettings):
     refresh: int = 1
     rollout: int = 1
     reference: int = 1
+    class_strata: bool = True
     checkpoint_every: int = 0
     blocks: int = 8
 
@@ -219,14 +226,21 @@ class Discrepancy:
     config: OnlineConfig
     features: FeatureMap | None = None
 
-    def __call__(self, x_guided: Tensor, x_true: Tensor, s: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x_guided: Tensor, x_true: Tensor, s: Tensor | None = None, cond: Tensor | None = None
+    ) -> Tensor:
         """Mean discrepancy (scalar) of guided particles ``x_guided [n, m, ...]`` against true ones ``x_true
         [r·n, m, ...]`` (eq. 9 and its marginal variants in pixels with the energy kernel; r > 1 only with the
         marginal objective, true item k having the time of guided item k mod n); ``s [n]``, the items'
-        times, is needed with a feature map."""
+        times, is needed with a feature map. With the items' class ids ``cond [n]``, the marginal objective
+        and ``config.class_strata``, the guided set's pairs are weighted by class
+        (:func:`~.discrepancy.class_pair_weights`)."""
         config, kernel, n, m = self.config, self.config.kernel_config(), x_guided.shape[0], x_guided.shape[1]
         groups, n_true = n // config.set_size(n), x_true.shape[0]
-        if self.features is None and kernel.name == "energy" and n_true == n:
+        labels = None
+        if config.class_strata and config.objective == "marginal" and cond is not None:
+            labels = None if cond.dtype.is_floating_point else cond.repeat_interleave(m)[None]
+        if self.features is None and kernel.name == "energy" and n_true == n and labels is None:
             return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
         if self.features is not None:
             if s is None:
@@ -239,6 +253,7 @@ class Discrepancy:
             x_guided.reshape(groups, -1, *x_guided.shape[2:]),
             x_true.reshape(groups, -1, *x_true.shape[2:]),
             kernel,
+            labels,
         ).mean()
 
     def affine(self, omega: Tensor, a: Tensor, b: Tensor, x_true: Tensor, s: Tensor | None = None) -> Tensor:
@@ -321,7 +336,7 @@ def train_omega_online(
             record.denoiser_evals += 2 * config.rollout * x_guided.shape[0] * x_guided.shape[1]
             record.denoiser_calls += config.rollout
             record.feature_evals += in_features * (x_guided.shape[0] + x_true.shape[0]) * x_true.shape[1]
-            loss = discrepancy(x_guided, x_true, s)
+            loss = discrepancy(x_guided, x_true, s, cond)
         else:
             if config.start == "data" or it % config.refresh == 0:
                 items, cond, s, t = _draw_items(omega_net, denoiser, sample_data, config, gen, procs, device)
