@@ -3,8 +3,10 @@
 Fits ``--variant`` of ``benchmarks/learned_vs_tuned.py`` on one checkpoint, optionally with its ω-network's
 output map, start, learning rate or decay replaced (``--output``, ``--init-omega``, ``--lr``,
 ``--lr-decay``), and records after each step the loss and the learned ω on the 25-step grid (class 0; a
-``shared`` variant has one curve for all classes). Answers "did the fit settle, or stop wherever its last
-step left it?" before any sample is scored. Writes JSON (one entry per run, keyed by its settings).
+``shared`` variant has one curve for all classes), and the ω the fit returns (``returned``: the last step's,
+or the average of the last steps' weights with ``OnlineConfig.average``). Answers "did the fit settle, or
+stop wherever its last step left it?" before any sample is scored. Writes JSON (one entry per run, keyed
+by its settings).
 
     python benchmarks/fit_trace.py --checkpoint digits/well_trained --variant rollout-shared \
         --out benchmarks/results/fit_trace.json
@@ -50,9 +52,13 @@ def trace(checkpoint: str, variant: str, work: Path, overrides: dict) -> dict:
     record = train_omega_online(
         net, denoiser, data, spec.online, progress=False, features=phi, on_step=on_step
     )
+    with torch.no_grad():  # what the fit returns: the last step's weights, or their average (config.average)
+        final = net.omega_table(torch.zeros(1, dtype=torch.long), grid)[:, 0].tolist()
+    print(f"returned: ω at t = 0.99 {final[0]:.3f}, on the last step {final[-1]:.3f}")
     return {
         "losses": record.losses,
         "omega": omegas,
+        "returned": final,
         "omega_t": grid[:-1].tolist(),
         "warnings": record.warnings,
     }

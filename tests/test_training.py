@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -133,6 +135,47 @@ def test_a_cosine_decay_falls_to_zero_changes_the_fit_and_resumes_exactly(mixtur
     fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)  # a new process resumes at iteration 3
     train_omega_online(fresh, exact, data, config, tmp_path, progress=False)
     assert all(torch.equal(p, q) for p, q in zip(decayed.parameters(), fresh.parameters(), strict=True))
+
+
+def test_iterate_averaging_returns_the_mean_of_the_last_steps_weights_and_resumes_exactly(
+    mixture, exact, tmp_path
+):
+    """average = 0.5 of 6 iterations: the fit returns the mean of the weights after steps 3, 4 and 5 (what
+    ``on_step`` saw), not step 5's; killed in step 5 and resumed, it ends with the same mean."""
+    config = OnlineConfig(iterations=6, batch_size=32, lr=1e-2, average=0.5, checkpoint_every=2)
+    assert config.first_averaged() == 3 and replace(config, average=0.0).first_averaged() == 6
+    data, seen = mixture.data_sampler(), []
+
+    def on_step(iteration, loss):
+        seen.append([p.detach().clone() for p in net.parameters()])
+
+    torch.manual_seed(123)
+    net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    train_omega_online(net, exact, data, config, progress=False, on_step=on_step)
+    for i, p in enumerate(net.parameters()):
+        assert torch.allclose(p, sum(step[i] for step in seen[3:]) / 3, atol=1e-6)
+    assert not all(torch.equal(p, q) for p, q in zip(net.parameters(), seen[-1], strict=True))
+    calls = []
+
+    def killed_in_iteration_six(n, generator):
+        calls.append(n)
+        if len(calls) > 5:
+            raise RuntimeError("killed")
+        return data(n, generator)
+
+    torch.manual_seed(123)
+    killed = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_omega_online(killed, exact, killed_in_iteration_six, config, tmp_path, progress=False)
+    fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)  # resumes at iteration 4
+    train_omega_online(fresh, exact, data, config, tmp_path, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), fresh.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("average", [-0.1, 1.0, float("nan")])
+def test_the_averaged_fraction_is_validated(average):
+    with pytest.raises(ValueError, match="--average"):
+        OnlineConfig(average=average).validate()
 
 
 def test_learns_the_known_omega_of_a_weakened_exact_denoiser(mixture, exact):

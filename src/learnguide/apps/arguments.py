@@ -246,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         "with R times as many data items (default: 1; more costs features, not denoiser calls)",
     )
     fit.add_argument(
+        "--average",
+        type=float,
+        default=0.0,
+        help="with --online: return the mean of the ω-network's weights over this fraction of the last "
+        "iterations (iterate averaging; default: 0, the last step's weights)",
+    )
+    fit.add_argument(
         "--class-strata",
         action=argparse.BooleanOptionalAction,
         default=True,

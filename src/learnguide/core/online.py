@@ -106,6 +106,10 @@ class OnlineConfig(TimeSampling, LossSettings):
             class mix (a balanced batch is stratified by class). False: every distinct pair counts equally,
             which gives same-class pairs too little weight and so favours more guidance, the more so the
             fewer items per class (docs/design.md §3.4). Unused elsewhere.
+        average: the fit returns the mean of the ω-network's weights after each of the last
+            ⌈average·iterations⌉ steps (Polyak–Ruppert iterate averaging), not the last step's weights: a fit
+            whose ω wanders around its optimum under gradient noise ends at the centre of the wander.
+            0 (default): the last step's weights; must be in [0, 1).
         reward_weight: γ_R ≥ 0 of the reward term −γ_R·E[R(x̂_c + ωΔ, c)] (Algorithm 4); 0 leaves the
             reward out (it is then never evaluated).
         seed: seeds data, times and noise; the same seed gives the same ω-network.
@@ -130,6 +134,7 @@ class OnlineConfig(TimeSampling, LossSettings):
     rollout: int = 1
     reference: int = 1
     class_strata: bool = True
+    average: float = 0.0
     checkpoint_every: int = 0
     blocks: int = 8
 
@@ -164,6 +169,8 @@ class OnlineConfig(TimeSampling, LossSettings):
                 "--reference R > 1 enlarges the true set of a pooled rollout: use --objective marginal and "
                 "--rollout K > 1"
             )
+        if not 0.0 <= self.average < 1.0:
+            raise ValueError(f"--average must be a fraction in [0, 1) of the iterations, got {self.average}")
         if not 0.0 < self.lr < math.inf:
             raise ValueError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.lr_decay not in LR_DECAYS:
@@ -189,6 +196,10 @@ class OnlineConfig(TimeSampling, LossSettings):
         if self.lr_decay == "cosine":
             return self.lr * (1.0 + math.cos(math.pi * iteration / self.iterations)) / 2.0
         return self.lr
+
+    def first_averaged(self) -> int:
+        """The first iteration (0-based) whose weights join the iterate average (``iterations``: none)."""
+        return self.iterations - math.ceil(self.average * self.iterations)
 
     def sampler_grid(self) -> Tensor:
         """The sampler's grid of on-policy starts and rollouts: ``grid_steps`` steps from 1 − ζ to 0
@@ -314,13 +325,14 @@ def train_omega_online(
     gen = torch.Generator().manual_seed(config.seed)
     params = list(omega_net.parameters())
     opt = torch.optim.Adam(params, lr=config.lr)
-    record, start = TrainingRecord(), 0
+    record, start, mean = TrainingRecord(), 0, IterateMean(omega_net, config.first_averaged())
     out = Path(out_dir) if out_dir is not None else None
     extra = {"online": asdict(config), **({"denoiser_id": denoiser_id} if denoiser_id else {})}
     if out is not None and (out / STATE_FILE).is_file():
         omega_net.load_state_dict(OmegaNet.load(out, schedule).state_dict())
-        meta, _ = load_training_state(out, opt, gen)
+        meta, tensors = load_training_state(out, opt, gen)
         start, record = meta["iteration"], TrainingRecord(**meta["record"])
+        mean.restore(tensors)
     began = time.perf_counter() - record.seconds
     monitor, discrepancy = OutputGradientMonitor(omega_net), Discrepancy(config, features)
     in_features = int(features is not None)  # particles through φ count as feature evaluations
@@ -353,6 +365,7 @@ def train_omega_online(
             p.grad = g
         monitor.step()
         opt.step()
+        mean.update(it)
         if (it + 1) % CHECK_WINDOW == 0:
             monitor.end_epoch()
         record.losses.append(loss.item())
@@ -362,7 +375,8 @@ def train_omega_online(
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
             record.seconds = time.perf_counter() - began
-            _save_run(out, omega_net, opt, gen, record, it + 1, extra, procs)
+            _save_run(out, omega_net, opt, gen, record, it + 1, extra, procs, mean.tensors())
+    mean.apply()
     omega_net.eval()
     record.seconds = time.perf_counter() - began
     probe = _probe_inputs(sample_data, config, gen)
@@ -370,8 +384,42 @@ def train_omega_online(
         [constant_omega_message(omega_net, *probe), monitor.message(f"window of {CHECK_WINDOW} steps")]
     )
     extra = {**extra, "warnings": record.warnings} if record.warnings else extra
-    _save_run(out, omega_net, opt, gen, record, config.iterations, extra, procs)
+    _save_run(out, omega_net, opt, gen, record, config.iterations, extra, procs, mean.tensors())
     return record
+
+
+class IterateMean:
+    """The running mean of a network's weights after each optimiser step from iteration ``first`` on
+    (Polyak–Ruppert averaging; :attr:`OnlineConfig.average`). Its state travels in the trainer state, so a
+    resumed run ends with the same mean."""
+
+    def __init__(self, net: torch.nn.Module, first: int) -> None:
+        self.net, self.first = net, first
+        self.mean: dict[str, Tensor] = {}
+
+    def update(self, iteration: int) -> None:
+        """Fold the weights after ``iteration`` (0-based) into the mean, if it is averaged."""
+        if iteration < self.first:
+            return
+        count = iteration - self.first  # weights already in the mean
+        for name, p in self.net.named_parameters():
+            held = self.mean.get(name, p.detach().clone())
+            self.mean[name] = held + (p.detach() - held) / (count + 1)
+
+    def apply(self) -> None:
+        """Put the mean into the network (nothing when no step was averaged)."""
+        with torch.no_grad():
+            for name, p in self.net.named_parameters():
+                if name in self.mean:
+                    p.copy_(self.mean[name])
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The mean as trainer-state tensors (``mean.<parameter>``)."""
+        return {f"mean.{name}": value for name, value in self.mean.items()}
+
+    def restore(self, tensors: dict[str, Tensor]) -> None:
+        """Take the mean back from :meth:`tensors`' output (other keys are ignored)."""
+        self.mean = {k.removeprefix("mean."): v for k, v in tensors.items() if k.startswith("mean.")}
 
 
 def _save_run(
@@ -383,16 +431,18 @@ def _save_run(
     iteration: int,
     extra: dict,
     procs: Processes,
+    tensors: dict[str, Tensor] | None = None,
 ) -> None:
-    """Save the ω-network and the trainer state after ``iteration`` into ``out`` (process 0; None: nothing
-    is saved), then wait for every process. The weights are checked finite on every process first (they are
-    the same everywhere), so a diverged run stops all of them instead of leaving the others waiting."""
+    """Save the ω-network and the trainer state (with ``tensors``) after ``iteration`` into ``out`` (process
+    0; None: nothing is saved), then wait for every process. The weights are checked finite on every process
+    first (they are the same everywhere), so a diverged run stops all of them instead of leaving the others
+    waiting."""
     if out is not None:
         where = f"the ω-network learned into {out} at iteration {iteration} (try a lower --lr)"
         check_finite(dict(omega_net.named_parameters()), where)
         if procs.is_main:
             omega_net.save(out, extra=extra)
-            save_training_state(out, opt, gen, {"iteration": iteration, "record": asdict(record)})
+            save_training_state(out, opt, gen, {"iteration": iteration, "record": asdict(record)}, tensors)
     procs.barrier()
 
 
