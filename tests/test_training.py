@@ -120,21 +120,28 @@ def test_a_cosine_decay_falls_to_zero_changes_the_fit_and_resumes_exactly(mixtur
     assert not all(
         torch.equal(p, q) for p, q in zip(decayed.parameters(), constant.parameters(), strict=True)
     )
-    data, calls = mixture.data_sampler(), []
+    fresh = _killed_and_resumed(exact, mixture.data_sampler(), config, tmp_path, killed_in=4)
+    assert all(torch.equal(p, q) for p, q in zip(decayed.parameters(), fresh.parameters(), strict=True))
 
-    def killed_in_iteration_four(n, generator):
+
+def _killed_and_resumed(exact, data, config, folder, killed_in):
+    """A fit of ``config`` into ``folder`` killed in iteration ``killed_in`` (1-based, one data draw each),
+    then resumed by a new process with a fresh network; returns that network."""
+    calls = []
+
+    def killed(n, generator):
         calls.append(n)
-        if len(calls) > 3:
+        if len(calls) >= killed_in:
             raise RuntimeError("killed")
         return data(n, generator)
 
     torch.manual_seed(123)
     net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
     with pytest.raises(RuntimeError, match="killed"):
-        train_omega_online(net, exact, killed_in_iteration_four, config, tmp_path, progress=False)
-    fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)  # a new process resumes at iteration 3
-    train_omega_online(fresh, exact, data, config, tmp_path, progress=False)
-    assert all(torch.equal(p, q) for p, q in zip(decayed.parameters(), fresh.parameters(), strict=True))
+        train_omega_online(net, exact, killed, config, folder, progress=False)
+    fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    train_omega_online(fresh, exact, data, config, folder, progress=False)
+    return fresh
 
 
 def test_iterate_averaging_returns_the_mean_of_the_last_steps_weights_and_resumes_exactly(
@@ -155,20 +162,7 @@ def test_iterate_averaging_returns_the_mean_of_the_last_steps_weights_and_resume
     for i, p in enumerate(net.parameters()):
         assert torch.allclose(p, sum(step[i] for step in seen[3:]) / 3, atol=1e-6)
     assert not all(torch.equal(p, q) for p, q in zip(net.parameters(), seen[-1], strict=True))
-    calls = []
-
-    def killed_in_iteration_six(n, generator):
-        calls.append(n)
-        if len(calls) > 5:
-            raise RuntimeError("killed")
-        return data(n, generator)
-
-    torch.manual_seed(123)
-    killed = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
-    with pytest.raises(RuntimeError, match="killed"):
-        train_omega_online(killed, exact, killed_in_iteration_six, config, tmp_path, progress=False)
-    fresh = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)  # resumes at iteration 4
-    train_omega_online(fresh, exact, data, config, tmp_path, progress=False)
+    fresh = _killed_and_resumed(exact, data, config, tmp_path, killed_in=6)  # resumes at iteration 4
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), fresh.parameters(), strict=True))
 
 
