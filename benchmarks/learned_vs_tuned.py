@@ -174,16 +174,13 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
     # per class, the less a loss of within-class diversity costs. Weighting pairs by class (class_strata)
     # moves the gradient by +0.011 at ω = 0.25 and +0.008 at 0.5 on the same batches (BENCHMARKS §10g)
     "rollout-strata": replace(POOLED, online=replace(POOLED.online, reference=10, class_strata=True)),
-    # rollout-strata ends at ω 0.13 on MNIST well_trained where its objective's large-sample landscape has its
-    # minimum at ≈ 0.22 (BENCHMARKS §10g): Adam moves the shared ω by ~0.1–0.3 per step at lr 6e-3 whatever
-    # the gradient's size, so where the gradient is mostly noise the endpoint is wherever the last steps
-    # left it. So: a quarter of the step, held constant, and the fit returns the mean of its weights over
-    # the last 20 steps (OnlineConfig.average)
-    "rollout-averaged": replace(
-        POOLED,
-        online=replace(
-            POOLED.online, reference=10, class_strata=True, lr=1.5e-3, lr_decay="constant", average=0.5
-        ),
+    # rollout-strata lands near its own statistic's minimum, which is below the judges' (BENCHMARKS §10g). The
+    # 64-per-class landscapes of §10e (nearly unbiased) put the pooled energy distance's minimum in these
+    # features higher with the paper's β = 1.75 than with β = 1: MNIST well 0.29 (β = 1: 0.22; held-out FD
+    # 0.31), Fashion-MNIST well 0.33 (0.21; 0.27), Fashion-MNIST under 0.35 (0.30; 0.5), MNIST under 1.0
+    # (0.62; 1.0), digits well 0 (0; 0). So: rollout-strata with β = 1.75
+    "rollout-strata-paper-beta": replace(
+        POOLED, online=replace(POOLED.online, reference=10, class_strata=True, beta=1.75)
     ),
 }  # fmt: skip
 
