@@ -41,9 +41,12 @@ def trace(checkpoint: str, variant: str, work: Path, overrides: dict) -> dict:
     net, grid = variant_network(dataset, denoiser, spec), step_grid(STEPS)
     omegas: list[list[float]] = []
 
-    def on_step(iteration: int, loss: float) -> None:
+    def curve() -> list[float]:  # the network's ω on the grid now (class 0)
         with torch.no_grad():
-            omegas.append(net.omega_table(torch.zeros(1, dtype=torch.long), grid)[:, 0].tolist())
+            return net.omega_table(torch.zeros(1, dtype=torch.long), grid)[:, 0].tolist()
+
+    def on_step(iteration: int, loss: float) -> None:
+        omegas.append(curve())
         first, last = omegas[-1][0], omegas[-1][-1]
         print(f"{iteration:3d} loss {loss:.4f} ω at t = 0.99 {first:.3f}, on the last step {last:.3f}")
 
@@ -52,8 +55,7 @@ def trace(checkpoint: str, variant: str, work: Path, overrides: dict) -> dict:
     record = train_omega_online(
         net, denoiser, data, spec.online, progress=False, features=phi, on_step=on_step
     )
-    with torch.no_grad():  # what the fit returns: the last step's weights, or their average (config.average)
-        final = net.omega_table(torch.zeros(1, dtype=torch.long), grid)[:, 0].tolist()
+    final = curve()  # what the fit returns: the last step's weights, or their average (config.average)
     print(f"returned: ω at t = 0.99 {final[0]:.3f}, on the last step {final[-1]:.3f}")
     return {
         "losses": record.losses,

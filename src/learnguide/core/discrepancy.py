@@ -98,9 +98,10 @@ def kernel_loss(
     if labels is not None:
         weights = class_pair_weights(labels).to(g.dtype)
         repulsion = (weights * kernel_values(config, squared_distances(g, g), h2)).sum((1, 2))
-        return 0.5 * config.lam * repulsion - attraction
-    j, k = torch.triu_indices(n, n, offset=1)
-    repulsion = kernel_values(config, (g[:, j] - g[:, k]).pow(2).sum(-1).clamp_min(DIST_EPS), h2).mean(1)
+    else:
+        j, k = torch.triu_indices(n, n, offset=1)
+        pairs = (g[:, j] - g[:, k]).pow(2).sum(-1).clamp_min(DIST_EPS)
+        repulsion = kernel_values(config, pairs, h2).mean(1)
     return 0.5 * config.lam * repulsion - attraction
 
 

@@ -248,9 +248,9 @@ class Discrepancy:
         (:func:`~.discrepancy.class_pair_weights`)."""
         config, kernel, n, m = self.config, self.config.kernel_config(), x_guided.shape[0], x_guided.shape[1]
         groups, n_true = n // config.set_size(n), x_true.shape[0]
-        labels = None
-        if config.class_strata and config.objective == "marginal" and cond is not None:
-            labels = None if cond.dtype.is_floating_point else cond.repeat_interleave(m)[None]
+        class_ids = cond is not None and not cond.dtype.is_floating_point
+        by_class = config.class_strata and config.objective == "marginal" and class_ids
+        labels = cond.repeat_interleave(m)[None] if by_class else None
         if self.features is None and kernel.name == "energy" and n_true == n and labels is None:
             return marginal_energy_loss(x_guided, x_true, config.beta, config.lam, groups)
         if self.features is not None:
@@ -403,8 +403,10 @@ class IterateMean:
             return
         count = iteration - self.first  # weights already in the mean
         for name, p in self.net.named_parameters():
-            held = self.mean.get(name, p.detach().clone())
-            self.mean[name] = held + (p.detach() - held) / (count + 1)
+            if count == 0:
+                self.mean[name] = p.detach().clone()
+            else:
+                self.mean[name] = self.mean[name] + (p.detach() - self.mean[name]) / (count + 1)
 
     def apply(self) -> None:
         """Put the mean into the network (nothing when no step was averaged)."""
