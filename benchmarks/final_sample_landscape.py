@@ -9,7 +9,8 @@ Then scores the same images:
   ``--feature-classifier``'s pooled features and logits (time-conditioned ones at s = 0), the
   class-conditional energy distance (averaged over classes, against ``--data-per-class`` training images of
   the class) for each β of ``--betas``, and the pooled one (all classes together, balanced) — the full
-  distance 2E‖x − y‖^β − E‖x − x'‖^β − E‖y − y'‖^β;
+  distance 2E‖x − y‖^β − E‖x − x'‖^β − E‖y − y'‖^β — and, pooled, the Fréchet distance and KID (the
+  cubic polynomial kernel's MMD²) in the same features;
 - *judges*, for the diagnostic only (never learned from): FD in the evaluation classifier's and the held-out
   classifier's features against the test split, as RESULTS.md reports them, and the class-conditional
   energy distance (β = 1) in each judge's features.
@@ -35,7 +36,13 @@ from learnguide.core.guidance import ConstantGuidance
 from learnguide.data.images import load_dataset
 from learnguide.images.classifier import load_classifier, predict
 from learnguide.images.denoisers import load_image_denoiser
-from learnguide.images.evaluation import ImageScorer, classifier_reference, sample_set
+from learnguide.images.evaluation import (
+    ImageScorer,
+    classifier_reference,
+    frechet_distance,
+    kernel_inception_distance,
+    sample_set,
+)
 
 STEPS = 25
 
@@ -62,8 +69,14 @@ def candidate_scores(
     features: torch.Tensor, labels: torch.Tensor, data: torch.Tensor, data_labels: torch.Tensor, betas
 ) -> dict[str, float]:
     """Class-conditional (mean over classes) and pooled energy distances of ``features [n, F]`` against
-    ``data [m, F]`` for every β."""
-    scores = {}
+    ``data [m, F]`` for every β; pooled, also the Fréchet distance and KID (the cubic-kernel MMD², all
+    items in one subset) in the same features."""
+    scores = {
+        "pooled/fd": frechet_distance(features, data),
+        "pooled/kid": kernel_inception_distance(
+            features, data, subsets=1, subset_size=len(data), generator=torch.Generator().manual_seed(0)
+        )[0],
+    }
     classes = labels.unique()
     for beta in betas:
         per_class = [energy_distance(features[labels == c], data[data_labels == c], beta) for c in classes]

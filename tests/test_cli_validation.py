@@ -585,6 +585,11 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ),
     ("rollout-zero", [*ONLINE, "--rollout", "0"], "--rollout must be >= 1, got 0"),
     ("rollout-beyond-the-grid", [*ONLINE, "--rollout", "9", "--grid-steps", "5"], "needs K <= --grid-steps"),
+    (
+        "prior-start-not-the-whole-trajectory",
+        [*ONLINE, "--start", "prior", "--rollout", "3", "--grid-steps", "5"],
+        "--start prior begins where the sampler does",
+    ),
     ("on-policy-per-item", [*ONLINE, "--start", "on-policy"], "use --objective class-marginal"),
     (
         "refresh-zero",

@@ -10,6 +10,7 @@ import torch
 from learnguide.core import discrepancy
 from learnguide.core.discrepancy import KernelConfig, kernel_loss
 from learnguide.core.objectives import energy_loss_particles
+from learnguide.images.evaluation import kernel_inception_distance
 
 
 def _direct(x, y, config):
@@ -19,6 +20,8 @@ def _direct(x, y, config):
     h2 = pairs[(len(pairs) - 1) // 2]  # torch's median: the lower middle value
 
     def k(a, b):
+        if config.name == "polynomial":
+            return (float(a @ b) / len(a) + 1.0) ** 3
         d2 = max(float((a - b).pow(2).sum()), 1e-12)
         if config.name == "energy":
             return -(d2 ** (config.beta / 2))
@@ -33,7 +36,7 @@ def _direct(x, y, config):
     return 0.5 * config.lam * repulsion - attraction
 
 
-@pytest.mark.parametrize("name", ["energy", "rbf", "imq"])
+@pytest.mark.parametrize("name", discrepancy.KERNELS)
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
 def test_each_kernel_equals_a_direct_float64_computation(name, lam):
     g = torch.Generator().manual_seed(3)
@@ -48,6 +51,19 @@ def test_the_energy_kernel_is_the_papers_loss():
     x, y = torch.randn(4, 3, 2, 5, generator=g, dtype=torch.float64), torch.randn(4, 3, 2, 5).double()
     config = KernelConfig("energy", beta=1.75, lam=1.0)
     assert torch.allclose(kernel_loss(x, y, config), energy_loss_particles(x, y, 1.75, 1.0), atol=1e-12)
+
+
+def test_the_polynomial_kernel_with_full_repulsion_is_half_of_kid_up_to_a_constant():
+    """λ = 1: 2·(L + the true set's own mean kernel / 2) is the unbiased MMD² that the evaluation's KID
+    reports for the same two sets (one subset holding every item)."""
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(1, 9, 6, generator=g, dtype=torch.float64), torch.randn(1, 9, 6, generator=g).double()
+    config = KernelConfig("polynomial", lam=1.0)
+    ones = torch.ones(1, dtype=torch.float64)
+    own = (discrepancy.distinct_pair_weights(9) * discrepancy.kernel_matrix(config, y, y, ones)).sum()
+    mmd2 = 2 * (kernel_loss(x, y, config) + 0.5 * own)
+    kid, _ = kernel_inception_distance(x[0], y[0], subsets=1, subset_size=9)
+    assert float(mmd2) == pytest.approx(kid, rel=1e-10)
 
 
 def test_the_gradient_reaches_omega_with_the_bandwidth_held_fixed(monkeypatch):
@@ -71,7 +87,7 @@ def test_the_gradient_reaches_omega_with_the_bandwidth_held_fixed(monkeypatch):
         assert math.isclose(float(grad[i]), float(numeric), rel_tol=1e-6, abs_tol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["energy", "rbf"])
+@pytest.mark.parametrize("name", ["energy", "rbf", "polynomial"])
 def test_class_weighted_pairs_equal_a_direct_float64_computation(name):
     """With class ids, the repulsion is the mean over class pairs (c, c'), weighted n_c·n_c' / n², of the
     mean kernel over distinct pairs of those classes; the attraction is unchanged."""
@@ -83,7 +99,7 @@ def test_class_weighted_pairs_equal_a_direct_float64_computation(name):
     expected = []
     for i in range(2):
         one = x[i : i + 1]
-        kern = discrepancy.kernel_values(config, discrepancy.squared_distances(one, one), h2[i])
+        kern = discrepancy.kernel_matrix(config, one, one, h2[i : i + 1])
         classes, n = labels[i].unique().tolist(), x.shape[1]
         repulsion = 0.0
         for c, d in itertools.product(classes, classes):

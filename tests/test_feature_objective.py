@@ -158,12 +158,18 @@ def test_a_balanced_straight_through_fit_uses_every_drawn_item_through_the_cli(t
     assert "120 denoiser evals and 40 feature evals" in capsys.readouterr().out  # 20 samples, 20 data
     assert main([*pooled, "--balanced-classes", "--reference", "3", "--out", str(tmp_path / "ref")]) == 0
     assert "120 denoiser evals and 80 feature evals" in capsys.readouterr().out  # 20 samples, 60 data
+    kid = [*pooled, "--balanced-classes", "--kernel", "polynomial"]  # KID's cubic kernel, pairs by class
+    assert main([*kid, "--out", str(tmp_path / "kid")]) == 0
     plain_pairs = [*pooled, "--balanced-classes", "--no-class-strata", "--average", "0.5"]
     assert main([*plain_pairs, "--out", str(tmp_path / "plainpairs")]) == 0
-    for folder, strata in (("pooled", True), ("plainpairs", False)):  # pairs weighed by class by default
-        saved = json.loads((tmp_path / folder / "config.json").read_text())
-        assert saved["extra"]["online"]["class_strata"] is strata
-        assert saved["extra"]["online"]["average"] == (0.0 if strata else 0.5)
+    for folder, strata, kernel in (
+        ("pooled", True, "energy"),
+        ("plainpairs", False, "energy"),
+        ("kid", True, "polynomial"),
+    ):
+        saved = json.loads((tmp_path / folder / "config.json").read_text())["extra"]["online"]
+        assert saved["class_strata"] is strata and saved["kernel"] == kernel  # pairs by class by default
+        assert saved["average"] == (0.0 if strata else 0.5)
     assert main([*pooled, "--average", "1", "--out", str(tmp_path / "all")]) == 2
     assert "--average must be a fraction in [0, 1)" in capsys.readouterr().err
     assert main([*pooled, "--reference", "3", "--out", str(tmp_path / "random")]) == 2

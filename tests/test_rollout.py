@@ -1,6 +1,7 @@
 """K-step rollouts (docs/design.md §3.4): K guided steps on the sampler's grid, differentiated through the
 denoiser."""
 
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -85,6 +86,8 @@ def test_rollout_training_leaves_the_denoiser_untouched(mlp_denoiser, mixture):
         dict(rollout=2, objective="marginal", reference=0),
         dict(rollout=2, objective="class-marginal", reference=2),
         dict(rollout=1, objective="marginal", reference=2),
+        dict(rollout=3, grid_steps=4, start="prior"),
+        dict(rollout=1, grid_steps=1, start="prior"),
     ],
 )
 def test_rollout_settings_are_validated(bad):
@@ -119,6 +122,40 @@ def test_a_larger_reference_keeps_the_samples_and_adds_data_noised_to_their_time
     assert torch.equal(true_9[64:, 0][~noisy], torch.ones_like(true_9[64:, 0][~noisy]))  # s = 0: the data
     standard = (true_9[64:, 0] - alpha)[noisy] / sigma[noisy]  # ε ~ N(0, 1) where s > 0
     assert noisy.sum() > 100 and standard.mean().abs() < 0.15 and 0.85 < standard.std() < 1.15
+
+
+def test_a_prior_start_begins_each_rollout_where_the_sampler_does(mixture, exact, monkeypatch):
+    """start = "prior": every rollout starts from N(0, I) at t = 1 − ζ whatever the data (the samples do not
+    change when the data do), and runs the whole grid; start = "data" starts from the data noised there."""
+    from learnguide.core import online
+
+    starts = []
+
+    def recording(denoiser, schedule, omega, x_t, *rest):
+        starts.append((x_t.clone(), rest[1][0].clone()))  # the start and its times [B]
+        return guided_rollout(denoiser, schedule, omega, x_t, *rest)
+
+    monkeypatch.setattr(online, "guided_rollout", recording)
+    net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    config = OnlineConfig(batch_size=512, particles=1, objective="marginal", rollout=4, grid_steps=4)
+    guided = {}
+    for start, shift in itertools.product(("prior", "data"), (0.0, 3.0)):
+        data = lambda n, gen, c=shift: (torch.full((n, 2), c, dtype=torch.float64), torch.arange(n) % 4)  # noqa: E731
+        batch = rollout_batch(
+            exact,
+            VPCosine(),
+            net.fit_omega,
+            data,
+            replace(config, start=start),
+            torch.Generator().manual_seed(1),
+        )
+        guided[start, shift] = batch[0]
+    assert torch.equal(guided["prior", 0.0], guided["prior", 3.0])
+    assert not torch.allclose(guided["data", 0.0], guided["data", 3.0])
+    x_t, t = starts[0]
+    assert torch.all(t == config.sampler_grid()[0]) and abs(float(x_t.mean())) < 0.1
+    assert abs(float(x_t.std()) - 1.0) < 0.05  # N(0, I), not σ_t·ε + α_t·x0
+    assert not torch.equal(starts[2][0], x_t)  # the data start is σ_t·ε + α_t·x0
 
 
 def test_a_larger_reference_lowers_the_noise_of_the_pooled_gradient(mixture, exact):
@@ -219,3 +256,7 @@ def test_fit_learns_with_a_rollout_through_the_cli(tmp_path):
     )  # the sampler's DDIM
     assert main([*args[:-10], "--rollout", "9", "--grid-steps", "5", "--out", str(tmp_path / "o2")]) == 2
     assert not (tmp_path / "o2").exists()
+    whole = [*args[:-10], "--rollout", "3", "--grid-steps", "3", "--iterations", "1", "--batch-size", "8"]
+    assert main([*whole, "--start", "prior", "--out", str(tmp_path / "prior"), "--no-progress"]) == 0
+    online = json.loads((tmp_path / "prior" / "config.json").read_text())["extra"]["online"]
+    assert online["start"] == "prior" and online["churn"] == 0.0

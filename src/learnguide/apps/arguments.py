@@ -6,6 +6,8 @@ import argparse
 from typing import NoReturn
 
 from learnguide import __version__
+from learnguide.core.discrepancy import KERNELS
+from learnguide.core.online import STARTS
 
 SEED_LIMIT = 2**32
 """Seeds are integers in [0, SEED_LIMIT): the seeds derived from one (sample i's seed·1000003 + i, a bank
@@ -202,16 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--kernel",
         default="energy",
-        choices=["energy", "rbf", "imq"],
+        choices=list(KERNELS),
         help="with --online: the discrepancy's kernel (default: energy, the paper's; rbf and imq use "
-        "median-heuristic bandwidths)",
+        "median-heuristic bandwidths; polynomial is KID's cubic kernel (x·y / D + 1)^3)",
     )
     fit.add_argument(
         "--start",
         default="data",
-        choices=["data", "on-policy"],
-        help="with --online: start each step from the data noised to t (default, the paper's) or from the "
-        "guided sampler's own trajectory under the current ω (on-policy; needs --objective class-marginal)",
+        choices=list(STARTS),
+        help="with --online: start each step from the data noised to t (default, the paper's), from the "
+        "guided sampler's own trajectory under the current ω (on-policy; needs --objective class-marginal) "
+        "or, for a whole-trajectory rollout, from N(0, I) as the sampler does (prior)",
     )
     fit.add_argument(
         "--grid-steps",
@@ -493,12 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train-classifier --noisy; a clean one only for a whole-trajectory rollout)",
     )
     _add_feature_layer_argument(exp)
-    exp.add_argument(
-        "--kernel", choices=["energy", "rbf", "imq"], help="the discrepancy's kernel (default: energy)"
-    )
-    exp.add_argument(
-        "--start", choices=["data", "on-policy"], help="online: where each step starts (default: data)"
-    )
+    exp.add_argument("--kernel", choices=list(KERNELS), help="the discrepancy's kernel (default: energy)")
+    exp.add_argument("--start", choices=list(STARTS), help="online: where each step starts (default: data)")
     exp.add_argument(
         "--rollout",
         type=int,

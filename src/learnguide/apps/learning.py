@@ -116,7 +116,7 @@ def fit_online_folder(
     procs = processes()
     x0, example = sample_data(2, torch.Generator().manual_seed(0))
     phi = load_feature_map(features, tuple(feature_layers), sample_data) if features else None
-    particles = config.particles if config.start == "data" else 1  # on-policy items have one particle
+    particles = 1 if config.start == "on-policy" else config.particles  # on-policy items have one particle
     what = f"a batch of {config.batch_size} items × {particles} particles"
     what += f" × {config.rollout} rollout steps" if config.rollout > 1 else ""
     needed = particle_bytes(config.batch_size * config.rollout, particles, x0[0].numel())

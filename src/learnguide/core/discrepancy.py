@@ -8,8 +8,10 @@ pixels or in a feature space φ, a kernel k gives the ω-dependent part of MMD²
 With the energy kernel k(x, y) = −‖x − y‖^β this is the paper's eq. 9 exactly; λ = 1 makes it a proper MMD.
 The RBF kernel exp(−‖x − y‖² / 2h²) and the inverse multiquadric (1 + ‖x − y‖² / h²)^(−1/2) average over
 bandwidths h = scale · h_med, where h_med² is the median squared distance between the group's pooled particles
-(the median heuristic, detached from the gradient). None of these has sufficient statistics outside pixels
-with the energy kernel, so they are computed from the particles.
+(the median heuristic, detached from the gradient). The polynomial kernel (x·y / D + 1)³ of D-dimensional
+particles is KID's (Bińkowski et al. 2018): its MMD² compares the first three moments, as FID compares two,
+and is estimated without bias from a batch. None of these has sufficient statistics outside pixels with the
+energy kernel, so they are computed from the particles.
 
 We write these ourselves: dcor (NumPy, no autograd) and geomloss (no β exponent, no λ repulsion, no batching
 over groups) do not fit the shapes and gradients needed here; the tests check every kernel against a direct
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from learnguide.core.objectives import DIST_EPS, check_energy_params
 
-KERNELS = ("energy", "rbf", "imq")
+KERNELS = ("energy", "rbf", "imq", "polynomial")
 
 FeatureMap = Callable[[Tensor, Tensor], Tensor]
 """φ(x [B, ...], s [B]) -> [B, F]: a frozen map in which guided and true particles at time s are compared."""
@@ -38,7 +40,8 @@ class KernelConfig:
     """A discrepancy kernel.
 
     Attributes:
-        name: ``"energy"`` (−‖x − y‖^β), ``"rbf"`` (Gaussian) or ``"imq"`` (inverse multiquadric).
+        name: ``"energy"`` (−‖x − y‖^β), ``"rbf"`` (Gaussian), ``"imq"`` (inverse multiquadric) or
+            ``"polynomial"`` ((x·y / D + 1)³, KID's).
         beta: the energy kernel's exponent β ∈ (0, 2].
         lam: repulsion weight λ ∈ [0, 1] (1: a proper MMD).
         scales: for rbf and imq, bandwidths as multiples of the median heuristic (their kernels are averaged).
@@ -82,6 +85,14 @@ def kernel_values(config: KernelConfig, sq_dist: Tensor, h2: Tensor) -> Tensor:
     return total / len(config.scales)
 
 
+def kernel_matrix(config: KernelConfig, a: Tensor, b: Tensor, h2: Tensor) -> Tensor:
+    """k(a_j, b_k) ``[G, n, m]`` of particles ``a [G, n, D]`` and ``b [G, m, D]``, with the groups' median
+    squared distances ``h2 [G]`` (used by rbf and imq only)."""
+    if config.name == "polynomial":  # KID's cubic kernel (module docstring)
+        return (a @ b.transpose(1, 2) / a.shape[-1] + 1.0) ** 3
+    return kernel_values(config, squared_distances(a, b), h2)
+
+
 def kernel_loss(
     x_guided: Tensor, x_true: Tensor, config: KernelConfig, labels: Tensor | None = None
 ) -> Tensor:
@@ -90,19 +101,26 @@ def kernel_loss(
     guided particles' class ids ``labels [G, n]``, the repulsion's pairs are weighted by
     :func:`class_pair_weights` (a set stratified by class); None: every distinct pair counts equally."""
     g, t = x_guided.flatten(2), x_true.flatten(2)
-    h2 = median_squared_distance(g, t) if config.name != "energy" else g.new_ones(g.shape[0])
-    attraction = kernel_values(config, squared_distances(g, t), h2).mean((1, 2))
+    bandwidth = config.name in ("rbf", "imq")
+    h2 = median_squared_distance(g, t) if bandwidth else g.new_ones(g.shape[0])
+    attraction = kernel_matrix(config, g, t, h2).mean((1, 2))
     n = g.shape[1]
     if config.lam == 0.0 or n < 2:
         return -attraction
-    if labels is not None:
-        weights = class_pair_weights(labels).to(g.dtype)
-        repulsion = (weights * kernel_values(config, squared_distances(g, g), h2)).sum((1, 2))
-    else:
+    if labels is not None or config.name == "polynomial":  # the whole [G, n, n] matrix, weighted
+        weights = class_pair_weights(labels) if labels is not None else distinct_pair_weights(n)
+        repulsion = (weights.to(g.dtype) * kernel_matrix(config, g, g, h2)).sum((1, 2))
+    else:  # distances over the n(n − 1)/2 distinct pairs only
         j, k = torch.triu_indices(n, n, offset=1)
         pairs = (g[:, j] - g[:, k]).pow(2).sum(-1).clamp_min(DIST_EPS)
         repulsion = kernel_values(config, pairs, h2).mean(1)
     return 0.5 * config.lam * repulsion - attraction
+
+
+def distinct_pair_weights(n: int) -> Tensor:
+    """Weights ``[n, n]`` of the plain mean over the distinct pairs of n items: 1 / (n(n − 1)) off the
+    diagonal, 0 on it."""
+    return (1.0 - torch.eye(n, dtype=torch.float64)) / (n * (n - 1))
 
 
 def class_pair_weights(labels: Tensor) -> Tensor:

@@ -52,7 +52,7 @@ from learnguide.distributed import Processes
 CHECK_WINDOW = 50  # online steps per window of the no-gradient check (the online analogue of an epoch)
 
 OBJECTIVES = ("energy", "marginal", "class-marginal")
-STARTS = ("data", "on-policy")
+STARTS = ("data", "on-policy", "prior")
 LR_DECAYS = ("constant", "cosine")
 
 
@@ -81,18 +81,22 @@ class OnlineConfig(TimeSampling, LossSettings):
         objective: ``"energy"`` (per item, eq. 9), ``"marginal"`` (across the batch) or
             ``"class-marginal"`` (across groups of ``group_size`` items that share c, s and t).
         kernel: the discrepancy's kernel, ``"energy"`` (β, λ; the paper's), ``"rbf"`` or ``"imq"`` (λ and
-            ``kernel_scales``; :mod:`~learnguide.core.discrepancy`).
+            ``kernel_scales``) or ``"polynomial"`` (λ; KID's cubic kernel);
+            :mod:`~learnguide.core.discrepancy`.
         kernel_scales: rbf / imq bandwidths as multiples of the median heuristic.
         group_size: items per group of the class-marginal objective (class ids only).
-        start: where a step starts: ``"data"`` (x_t ~ q(x_t | x_0), times drawn as above; the paper's) or
+        start: where a step starts: ``"data"`` (x_t ~ q(x_t | x_0), times drawn as above; the paper's),
             ``"on-policy"`` (x_t from the guided sampler's own trajectory under the current ω, on the grid
-            of ``grid_steps`` steps from t = 1 − ζ to 0; :func:`~learnguide.core.items.on_policy_items`).
-            On-policy needs the class-marginal objective; ``particles`` and ``s_min``/``delta`` are unused,
-            and ``churn`` should be the sampler's (0 for DDIM).
+            of ``grid_steps`` steps from t = 1 − ζ to 0; :func:`~learnguide.core.items.on_policy_items`) or
+            ``"prior"`` (a whole-trajectory rollout, ``rollout`` = ``grid_steps``, from the sampler's own
+            start x ~ N(0, I) at t = 1 − ζ instead of data noised to it). On-policy needs the class-marginal
+            objective; ``particles`` and ``s_min``/``delta`` are unused, and ``churn`` should be the
+            sampler's (0 for DDIM).
         grid_steps: on-policy and rollout: the sampler's step count N (an on-policy refresh costs
             2·N·batch_size evaluations).
         rollout: K guided steps from t to s on the sampler's grid of ``grid_steps`` steps, differentiated
-            through the denoiser (:func:`~learnguide.core.items.guided_rollout`; data starts, no reward);
+            through the denoiser (:func:`~learnguide.core.items.guided_rollout`; data or prior starts, no
+            reward);
             1 (default): the paper's one step, at the continuous times above.
         refresh: on-policy: optimiser steps taken on one batch of trajectories before new ones are drawn.
         reference: rollouts with the ``marginal`` objective: the true side of the compared set holds
@@ -158,11 +162,16 @@ class OnlineConfig(TimeSampling, LossSettings):
                     f"{flag if flag[2:] == name else f'{flag} ({name})'} must be >= 1, got {value}"
                 )
         if self.rollout > 1 and (
-            self.start != "data" or self.reward_weight > 0 or self.rollout > self.grid_steps
+            self.start == "on-policy" or self.reward_weight > 0 or self.rollout > self.grid_steps
         ):
             raise ValueError(
-                "--rollout K > 1 starts from data (--start data), has no reward (--gamma 0) and needs K <= "
-                "--grid-steps (the sampler's step count)"
+                "--rollout K > 1 starts from data or the prior (--start data or prior), has no reward "
+                "(--gamma 0) and needs K <= --grid-steps (the sampler's step count)"
+            )
+        if self.start == "prior" and (self.rollout != self.grid_steps or self.rollout < 2):
+            raise ValueError(
+                "--start prior begins where the sampler does: a whole-trajectory rollout, --rollout equal to "
+                "--grid-steps (2 or more)"
             )
         if self.reference > 1 and (self.objective != "marginal" or self.rollout < 2):
             raise ValueError(
@@ -183,7 +192,7 @@ class OnlineConfig(TimeSampling, LossSettings):
             raise ValueError(
                 "--start on-policy: --checkpoint-every must be a multiple of --refresh (resumption point)"
             )
-        if self.particles * self.set_size(self.batch_size) < 2 and self.lam > 0 and self.start == "data":
+        if self.particles * self.set_size(self.batch_size) < 2 and self.lam > 0 and self.start != "on-policy":
             raise ValueError(
                 "repulsion --lam > 0 needs at least 2 particles per compared set: --particles per item (or "
                 "per class group), or a batch of 2 with --objective marginal"
@@ -494,12 +503,13 @@ def rollout_batch(
     generator: torch.Generator,
     device: str | torch.device = "cpu",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """A batch of K-step rollouts (K = ``config.rollout``) from data starts on the sampler's grid, guided by
+    """A batch of K-step rollouts (K = ``config.rollout``) on the sampler's grid, guided by
     ``omega(c [B], s [B], t [B]) -> [B]``: ``(x_guided [n, m, ...], x_true [r·n, m, ...], cond [n], s [n],
     t [n])`` (r = ``config.reference``), x_guided differentiable in ω. Each item (each class-marginal group)
-    starts at a grid time t_i drawn uniformly from those with K steps left and ends at s = t_{i+K}; true item
-    k is data noised to the s of item k mod n. The draws come from ``generator`` in a fixed order, guided
-    samples first, so a larger ``reference`` keeps the same samples and the batch's own true items."""
+    starts at a grid time t_i drawn uniformly from those with K steps left and ends at s = t_{i+K}, from its
+    data noised to t_i, or with ``config.start == "prior"`` (t_i = 1 − ζ) from N(0, I) as the sampler does;
+    true item k is data noised to the s of item k mod n. The draws come from ``generator`` in a fixed order,
+    guided samples first, so a larger ``reference`` keeps the same samples and the batch's own true items."""
     x0, cond, per = _draw_data(sample_data, config, generator)
     n, m, k = x0.shape[0], config.particles, config.rollout
     grid = config.sampler_grid()
@@ -512,7 +522,8 @@ def rollout_batch(
         times.repeat_interleave(m, 1),
     )
     x_true = schedule.add_noise(x0_rep, times_rep[-1], noise[0])
-    x_t = schedule.add_noise(x0_rep, times_rep[0], noise[1]).to(device)
+    x_t = noise[1] if config.start == "prior" else schedule.add_noise(x0_rep, times_rep[0], noise[1])
+    x_t = x_t.to(device)
     x_guided = guided_rollout(
         denoiser, schedule, omega, x_t, cond_rep, times_rep, config.churn,
         noise[2:].to(device),
