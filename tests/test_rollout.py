@@ -95,6 +95,12 @@ def test_rollout_settings_are_validated(bad):
         OnlineConfig(**bad).validate(reward=lambda x, c: x.sum((1,)))
 
 
+def _rollout(exact, net, data, config, seed):
+    """:func:`rollout_batch` of the exact toy denoiser under VP-cosine, guided by ``net``, drawn from a new
+    generator of ``seed``."""
+    return rollout_batch(exact, VPCosine(), net.fit_omega, data, config, torch.Generator().manual_seed(seed))
+
+
 def test_a_larger_reference_keeps_the_samples_and_adds_data_noised_to_their_times(mixture, exact):
     """reference = r: the same rollouts and the batch's own true items first, then (r − 1)·n more data items,
     true item k noised to the s of item k mod n."""
@@ -102,17 +108,7 @@ def test_a_larger_reference_keeps_the_samples_and_adds_data_noised_to_their_time
     net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
     ones = lambda n, gen: (torch.ones(n, 2, dtype=torch.float64), torch.arange(n) % 4)  # noqa: E731
     config = OnlineConfig(batch_size=64, particles=1, objective="marginal", rollout=2, grid_steps=4)
-    batches = [
-        rollout_batch(
-            exact,
-            VPCosine(),
-            net.fit_omega,
-            ones,
-            replace(config, reference=r),
-            torch.Generator().manual_seed(3),
-        )
-        for r in (1, 9)
-    ]
+    batches = [_rollout(exact, net, ones, replace(config, reference=r), seed=3) for r in (1, 9)]
     (guided, true, _, s, _), (guided_9, true_9, _, s_9, _) = batches
     assert torch.equal(guided, guided_9) and torch.equal(s, s_9) and torch.equal(true, true_9[:64])
     assert true_9.shape == (9 * 64, 1, 2)
@@ -141,15 +137,7 @@ def test_a_prior_start_begins_each_rollout_where_the_sampler_does(mixture, exact
     guided = {}
     for start, shift in itertools.product(("prior", "data"), (0.0, 3.0)):
         data = lambda n, gen, c=shift: (torch.full((n, 2), c, dtype=torch.float64), torch.arange(n) % 4)  # noqa: E731
-        batch = rollout_batch(
-            exact,
-            VPCosine(),
-            net.fit_omega,
-            data,
-            replace(config, start=start),
-            torch.Generator().manual_seed(1),
-        )
-        guided[start, shift] = batch[0]
+        guided[start, shift] = _rollout(exact, net, data, replace(config, start=start), seed=1)[0]
     assert torch.equal(guided["prior", 0.0], guided["prior", 3.0])
     assert not torch.allclose(guided["data", 0.0], guided["data", 3.0])
     x_t, t = starts[0]
