@@ -191,6 +191,14 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
     "rollout-prior": replace(
         POOLED, online=replace(POOLED.online, reference=10, class_strata=True, start="prior")
     ),
+    # on the same landscapes in the same features (BENCHMARKS §10h), KID's cubic kernel, which compares
+    # moments as FD does, has its minimum one grid step above the energy distance's on Fashion-MNIST well
+    # (0.25 against 0.125) and digits under (0.25 against 0.125), where the held-out judge's is, and with it
+    # elsewhere; its curves are flatter. So: rollout-prior with the polynomial kernel, on those two first
+    "rollout-prior-kid": replace(
+        POOLED,
+        online=replace(POOLED.online, reference=10, class_strata=True, start="prior", kernel="polynomial"),
+    ),
 }  # fmt: skip
 
 
