@@ -66,6 +66,11 @@ def test_the_polynomial_kernel_with_full_repulsion_is_half_of_kid_up_to_a_consta
     assert float(mmd2) == pytest.approx(kid, rel=1e-10)
 
 
+def test_the_polynomial_kernel_is_refused_where_only_distances_are_given():
+    with pytest.raises(ValueError, match="not a function of distances"):
+        discrepancy.kernel_values(KernelConfig("polynomial"), torch.ones(1, 2, 2), torch.ones(1))
+
+
 def test_the_gradient_reaches_omega_with_the_bandwidth_held_fixed(monkeypatch):
     """The median-heuristic bandwidth is a constant of each step (detached), as usual for MMD training: the
     gradient is the loss's derivative at that bandwidth. Checked numerically with the bandwidth frozen."""

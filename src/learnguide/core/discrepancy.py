@@ -74,7 +74,10 @@ def median_squared_distance(x: Tensor, y: Tensor) -> Tensor:
 
 
 def kernel_values(config: KernelConfig, sq_dist: Tensor, h2: Tensor) -> Tensor:
-    """k from squared distances ``[G, ...]``, with the groups' median squared distances ``h2 [G]``."""
+    """k from squared distances ``[G, ...]``, with the groups' median squared distances ``h2 [G]`` (energy,
+    rbf and imq; the polynomial kernel needs the particles themselves: :func:`kernel_matrix`)."""
+    if config.name == "polynomial":
+        raise ValueError("the polynomial kernel is not a function of distances: use kernel_matrix")
     if config.name == "energy":
         return -(sq_dist ** (0.5 * config.beta))
     h2 = h2.reshape((-1,) + (1,) * (sq_dist.dim() - 1))
