@@ -61,11 +61,6 @@ class KernelConfig:
             raise ValueError(f"kernel bandwidth scales must be finite and > 0, got {self.scales}")
 
 
-def squared_distances(x: Tensor, y: Tensor) -> Tensor:
-    """‖x_j − y_k‖² ``[G, n, m]`` for ``x [G, n, D]`` and ``y [G, m, D]`` (clamped at ``DIST_EPS``)."""
-    return (x[:, :, None] - y[:, None]).pow(2).sum(-1).clamp_min(DIST_EPS)
-
-
 def median_squared_distance(x: Tensor, y: Tensor) -> Tensor:
     """Median over the distinct pairs of each group's pooled particles ``[x; y]``: ``[G]``, no gradient."""
     pooled = torch.cat([x, y], dim=1).detach()
@@ -75,9 +70,9 @@ def median_squared_distance(x: Tensor, y: Tensor) -> Tensor:
 
 def kernel_values(config: KernelConfig, sq_dist: Tensor, h2: Tensor) -> Tensor:
     """k from squared distances ``[G, ...]``, with the groups' median squared distances ``h2 [G]`` (energy,
-    rbf and imq; the polynomial kernel needs the particles themselves: :func:`kernel_matrix`)."""
+    rbf and imq; the polynomial kernel needs the particles themselves: :func:`pair_kernel`)."""
     if config.name == "polynomial":
-        raise ValueError("the polynomial kernel is not a function of distances: use kernel_matrix")
+        raise ValueError("the polynomial kernel is not a function of distances: use pair_kernel")
     if config.name == "energy":
         return -(sq_dist ** (0.5 * config.beta))
     h2 = h2.reshape((-1,) + (1,) * (sq_dist.dim() - 1))
@@ -88,12 +83,18 @@ def kernel_values(config: KernelConfig, sq_dist: Tensor, h2: Tensor) -> Tensor:
     return total / len(config.scales)
 
 
-def kernel_matrix(config: KernelConfig, a: Tensor, b: Tensor, h2: Tensor) -> Tensor:
-    """k(a_j, b_k) ``[G, n, m]`` of particles ``a [G, n, D]`` and ``b [G, m, D]``, with the groups' median
-    squared distances ``h2 [G]`` (used by rbf and imq only)."""
+def pair_kernel(config: KernelConfig, a: Tensor, b: Tensor, h2: Tensor) -> Tensor:
+    """k(a, b) ``[G, ...]`` of particles ``a``, ``b`` ``[G, ..., D]`` paired row by row (broadcast), with the
+    groups' median squared distances ``h2 [G]`` (used by rbf and imq only); squared distances are clamped at
+    ``DIST_EPS``."""
     if config.name == "polynomial":  # KID's cubic kernel (module docstring)
-        return (a @ b.transpose(1, 2) / a.shape[-1] + 1.0) ** 3
-    return kernel_values(config, squared_distances(a, b), h2)
+        return ((a * b).sum(-1) / a.shape[-1] + 1.0) ** 3
+    return kernel_values(config, (a - b).pow(2).sum(-1).clamp_min(DIST_EPS), h2)
+
+
+def kernel_matrix(config: KernelConfig, a: Tensor, b: Tensor, h2: Tensor) -> Tensor:
+    """k(a_j, b_k) ``[G, n, m]`` of every pair of particles ``a [G, n, D]`` and ``b [G, m, D]``."""
+    return pair_kernel(config, a[:, :, None], b[:, None], h2)
 
 
 def kernel_loss(
@@ -110,20 +111,13 @@ def kernel_loss(
     n = g.shape[1]
     if config.lam == 0.0 or n < 2:
         return -attraction
-    if labels is not None or config.name == "polynomial":  # the whole [G, n, n] matrix, weighted
-        weights = class_pair_weights(labels) if labels is not None else distinct_pair_weights(n)
-        repulsion = (weights.to(g.dtype) * kernel_matrix(config, g, g, h2)).sum((1, 2))
-    else:  # distances over the n(n − 1)/2 distinct pairs only
+    if labels is not None:  # the whole [G, n, n] matrix, weighted by class
+        weights = class_pair_weights(labels).to(g.dtype)
+        repulsion = (weights * kernel_matrix(config, g, g, h2)).sum((1, 2))
+    else:  # the n(n − 1)/2 distinct pairs only
         j, k = torch.triu_indices(n, n, offset=1)
-        pairs = (g[:, j] - g[:, k]).pow(2).sum(-1).clamp_min(DIST_EPS)
-        repulsion = kernel_values(config, pairs, h2).mean(1)
+        repulsion = pair_kernel(config, g[:, j], g[:, k], h2).mean(1)
     return 0.5 * config.lam * repulsion - attraction
-
-
-def distinct_pair_weights(n: int) -> Tensor:
-    """Weights ``[n, n]`` of the plain mean over the distinct pairs of n items: 1 / (n(n − 1)) off the
-    diagonal, 0 on it."""
-    return (1.0 - torch.eye(n, dtype=torch.float64)) / (n * (n - 1))
 
 
 def class_pair_weights(labels: Tensor) -> Tensor:
