@@ -1,12 +1,12 @@
 """How a learned_vs_tuned variant's fit moves: ω(t) and the loss after each optimiser step (issue 14).
 
 Fits ``--variant`` of ``benchmarks/learned_vs_tuned.py`` on one checkpoint, optionally with its ω-network's
-output map, start, learning rate or decay replaced (``--output``, ``--init-omega``, ``--lr``,
-``--lr-decay``), and records after each step the loss and the learned ω on the 25-step grid (class 0; a
-``shared`` variant has one curve for all classes), and the ω the fit returns (``returned``: the last step's,
-or the average of the last steps' weights with ``OnlineConfig.average``). Answers "did the fit settle, or
-stop wherever its last step left it?" before any sample is scored. Writes JSON (one entry per run, keyed
-by its settings).
+output map, start, learning rate, decay or iterate averaging replaced (``--output``, ``--init-omega``,
+``--lr``, ``--lr-decay``, ``--average``), and records after each step the loss and the learned ω on the
+25-step grid (class 0; a ``shared`` variant has one curve for all classes), and the ω the fit returns
+(``returned``: the last step's, or the average of the last steps' weights with ``OnlineConfig.average``).
+Answers "did the fit settle, or stop wherever its last step left it?" before any sample is scored. Writes
+JSON (one entry per run, keyed by its settings).
 
     python benchmarks/fit_trace.py --checkpoint digits/well_trained --variant rollout-shared \
         --out benchmarks/results/fit_trace.json
@@ -30,12 +30,13 @@ from learnguide.images.denoisers import load_image_denoiser
 
 
 def trace(checkpoint: str, variant: str, work: Path, overrides: dict) -> dict:
-    """Fit ``variant`` (with ``overrides`` of its output map, start, lr and decay) on ``checkpoint``; returns
-    ``{"losses": [iterations], "omega": [iterations][25], "omega_t": [25], "warnings": [...]}``."""
+    """Fit ``variant`` (with ``overrides`` of its output map, start, lr, decay and averaging) on
+    ``checkpoint``; returns ``{"losses": [iterations], "omega": [iterations][25], "omega_t": [25],
+    "warnings": [...]}``."""
     dataset = load_dataset(checkpoint.split("/")[0])
     denoiser = load_image_denoiser(f"checkpoints/{checkpoint}", data_id=dataset.fingerprint())
     spec = VARIANTS[variant]
-    online = {k: v for k, v in overrides.items() if k in ("lr", "lr_decay")}
+    online = {k: v for k, v in overrides.items() if k in ("lr", "lr_decay", "average")}
     spec = replace(spec, online=replace(spec.online, **online))
     spec = replace(spec, **{k: v for k, v in overrides.items() if k in ("output", "init_omega")})
     net, grid = variant_network(dataset, denoiser, spec), step_grid(STEPS)
@@ -74,10 +75,11 @@ def main() -> None:
     parser.add_argument("--init-omega", type=float)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--lr-decay", choices=["constant", "cosine"])
+    parser.add_argument("--average", type=float, help="fraction of the last steps whose weights are averaged")
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fit_trace.json"))
     args = parser.parse_args()
-    names = ("output", "init_omega", "lr", "lr_decay")
+    names = ("output", "init_omega", "lr", "lr_decay", "average")
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     key = ":".join([args.checkpoint, args.variant, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}

@@ -193,3 +193,78 @@ def test_experiment_inputs_and_config_from_python(tmp_path):
         experiment_inputs(digits, tmp_path)
     config = experiment_config(3, tiny=True, learn="online", objective="class-marginal", steps=[10, 25])
     assert config.steps == (10, 25) and config.online.objective == "class-marginal" and config.seed == 3
+
+
+def _fit_recipe(out: Path, *extra: str) -> list[str]:
+    """``fit --online`` on the committed digits denoiser with a tiny recipe (clean features, whole 3-step
+    rollout from the prior, pooled objective, balanced draws, clamped output); returns the arguments."""
+    args = ["fit", "--online", "--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits"]
+    args += ["--features", "checkpoints/digits/classifier", "--objective", "marginal", "--balanced-classes"]
+    args += ["--rollout", "3", "--grid-steps", "3", "--start", "prior", "--iterations", "2", "--batch-size"]
+    args += ["20", "--particles", "1", "--output", "relu-st", "--shared", "--init-omega", "0.5", *extra]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    return args
+
+
+def test_a_recipe_is_read_back_from_an_online_fit(tmp_path):
+    from learnguide.apps.experiment import experiment_config
+    from learnguide.apps.learning import load_recipe
+
+    _fit_recipe(tmp_path / "omega", "--lr", "0.01")
+    recipe = load_recipe(tmp_path / "omega")
+    online = recipe["online"]
+    assert online.objective == "marginal" and online.rollout == 3 and online.start == "prior"
+    assert online.lr == 0.01 and online.iterations == 2 and online.churn == 0.0
+    assert recipe["features"] == str(Path("checkpoints/digits/classifier").resolve())
+    assert recipe["feature_layers"] == ("pooled",) and recipe["balanced_classes"] is True
+    hparams = recipe["omega_hparams"]
+    assert hparams["output"] == "relu-st" and hparams["shared"] is True and hparams["init_omega"] == 0.5
+    config = experiment_config(0, tiny=True, recipe=tmp_path / "omega", held_out_classifier="x")
+    assert config.learn == "online" and config.online == online and config.balanced_classes
+    assert config.omega_hparams == hparams and config.held_out_classifier == "x"
+
+
+def test_a_recipe_that_cannot_be_followed_is_refused(tmp_path, capsys):
+    from learnguide.apps.learning import load_recipe
+
+    with pytest.raises(ValueError, match="no config.json"):
+        load_recipe(tmp_path)
+    _fit_recipe(tmp_path / "omega")
+    config = json.loads((tmp_path / "omega" / "config.json").read_text())
+    for broken, message in (
+        ({k: v for k, v in config["extra"].items() if k != "online"}, "not learned online"),
+        ({k: v for k, v in config["extra"].items() if k != "feature_layers"}, "does not record its features"),
+        ({**config["extra"], "features": str(tmp_path / "gone")}, "does not exist here"),
+        ({**config["extra"], "online": {**config["extra"]["online"], "reward_weight": 1.0}}, "reward"),
+    ):
+        (tmp_path / "omega" / "config.json").write_text(json.dumps({**config, "extra": broken}))
+        with pytest.raises(ValueError, match=message):
+            load_recipe(tmp_path / "omega")
+    exp = ["experiment", "--dataset", "digits", "--tiny", "--out", str(tmp_path / "run")]
+    for flag in (["--features", "checkpoints/digits/classifier"], ["--shared"], ["--objective", "marginal"]):
+        assert main([*exp, "--recipe", str(tmp_path / "omega"), *flag]) == 2
+        err = capsys.readouterr().err
+        assert f"drop {flag[0]}" in err and "Traceback" not in err
+    assert main([*exp, "--recipe", str(tmp_path / "nowhere")]) == 2
+    assert "no config.json" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_an_experiment_learns_as_a_recipe_did(tmp_path):
+    """The experiment's learned ω for a checkpoint is the one `fit --online` learned with the same recipe."""
+    from learnguide.core.guidance import OmegaNet
+
+    _fit_recipe(tmp_path / "omega")
+    out = tmp_path / "run"
+    exp = ["experiment", "--dataset", "digits", "--tiny", "--out", str(out), "--steps", "4"]
+    exp += ["--denoisers", "u=checkpoints/digits/under_trained", "--recipe", str(tmp_path / "omega")]
+    assert main([*exp, "--no-progress"]) == 0
+    learning = json.loads((out / "results.json").read_text())["u"]["learning"]
+    saved = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]
+    assert learning["online"] == saved["online"] and learning["balanced_classes"] is True
+    assert learning["features"] == saved["features"] and learning["omega_hparams"]["output"] == "relu-st"
+    fitted = OmegaNet.load(tmp_path / "omega")
+    learned = OmegaNet.load(out / "u" / "omega_net")
+    assert learned.config() == fitted.config()
+    for name, weight in fitted.state_dict().items():
+        torch.testing.assert_close(learned.state_dict()[name], weight)  # same seed, data and settings

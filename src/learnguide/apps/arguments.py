@@ -505,6 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 1, the paper's step; 25: the whole trajectory)",
     )
     exp.add_argument(
+        "--recipe",
+        metavar="OMEGA_DIR",
+        help="learn ω for every checkpoint as the ω-network in this folder was learned by 'fit --online' "
+        "(its objective, kernel, rollout, start, network, features and draws; instead of --online, "
+        "--objective, --features, --kernel, --start, --rollout and the ω-network's options)",
+    )
+    exp.add_argument(
         "--held-out-classifier",
         help="also score every evaluation set in this classifier's features (held_out_fd; another "
         "architecture and seed: train-classifier --arch lenet)",

@@ -226,13 +226,14 @@ def _experiment(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.dataset)
     denoisers, classifier = experiment_inputs(dataset, args.checkpoints, args.denoisers, args.classifier)
+    _refuse_beside_recipe(args)
     overrides = {k: getattr(args, k) for k in EXPERIMENT_OVERRIDES if getattr(args, k) is not None}
     overrides.update(omega_hparams=_omega_hparams(args))
     overrides.update({"feature_layers": tuple(args.feature_layer)} if args.feature_layer else {})
     online = {k: getattr(args, k) for k in ("kernel", "start", "rollout") if getattr(args, k) is not None}
     learn = "online" if args.online or args.objective != "energy" or args.features or online else "bank"
     config = experiment_config(
-        args.seed, args.tiny, learn, args.objective, args.inception, online, **overrides
+        args.seed, args.tiny, learn, args.objective, args.inception, online, args.recipe, **overrides
     )
     out = Path(args.out or f"runs/experiment-{dataset.name}")
     results = run_experiment(dataset, denoisers, classifier, out, config, progress=_progress(args))
@@ -242,6 +243,30 @@ def _experiment(args: argparse.Namespace) -> int:
             print(f"{name}, {_plural(int(steps), 'step')}: FD — {scores}")
     print(f"wrote {out}/results.json and {out}/report.md ({results['meta']['seconds']:.0f} s)")
     return 0
+
+
+RECIPE_SETS = {
+    "online": "--online",
+    "features": "--features",
+    "kernel": "--kernel",
+    "start": "--start",
+    "rollout": "--rollout",
+    "feature_layer": "--feature-layer",
+    "shared": "--shared",
+    "fourier_features": "--fourier-features",
+    "init_omega": "--init-omega",
+}
+"""``experiment`` options that ``--recipe`` decides (argument name: flag)."""
+
+
+def _refuse_beside_recipe(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` naming the first option given beside ``--recipe`` that the recipe decides."""
+    if args.recipe is None:
+        return
+    given = [flag for name, flag in RECIPE_SETS.items() if getattr(args, name) not in (None, False)]
+    given += ["--objective"] if args.objective != "energy" else []
+    if given:
+        raise ValueError(f"--recipe decides how ω is learned; drop {given[0]}")
 
 
 EXPERIMENT_OVERRIDES = (

@@ -106,7 +106,8 @@ def learn_as_configured(
 ) -> tuple[OmegaNet, dict]:
     """:func:`~learnguide.core.learn.learn_omega` with the ``learn``, ``bank``, ``fit``, ``online``,
     ``omega_hparams`` and ``seed`` of a demo or experiment config (online in the feature map ``features`` when
-    given)."""
+    given; an ``output`` among ``omega_hparams`` is the ω-network's output map)."""
+    hparams = dict(config.omega_hparams)
     return learn_omega(
         denoiser,
         denoiser.schedule,
@@ -120,5 +121,6 @@ def learn_as_configured(
         seed=config.seed,
         progress=progress,
         features=features,
-        omega_hparams=config.omega_hparams,
+        output=hparams.pop("output", "relu"),
+        omega_hparams=hparams,
     )

@@ -27,7 +27,7 @@ from learnguide.apps.comparison import (
     learn_as_configured,
     tune_families,
 )
-from learnguide.apps.learning import load_feature_map
+from learnguide.apps.learning import load_feature_map, load_recipe
 from learnguide.checkpoints import atomic_write_text, strict_json
 from learnguide.core.banks import BankConfig, FitConfig, bank_diagnostics, load_bank
 from learnguide.core.denoisers import CountingDenoiser
@@ -81,7 +81,8 @@ class ExperimentConfig:
         feature_layers: the layers of ``features`` compared: ``"pooled"`` features, ``"logits"``, or both
             (joined, each scaled by its mean distance on training data).
         omega_hparams: other :class:`~learnguide.core.guidance.OmegaNet` keywords (e.g. ``shared``: one ω(t)
-            for every class).
+            for every class; ``output``: its output map, default ``relu``).
+        balanced_classes: online: draw the training data with every class equally often.
         held_out_classifier: a held-out evaluation classifier folder (another architecture and seed,
             ``train-classifier --arch lenet``); every evaluation set is also scored in its features
             (``held_out_fd``, ``held_out_accuracy``). None: not scored.
@@ -114,6 +115,7 @@ class ExperimentConfig:
     features: str | None = None
     feature_layers: tuple[str, ...] = ("pooled",)
     omega_hparams: dict = field(default_factory=dict)
+    balanced_classes: bool = False
     held_out_classifier: str | None = None
     grid_columns: int = 8
     inception: bool = False
@@ -181,12 +183,13 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
 
 LEARNING_FIELDS = (
     "learn", "bank", "fit", "online", "features", "feature_layers", "omega_hparams", "reward",
-    "reward_weights", "reward_bank", "reward_fit",
+    "reward_weights", "reward_bank", "reward_fit", "balanced_classes",
 )  # fmt: skip
 
 
 LEARNED_KEYS = (
     "method", "bank", "fit", "online", "features", "feature_layers", "omega_hparams", "reward", "output",
+    "balanced_classes",
 )  # fmt: skip
 """The keys of a learning record that decide whether a learned ω's saved results can be reused."""
 
@@ -306,19 +309,16 @@ def run_checkpoint(
     denoiser = CountingDenoiser(model)
     k = dataset.num_classes
     began = time.perf_counter()
-    phi = None
+    phi, train = None, dataset.data_sampler("train", balanced=config.balanced_classes)
     if config.features is not None:
-        phi = load_feature_map(
-            config.features, config.feature_layers, dataset.data_sampler("train"), dataset.fingerprint()
-        )
-    omega_net, learning = learn_as_configured(
-        config, denoiser, dataset.data_sampler("train"), k, out / name, progress, phi
-    )
+        phi = load_feature_map(config.features, config.feature_layers, train, dataset.fingerprint())
+    omega_net, learning = learn_as_configured(config, denoiser, train, k, out / name, progress, phi)
     learning.update(
         wall_seconds=time.perf_counter() - began,
         features=config.features,
         feature_layers=config.feature_layers,
         omega_hparams=config.omega_hparams,
+        balanced_classes=config.balanced_classes,
     )
     rewarded = learn_rewarded(denoiser, model.schedule, dataset, classifier, config, out / name, progress)
     diagnostics = None
@@ -490,14 +490,19 @@ def experiment_config(
     objective: str = "energy",
     inception: bool = False,
     online: dict | None = None,
+    recipe: str | Path | None = None,
     **overrides,
 ) -> ExperimentConfig:
     """An :class:`ExperimentConfig` (:meth:`ExperimentConfig.tiny` with ``tiny``) learning ω by ``learn``
     with the self-consistency ``objective``; ``online`` replaces fields of its :class:`OnlineConfig` (kernel,
     start, rollout, …; churn, unless given, is :func:`~learnguide.core.online.default_churn`'s) and
-    ``overrides`` its own fields (lists become tuples)."""
+    ``overrides`` its own fields (lists become tuples). ``recipe``: an ω-network folder of ``learnguide fit
+    --online``; ω is then learned online exactly as it was (:func:`~learnguide.apps.learning.load_recipe`:
+    its online settings, network, features and draws replace ``learn``, ``objective`` and ``online``)."""
     config = ExperimentConfig.tiny(seed) if tiny else ExperimentConfig(seed=seed)
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    if recipe is not None:
+        return replace(config, learn="online", inception=inception, **{**overrides, **load_recipe(recipe)})
     online = online or {}
     churn = default_churn(online.get("start", "data"), online.get("rollout", 1))
     online = replace(config.online, objective=objective, **{"churn": churn, **online})

@@ -138,8 +138,56 @@ def fit_online_folder(
         device=procs.device,
         denoiser_id=denoiser_id,
         features=phi,
+        meta=recipe_meta(source, features, feature_layers),
     )
     return net, record
+
+
+def recipe_meta(source: DenoiserSource, features: str | Path | None, feature_layers: tuple[str, ...]) -> dict:
+    """What an online fit saves beside its :class:`OnlineConfig` so that :func:`load_recipe` can learn the
+    same way again: the feature classifier folder (absolute; None: pixels), its layers and balanced draws."""
+    return {
+        "features": str(Path(features).resolve()) if features else None,
+        "feature_layers": list(feature_layers),
+        "balanced_classes": source.balanced_classes,
+    }
+
+
+RECIPE_NETWORK_KEYS = ("output", "init_omega", "shared", "fourier_features", "hidden", "layers")
+"""The ω-network settings a recipe carries (the rest of its config.json describes this network only)."""
+
+
+def load_recipe(folder: str | Path) -> dict:
+    """How the ω-network in ``folder`` (written by ``learnguide fit --online``) was learned, to learn the same
+    way for another denoiser: ``{"online": OnlineConfig, "features": str | None, "feature_layers": tuple,
+    "balanced_classes": bool, "omega_hparams": {output, init_omega, shared, …}}``. Raises ``ValueError``
+    naming the folder when it was not learned online, was saved before recipes were recorded, learned a
+    reward, or its feature classifier is gone."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"--recipe {folder}: no config.json there; pass a folder written by `fit --online`")
+    config = json.loads(path.read_text())
+    extra = config.get("extra", {})
+    if "online" not in extra:
+        raise ValueError(f"--recipe {folder}: this ω-network was not learned online (`fit --online`)")
+    if "feature_layers" not in extra:
+        raise ValueError(
+            f"--recipe {folder}: its config.json does not record its features (learned by an older "
+            "learnguide); fit it again"
+        )
+    online = OnlineConfig(**extra["online"])
+    if online.reward_weight > 0:
+        raise ValueError(f"--recipe {folder}: a reward-tilted fit; the experiment's rewards use --reward")
+    features = extra["features"]
+    if features is not None and not Path(features).is_dir():
+        raise ValueError(f"--recipe {folder}: its feature classifier {features} does not exist here")
+    return {
+        "online": online,
+        "features": features,
+        "feature_layers": tuple(extra["feature_layers"]),
+        "balanced_classes": bool(extra["balanced_classes"]),
+        "omega_hparams": {k: config[k] for k in RECIPE_NETWORK_KEYS if k in config},
+    }
 
 
 def export_omega(

@@ -299,6 +299,7 @@ def train_omega_online(
     denoiser_id: str | None = None,
     features: FeatureMap | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    meta: dict | None = None,
 ) -> TrainingRecord:
     """Fit ``omega_net`` in place by online self-consistency training (Algorithm 1), optionally tilted by a
     reward (Algorithm 4: loss + γ_R·(−E[R(x̂_c + ωΔ, c)]), γ_R = ``config.reward_weight``).
@@ -323,6 +324,8 @@ def train_omega_online(
             (e.g. :func:`~learnguide.images.classifier.frozen_features` of a noisy classifier); None: pixels.
         on_step: called as ``on_step(iteration, loss)`` after each optimiser step (to log or trace the fit;
             ``omega_net`` then holds the weights after that step).
+        meta: more JSON settings saved with the ω-network in ``out_dir`` (e.g. the feature map's source),
+            next to ``config``.
 
     Returns:
         the :class:`TrainingRecord` (losses, mean rewards when γ_R > 0, denoiser evaluations and calls,
@@ -337,6 +340,7 @@ def train_omega_online(
     record, start, mean = TrainingRecord(), 0, IterateMean(omega_net, config.first_averaged())
     out = Path(out_dir) if out_dir is not None else None
     extra = {"online": asdict(config), **({"denoiser_id": denoiser_id} if denoiser_id else {})}
+    extra.update(meta or {})
     if out is not None and (out / STATE_FILE).is_file():
         omega_net.load_state_dict(OmegaNet.load(out, schedule).state_dict())
         meta, tensors = load_training_state(out, opt, gen)
