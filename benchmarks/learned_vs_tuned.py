@@ -297,17 +297,16 @@ def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[Om
     return net, {**cost, "warnings": record.warnings}
 
 
-def run_checkpoint(
-    dataset_name: str, regime: str, variant: str, work: Path, inception: bool, known: dict, dev: bool
-) -> dict:
-    """Learn, sample and score one checkpoint; returns its JSON entry. ``known``: scores of the baselines on
-    the same sets from another variant's entry (reused, not sampled again). ``dev``: score on one set of 30
-    per class drawn with the experiment's tuning seed instead of RESULTS.md's evaluation sets."""
+def evaluation_setup(
+    dataset_name: str, regime: str, work: Path, inception: bool = False, dev: bool = False
+) -> tuple:
+    """``(dataset, denoiser, scorer, eval_sets)`` of one checkpoint at 25 steps: the scorer judges in the
+    evaluation and held-out classifiers' features (and Inception's with ``inception``); the sets are
+    RESULTS.md's evaluation sets, or with ``dev`` one set of 30 per class on the experiment's tuning seed."""
     per_class = 30 if dev else CHECKPOINTS[(dataset_name, regime)][0]
     dataset, experiment = load_dataset(dataset_name), ExperimentConfig()
     data_id = dataset.fingerprint()
     denoiser = load_image_denoiser(f"checkpoints/{dataset_name}/{regime}", data_id=data_id)
-    net, learning = learn(dataset, denoiser, variant, work / f"{dataset_name}-{regime}-{variant}", work)
     references = {}
     for name in ("classifier", "held_out_classifier"):
         folder = Path(f"checkpoints/{dataset_name}/{name}")
@@ -319,27 +318,43 @@ def run_checkpoint(
         inception=(extractor, inception_reference(dataset, extractor, work / "cache")) if inception else None,
         held_out=references["held_out_classifier"],
     )  # fmt: skip
-    k = dataset.num_classes
     seeds = [1] if dev else [100 + j for j in range(3)]  # the tuning seed, or RESULTS.md's (seed 0)
-    eval_sets = [sample_set(k, per_class, seed) for seed in seeds]
+    return dataset, denoiser, scorer, [sample_set(dataset.num_classes, per_class, seed) for seed in seeds]
+
+
+def score(scorer: ImageScorer, guidance, eval_sets: list, label: str) -> dict:
+    """Mean and std over ``eval_sets`` of every metric of ``scorer`` for ``guidance`` (printed under
+    ``label``)."""
+    result = evaluate_over_sets(scorer.score, guidance, eval_sets)
+    scores = {key: v for key, v in result.items() if not key.endswith("_per_seed")}
+    print(label, {key: round(v, 4) for key, v in scores.items()})
+    return scores
+
+
+def run_checkpoint(
+    dataset_name: str, regime: str, variant: str, work: Path, inception: bool, known: dict, dev: bool
+) -> dict:
+    """Learn, sample and score one checkpoint; returns its JSON entry. ``known``: scores of the baselines on
+    the same sets from another variant's entry (reused, not sampled again). ``dev``: score on one set of 30
+    per class drawn with the experiment's tuning seed instead of RESULTS.md's evaluation sets."""
+    dataset, denoiser, scorer, eval_sets = evaluation_setup(dataset_name, regime, work, inception, dev)
+    net, learning = learn(dataset, denoiser, variant, work / f"{dataset_name}-{regime}-{variant}", work)
     unguided = ConstantGuidance(0.0)
     methods = {"learned": net, "unguided": unguided, **tuned_winners(dataset_name, regime)}
     scores = {label: v for label, v in known.items() if label != "learned"}
     for label, guidance in methods.items():
         if label == json.dumps(unguided.config()):  # a tuned ω = 0 is the unguided model, scored already
             scores[label] = scores["unguided"]
-        if label in scores:
-            continue
-        result = evaluate_over_sets(scorer.score, guidance, eval_sets)
-        scores[label] = {key: v for key, v in result.items() if not key.endswith("_per_seed")}
-        print(dataset_name, regime, label, {key: round(v, 4) for key, v in scores[label].items()})
+        if label not in scores:
+            scores[label] = score(scorer, guidance, eval_sets, f"{dataset_name} {regime} {label}")
+    k, experiment = dataset.num_classes, ExperimentConfig()
     n_tune = k * experiment.tune_per_class
     grid_evals = sum(n_tune * STEPS * (1 if w == 0 else 2) for w in experiment.constant_grid)
     table = net.omega_table(torch.arange(k), step_grid(STEPS))  # [N, K]
     return {
         "variant": variant,
         "learning": {**learning, "grid_denoiser_evals": grid_evals},
-        "eval_n": k * per_class,
+        "eval_n": len(eval_sets[0][0]),  # per set
         "omega_t": step_grid(STEPS)[:-1].tolist(),
         "omega_per_class": table.T.tolist(),
         "scores": scores,

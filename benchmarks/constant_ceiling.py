@@ -1,0 +1,105 @@
+"""What a perfect fit could reach: the constant ω at a statistic's landscape minimum, scored as learned ω is
+(issue 14 diagnostic).
+
+A fit of a statistic can at best return the ω where that statistic is lowest. For each checkpoint this scores
+two constants on RESULTS.md's evaluation sets, in both classifiers' features, next to the best tuned baseline
+(``benchmarks/learned_vs_tuned.py``'s winners, scores reused from its JSON):
+
+- the argmin of the learning statistic's final-sample landscape (pooled energy distance, β = 1, in the clean
+  feature classifier's pooled features; ``benchmarks/final_sample_landscape.py``, tuning seed): the ceiling
+  of a fit that finds its statistic's minimum exactly, as a constant;
+- the argmin of the held-out judge's own FD on the same landscape: what a constant could reach if it were
+  tuned on the judge (a peek, for the diagnosis only; nothing is fitted to it).
+
+    python benchmarks/constant_ceiling.py --out benchmarks/results/constant_ceiling.json
+    python benchmarks/constant_ceiling.py --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from learned_vs_tuned import CHECKPOINTS, evaluation_setup, score
+from learnguide.core.guidance import ConstantGuidance
+
+LANDSCAPES = "benchmarks/results/final_landscape-{short}-{regime}-kid.json"
+STATISTIC = "runs/learned-vs-tuned/{dataset}-feature-classifier:features:pooled/energy-1.0"
+JUDGE = "judge/held_out_classifier_fd"
+SHORT = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion"}
+
+
+def landscape_argmins(dataset: str, regime: str) -> dict[str, float]:
+    """``{"statistic": ω, "held-out judge": ω}``: the landscape's argmin of each over its constant grid."""
+    path = LANDSCAPES.format(short=SHORT[dataset], regime=regime.split("_")[0])
+    argmin = json.loads(Path(path).read_text())["argmin"]
+    return {"statistic": argmin[STATISTIC.format(dataset=dataset)], "held-out judge": argmin[JUDGE]}
+
+
+def best_tuned(known: dict, metric: str) -> float:
+    """The lowest ``metric`` among the tuned winners' scores in ``known`` (ω = 0 when it is the only one)."""
+    tuned = [v[metric] for k, v in known.items() if k not in ("learned", "unguided")]
+    return min(tuned or [known["unguided"][metric]])
+
+
+def run(checkpoint: str, known: dict, work: Path) -> dict:
+    """Score each landscape argmin of ``checkpoint`` as a constant (reusing ``known`` scores of the same
+    constant); returns ``{"argmins": …, "scores": {label: metrics}}``."""
+    dataset_name, regime = checkpoint.split("/")
+    argmins = landscape_argmins(dataset_name, regime)
+    setup = None
+    scores = {}
+    for omega in sorted(set(argmins.values())):
+        label = "unguided" if omega == 0 else json.dumps(ConstantGuidance(omega).config())
+        if label not in known:
+            setup = setup or evaluation_setup(dataset_name, regime, work)
+            known[label] = score(setup[2], ConstantGuidance(omega), setup[3], f"{checkpoint} ω = {omega}")
+        scores[str(omega)] = known[label]
+    return {"argmins": argmins, "scores": scores}
+
+
+def markdown_table(report: dict, tuned: dict) -> str:
+    """Per checkpoint: each argmin's constant and its FD (evaluation, held-out) over the best tuned one's."""
+    rows = [
+        "| checkpoint | statistic's argmin ω | FD ratio eval. / held-out | held-out judge's argmin ω "
+        "| FD ratio eval. / held-out |",
+        "|---|---|---|---|---|",
+    ]
+    for checkpoint, entry in report.items():
+        cells = [checkpoint]
+        for which in ("statistic", "held-out judge"):
+            omega = entry["argmins"][which]
+            got = entry["scores"][str(omega)]
+            ratios = [got[m] / best_tuned(tuned[checkpoint], m) for m in ("fd", "held_out_fd")]
+            cells += [f"{omega:g}", " / ".join(f"{r:.2f}" for r in ratios)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
+    parser.add_argument("--scores", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/constant_ceiling.json"))
+    parser.add_argument("--table", action="store_true", help="print the table from --out and stop")
+    args = parser.parse_args()
+    scored = json.loads(args.scores.read_text())
+    tuned = {
+        name: next(v["scores"] for k, v in scored.items() if k.startswith(f"{name}:"))
+        for name in args.checkpoints
+    }
+    if args.table:
+        print(markdown_table(json.loads(args.out.read_text()), tuned))
+        return
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    for name in args.checkpoints:
+        report[name] = run(name, dict(tuned[name]), args.work)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+    print(markdown_table(report, tuned))
+
+
+if __name__ == "__main__":
+    main()
