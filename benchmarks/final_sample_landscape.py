@@ -65,6 +65,19 @@ def at_zero(classifier, n: int) -> torch.Tensor | None:
     return torch.zeros(n) if classifier.schedule is not None else None
 
 
+def data_items(dataset, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` training images of every class ``[K·per_class, C, H, W]`` and their labels, drawn with
+    seed 0 (the landscapes' data side)."""
+    gen = torch.Generator().manual_seed(0)
+    picks = torch.cat([
+        (dataset.train_labels == c).nonzero()[:, 0][
+            torch.randperm(int((dataset.train_labels == c).sum()), generator=gen)[:per_class]
+        ]
+        for c in range(dataset.num_classes)
+    ])  # fmt: skip
+    return dataset.train_images[picks], dataset.train_labels[picks]
+
+
 def candidate_scores(
     features: torch.Tensor, labels: torch.Tensor, data: torch.Tensor, data_labels: torch.Tensor, betas
 ) -> dict[str, float]:
@@ -131,14 +144,7 @@ def main() -> None:
         judges[name] = (model, classifier_reference(dataset, model, folder, args.cache))
     scorer = ImageScorer(denoiser, *judges["classifier"], dataset.image_shape, STEPS, args.batch_size)
     phis = {str(p): load_classifier(p, data_id=data_id) for p in args.feature_classifier}
-    gen = torch.Generator().manual_seed(0)
-    picks = torch.cat([
-        (dataset.train_labels == c).nonzero()[:, 0][
-            torch.randperm(int((dataset.train_labels == c).sum()), generator=gen)[: args.data_per_class]
-        ]
-        for c in range(dataset.num_classes)
-    ])  # fmt: skip
-    data, data_labels = dataset.train_images[picks], dataset.train_labels[picks]
+    data, data_labels = data_items(dataset, args.data_per_class)
     data_features = {p: predict(m, data, s=at_zero(m, len(data))) for p, m in phis.items()}
     judge_data = {name: predict(model, data)[0].double() for name, (model, _) in judges.items()}
     labels, seeds = sample_set(dataset.num_classes, args.per_class, seed=1)

@@ -1,0 +1,119 @@
+"""Is there room for one ω per class? The learning statistic's best constant per class (issue 14 diagnostic).
+
+The tuned baselines share one ω between classes; a learned ω(c, s, t) need not. For one checkpoint this
+samples ``--per-class`` images per class on the tuning seed (seed 1) under each constant ω of ``--policies``,
+with the same seed per image under every ω (common random numbers: a class's samples depend only on its own
+ω), and embeds them in the clean feature classifier's pooled features (the space ``rollout-prior`` learns in;
+not a judge). Then, from those features alone, it chooses one ω per class by coordinate descent on the
+statistic a fit minimises (the pooled energy distance, β = 1, against ``--data-per-class`` training images
+per class): start every class at the pooled argmin, and move one class at a time to the ω of the grid that
+lowers the statistic most, until no move lowers it. No judge is consulted.
+
+The chosen per-class constants are then sampled and scored on RESULTS.md's evaluation sets in both
+classifiers' features, next to the best tuned baseline (``benchmarks/learned_vs_tuned.py``'s JSON) and the
+pooled argmin as one constant. Writes JSON.
+
+    python benchmarks/class_omega_headroom.py --checkpoint mnist/well_trained \
+        --policies 0 0.125 0.25 0.375 0.5 --out benchmarks/results/class_omega_headroom.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from constant_ceiling import best_tuned
+from final_sample_landscape import data_items, energy_distance
+from learned_vs_tuned import evaluation_setup, feature_classifier, score
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule
+from learnguide.images.classifier import predict
+from learnguide.images.evaluation import sample_set
+
+
+class ClassConstantGuidance(GuidanceSchedule):
+    """ω(c, s, t) = ``omegas[c]``: one constant per class id."""
+
+    def __init__(self, omegas: list[float]) -> None:
+        self.omegas = torch.tensor(omegas, dtype=torch.float64)
+
+    def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        return self.omegas.to(t.device)[cond.long()]
+
+    def config(self) -> dict:
+        return {"type": "class-constant", "omegas": self.omegas.tolist()}
+
+
+def pooled_statistic(choice: list[int], features: Tensor, labels: Tensor, data: Tensor) -> float:
+    """The pooled energy distance (β = 1) of the samples when class c takes the grid's ``choice[c]``-th ω;
+    ``features [P, n, F]`` are the samples' features under each of the P grid values, ``labels [n]``."""
+    picked = features[torch.tensor(choice)[labels], torch.arange(len(labels))]
+    return energy_distance(picked, data, 1.0)
+
+
+def coordinate_descent(features: Tensor, labels: Tensor, data: Tensor, start: int) -> tuple[list[int], float]:
+    """Per-class grid indices that no single-class move improves, from every class at ``start``."""
+    classes = int(labels.max()) + 1
+    choice = [start] * classes
+    best = pooled_statistic(choice, features, labels, data)
+    moved = True
+    while moved:
+        moved = False
+        for c in range(classes):
+            for p in range(features.shape[0]):
+                trial = choice[:c] + [p] + choice[c + 1 :]
+                value = pooled_statistic(trial, features, labels, data)
+                if value < best - 1e-12:
+                    choice, best, moved = trial, value, True
+    return choice, best
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="<dataset>/<regime> under checkpoints/")
+    parser.add_argument("--policies", type=float, nargs="+", required=True)
+    parser.add_argument("--per-class", type=int, default=64)
+    parser.add_argument("--data-per-class", type=int, default=256)
+    parser.add_argument("--scores", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_omega_headroom.json"))
+    args = parser.parse_args()
+    dataset_name, regime = args.checkpoint.split("/")
+    dataset, _, scorer, eval_sets = evaluation_setup(dataset_name, regime, args.work)
+    phi = feature_classifier(dataset, args.work / f"{dataset_name}-feature-classifier")
+    data = predict(phi, data_items(dataset, args.data_per_class)[0])[0].double()  # the landscapes' data
+    labels, seeds = sample_set(dataset.num_classes, args.per_class, seed=1)
+    features = torch.stack(
+        [predict(phi, scorer.samples(ConstantGuidance(w), labels, seeds))[0].double() for w in args.policies]
+    )  # [P, n, F]
+    k = dataset.num_classes
+    pooled = [pooled_statistic([p] * k, features, labels, data) for p in range(len(features))]
+    start = min(range(len(pooled)), key=pooled.__getitem__)
+    choice, value = coordinate_descent(features, labels, data, start)
+    omegas = [args.policies[p] for p in choice]
+    print(f"{args.checkpoint}: pooled argmin ω {args.policies[start]}; per class {omegas}")
+    scored = json.loads(args.scores.read_text())
+    known = next(v["scores"] for k, v in scored.items() if k.startswith(f"{args.checkpoint}:"))
+    per_class = score(scorer, ClassConstantGuidance(omegas), eval_sets, f"{args.checkpoint} per-class ω")
+    entry = {
+        "policies": args.policies,
+        "pooled_statistic": pooled,
+        "pooled_argmin": args.policies[start],
+        "per_class_omega": omegas,
+        "per_class_statistic": value,
+        "scores": per_class,
+        "ratios": {m: per_class[m] / best_tuned(known, m) for m in ("fd", "held_out_fd")},
+    }
+    print(json.dumps(entry["ratios"]))
+    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report[args.checkpoint] = entry
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
