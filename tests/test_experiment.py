@@ -236,6 +236,7 @@ def test_a_recipe_that_cannot_be_followed_is_refused(tmp_path, capsys):
         ({k: v for k, v in config["extra"].items() if k != "feature_layers"}, "does not record its features"),
         ({**config["extra"], "features": str(tmp_path / "gone")}, "does not exist here"),
         ({**config["extra"], "online": {**config["extra"]["online"], "reward_weight": 1.0}}, "reward"),
+        ({**config["extra"], "online": {**config["extra"]["online"], "warp": 2}}, "do not fit this version"),
     ):
         (tmp_path / "omega" / "config.json").write_text(json.dumps({**config, "extra": broken}))
         with pytest.raises(ValueError, match=message):

@@ -175,7 +175,10 @@ def load_recipe(folder: str | Path) -> dict:
             f"--recipe {folder}: its config.json does not record its features (learned by an older "
             "learnguide); fit it again"
         )
-    online = OnlineConfig(**extra["online"])
+    try:
+        online = OnlineConfig(**extra["online"])
+    except TypeError as err:  # a setting this version does not have, or one missing
+        raise ValueError(f"--recipe {folder}: its online settings do not fit this version ({err})") from None
     if online.reward_weight > 0:
         raise ValueError(f"--recipe {folder}: a reward-tilted fit; the experiment's rewards use --reward")
     features = extra["features"]
