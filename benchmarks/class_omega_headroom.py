@@ -28,9 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from constant_ceiling import best_tuned
 from final_sample_landscape import data_items, energy_distance
-from learned_vs_tuned import evaluation_setup, feature_classifier, score
+from learned_vs_tuned import best_tuned, evaluation_setup, feature_classifier, known_scores, score
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule
 from learnguide.images.classifier import predict
 from learnguide.images.evaluation import sample_set
@@ -115,7 +114,7 @@ def main() -> None:
     omegas = [args.policies[p] for p in choice]
     print(f"{args.checkpoint}: pooled argmin ω {args.policies[start]}; per class {omegas}")
     scored = json.loads(args.scores.read_text())
-    known = next(v["scores"] for k, v in scored.items() if k.startswith(f"{args.checkpoint}:"))
+    known = known_scores(scored, args.checkpoint)
     per_class = score(scorer, ClassConstantGuidance(omegas), eval_sets, f"{args.checkpoint} per-class ω")
     entry = {
         "policies": args.policies,
@@ -124,7 +123,7 @@ def main() -> None:
         "per_class_omega": omegas,
         "chosen_pooled_statistic": value,
         "scores": per_class,
-        "ratios": {m: per_class[m] / best_tuned(known, m) for m in ("fd", "held_out_fd")},
+        "ratios": {m: per_class[m] / best_tuned(known, m)[m] for m in ("fd", "held_out_fd")},
     }
     print(json.dumps(entry["ratios"]))
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}

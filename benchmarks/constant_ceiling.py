@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from learned_vs_tuned import CHECKPOINTS, evaluation_setup, score
+from learned_vs_tuned import CHECKPOINTS, best_tuned, evaluation_setup, known_scores, score
 from learnguide.core.guidance import ConstantGuidance
 
 LANDSCAPES = "benchmarks/results/final_landscape-{short}-{regime}-kid.json"
@@ -35,12 +35,6 @@ def landscape_argmins(dataset: str, regime: str) -> dict[str, float]:
     path = LANDSCAPES.format(short=SHORT[dataset], regime=regime.split("_")[0])
     argmin = json.loads(Path(path).read_text())["argmin"]
     return {"statistic": argmin[STATISTIC.format(dataset=dataset)], "held-out judge": argmin[JUDGE]}
-
-
-def best_tuned(known: dict, metric: str) -> float:
-    """The lowest ``metric`` among the tuned winners' scores in ``known`` (ω = 0 when it is the only one)."""
-    tuned = [v[metric] for k, v in known.items() if k not in ("learned", "unguided")]
-    return min(tuned or [known["unguided"][metric]])
 
 
 def run(checkpoint: str, known: dict, work: Path) -> dict:
@@ -71,7 +65,7 @@ def markdown_table(report: dict, tuned: dict) -> str:
         for which in ("statistic", "held-out judge"):
             omega = entry["argmins"][which]
             got = entry["scores"][str(omega)]
-            ratios = [got[m] / best_tuned(tuned[checkpoint], m) for m in ("fd", "held_out_fd")]
+            ratios = [got[m] / best_tuned(tuned[checkpoint], m)[m] for m in ("fd", "held_out_fd")]
             cells += [f"{omega:g}", " / ".join(f"{r:.2f}" for r in ratios)]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -86,10 +80,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the table from --out and stop")
     args = parser.parse_args()
     scored = json.loads(args.scores.read_text())
-    tuned = {
-        name: next(v["scores"] for k, v in scored.items() if k.startswith(f"{name}:"))
-        for name in args.checkpoints
-    }
+    tuned = {name: known_scores(scored, name) for name in args.checkpoints}
     if args.table:
         print(markdown_table(json.loads(args.out.read_text()), tuned))
         return

@@ -361,6 +361,19 @@ def run_checkpoint(
     }
 
 
+def known_scores(report: dict, checkpoint: str) -> dict:
+    """The scores of ``checkpoint``'s first entry in ``report`` (every variant's entry scores the same
+    baselines on the same sets); ``{}`` when it has none."""
+    return next((v["scores"] for k, v in report.items() if k.startswith(f"{checkpoint}:")), {})
+
+
+def best_tuned(scores: dict, metric: str) -> dict:
+    """The scores of the tuned winner lowest in ``metric`` among an entry's ``scores`` (ω = 0's when no
+    winner is listed: digits ``well_trained``, where ω = 0 is the winner)."""
+    tuned = [v for k, v in scores.items() if k not in ("learned", "unguided")] or [scores["unguided"]]
+    return min(tuned, key=lambda v: v[metric])
+
+
 def markdown_table(report: dict, variant: str | None = None) -> str:
     """RESULTS.md's table from the JSON: per checkpoint (of ``variant``'s entries, or all), FD in both
     classifiers' features of the learned ω, the best tuned baseline in each (the lowest of RESULTS.md's
@@ -374,12 +387,9 @@ def markdown_table(report: dict, variant: str | None = None) -> str:
         if ":" not in key or (variant is not None and entry["variant"] != variant):
             continue
         scores = entry["scores"]
-        tuned = {k: v for k, v in scores.items() if k not in ("learned", "unguided")} or {
-            "ω = 0": scores["unguided"]
-        }
         cells = [key.split(":")[0]]
         for metric in ("fd", "held_out_fd"):
-            best = min(tuned.values(), key=lambda v, m=metric: v[m])
+            best = best_tuned(scores, metric)
             learned = scores["learned"]
             cells += [
                 f"{learned[metric]:.3g} ± {learned[metric + '_std']:.2g}",
@@ -447,7 +457,7 @@ def main() -> None:
         if key in report:
             continue
         dataset_name, regime = name.split("/")
-        known = next((v["scores"] for k, v in report.items() if k.startswith(f"{name}:")), {})
+        known = known_scores(report, name)
         report[key] = run_checkpoint(
             dataset_name, regime, args.variant, args.work, args.inception, known, args.dev
         )

@@ -343,8 +343,8 @@ def train_omega_online(
     extra.update(meta or {})
     if out is not None and (out / STATE_FILE).is_file():
         omega_net.load_state_dict(OmegaNet.load(out, schedule).state_dict())
-        meta, tensors = load_training_state(out, opt, gen)
-        start, record = meta["iteration"], TrainingRecord(**meta["record"])
+        state, tensors = load_training_state(out, opt, gen)
+        start, record = state["iteration"], TrainingRecord(**state["record"])
         mean.restore(tensors)
     began = time.perf_counter() - record.seconds
     monitor, discrepancy = OutputGradientMonitor(omega_net), Discrepancy(config, features)
