@@ -384,8 +384,7 @@ def train_omega_online(
         record.losses.append(loss.item())
         if on_step is not None:
             on_step(it, record.losses[-1])
-        if it % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{record.losses[-1]:.4f}", refresh=False)  # shown at the bar's next refresh
         if out is not None and config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
             record.seconds = time.perf_counter() - began
             _save_run(out, omega_net, opt, gen, record, it + 1, extra, procs, mean.tensors())
