@@ -1,8 +1,11 @@
+import io
 from dataclasses import replace
 
 import pytest
 import torch
+from tqdm import tqdm
 
+from learnguide.core import online
 from learnguide.core.denoisers import WeakenedDenoiser
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.items import class_groups, sample_times, simulate_items
@@ -79,6 +82,20 @@ def test_on_step_sees_every_iteration_s_loss_and_the_weights_after_it(mixture, e
     record = train_omega_online(net, exact, mixture.data_sampler(), config, progress=False, on_step=on_step)
     assert [(i, loss) for i, loss, _ in seen] == list(enumerate(record.losses))
     assert len({bias for *_, bias in seen}) == 3 and seen[-1][2] == net.body[-1].bias.item()
+
+
+def test_the_progress_bar_shows_every_step_s_loss(mixture, exact, monkeypatch):
+    """Short fits too: the bar once showed only the first step's loss on fits of under 50 steps."""
+    shown = io.StringIO()
+
+    def bar(start, total, desc, progress):  # the real bar, written at every step
+        return tqdm(range(start, total), desc=desc, file=shown, mininterval=0, miniters=1, initial=start)
+
+    monkeypatch.setattr(online, "resumed_progress", bar)
+    torch.manual_seed(0)
+    net = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2)
+    record = train_omega_online(net, exact, mixture.data_sampler(), OnlineConfig(iterations=3, batch_size=32))
+    assert all(f"loss={loss:.4f}" in shown.getvalue() for loss in record.losses)
 
 
 @pytest.mark.parametrize("blocks", [1, 3, 8, 100])
