@@ -19,7 +19,8 @@ per-class choice on this grid could do, as judged on fresh evaluation sets); a c
 
 The chosen per-class constants are then sampled and scored on RESULTS.md's evaluation sets in both
 classifiers' features, next to the best tuned baseline: from ``benchmarks/learned_vs_tuned.py``'s JSON, else
-from an earlier entry of this script's JSON for the checkpoint, else scored here. Writes JSON.
+from an earlier entry of this script's JSON for the checkpoint, else scored here. Writes JSON, one entry
+per checkpoint, statistic and ``--per-class``.
 
     python benchmarks/class_omega_headroom.py --checkpoint mnist/well_trained \
         --policies 0 0.125 0.25 0.375 0.5 --out benchmarks/results/class_omega_headroom.json
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +49,8 @@ from learned_vs_tuned import (
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule
 from learnguide.images.classifier import predict
 from learnguide.images.evaluation import sample_set
+
+PER_CLASS = 64  # the landscapes' samples per class and ω (§10h)
 
 
 class ClassConstantGuidance(GuidanceSchedule):
@@ -123,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="<dataset>/<regime> under checkpoints/")
     parser.add_argument("--policies", type=float, nargs="+", required=True)
-    parser.add_argument("--per-class", type=int, default=64)
+    parser.add_argument("--per-class", type=int, default=PER_CLASS, help="samples per class and ω")
     parser.add_argument("--data-per-class", type=int, default=256)
     statistics = ["pooled", "class", "class-confirmed", "judge"]
     parser.add_argument("--statistic", choices=statistics, default="pooled")
@@ -168,8 +172,8 @@ def main() -> None:
     print(f"{args.checkpoint}: pooled argmin ω {args.policies[start]}; per class {omegas}")
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     scores = json.loads(args.scores.read_text()) if args.scores.is_file() else {}
-    earlier = [v for key, v in report.items() if key.split(":")[0] == args.checkpoint and "baselines" in v]
-    known = known_scores(scores, args.checkpoint) or (earlier[0]["baselines"] if earlier else {})
+    earlier = [v["baselines"] for key, v in report.items() if re.split("[:@]", key)[0] == args.checkpoint]
+    known = known_scores(scores, args.checkpoint) or (earlier[0] if earlier else {})
     if not known:  # neither has them: score the unguided model and the tuned winners here
         unguided = ConstantGuidance(0.0)
         known = {"unguided": score(scorer, unguided, eval_sets, f"{args.checkpoint} unguided")}
@@ -191,7 +195,8 @@ def main() -> None:
         "baselines": known,
     }
     print(json.dumps(entry["ratios"]))
-    report[args.checkpoint + ("" if args.statistic == "pooled" else f":{args.statistic}")] = entry
+    key = args.checkpoint + ("" if args.statistic == "pooled" else f":{args.statistic}")
+    report[key + ("" if args.per_class == PER_CLASS else f"@{args.per_class}")] = entry
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 
