@@ -172,7 +172,11 @@ def main() -> None:
     print(f"{args.checkpoint}: pooled argmin ω {args.policies[start]}; per class {omegas}")
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     scores = json.loads(args.scores.read_text()) if args.scores.is_file() else {}
-    earlier = [v["baselines"] for key, v in report.items() if re.split("[:@]", key)[0] == args.checkpoint]
+    earlier = [  # entries keyed <checkpoint>[:<statistic>][@<per class>]; older ones lack "baselines"
+        v["baselines"]
+        for key, v in report.items()
+        if re.split("[:@]", key)[0] == args.checkpoint and "baselines" in v
+    ]
     known = known_scores(scores, args.checkpoint) or (earlier[0] if earlier else {})
     if not known:  # neither has them: score the unguided model and the tuned winners here
         unguided = ConstantGuidance(0.0)
