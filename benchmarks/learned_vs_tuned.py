@@ -234,8 +234,7 @@ def noisy_classifier(dataset, folder: Path):
     """The noisy classifier of ``folder`` (width 16, 2 epochs, seed 1), trained first if it is not there."""
     if not (folder / "model.safetensors").is_file():
         config = ClassifierTrainingConfig(epochs=2, noisy=True, seed=1)
-        with torch.enable_grad():  # callers may sample under no_grad
-            model, record = train_classifier(dataset, config, width=16, progress=False)
+        model, record = train_classifier(dataset, config, width=16, progress=False)
         save_classifier(model, folder, record, config, dataset.fingerprint())
     return load_classifier(folder, data_id=dataset.fingerprint())
 
@@ -249,8 +248,7 @@ def feature_classifier(dataset, folder: Path):
     digits 40>``."""
     if not (folder / "model.safetensors").is_file():
         config = ClassifierTrainingConfig(epochs=FEATURE_CLASSIFIER_EPOCHS[dataset.name], seed=3)
-        with torch.enable_grad():  # callers may sample under no_grad
-            model, record = train_classifier(dataset, config, width=16, progress=False)
+        model, record = train_classifier(dataset, config, width=16, progress=False)
         save_classifier(model, folder, record, config, dataset.fingerprint())
     return load_classifier(folder, data_id=dataset.fingerprint())
 

@@ -137,6 +137,17 @@ def test_classifier_features_roundtrip_and_data_check(tmp_path):
         load_classifier(tmp_path, data_id="data-2")
 
 
+def test_a_classifier_trains_when_called_under_no_grad():
+    """Callers that sample under no_grad may train a missing classifier first (it raised before)."""
+    config = ClassifierTrainingConfig(epochs=1)
+    with torch.no_grad():
+        model, record = train_classifier(tiny_dataset(), config, width=8, progress=False)
+        assert not torch.is_grad_enabled()  # the caller's mode is back
+    again, _ = train_classifier(tiny_dataset(), config, width=8, progress=False)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+    assert 0.0 <= record["test_accuracy"] <= 1.0
+
+
 def test_a_noisy_classifier_is_time_conditioned_and_learns_from_noised_images(tmp_path):
     from learnguide.data.images import load_dataset
 

@@ -165,6 +165,7 @@ def predict(
     return torch.cat(feats), torch.cat(logits)
 
 
+@torch.enable_grad()  # trains even when the caller samples under no_grad
 def train_classifier(
     dataset: ImageDataset,
     config: ClassifierTrainingConfig,
