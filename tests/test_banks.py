@@ -165,6 +165,18 @@ def test_fit_on_bank_recovers_the_known_omega_early_in_the_trajectory(weakened_b
         )
 
 
+def test_a_fit_under_a_caller_s_no_grad_trains_as_usual(weakened_bank):
+    """A caller that samples under no_grad may fit ω on a bank (backward raised before)."""
+    nets = []
+    for grad in (False, True):
+        torch.manual_seed(0)
+        nets.append(OmegaNet(VPCosine(), num_classes=4))
+        with torch.set_grad_enabled(grad):
+            fit_omega_on_bank(nets[-1], weakened_bank, FitConfig(epochs=2), progress=False)
+            assert torch.is_grad_enabled() == grad  # the caller's mode is back
+    assert all(torch.equal(p, q) for p, q in zip(*(n.parameters() for n in nets), strict=True))
+
+
 def test_optimal_omega_diagnostics(weakened_bank):
     per_item = per_item_optimal_omega(weakened_bank)
     assert per_item.shape == (len(weakened_bank),)

@@ -62,3 +62,14 @@ def test_save_load_round_trip_and_errors(tmp_path, mixture):
     (tmp_path / "d" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="config.json: 'prediction' must be one of"):
         load_mlp_denoiser(tmp_path / "d")
+
+
+def test_training_under_a_caller_s_no_grad_trains_as_usual(mixture):
+    """A caller that samples under no_grad may train a denoiser (backward raised before)."""
+    config = DenoiserTrainingConfig(steps=3, batch_size=16)
+    a, b = _model(), _model()
+    with torch.no_grad():
+        train_denoiser(a, mixture.data_sampler(), config, progress=False)
+        assert not torch.is_grad_enabled()  # the caller's mode is back
+    train_denoiser(b, mixture.data_sampler(), config, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

@@ -71,6 +71,15 @@ def test_training_is_reproducible_and_counts_denoiser_work(mixture, exact):
     assert rec.denoiser_calls == 5 and rec.denoiser_evals == 5 * 2 * 32 * 4 and len(rec.losses) == 5
 
 
+def test_training_under_a_caller_s_no_grad_trains_as_usual(mixture, exact):
+    """A caller that samples under no_grad may fit ω (the gradient raised before)."""
+    with torch.no_grad():
+        a, _ = _run(mixture, exact, iterations=2)
+        assert not torch.is_grad_enabled()  # the caller's mode is back
+    b, _ = _run(mixture, exact, iterations=2)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
 def test_on_step_sees_every_iteration_s_loss_and_the_weights_after_it(mixture, exact):
     torch.manual_seed(123)
     net, seen = OmegaNet(VPCosine(), num_classes=4, hidden=16, layers=2), []

@@ -557,6 +557,7 @@ class FitRecord(RunRecord):
     items_seen: int = 0
 
 
+@torch.enable_grad()  # trains even when the caller samples under no_grad
 def fit_omega_on_bank(
     omega_net: OmegaNet, bank: Bank, config: FitConfig, progress: bool = True, reward: Reward | None = None
 ) -> FitRecord:

@@ -90,6 +90,7 @@ class DenoiserTrainingConfig:
                 raise ValueError(f"{flag} must be a probability in [0, 1], got {getattr(self, name)}")
 
 
+@torch.enable_grad()  # trains even when the caller samples under no_grad
 def train_denoiser(
     model: PredictionAdapter,
     sample_data: DataSampler,

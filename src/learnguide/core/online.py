@@ -286,6 +286,7 @@ class Discrepancy:
         return self(a + expand_as(omega, a).to(a.dtype) * b, x_true, s)
 
 
+@torch.enable_grad()  # trains even when the caller samples under no_grad
 def train_omega_online(
     omega_net: OmegaNet,
     denoiser: Denoiser,
