@@ -13,14 +13,22 @@ that sees class membership. With ``--statistic class-confirmed`` the class-condi
 regularised towards the shared optimum: every class starts at the pooled argmin and moves at most one grid
 step, and only when the neighbour is closer to the class's data on this set *and* on a second, independent
 set of samples (seed ``--confirm-seed``); of two confirmed neighbours it takes the one lower on both sets
-together. No judge is consulted by these three. ``--statistic judge`` is the peek that bounds them: the
+together. With ``--statistic class-frechet`` the start is the argmin of the pooled Fréchet distance (the
+judges' kind of statistic, in the clean features) and a class moves to the grid ω of largest lower
+confidence bound on its gain in class-conditional Fréchet distance, gain − ``--z`` · bootstrap standard error
+(paired: the same resampled seeds under every ω), and only where that bound is above 0. No judge is
+consulted by these four. ``--statistic judge`` is the peek that bounds them: the
 same coordinate descent on the held-out classifier's own FD of the tuning seed's samples (the best any
 per-class choice on this grid could do, as judged on fresh evaluation sets); a ceiling, never a recipe.
+With ``--family increasing-cosine`` the grid values are the ω_max of the tuned increasing shape (cosine)
+instead of constants: one scale of that schedule per class.
 
 The chosen per-class constants are then sampled and scored on RESULTS.md's evaluation sets in both
 classifiers' features, next to the best tuned baseline: from ``benchmarks/learned_vs_tuned.py``'s JSON, else
 from an earlier entry of this script's JSON for the checkpoint, else scored here. Writes JSON, one entry
-per checkpoint, statistic and ``--per-class``.
+per checkpoint, statistic and ``--per-class``, with the landscape's denoiser evaluations (the cost to set
+against one 7-point constant grid). The landscape's samples are kept under ``--work``/landscapes
+(safetensors) and reused by a later run with the same checkpoint, seed, ω and size.
 
     python benchmarks/class_omega_headroom.py --checkpoint mnist/well_trained \
         --policies 0 0.125 0.25 0.375 0.5 --out benchmarks/results/class_omega_headroom.json
@@ -35,10 +43,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from final_sample_landscape import data_items, energy_distance
 from learned_vs_tuned import (
+    STEPS,
     best_tuned,
     evaluation_setup,
     feature_classifier,
@@ -46,24 +56,51 @@ from learned_vs_tuned import (
     score,
     tuned_winners,
 )
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
 from learnguide.images.classifier import predict
-from learnguide.images.evaluation import sample_set
+from learnguide.images.evaluation import (
+    feature_moments,
+    frechet_distance,
+    frechet_distance_from_moments,
+    sample_set,
+)
 
 PER_CLASS = 64  # the landscapes' samples per class and ω (§10h)
 
 
-class ClassConstantGuidance(GuidanceSchedule):
-    """ω(c, s, t) = ``omegas[c]``: one constant per class id."""
+class PerClassGuidance(GuidanceSchedule):
+    """ω(c, s, t) = ``schedules[c]``'s ω(c, s, t): one schedule per class id."""
 
-    def __init__(self, omegas: list[float]) -> None:
-        self.omegas = torch.tensor(omegas, dtype=torch.float64)
+    def __init__(self, schedules: list[GuidanceSchedule]) -> None:
+        self.schedules = schedules
 
     def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
-        return self.omegas.to(t.device)[cond.long()]
+        every = torch.stack([g.omega(cond, s, t).double() for g in self.schedules])  # [K, B]
+        return every.gather(0, cond.long()[None]).squeeze(0)
 
     def config(self) -> dict:
-        return {"type": "class-constant", "omegas": self.omegas.tolist()}
+        return {"type": "per-class", "schedules": [g.config() for g in self.schedules]}
+
+
+FAMILIES = {  # --family: the schedule of one grid value ω (a constant, or the tuned increasing shape's ω_max)
+    "constant": ConstantGuidance,
+    "increasing-cosine": lambda omega: IncreasingGuidance(omega, "cosine"),
+}
+
+
+def cached_samples(scorer, guidance: GuidanceSchedule, labels: Tensor, seeds: Tensor, folder: Path) -> Tensor:
+    """``scorer``'s samples ``[n, C, H, W]`` under ``guidance`` for ``labels``, ``seeds`` (``[n]``), read from
+    ``folder`` when an earlier run drew the same ones (safetensors)."""
+    name = "-".join(str(v) for v in guidance.config().values())
+    path = folder / f"{name}-n{len(labels)}.safetensors"
+    if path.is_file():
+        stored = load_file(path)
+        if torch.equal(stored["labels"], labels) and torch.equal(stored["seeds"], seeds):
+            return stored["images"]
+    images = scorer.samples(guidance, labels, seeds)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"images": images.contiguous(), "labels": labels, "seeds": seeds}, path)
+    return images
 
 
 def pick(choice: list[int], features: Tensor, labels: Tensor) -> Tensor:
@@ -116,6 +153,31 @@ def confirmed_moves(first: Tensor, second: Tensor, start: int) -> list[int]:
     return choice
 
 
+def class_frechet(own: Tensor, target: tuple[Tensor, Tensor], rows: Tensor) -> Tensor:
+    """``[P]``: the Fréchet distance of one class's samples ``own[:, rows]`` (``own [P, n_c, F]``) under each
+    grid ω to the class's data moments ``target`` (mean, covariance)."""
+    return torch.tensor([frechet_distance_from_moments(*feature_moments(f[rows]), *target) for f in own])
+
+
+def class_frechet_moves(
+    features: Tensor, labels: Tensor, data: Tensor, data_labels: Tensor, start: int, z: float, boots: int
+) -> list[int]:
+    """Per class, the grid index (``features [P, n, F]``) of largest lower confidence bound on its gain in
+    class-conditional Fréchet distance to the class's own data (``data [m, F]``, ``data_labels [m]``) over
+    grid index ``start``: mean gain − ``z`` · its standard error over ``boots`` paired bootstrap resamples of
+    the class's samples (seed 0); ``start`` unless some bound is above 0."""
+    gen, choice = torch.Generator().manual_seed(0), []
+    for c in range(int(labels.max()) + 1):
+        own, target = features[:, labels == c], feature_moments(data[data_labels == c])  # own [P, n_c, F]
+        gain = class_frechet(own, target, torch.arange(own.shape[1]))
+        gain = gain[start] - gain  # [P]
+        resamples = torch.randint(own.shape[1], (boots, own.shape[1]), generator=gen)
+        boot = torch.stack([class_frechet(own, target, rows) for rows in resamples])  # [boots, P], paired
+        bound = gain - z * (boot[:, start : start + 1] - boot).std(dim=0)
+        choice.append(int(bound.argmax()) if bound.max() > 0 else start)
+    return choice
+
+
 def class_argmins(features: Tensor, labels: Tensor, data: Tensor, data_labels: Tensor) -> list[int]:
     """Per class, the grid index whose samples (``features [P, n, F]``) have the lowest energy distance
     (β = 1) to the class's own data (``data [m, F]``, ``data_labels [m]``)."""
@@ -126,12 +188,19 @@ def class_argmins(features: Tensor, labels: Tensor, data: Tensor, data_labels: T
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="<dataset>/<regime> under checkpoints/")
-    parser.add_argument("--policies", type=float, nargs="+", required=True)
+    parser.add_argument(
+        "--policies", type=float, nargs="+", required=True, help="the grid of ω (see --family)"
+    )
+    parser.add_argument("--family", choices=list(FAMILIES), default="constant", help="the schedule of one ω")
     parser.add_argument("--per-class", type=int, default=PER_CLASS, help="samples per class and ω")
     parser.add_argument("--data-per-class", type=int, default=256)
-    statistics = ["pooled", "class", "class-confirmed", "judge"]
+    statistics = ["pooled", "class", "class-confirmed", "class-frechet", "judge"]
     parser.add_argument("--statistic", choices=statistics, default="pooled")
     parser.add_argument("--confirm-seed", type=int, default=2, help="class-confirmed's second sample set")
+    parser.add_argument(
+        "--z", type=float, default=2.0, help="class-frechet: standard errors a move must gain"
+    )
+    parser.add_argument("--boots", type=int, default=200, help="class-frechet: bootstrap resamples")
     parser.add_argument("--scores", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_omega_headroom.json"))
@@ -148,21 +217,31 @@ def main() -> None:
 
     def landscape(seed: int) -> tuple[Tensor, Tensor]:
         labels, seeds = sample_set(k, args.per_class, seed)
-        draws = [scorer.samples(ConstantGuidance(w), labels, seeds) for w in args.policies]
+        draws = [
+            cached_samples(
+                scorer, w, labels, seeds, args.work / "landscapes" / f"{dataset_name}-{regime}-{seed}"
+            )
+            for w in args.policies
+        ]
         return labels, torch.stack([predict(embed, x)[0].double() for x in draws])  # [P, n, F]
 
     labels, features = landscape(1)
-    objective = (
-        (lambda choice: judge(pick(choice, features, labels)))
-        if args.statistic == "judge"
-        else (lambda choice: pooled_statistic(choice, features, labels, data))
-    )
+
+    def objective(choice: list[int]) -> float:  # the pooled statistic of a per-class choice
+        if args.statistic == "judge":
+            return judge(pick(choice, features, labels))
+        if args.statistic == "class-frechet":
+            return frechet_distance(pick(choice, features, labels), data)
+        return pooled_statistic(choice, features, labels, data)
+
     pooled = [objective([p] * k) for p in range(len(features))]
     start = min(range(len(pooled)), key=pooled.__getitem__)
     if args.statistic in ("pooled", "judge"):
         choice = coordinate_descent(objective, k, len(features), start)
     elif args.statistic == "class":
         choice = class_argmins(features, labels, data, data_labels)
+    elif args.statistic == "class-frechet":
+        choice = class_frechet_moves(features, labels, data, data_labels, start, args.z, args.boots)
     else:
         labels_2, features_2 = landscape(args.confirm_seed)
         first = class_distances(features, labels, data, data_labels)
@@ -186,20 +265,28 @@ def main() -> None:
             for label, g in tuned_winners(dataset_name, regime).items()
             if label != json.dumps(unguided.config())  # digits well_trained's winner is ω = 0 itself
         }
-    per_class = score(scorer, ClassConstantGuidance(omegas), eval_sets, f"{args.checkpoint} per-class ω")
+    chosen = PerClassGuidance([FAMILIES[args.family](w) for w in omegas])
+    per_class = score(scorer, chosen, eval_sets, f"{args.checkpoint} per-class ω")
     entry = {
+        "family": args.family,
         "policies": args.policies,
-        "pooled_statistic": pooled,
+        "statistic": args.statistic,  # judge: the held-out FD; class-frechet: the clean features' FD
+        "constant_statistic": pooled,  # the pooled statistic of each constant of the grid
         "pooled_argmin": args.policies[start],
         "per_class_omega": omegas,
-        "chosen_pooled_statistic": value,
+        "chosen_statistic": value,
         "scores": per_class,
         "best_tuned": {m: best_tuned(known, m) for m in ("fd", "held_out_fd")},
         "ratios": {m: per_class[m] / best_tuned(known, m)[m] for m in ("fd", "held_out_fd")},
         "baselines": known,
+        "landscape_denoiser_evals": sum(  # a sample: STEPS calls, twice when guided
+            len(labels) * (1 + int(args.statistic == "class-confirmed")) * STEPS * (1 if w == 0 else 2)
+            for w in args.policies
+        ),
     }
     print(json.dumps(entry["ratios"]))
     key = args.checkpoint + ("" if args.statistic == "pooled" else f":{args.statistic}")
+    key += "" if args.family == "constant" else f"/{args.family}"
     report[key + ("" if args.per_class == PER_CLASS else f"@{args.per_class}")] = entry
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
