@@ -217,12 +217,9 @@ def main() -> None:
 
     def landscape(seed: int) -> tuple[Tensor, Tensor]:
         labels, seeds = sample_set(k, args.per_class, seed)
-        draws = [
-            cached_samples(
-                scorer, w, labels, seeds, args.work / "landscapes" / f"{dataset_name}-{regime}-{seed}"
-            )
-            for w in args.policies
-        ]
+        folder = args.work / "landscapes" / f"{dataset_name}-{regime}-{seed}"
+        family = FAMILIES[args.family]
+        draws = [cached_samples(scorer, family(w), labels, seeds, folder) for w in args.policies]
         return labels, torch.stack([predict(embed, x)[0].double() for x in draws])  # [P, n, F]
 
     labels, features = landscape(1)
