@@ -88,19 +88,33 @@ FAMILIES = {  # --family: the schedule of one grid value ω (a constant, or the 
 }
 
 
-def cached_samples(scorer, guidance: GuidanceSchedule, labels: Tensor, seeds: Tensor, folder: Path) -> Tensor:
-    """``scorer``'s samples ``[n, C, H, W]`` under ``guidance`` for ``labels``, ``seeds`` (``[n]``), read from
-    ``folder`` when an earlier run drew the same ones (safetensors)."""
+def landscape_samples(
+    scorer, guidance: GuidanceSchedule, checkpoint: str, classes: int, per_class: int, seed: int, work: Path
+) -> tuple[Tensor, Tensor]:
+    """Class ids ``[n]`` and ``scorer``'s samples ``[n, C, H, W]`` of :func:`sample_set` (``classes``,
+    ``per_class``, ``seed``) under ``guidance``: read from ``work``/landscapes when an earlier run of
+    ``checkpoint`` (``<dataset>/<regime>``) drew the same ones, else drawn and kept there (safetensors)."""
+    labels, seeds = sample_set(classes, per_class, seed)
     name = "-".join(str(v) for v in guidance.config().values())
-    path = folder / f"{name}-n{len(labels)}.safetensors"
+    path = (
+        work / "landscapes" / f"{checkpoint.replace('/', '-')}-{seed}" / f"{name}-n{len(labels)}.safetensors"
+    )
     if path.is_file():
         stored = load_file(path)
         if torch.equal(stored["labels"], labels) and torch.equal(stored["seeds"], seeds):
-            return stored["images"]
+            return labels, stored["images"]
     images = scorer.samples(guidance, labels, seeds)
-    folder.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"images": images.contiguous(), "labels": labels, "seeds": seeds}, path)
-    return images
+    return labels, images
+
+
+def clean_space(dataset, work: Path, data_per_class: int) -> tuple:
+    """``(classifier, data [K·m, F], data_labels [K·m])``: the clean feature classifier (not a judge) and its
+    pooled features of ``data_per_class`` training images per class (the landscapes' data side)."""
+    classifier = feature_classifier(dataset, work / f"{dataset.name}-feature-classifier")
+    images, data_labels = data_items(dataset, data_per_class)
+    return classifier, predict(classifier, images)[0].double(), data_labels
 
 
 def pick(choice: list[int], features: Tensor, labels: Tensor) -> Tensor:
@@ -211,16 +225,16 @@ def main() -> None:
     if args.statistic == "judge":  # the peek: the held-out classifier's own FD against its reference
         embed, judge = scorer.held_out[0], scorer.held_out[1].frechet_distance
     else:
-        embed = feature_classifier(dataset, args.work / f"{dataset_name}-feature-classifier")
-        images, data_labels = data_items(dataset, args.data_per_class)  # the landscapes' data
-        data = predict(embed, images)[0].double()
+        embed, data, data_labels = clean_space(dataset, args.work, args.data_per_class)
 
     def landscape(seed: int) -> tuple[Tensor, Tensor]:
-        labels, seeds = sample_set(k, args.per_class, seed)
-        folder = args.work / "landscapes" / f"{dataset_name}-{regime}-{seed}"
-        family = FAMILIES[args.family]
-        draws = [cached_samples(scorer, family(w), labels, seeds, folder) for w in args.policies]
-        return labels, torch.stack([predict(embed, x)[0].double() for x in draws])  # [P, n, F]
+        draws = [
+            landscape_samples(
+                scorer, FAMILIES[args.family](w), args.checkpoint, k, args.per_class, seed, args.work
+            )
+            for w in args.policies
+        ]
+        return draws[0][0], torch.stack([predict(embed, x)[0].double() for _, x in draws])  # [P, n, F]
 
     labels, features = landscape(1)
 

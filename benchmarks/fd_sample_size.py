@@ -1,10 +1,11 @@
 """Does FD's best constant ω depend on the sample size? Subsamples of a cached landscape (issue 14).
 
 Reads the 25-step samples that ``class_omega_headroom.py --per-class 128`` cached for one checkpoint and a
-constant grid (tuning seed 1), and scores disjoint subsamples of 16, 30, 64 and 128 per class in three
-feature spaces: the clean feature classifier's (against 256 training images per class, as the learning
-statistics), the held-out judge's and the evaluation judge's (against their test-split references). Prints
-and writes, per size, each space's mean FD over the disjoint subsamples and its argmin over the grid.
+constant grid (tuning seed 1; drawn here if they are missing), and scores disjoint subsamples of 16, 30, 64
+and 128 per class in three feature spaces: the clean feature classifier's (against 256 training images per
+class, as the learning statistics), the held-out judge's and the evaluation judge's (against their
+test-split references). Prints and writes, per size, each space's mean FD over the disjoint subsamples
+and its argmin over the grid.
 
     python benchmarks/fd_sample_size.py --checkpoint mnist/well_trained --policies 0 0.125 0.25 0.375 0.5
 """
@@ -16,10 +17,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from final_sample_landscape import data_items
-from learned_vs_tuned import evaluation_setup, feature_classifier
+from class_omega_headroom import clean_space, landscape_samples
+from learned_vs_tuned import evaluation_setup
+from learnguide.core.guidance import ConstantGuidance
 from learnguide.images.classifier import predict
 from learnguide.images.evaluation import frechet_distance
 
@@ -38,18 +39,17 @@ def main() -> None:
     dataset_name, regime = args.checkpoint.split("/")
     dataset, _, scorer, _ = evaluation_setup(dataset_name, regime, args.work)
     k = dataset.num_classes
-    clean = feature_classifier(dataset, args.work / f"{dataset_name}-feature-classifier")
-    images, _ = data_items(dataset, 256)
-    data = predict(clean, images)[0].double()
+    clean, data, _ = clean_space(dataset, args.work, 256)
     spaces = {  # name: (embedding, FD of features [n, F] against the space's reference)
         "clean": (clean, lambda f: frechet_distance(f, data)),
         "held_out": (scorer.held_out[0], scorer.held_out[1].frechet_distance),
         "evaluation": (scorer.classifier, scorer.reference.frechet_distance),
     }
-    folder = args.work / "landscapes" / f"{dataset_name}-{regime}-1"
     features = {name: [] for name in spaces}  # name: [P] of [K·128, F]
     for w in args.policies:
-        x = load_file(folder / f"constant-{w}-n{k * CACHED_PER_CLASS}.safetensors")["images"]
+        _, x = landscape_samples(
+            scorer, ConstantGuidance(w), args.checkpoint, k, CACHED_PER_CLASS, 1, args.work
+        )
         for name, (embed, _) in spaces.items():
             features[name].append(predict(embed, x)[0].double())
     report = {"policies": args.policies, "sizes": {}}
