@@ -126,7 +126,9 @@ def main() -> None:
     parser.add_argument("--family", choices=list(FAMILIES), default="constant", help="the schedule of one ω")
     parser.add_argument("--per-class", type=int, default=128, help="the landscape's samples per class and ω")
     parser.add_argument("--data-per-class", type=int, default=256)
-    parser.add_argument("--members", nargs="+", default=list(MEMBERS), help="clean or arch:width:seed")
+    parser.add_argument(
+        "--members", nargs="+", default=list(MEMBERS), help="clean, arch:width:seed or arch:width:seed:half"
+    )
     parser.add_argument("--boots", type=int, default=200, help="bootstrap resamples of the samples")
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument(
