@@ -112,7 +112,7 @@ def landscape_samples(
 def clean_space(dataset, work: Path, data_per_class: int) -> tuple:
     """``(classifier, data [K·m, F], data_labels [K·m])``: the clean feature classifier (not a judge) and its
     pooled features of ``data_per_class`` training images per class (the landscapes' data side)."""
-    classifier = feature_classifier(dataset, work / f"{dataset.name}-feature-classifier")
+    classifier = feature_classifier(dataset, work)
     images, data_labels = data_items(dataset, data_per_class)
     return classifier, predict(classifier, images)[0].double(), data_labels
 

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from class_omega_headroom import FAMILIES, landscape_samples
 from final_sample_landscape import data_items
-from learned_vs_tuned import FEATURE_CLASSIFIER_EPOCHS, evaluation_setup, feature_classifier
+from learned_vs_tuned import FEATURE_CLASSIFIER_EPOCHS, evaluation_setup, feature_classifier, random_halves
 from learnguide.images.classifier import (
     ClassifierTrainingConfig,
     load_classifier,
@@ -55,13 +55,11 @@ MEMBERS = ("clean", "cnn:16:4", "cnn:8:5", "lenet:16:6")  # the judges: cnn:32:0
 
 
 def halves(dataset) -> tuple:
-    """The training split cut in two at random (seed 0): ``(fit half, held half)`` as datasets whose training
-    split is that half (the test split unchanged)."""
-    order = torch.randperm(len(dataset.train_labels), generator=torch.Generator().manual_seed(0))
-    parts = order[: len(order) // 2], order[len(order) // 2 :]
+    """The training split cut in two by :func:`random_halves`: ``(fit half, held half)`` as datasets whose
+    training split is that half (the test split unchanged)."""
     return tuple(
         replace(dataset, train_images=dataset.train_images[i], train_labels=dataset.train_labels[i])
-        for i in parts
+        for i in random_halves(len(dataset.train_labels))
     )
 
 
@@ -143,7 +141,7 @@ def main() -> None:
         parser.error("--checkpoint and --policies are required (unless --table)")
     dataset_name, regime = args.checkpoint.split("/")
     dataset, _, scorer, _ = evaluation_setup(dataset_name, regime, args.work)
-    clean = feature_classifier(dataset, args.work / f"{dataset.name}-feature-classifier")
+    clean = feature_classifier(dataset, args.work)
     draws = [
         landscape_samples(
             scorer,
@@ -166,11 +164,12 @@ def main() -> None:
         references |= {
             f"{member} vs {split}": getattr(data, f"{split}_images") for split in ("train", "test")
         }
-        for name, images in references.items():  # "vs": the diagnosis, every image of a split
-            moments = feature_moments(predict(net, images)[0].double())
+        embedded = {name: predict(net, images)[0].double() for name, images in references.items()}
+        for name, reference in embedded.items():  # "vs": the diagnosis, every image of a split
+            moments = feature_moments(reference)
             spaces[name] = (features, moments, float(moments[1].trace()))
-        test_features = predict(net, data.test_images)[0].double()  # how far the test split is from training
-        split_gap[member] = relative_fd(test_features, *spaces[f"{member} vs train"][1:])
+        test = embedded[f"{member} vs test"]  # how far the test split is from the training split
+        split_gap[member] = relative_fd(test, *spaces[f"{member} vs train"][1:])
     judges = {"evaluation judge": (scorer.classifier, scorer.reference), "held-out judge": scorer.held_out}
     for name, (net, reference) in judges.items():  # "vs train": the diagnosis, the judge on training images
         features = [predict(net, x)[0].double() for x in samples]

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from learnguide.apps.comparison import evaluate_over_sets
 from learnguide.apps.experiment import ExperimentConfig
@@ -251,10 +252,11 @@ def noisy_classifier(dataset, folder: Path):
 FEATURE_CLASSIFIER_EPOCHS = {"digits": 40, "mnist": 4, "fashion-mnist": 4}  # about 500–2,000 steps
 
 
-def feature_classifier(dataset, folder: Path):
-    """The clean classifier of ``folder`` (cnn, width 16, seed 3: neither judge's width and seed), trained
-    first if it is not there: ``learnguide train-classifier --dataset <name> --width 16 --seed 3 --epochs <4;
-    digits 40>``."""
+def feature_classifier(dataset, work: Path):
+    """The clean classifier of ``work``/<dataset>-feature-classifier (cnn, width 16, seed 3: neither judge's
+    width and seed), trained first if it is not there: ``learnguide train-classifier --dataset <name>
+    --width 16 --seed 3 --epochs <4; digits 40>``."""
+    folder = work / f"{dataset.name}-feature-classifier"
     if not (folder / "model.safetensors").is_file():
         config = ClassifierTrainingConfig(epochs=FEATURE_CLASSIFIER_EPOCHS[dataset.name], seed=3)
         model, record = train_classifier(dataset, config, width=16, progress=False)
@@ -267,7 +269,7 @@ def variant_features(dataset, spec: Variant, work: Path):
     pixels when ``spec.pixel_weight`` > 0; several are joined, each scaled by its mean distance on 512
     training images."""
     if spec.classifier == "clean":
-        classifier = feature_classifier(dataset, work / f"{dataset.name}-feature-classifier")
+        classifier = feature_classifier(dataset, work)
     else:
         classifier = noisy_classifier(dataset, work / f"{dataset.name}-noisy-classifier")
     parts = [(frozen_features(classifier, layer), 1.0) for layer in spec.layers]
@@ -288,12 +290,17 @@ def variant_network(dataset, denoiser, spec: Variant) -> OmegaNet:
     )  # fmt: skip
 
 
+def random_halves(n: int) -> tuple[Tensor, Tensor]:
+    """Indices ``0 … n − 1`` in a random order (seed 0), cut in two: ``([n // 2], [n − n // 2])``."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return order[: n // 2], order[n // 2 :]
+
+
 def test_halves(dataset) -> tuple:
-    """The test split cut in two at random (seed 0), as datasets: ``(fit, evaluation)``; ``fit``'s training
-    split is the first half (a fit's data side), ``evaluation``'s test split the second (the judges'
-    reference), everything else unchanged."""
-    order = torch.randperm(len(dataset.test_labels), generator=torch.Generator().manual_seed(0))
-    first, second = order[: len(order) // 2], order[len(order) // 2 :]
+    """The test split cut in two by :func:`random_halves`, as datasets: ``(fit, evaluation)``; ``fit``'s
+    training split is the first half (a fit's data side), ``evaluation``'s test split the second (the
+    judges' reference), everything else unchanged."""
+    first, second = random_halves(len(dataset.test_labels))
     return (
         replace(dataset, train_images=dataset.test_images[first], train_labels=dataset.test_labels[first]),
         replace(dataset, test_images=dataset.test_images[second], test_labels=dataset.test_labels[second]),
