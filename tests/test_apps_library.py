@@ -3,8 +3,10 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from learnguide.apps.learning import export_omega, fit_bank_folder, make_bank
@@ -13,6 +15,7 @@ from learnguide.apps.sample_folder import SampleRequest, evaluate_folder, sample
 from learnguide.core.banks import BankConfig, FitConfig
 from learnguide.core.denoiser_training import DenoiserTrainingConfig, save_mlp_denoiser
 from learnguide.core.guidance import OmegaNet
+from learnguide.data.images import load_digits_dataset
 from learnguide.integrations.rewards import ClassifierLogProb
 
 DIGITS = "checkpoints/digits"
@@ -37,6 +40,32 @@ def test_a_denoiser_source_loads_a_toy_or_an_image_denoiser_with_its_data(toy_so
     assert recorded.denoiser_id == image.denoiser_id
     with pytest.raises(ValueError, match="--denoiser DIR or --model DIR"):
         DenoiserSource().load()
+
+
+def test_target_data_replaces_the_training_split_as_the_data_drawn(toy_source, tmp_path):
+    training = DenoiserSource(denoiser=f"{DIGITS}/under_trained").load().sample_data  # the training split
+    source = DenoiserSource(denoiser=f"{DIGITS}/under_trained", dataset="digits", target_data="digits")
+    x0, cond = source.load().sample_data(64, torch.Generator().manual_seed(0))
+    digits = load_digits_dataset()
+    in_test = (x0.flatten(1)[:, None] == digits.test_images.flatten(1)[None]).all(-1)  # [64, N_test]
+    assert bool(in_test.any(1).all()) and bool((digits.test_labels[in_test.float().argmax(1)] == cond).all())
+    x_train, _ = training(64, torch.Generator().manual_seed(0))
+    assert not torch.equal(x0, x_train)
+    everything = dataclasses.replace(source, target_split="all", balanced_classes=True).load()
+    assert torch.equal(everything.sample_data(20, torch.Generator())[1], torch.arange(20) % 10)
+    _write_class_folders(tmp_path / "two", 8)  # 2 classes of 8 × 8 grey images
+    with pytest.raises(ValueError, match="has 2 classes of images .* digits has 10"):
+        dataclasses.replace(source, target_data=str(tmp_path / "two")).load()
+    with pytest.raises(ValueError, match="--target-data draws class-labelled images; the toy"):
+        dataclasses.replace(toy_source, target_data="digits").load()
+
+
+def _write_class_folders(root, size: int) -> None:
+    """Two class sub-folders of ``root``, each with three grey PNGs ``size`` × ``size``."""
+    for k, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((size, size), 40 * k + i, dtype=np.uint8)).save(root / name / f"{i}.png")
 
 
 def test_pick_conditions_takes_class_ids_or_prompts_and_checks_their_range():

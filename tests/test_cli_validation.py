@@ -578,6 +578,18 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         ["fit", "--bank", "{root}/bank", "--out", OUT, "--balanced-classes"],
         "--balanced-classes draws the data of an online fit",
     ),
+    ("target-data-toy", [*ONLINE, "--target-data", "digits"], "--target-data draws class-labelled images"),
+    (
+        "target-data-bank",
+        ["fit", "--bank", "{root}/bank", "--out", OUT, "--target-data", "digits"],
+        "--target-data draws the data of an online fit",
+    ),
+    ("target-split-alone", [*ONLINE, "--target-split", "all"], "--target-split all picks a part of --target"),
+    (
+        "target-data-unknown",
+        [*ONLINE[:3], "checkpoints/digits/under_trained", *ONLINE[4:], "--target-data", "{root}/nowhere"],
+        "unknown dataset",
+    ),
     (
         "train-denoiser-lr-nan",
         ["train-denoiser", "--dataset", "digits", "--out", OUT, "--lr", "nan"],

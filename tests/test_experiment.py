@@ -217,6 +217,8 @@ def test_a_recipe_is_read_back_from_an_online_fit(tmp_path):
     assert online.lr == 0.01 and online.iterations == 2 and online.churn == 0.0
     assert recipe["features"] == str(Path("checkpoints/digits/classifier").resolve())
     assert recipe["feature_layers"] == ("pooled",) and recipe["balanced_classes"] is True
+    extra = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]
+    assert extra["target_data"] is None  # drawn from the training split
     hparams = recipe["omega_hparams"]
     assert hparams["output"] == "relu-st" and hparams["shared"] is True and hparams["init_omega"] == 0.5
     config = experiment_config(0, tiny=True, recipe=tmp_path / "omega", held_out_classifier="x")
@@ -237,6 +239,7 @@ def test_a_recipe_that_cannot_be_followed_is_refused(tmp_path, capsys):
         ({**config["extra"], "features": str(tmp_path / "gone")}, "does not exist here"),
         ({**config["extra"], "online": {**config["extra"]["online"], "reward_weight": 1.0}}, "reward"),
         ({**config["extra"], "online": {**config["extra"]["online"], "warp": 2}}, "do not fit this version"),
+        ({**config["extra"], "target_data": "digits"}, "drew its data from --target-data digits"),
     ):
         (tmp_path / "omega" / "config.json").write_text(json.dumps({**config, "extra": broken}))
         with pytest.raises(ValueError, match=message):
@@ -248,6 +251,12 @@ def test_a_recipe_that_cannot_be_followed_is_refused(tmp_path, capsys):
         assert f"drop {flag[0]}" in err and "Traceback" not in err
     assert main([*exp, "--recipe", str(tmp_path / "nowhere")]) == 2
     assert "no config.json" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_fit_records_the_target_data_it_drew_from(tmp_path):
+    _fit_recipe(tmp_path / "omega", "--target-data", "digits", "--target-split", "all")
+    extra = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]
+    assert extra["target_data"] == "digits" and extra["target_split"] == "all"
 
 
 @pytest.mark.slow

@@ -31,6 +31,9 @@ def test_digits_are_scaled_split_and_balanced():
     assert x.shape == (16, 1, 8, 8) and y.shape == (16,)
     with pytest.raises(ValueError, match="split"):
         d.data_sampler("valid")
+    images, labels = d.split("all")  # train then test
+    assert torch.equal(images, torch.cat([d.train_images, d.test_images])) and len(labels) == 1797
+    assert d.split("test")[0] is d.test_images
 
 
 def test_a_balanced_draw_gives_every_class_its_turn_and_each_item_an_image_of_its_class():

@@ -8,6 +8,7 @@ from typing import NoReturn
 from learnguide import __version__
 from learnguide.core.discrepancy import KERNELS
 from learnguide.core.online import STARTS
+from learnguide.data.images import SPLITS
 
 SEED_LIMIT = 2**32
 """Seeds are integers in [0, SEED_LIMIT): the seeds derived from one (sample i's seed·1000003 + i, a bank
@@ -275,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --online and a class-labelled image dataset: draw every class equally often, so a batch "
         "of K classes x G items makes one group of G per class with --objective class-marginal",
+    )
+    fit.add_argument(
+        "--target-data",
+        help="with --online and an image denoiser: draw the data from this dataset name or image folder "
+        "instead of the denoiser's training split (images of the distribution your samples are judged "
+        "against, e.g. held-out images; same image shape and classes)",
+    )
+    fit.add_argument(
+        "--target-split",
+        choices=SPLITS,
+        default="test",
+        help="with --target-data: which of its parts to draw (default: test)",
     )
     fit.add_argument(
         "--churn",

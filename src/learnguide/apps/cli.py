@@ -90,6 +90,8 @@ def _fit_online(args: argparse.Namespace) -> int:
         raise ValueError(
             "--reference R > 1 compares with more draws of the batch's class mix: add --balanced-classes"
         )
+    if args.target_split != "test" and not args.target_data:
+        raise ValueError(f"--target-split {args.target_split} picks a part of --target-data: add it")
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
@@ -135,8 +137,10 @@ def _fit(args: argparse.Namespace) -> int:
             "--features, --feature-layer and --kernel are learned online: add --online (a bank holds pixel "
             "statistics)"
         )
-    if args.balanced_classes:
-        raise ValueError("--balanced-classes draws the data of an online fit: add --online (a bank is drawn)")
+    for flag in ("balanced_classes", "target_data"):
+        if getattr(args, flag):
+            name = "--" + flag.replace("_", "-")
+            raise ValueError(f"{name} draws the data of an online fit: add --online (a bank is drawn)")
     config = _pick(FitConfig, args)
     _, record = fit_bank_folder(
         args.bank, args.out, config, args.output, _reward(args), args.diagnostics, _progress(args),

@@ -145,12 +145,20 @@ def fit_online_folder(
 
 def recipe_meta(source: DenoiserSource, features: str | Path | None, feature_layers: tuple[str, ...]) -> dict:
     """What an online fit saves beside its :class:`OnlineConfig` so that :func:`load_recipe` can learn the
-    same way again: the feature classifier folder (absolute; None: pixels), its layers and balanced draws."""
+    same way again: the feature classifier folder (absolute; None: pixels), its layers, balanced draws and
+    where the data came from (``target_data``: None for the training split)."""
     return {
         "features": str(Path(features).resolve()) if features else None,
         "feature_layers": list(feature_layers),
         "balanced_classes": source.balanced_classes,
+        "target_data": source.target_data and _resolved(source.target_data),
+        "target_split": source.target_split,
     }
+
+
+def _resolved(dataset: str) -> str:
+    """A dataset name as it is, an image folder as its absolute path."""
+    return str(Path(dataset).resolve()) if Path(dataset).is_dir() else dataset
 
 
 RECIPE_NETWORK_KEYS = ("output", "init_omega", "shared", "fourier_features", "hidden", "layers")
@@ -162,7 +170,7 @@ def load_recipe(folder: str | Path) -> dict:
     way for another denoiser: ``{"online": OnlineConfig, "features": str | None, "feature_layers": tuple,
     "balanced_classes": bool, "omega_hparams": {output, init_omega, shared, …}}``. Raises ``ValueError``
     naming the folder when it was not learned online, was saved before recipes were recorded, learned a
-    reward, or its feature classifier is gone."""
+    reward, drew its data from ``--target-data``, or its feature classifier is gone."""
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise ValueError(f"--recipe {folder}: no config.json there; pass a folder written by `fit --online`")
@@ -181,6 +189,11 @@ def load_recipe(folder: str | Path) -> dict:
         raise ValueError(f"--recipe {folder}: its online settings do not fit this version ({err})") from None
     if online.reward_weight > 0:
         raise ValueError(f"--recipe {folder}: a reward-tilted fit; the experiment's rewards use --reward")
+    if extra.get("target_data"):
+        raise ValueError(
+            f"--recipe {folder}: it drew its data from --target-data {extra['target_data']}; the experiment "
+            "learns from each checkpoint's training split"
+        )
     features = extra["features"]
     if features is not None and not Path(features).is_dir():
         raise ValueError(f"--recipe {folder}: its feature classifier {features} does not exist here")

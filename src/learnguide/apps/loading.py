@@ -57,6 +57,10 @@ class DenoiserSource:
         null_class: a class-conditional diffusers model's ∅ id (default: the model's own).
         balanced_classes: draw training data with every class equally often (``ImageDataset.data_sampler``'s
             ``balanced``; class-labelled image datasets only).
+        target_data: a dataset name or image folder to draw the data from instead of the denoiser's training
+            split: images of the distribution the samples are judged against, e.g. held-out images (the same
+            image shape and number of classes; pixel-space image models only). None: the training split.
+        target_split: which part of ``target_data`` is drawn: ``"test"`` (default), ``"train"`` or ``"all"``.
     """
 
     denoiser: str | None = None
@@ -64,6 +68,8 @@ class DenoiserSource:
     dataset: str | None = None
     null_class: int | None = None
     balanced_classes: bool = False
+    target_data: str | None = None
+    target_split: str = "test"
 
     def load(self, cache_dir: str | Path | None = None, progress: bool = True) -> LoadedDenoiser:
         """Load the denoiser, its training data sampler and its id. A latent model's data are encoded once
@@ -83,10 +89,9 @@ class DenoiserSource:
             return LoadedDenoiser(
                 denoiser, self._image_sampler(dataset), image_denoiser_fingerprint(self.denoiser)
             )
-        if self.balanced_classes:
-            raise ValueError(
-                "--balanced-classes draws class-labelled images; the toy ring data has no classes"
-            )
+        if self.balanced_classes or self.target_data:
+            flag = "--balanced-classes" if self.balanced_classes else "--target-data"
+            raise ValueError(f"{flag} draws class-labelled images; the toy ring data has no classes")
         mixture = ring_mixture()
         denoiser = load_mlp_denoiser(self.denoiser, data_id=mixture.fingerprint())
         return LoadedDenoiser(denoiser, mixture.data_sampler(), checkpoint_fingerprint(self.denoiser))
@@ -120,6 +125,8 @@ class DenoiserSource:
         else:
             dataset = load_dataset(self.dataset, codec.image_channels, f"the VAE of {self.model} expects")
         if codec is not None:
+            if self.target_data:
+                raise ValueError(f"--target-data draws images in pixel space; {self.model} is a latent model")
             cache = Path(cache_dir) / "latents" if cache_dir is not None else None
             dataset = encode_dataset(dataset, codec, model_id, cache_dir=cache, progress=progress)
         expected = model_image_shape(model)
@@ -129,10 +136,9 @@ class DenoiserSource:
                 f"{self.dataset} has {what} {tuple(dataset.image_shape)}; {self.model} takes {expected}"
             )
         if prompts:
-            if self.balanced_classes:
-                raise ValueError(
-                    f"--balanced-classes draws class-labelled images; {self.dataset} holds prompts"
-                )
+            if self.balanced_classes or self.target_data:
+                flag = "--balanced-classes" if self.balanced_classes else "--target-data"
+                raise ValueError(f"{flag} draws class-labelled images; {self.dataset} holds prompts")
             denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
             return LoadedDenoiser(denoiser, dataset.data_sampler(), model_id)
         denoiser = DiffusersDenoiser(model, scheduler, null_class=self.null_class)
@@ -144,8 +150,18 @@ class DenoiserSource:
         return LoadedDenoiser(denoiser, self._image_sampler(dataset), model_id)
 
     def _image_sampler(self, dataset: ImageDataset) -> DataSampler:
-        """The training-split sampler of a class-labelled image dataset (balanced when asked)."""
-        return dataset.data_sampler("train", balanced=self.balanced_classes)
+        """The sampler of ``dataset``'s training split, or of :attr:`target_split` of :attr:`target_data`
+        (which must match ``dataset``'s image shape and classes); balanced when asked."""
+        if not self.target_data:
+            return dataset.data_sampler("train", balanced=self.balanced_classes)
+        target = load_dataset(self.target_data, dataset.image_shape[0], f"the data of {dataset.name} has")
+        if target.image_shape != dataset.image_shape or target.num_classes != dataset.num_classes:
+            raise ValueError(
+                f"--target-data {self.target_data} has {target.num_classes} classes of images "
+                f"{target.image_shape}; the denoiser's data {dataset.name} has {dataset.num_classes} of "
+                f"{dataset.image_shape}"
+            )
+        return target.data_sampler(self.target_split, balanced=self.balanced_classes)
 
 
 def pick_conditions(

@@ -31,6 +31,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DATASETS = ("digits", "mnist", "fashion-mnist")
 
 
+SPLITS = ("train", "test", "all")
+"""The parts of an :class:`ImageDataset` a sampler draws from (``"all"``: train and test together)."""
+
+
 class DatasetMissingError(FileNotFoundError):
     """A dataset is not installed on this machine; the message names the command that installs it."""
 
@@ -105,16 +109,25 @@ class ImageDataset:
         digest.update(self.train_labels.numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    def split(self, split: str) -> tuple[Tensor, Tensor]:
+        """Images ``[N, C, H, W]`` and class ids ``[N]`` of ``"train"``, ``"test"`` or ``"all"`` (both)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split == "train":
+            return self.train_images, self.train_labels
+        if split == "test":
+            return self.test_images, self.test_labels
+        images = torch.cat([self.train_images, self.test_images])
+        return images, torch.cat([self.train_labels, self.test_labels])
+
     def data_sampler(self, split: str = "train", balanced: bool = False) -> DataSampler:
-        """``(n, generator) -> (x_0 [n, C, H, W], class ids [n])``: draws with replacement from a split.
+        """``(n, generator) -> (x_0 [n, C, H, W], class ids [n])``: draws with replacement from a split
+        (:meth:`split`).
 
         With ``balanced`` the classes take turns (item i has class i mod K) and each item is drawn from its
         class's images: a batch of n = K·G holds G of every class, so a class-marginal objective with groups
         of G uses every item (a plain draw leaves classes short of a group, whose items are dropped)."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        images = self.train_images if split == "train" else self.test_images
-        labels = self.train_labels if split == "train" else self.test_labels
+        images, labels = self.split(split)
         order = torch.argsort(labels, stable=True)  # class k's images: order[first[k] : first[k] + count[k]]
         count = torch.bincount(labels, minlength=self.num_classes)
         first = torch.cumsum(count, 0) - count
