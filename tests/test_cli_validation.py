@@ -86,6 +86,7 @@ def files(tmp_path_factory, request):
     (root / "empty").mkdir()
     prompts = torch.randn(2, 3, 12)
     save_prompt_images(root / "prompts.safetensors", prompts, prompts[0], torch.zeros(2, 1, 8, 8))
+    save_prompt_images(root / "prompts-text.safetensors", prompts, prompts[0], torch.zeros(2, 4, 8, 8))
     nan = root / "nan.safetensors"
     save_file({"prompt_embeds": prompts * float("nan"), "null_embedding": prompts[0]}, str(nan))
     # non-finite and unreadable copies: samples, a bank's statistics, a toy and an image denoiser
@@ -583,6 +584,26 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
         "target-data-bank",
         ["fit", "--bank", "{root}/bank", "--out", OUT, "--target-data", "digits"],
         "--target-data draws the data of an online fit",
+    ),
+    (
+        "target-data-latent",
+        ["fit", "--online", "--model", "{root}/pipe-latent", "--dataset", "digits", "--target-data", "digits"]
+        + ["--out", OUT],
+        "--target-data draws images in pixel space",
+    ),
+    (
+        "target-data-prompts",
+        [
+            "fit",
+            "--online",
+            *TEXT_MODEL,
+            "--dataset",
+            "{root}/prompts-text.safetensors",
+            "--target-data",
+            "digits",
+        ]
+        + ["--out", OUT],
+        "--target-data draws class-labelled images; ",
     ),
     ("target-split-alone", [*ONLINE, "--target-split", "all"], "--target-split all picks a part of --target"),
     (

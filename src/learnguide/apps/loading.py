@@ -72,8 +72,8 @@ class DenoiserSource:
     target_split: str = "test"
 
     def load(self, cache_dir: str | Path | None = None, progress: bool = True) -> LoadedDenoiser:
-        """Load the denoiser, its training data sampler and its id. A latent model's data are encoded once
-        by its VAE and cached in ``cache_dir`` (default: no cache)."""
+        """Load the denoiser, its data sampler (the training split, or :attr:`target_data`) and its id. A
+        latent model's data are encoded once by its VAE and cached in ``cache_dir`` (default: no cache)."""
         if self.model:
             return self._load_diffusers(cache_dir, progress)
         if not self.denoiser:
@@ -89,8 +89,7 @@ class DenoiserSource:
             return LoadedDenoiser(
                 denoiser, self._image_sampler(dataset), image_denoiser_fingerprint(self.denoiser)
             )
-        if self.balanced_classes or self.target_data:
-            flag = "--balanced-classes" if self.balanced_classes else "--target-data"
+        if flag := self._class_data_flag():
             raise ValueError(f"{flag} draws class-labelled images; the toy ring data has no classes")
         mixture = ring_mixture()
         denoiser = load_mlp_denoiser(self.denoiser, data_id=mixture.fingerprint())
@@ -136,8 +135,7 @@ class DenoiserSource:
                 f"{self.dataset} has {what} {tuple(dataset.image_shape)}; {self.model} takes {expected}"
             )
         if prompts:
-            if self.balanced_classes or self.target_data:
-                flag = "--balanced-classes" if self.balanced_classes else "--target-data"
+            if flag := self._class_data_flag():
                 raise ValueError(f"{flag} draws class-labelled images; {self.dataset} holds prompts")
             denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
             return LoadedDenoiser(denoiser, dataset.data_sampler(), model_id)
@@ -148,6 +146,11 @@ class DenoiserSource:
                 "classes: pass the id the model was trained with as ∅ (--null-class)"
             )
         return LoadedDenoiser(denoiser, self._image_sampler(dataset), model_id)
+
+    def _class_data_flag(self) -> str | None:
+        """The first of ``--balanced-classes``, ``--target-data`` given (they need class-labelled images)."""
+        given = {"--balanced-classes": self.balanced_classes, "--target-data": self.target_data}
+        return next((flag for flag, value in given.items() if value), None)
 
     def _image_sampler(self, dataset: ImageDataset) -> DataSampler:
         """The sampler of ``dataset``'s training split, or of :attr:`target_split` of :attr:`target_data`
