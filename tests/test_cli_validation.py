@@ -587,22 +587,14 @@ CASES = [  # (id, arguments with {root} and {out}, what the message must say)
     ),
     (
         "target-data-latent",
-        ["fit", "--online", "--model", "{root}/pipe-latent", "--dataset", "digits", "--target-data", "digits"]
-        + ["--out", OUT],
+        ["fit", "--online", "--model", "{root}/pipe-latent", "--dataset", "digits", "--out", OUT]
+        + ["--target-data", "digits"],
         "--target-data draws images in pixel space",
     ),
     (
         "target-data-prompts",
-        [
-            "fit",
-            "--online",
-            *TEXT_MODEL,
-            "--dataset",
-            "{root}/prompts-text.safetensors",
-            "--target-data",
-            "digits",
-        ]
-        + ["--out", OUT],
+        ["fit", "--online", *TEXT_MODEL, "--dataset", "{root}/prompts-text.safetensors", "--out", OUT]
+        + ["--target-data", "digits"],
         "--target-data draws class-labelled images; ",
     ),
     ("target-split-alone", [*ONLINE, "--target-split", "all"], "--target-split all picks a part of --target"),
