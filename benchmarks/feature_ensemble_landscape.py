@@ -161,9 +161,7 @@ def main() -> None:
         net, data = (clean, dataset) if member == "clean" else member_classifier(dataset, member, args.work)
         features = [predict(net, x)[0].double() for x in samples]
         references = {member: data_items(data, args.data_per_class)[0]}  # what a fit may use
-        references |= {
-            f"{member} vs {split}": getattr(data, f"{split}_images") for split in ("train", "test")
-        }
+        references |= {f"{member} vs {split}": data.split(split)[0] for split in ("train", "test")}
         embedded = {name: predict(net, images)[0].double() for name, images in references.items()}
         for name, reference in embedded.items():  # "vs": the diagnosis, every image of a split
             moments = feature_moments(reference)

@@ -126,6 +126,7 @@ def _omega_hparams(args: argparse.Namespace) -> dict:
 
 def _fit(args: argparse.Namespace) -> int:
     from learnguide.apps.learning import fit_bank_folder
+    from learnguide.apps.loading import DenoiserSource
     from learnguide.core.banks import FitConfig
 
     if args.online:
@@ -137,10 +138,8 @@ def _fit(args: argparse.Namespace) -> int:
             "--features, --feature-layer and --kernel are learned online: add --online (a bank holds pixel "
             "statistics)"
         )
-    for flag in ("balanced_classes", "target_data"):
-        if getattr(args, flag):
-            name = "--" + flag.replace("_", "-")
-            raise ValueError(f"{name} draws the data of an online fit: add --online (a bank is drawn)")
+    if flag := _pick(DenoiserSource, args).class_data_flag():
+        raise ValueError(f"{flag} draws the data of an online fit: add --online (a bank is drawn)")
     config = _pick(FitConfig, args)
     _, record = fit_bank_folder(
         args.bank, args.out, config, args.output, _reward(args), args.diagnostics, _progress(args),

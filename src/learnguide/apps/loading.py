@@ -89,7 +89,7 @@ class DenoiserSource:
             return LoadedDenoiser(
                 denoiser, self._image_sampler(dataset), image_denoiser_fingerprint(self.denoiser)
             )
-        if flag := self._class_data_flag():
+        if flag := self.class_data_flag():
             raise ValueError(f"{flag} draws class-labelled images; the toy ring data has no classes")
         mixture = ring_mixture()
         denoiser = load_mlp_denoiser(self.denoiser, data_id=mixture.fingerprint())
@@ -135,7 +135,7 @@ class DenoiserSource:
                 f"{self.dataset} has {what} {tuple(dataset.image_shape)}; {self.model} takes {expected}"
             )
         if prompts:
-            if flag := self._class_data_flag():
+            if flag := self.class_data_flag():
                 raise ValueError(f"{flag} draws class-labelled images; {self.dataset} holds prompts")
             denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
             return LoadedDenoiser(denoiser, dataset.data_sampler(), model_id)
@@ -147,7 +147,7 @@ class DenoiserSource:
             )
         return LoadedDenoiser(denoiser, self._image_sampler(dataset), model_id)
 
-    def _class_data_flag(self) -> str | None:
+    def class_data_flag(self) -> str | None:
         """The first of ``--balanced-classes``, ``--target-data`` given (they need class-labelled images)."""
         given = {"--balanced-classes": self.balanced_classes, "--target-data": self.target_data}
         return next((flag for flag, value in given.items() if value), None)
