@@ -224,9 +224,9 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
         PRIOR, online=replace(PRIOR.online, batch_size=160), reference="test-half", judged="test-half"
     ),
     # §10n: with the paper's β = 1.75 the same statistic's minimum moves to the held-out judge's: 0.25
-    # (share 0.8) on MNIST well against any data side, 0.75 (0.82) on MNIST under, where β = 1 says
-    # 0.125–0.25 and 0.5 (reference_landscape.py). rollout-prior with that β, from training images, judged on
-    # half B, where both MNIST checkpoints' baselines are scored
+    # (share 0.8) on MNIST well against any data side, 0.75 (0.82) on MNIST under (reference_landscape.py),
+    # where β = 1 says 0.16–0.19 and 0.5–0.62 (§10g). rollout-prior with that β, from training images, judged
+    # on half B, where both MNIST checkpoints' baselines are scored
     "rollout-prior-paper-beta-half-judged": replace(
         PRIOR, online=replace(PRIOR.online, beta=1.75), judged="test-half"
     ),

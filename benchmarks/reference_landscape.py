@@ -76,7 +76,9 @@ def main() -> None:
         help="data images per class and side (MNIST: ~all of a test half)",
     )
     parser.add_argument("--beta", type=float, default=1.0, help="the energy distance's β (the fit's: 1)")
-    parser.add_argument("--boots", type=int, default=200, help="subsamples of half the samples")
+    parser.add_argument(
+        "--boots", type=int, default=200, help="subsamples: half of each class's samples and data images"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/reference_landscape.json"))
     args = parser.parse_args()
