@@ -65,17 +65,17 @@ def at_zero(classifier, n: int) -> torch.Tensor | None:
     return torch.zeros(n) if classifier.schedule is not None else None
 
 
-def data_items(dataset, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` training images of every class ``[K·per_class, C, H, W]`` and their labels, drawn with
-    seed 0 (the landscapes' data side)."""
+def data_items(dataset, per_class: int, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` images of every class ``[K·per_class, C, H, W]`` from ``split`` of ``dataset``
+    (:meth:`~learnguide.data.images.ImageDataset.split`; training images by default) and their labels, drawn
+    with seed 0 (the landscapes' data side)."""
+    images, labels = dataset.split(split)
     gen = torch.Generator().manual_seed(0)
     picks = torch.cat([
-        (dataset.train_labels == c).nonzero()[:, 0][
-            torch.randperm(int((dataset.train_labels == c).sum()), generator=gen)[:per_class]
-        ]
+        (labels == c).nonzero()[:, 0][torch.randperm(int((labels == c).sum()), generator=gen)[:per_class]]
         for c in range(dataset.num_classes)
     ])  # fmt: skip
-    return dataset.train_images[picks], dataset.train_labels[picks]
+    return images[picks], labels[picks]
 
 
 def candidate_scores(

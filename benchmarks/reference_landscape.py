@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,9 +39,12 @@ from learnguide.images.evaluation import feature_moments, frechet_distance_from_
 
 
 def data_sides(dataset) -> dict:
-    """The datasets whose training split is each data side: ``train``, ``test-half`` and ``test``."""
-    whole_test = replace(dataset, train_images=dataset.test_images, train_labels=dataset.test_labels)
-    return {"train": dataset, "test-half": test_halves(dataset)[0], "test": whole_test}
+    """``(dataset, split)`` of each data side: ``train``, ``test-half`` and ``test``."""
+    return {
+        "train": (dataset, "train"),
+        "test-half": (test_halves(dataset)[0], "train"),
+        "test": (dataset, "test"),
+    }
 
 
 def statistics(features: list[Tensor], rows: Tensor, data: Tensor, beta: float) -> dict[str, list[float]]:
@@ -94,8 +96,8 @@ def main() -> None:
     labels, features = draws[0][0], [predict(classifier, x)[0].double() for _, x in draws]
     every, num_classes = torch.arange(len(labels)), dataset.num_classes
     gen, report = torch.Generator().manual_seed(0), {}
-    for side, data in data_sides(dataset).items():
-        images, data_labels = data_items(data, args.data_per_class)
+    for side, (data, split) in data_sides(dataset).items():
+        images, data_labels = data_items(data, args.data_per_class, split)
         reference = predict(classifier, images)[0].double()
         curves = statistics(features, every, reference, args.beta)
         wins = {name: [0] * len(args.policies) for name in curves}
@@ -104,14 +106,14 @@ def main() -> None:
             for name, curve in statistics(features, rows, reference[data_rows], args.beta).items():
                 wins[name][args.policies.index(argmin(args.policies, curve))] += 1
         for name, curve in curves.items():
-            share = [w / args.boots for w in wins[name]]
-            report[f"{name} vs {side}"] = {
+            entry = {
                 "curve": curve,
                 "argmin": argmin(args.policies, curve),
-                "share": share,
+                "share": [w / args.boots for w in wins[name]],
             }
-            values, shares = (" ".join(f"{v:.4g}" for v in vs) for vs in (curve, share))
-            print(f"{name} vs {side}: argmin {argmin(args.policies, curve)}  {values}  (share {shares})")
+            report[f"{name} vs {side}"] = entry
+            values, shares = (" ".join(f"{v:.4g}" for v in entry[key]) for key in ("curve", "share"))
+            print(f"{name} vs {side}: argmin {entry['argmin']}  {values}  (share {shares})")
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results[f"{args.checkpoint} β={args.beta:g}"] = {
         "policies": args.policies,
