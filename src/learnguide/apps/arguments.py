@@ -166,6 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--bank", help="bank folder made by 'learnguide bank'")
     fit.add_argument("--online", action="store_true", help="learn online from a denoiser instead of a bank")
+    fit.add_argument(
+        "--line-search",
+        action="store_true",
+        help="find one constant ω for every condition and step instead: sample under each ω of --omegas "
+        "from the same noise and keep the parabola's vertex at the lowest energy distance to the data "
+        "(in --features of the final samples, or pixels)",
+    )
+    fit.add_argument(
+        "--omegas",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.25, 0.5, 0.75, 1.0],
+        help="with --line-search: the increasing grid of constant ω, 3 or more (default: 0 0.25 0.5 0.75 1)",
+    )
+    fit.add_argument(
+        "--samples",
+        type=int,
+        default=640,
+        help="with --line-search: guided samples per ω, their conditions drawn with the data (default: 640)",
+    )
     online_source = fit.add_mutually_exclusive_group()
     online_source.add_argument("--denoiser", help="with --online: a learnguide denoiser checkpoint")
     online_source.add_argument(
@@ -245,9 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--reference",
         type=int,
-        default=1,
-        help="with --rollout K > 1, --objective marginal and --balanced-classes: compare the batch's samples "
-        "with R times as many data items (default: 1; more costs features, not denoiser calls)",
+        help="with --rollout K > 1, --objective marginal and --balanced-classes, or with --line-search: "
+        "compare the samples with R times as many data items (default: 1; 4 with --line-search "
+        "--balanced-classes; more costs features, not denoiser calls)",
     )
     fit.add_argument(
         "--average",
@@ -489,6 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="final ω of increasing ramps (default: 1 2 4)",
     )
     exp.add_argument("--online", action="store_true", help="learn ω online instead of from a bank")
+    exp.add_argument(
+        "--line-search",
+        action="store_true",
+        help="learn one constant ω for each checkpoint by a line search on common random numbers instead "
+        "(fit --line-search's defaults, balanced classes; in --features of final samples, or pixels)",
+    )
     exp.add_argument(
         "--reward",
         choices=["classifier"],

@@ -86,14 +86,14 @@ def _fit_online(args: argparse.Namespace) -> int:
 
     if not (args.denoiser or args.model):
         raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
-    if args.reference > 1 and not args.balanced_classes:
+    if (args.reference or 1) > 1 and not args.balanced_classes:
         raise ValueError(
             "--reference R > 1 compares with more draws of the batch's class mix: add --balanced-classes"
         )
     if args.target_split != "test" and not args.target_data:
         raise ValueError(f"--target-split {args.target_split} picks a part of --target-data: add it")
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
-    config = _pick(OnlineConfig, args, churn=churn)
+    config = _pick(OnlineConfig, args, churn=churn, reference=args.reference or 1)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
     learn += (tuple(args.feature_layer or ("pooled",)), _omega_hparams(args))
     killed = training_state_meta(args.out)  # a resumed run: what the killed one did is in the record
@@ -113,6 +113,42 @@ def _fit_online(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_line_search(args: argparse.Namespace) -> int:
+    from learnguide.apps.learning import fit_line_search_folder
+    from learnguide.apps.loading import DenoiserSource
+    from learnguide.core.line_search import LineSearchConfig
+
+    if args.online or args.bank:
+        raise ValueError("--line-search learns from a denoiser by itself: drop --online and --bank")
+    if not (args.denoiser or args.model):
+        raise ValueError(
+            "fit --line-search needs the denoiser: --denoiser DIR or --model DIR (with --dataset)"
+        )
+    if args.target_split != "test" and not args.target_data:
+        raise ValueError(f"--target-split {args.target_split} picks a part of --target-data: add it")
+    if args.kernel != "energy" or args.reward or args.reward_weight:
+        raise ValueError(
+            "--line-search measures the energy distance, without a reward: drop --kernel, --reward "
+            "and --gamma"
+        )
+    balanced = args.balanced_classes  # further data items then hold the samples' class mix
+    config = LineSearchConfig(
+        omegas=tuple(args.omegas), samples=args.samples, reference=args.reference or (4 if balanced else 1),
+        steps=args.grid_steps, churn=args.churn or 0.0, beta=args.beta, lam=args.lam, seed=args.seed,
+    )  # fmt: skip
+    config.validate()  # before the denoiser loads
+    features, layers = args.features, tuple(args.feature_layer or ("pooled",))
+    _, record = fit_line_search_folder(
+        _pick(DenoiserSource, args), args.out, config, features, layers, _progress(args)
+    )
+    curve = ", ".join(f"{w:g}: {v:.6g}" for w, v in zip(record.omegas, record.losses, strict=True))
+    print(
+        f"line search: ω = {record.omega:.4g} (loss by ω — {curve}; {record.denoiser_evals} denoiser evals, "
+        f"{record.seconds:.1f} s); saved to {args.out}"
+    )
+    return 0
+
+
 def _omega_hparams(args: argparse.Namespace) -> dict:
     """The :class:`~learnguide.core.guidance.OmegaNet` keywords given by ``--shared``, ``--fourier-features``
     and ``--init-omega``."""
@@ -129,6 +165,8 @@ def _fit(args: argparse.Namespace) -> int:
     from learnguide.apps.loading import DenoiserSource
     from learnguide.core.banks import FitConfig
 
+    if args.line_search:
+        return _fit_line_search(args)
     if args.online:
         return _fit_online(args)
     if not args.bank:
@@ -235,6 +273,13 @@ def _experiment(args: argparse.Namespace) -> int:
     overrides.update({"feature_layers": tuple(args.feature_layer)} if args.feature_layer else {})
     online = {k: getattr(args, k) for k in ("kernel", "start", "rollout") if getattr(args, k) is not None}
     learn = "online" if args.online or args.objective != "energy" or args.features or online else "bank"
+    if args.line_search:
+        if args.online or online or args.objective != "energy":
+            raise ValueError(
+                "--line-search finds one constant ω by itself: drop --online, --objective, "
+                "--kernel, --start and --rollout"
+            )
+        learn = "line-search"
     config = experiment_config(
         args.seed, args.tiny, learn, args.objective, args.inception, online, args.recipe, **overrides
     )
@@ -250,6 +295,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 RECIPE_SETS = {
     "online": "--online",
+    "line_search": "--line-search",
     "features": "--features",
     "kernel": "--kernel",
     "start": "--start",

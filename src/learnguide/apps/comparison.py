@@ -105,8 +105,9 @@ def learn_as_configured(
     features: FeatureMap | None = None,
 ) -> tuple[OmegaNet, dict]:
     """:func:`~learnguide.core.learn.learn_omega` with the ``learn``, ``bank``, ``fit``, ``online``,
-    ``omega_hparams`` and ``seed`` of a demo or experiment config (online in the feature map ``features`` when
-    given; an ``output`` among ``omega_hparams`` is the ω-network's output map)."""
+    ``line_search`` (experiments only), ``omega_hparams`` and ``seed`` of a demo or experiment config (in
+    the feature map ``features`` when given; an ``output`` among ``omega_hparams`` is the ω-network's output
+    map)."""
     hparams = dict(config.omega_hparams)
     return learn_omega(
         denoiser,
@@ -118,6 +119,7 @@ def learn_as_configured(
         bank=config.bank,
         fit=config.fit,
         online=config.online,
+        line_search=getattr(config, "line_search", None),  # experiments only
         seed=config.seed,
         progress=progress,
         features=features,

@@ -37,7 +37,8 @@ from learnguide.core.guidance import (
     OmegaNet,
     guidance_from_config,
 )
-from learnguide.core.learn import learn_omega
+from learnguide.core.learn import LEARN_METHODS, learn_omega
+from learnguide.core.line_search import LineSearchConfig
 from learnguide.core.online import OnlineConfig, default_churn
 from learnguide.core.schedules import Schedule, step_grid
 from learnguide.data.images import ImageDataset
@@ -74,8 +75,8 @@ class ExperimentConfig:
         eval_seeds: number of fresh evaluation seed sets (mean and std are reported).
         batch_size: images per sampling batch.
         constant_grid, interval_omegas, intervals, increasing_omegas, increasing_shapes: the baseline sweeps.
-        learn: ``"bank"`` (default) or ``"online"``.
-        bank, fit, online: how ω is learned (docs/design.md §3, §3.1).
+        learn: ``"bank"`` (default), ``"online"`` or ``"line-search"`` (one constant ω, docs/design.md §3.5).
+        bank, fit, online, line_search: how ω is learned (docs/design.md §3, §3.1, §3.5).
         features: a classifier folder in whose features ω is learned online (docs/design.md §3.2): a noisy
             one (``train-classifier --noisy``), or a clean one for a whole-trajectory rollout; None: pixels.
         feature_layers: the layers of ``features`` compared: ``"pooled"`` features, ``"logits"``, or both
@@ -112,6 +113,7 @@ class ExperimentConfig:
     online: OnlineConfig = field(
         default_factory=lambda: OnlineConfig(iterations=500, batch_size=256, particles=2, group_size=8)
     )
+    line_search: LineSearchConfig = field(default_factory=LineSearchConfig)
     features: str | None = None
     feature_layers: tuple[str, ...] = ("pooled",)
     omega_hparams: dict = field(default_factory=dict)
@@ -143,10 +145,12 @@ class ExperimentConfig:
         for flag, values in grids.items():
             if not values or not all(math.isfinite(v) for v in values):
                 raise ValueError(f"{flag} takes finite numbers, got {list(values)}")
-        if self.learn not in ("bank", "online"):
-            raise ValueError(f"learn must be 'bank' or 'online', got {self.learn!r}")
+        if self.learn not in LEARN_METHODS:
+            raise ValueError(f"learn must be one of {LEARN_METHODS}, got {self.learn!r}")
         if self.learn == "online":
             self.online.validate()
+        if self.learn == "line-search":
+            self.line_search.validate()
 
     @classmethod
     def tiny(cls, seed: int = 0) -> ExperimentConfig:
@@ -164,6 +168,7 @@ class ExperimentConfig:
             bank=BankConfig(items=512, shard_size=256, batch_size=128),
             fit=FitConfig(epochs=5, patience=5),
             online=OnlineConfig(iterations=10, batch_size=128, particles=2, group_size=4),
+            line_search=LineSearchConfig(omegas=(0.0, 1.0, 2.0), samples=40, steps=4),
             reward_weights=(1.0,),
             reward_bank=BankConfig(
                 items=256, particles=2, shard_size=256, batch_size=128, store_predictions=True
@@ -182,14 +187,14 @@ def _sampling_evals(results: list[dict], per_set: int, steps: int) -> int:
 
 
 LEARNING_FIELDS = (
-    "learn", "bank", "fit", "online", "features", "feature_layers", "omega_hparams", "reward",
+    "learn", "bank", "fit", "online", "line_search", "features", "feature_layers", "omega_hparams", "reward",
     "reward_weights", "reward_bank", "reward_fit", "balanced_classes",
 )  # fmt: skip
 
 
 LEARNED_KEYS = (
-    "method", "bank", "fit", "online", "features", "feature_layers", "omega_hparams", "reward", "output",
-    "balanced_classes",
+    "method", "bank", "fit", "online", "line_search", "features", "feature_layers", "omega_hparams", "reward",
+    "output", "balanced_classes",
 )  # fmt: skip
 """The keys of a learning record that decide whether a learned ω's saved results can be reused."""
 
@@ -506,6 +511,8 @@ def experiment_config(
     online = online or {}
     churn = default_churn(online.get("start", "data"), online.get("rollout", 1))
     online = replace(config.online, objective=objective, **{"churn": churn, **online})
+    if learn == "line-search":  # its further data items must hold the samples' class mix
+        overrides = {"balanced_classes": True, **overrides}
     return replace(config, learn=learn, online=online, inception=inception, **overrides)
 
 

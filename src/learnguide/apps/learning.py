@@ -1,9 +1,10 @@
-"""Learning ω into a folder: make a bank, fit on it or online, export a learned schedule (``learnguide bank``,
-``fit``, ``export``). Each function is what the command does, callable from Python."""
+"""Learning ω into a folder: make a bank, fit on it, online or by a line search, export a learned schedule
+(``learnguide bank``, ``fit``, ``export``). Each function is what the command does, callable from Python."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -23,6 +24,12 @@ from learnguide.core.banks import (
 from learnguide.core.discrepancy import FeatureMap
 from learnguide.core.guidance import OmegaNet, export_schedule
 from learnguide.core.items import DataSampler
+from learnguide.core.line_search import (
+    LineSearchConfig,
+    LineSearchRecord,
+    constant_network,
+    line_search_omega,
+)
 from learnguide.core.memory import check_memory, particle_bytes
 from learnguide.core.objectives import Reward
 from learnguide.core.online import OnlineConfig, TrainingRecord, train_omega_online
@@ -140,6 +147,37 @@ def fit_online_folder(
         features=phi,
         meta=recipe_meta(source, features, feature_layers),
     )
+    return net, record
+
+
+def fit_line_search_folder(
+    source: DenoiserSource,
+    out: str | Path,
+    config: LineSearchConfig,
+    features: str | Path | None = None,
+    feature_layers: tuple[str, ...] = ("pooled",),
+    progress: bool = True,
+) -> tuple[OmegaNet, LineSearchRecord]:
+    """Find one constant ω for ``source``'s denoiser by a line search on common random numbers
+    (:func:`~learnguide.core.line_search.line_search_omega`) and save it to ``out`` as an ω-network that gives
+    it everywhere, with the loss over the grid, the settings and any warning. ``features``: a classifier
+    folder whose frozen features of final samples (``feature_layers``) the distance is measured in; None:
+    pixels. Runs in one process."""
+    procs = processes()
+    if procs.world > 1:
+        raise ValueError("fit --line-search runs in one process: start it without a launcher")
+    denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
+    phi = load_feature_map(features, tuple(feature_layers), sample_data) if features else None
+    _, example = sample_data(2, torch.Generator().manual_seed(0))
+    record = line_search_omega(
+        denoiser.to(procs.device), denoiser.schedule, sample_data, config, phi, progress, procs.device
+    )
+    null_id = int(denoiser.null_cond(example)[0]) if example.dim() == 1 else None  # K classes: ∅ is K
+    net = constant_network(denoiser.schedule, example, record.omega, num_classes=null_id)
+    found = {"omegas": record.omegas, "losses": record.losses, "omega": record.omega}
+    extra = {"denoiser_id": denoiser_id, "line_search": asdict(config), "found": found}
+    extra.update(recipe_meta(source, features, feature_layers))
+    net.save(out, extra={**extra, **({"warnings": record.warnings} if record.warnings else {})})
     return net, record
 
 

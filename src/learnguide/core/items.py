@@ -208,3 +208,13 @@ def guided_rollout(
 
         x = checkpoint(step, x, w, use_reentrant=False) if k > 0 else step(x, w)
     return x
+
+
+def holds_class_mix(cond: Tensor, more: Tensor, times: int) -> bool:
+    """Whether class ids ``more`` hold each class ``times`` times as often as ``cond`` does (always True for
+    embeddings, which are not checked): a reference set of another class mix than the compared samples' adds
+    that mismatch to a pooled distance."""
+    if cond.dtype.is_floating_point:
+        return True
+    k = int(torch.cat([cond, more]).max()) + 1
+    return torch.equal(torch.bincount(more, minlength=k), times * torch.bincount(cond, minlength=k))

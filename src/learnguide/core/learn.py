@@ -1,4 +1,5 @@
-"""One entry point that learns ω(c, s, t) for a denoiser, from a bank or online (docs/design.md §3)."""
+"""One entry point that learns ω(c, s, t) for a denoiser, from a bank, online or by a line search for one
+constant (docs/design.md §3, §3.5)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from learnguide.core.denoisers import Denoiser
 from learnguide.core.discrepancy import FeatureMap
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.items import DataSampler
+from learnguide.core.line_search import LineSearchConfig, constant_network, line_search_omega
 from learnguide.core.objectives import Reward
 from learnguide.core.online import OnlineConfig, train_omega_online
 from learnguide.core.schedules import Schedule
 
-LEARN_METHODS = ("bank", "online")
+LEARN_METHODS = ("bank", "online", "line-search")
 
 
 def learn_omega(
@@ -37,6 +39,7 @@ def learn_omega(
     bank: BankConfig | None = None,
     fit: FitConfig | None = None,
     online: OnlineConfig | None = None,
+    line_search: LineSearchConfig | None = None,
     seed: int = 0,
     progress: bool = True,
     reward: Reward | None = None,
@@ -52,16 +55,18 @@ def learn_omega(
         num_classes: K (class ids 0 … K − 1).
         directory: working folder (bank, ω-network); emptied first so that nothing stale is resumed,
             except a complete or partial bank made with the same settings, which is reused (resumed).
-        method: ``"bank"`` (a transition bank, then a fit; default) or ``"online"`` (Algorithm 1).
-        bank, fit, online: their configurations (defaults when None); ``seed`` replaces their seeds.
+        method: ``"bank"`` (a transition bank, then a fit; default), ``"online"`` (Algorithm 1) or
+            ``"line-search"`` (one constant ω, :func:`~learnguide.core.line_search.line_search_omega`).
+        bank, fit, online, line_search: their configurations (defaults when None); ``seed`` replaces their
+            seeds.
         seed: seeds the ω-network's initial weights and the bank / online run.
         progress: show progress bars.
         reward: the reward of a reward-tilted ω (its weight γ_R is ``fit.reward_weight`` or
             ``online.reward_weight``; a bank then needs ``store_predictions``).
         output: the ω-network's output map (``relu`` as in the paper, ``softplus``, ``identity``,
             ``relu-st``).
-        features: online only: a frozen feature map φ(x, s) to measure self-consistency in (docs/design.md
-            §3.2); None: pixels.
+        features: online or line search: a frozen feature map φ(x, s) to measure self-consistency in
+            (docs/design.md §3.2; a line search measures final samples, s = 0); None: pixels.
         omega_hparams: other :class:`OmegaNet` keywords (e.g. ``shared``, ``fourier_features``).
 
     Returns:
@@ -70,8 +75,8 @@ def learn_omega(
     """
     if method not in LEARN_METHODS:
         raise ValueError(f"method must be one of {LEARN_METHODS}, got {method!r}")
-    if features is not None and method != "online":
-        raise ValueError("a feature map is learned online: use method 'online'")
+    if features is not None and method == "bank":
+        raise ValueError("a feature map is learned online or by a line search: use method 'online'")
     directory = Path(directory)
     torch.manual_seed(seed)  # the ω-network's initial weights
     omega_net = OmegaNet(schedule, num_classes=num_classes, output=output, **(omega_hparams or {}))
@@ -80,6 +85,15 @@ def learn_omega(
         shutil.rmtree(directory / "omega_net", ignore_errors=True)  # a bank made the same way is reused
     else:
         shutil.rmtree(directory, ignore_errors=True)
+    if method == "line-search":
+        line_search = replace(line_search or LineSearchConfig(), seed=seed)
+        found = line_search_omega(denoiser, schedule, sample_data, line_search, features, progress)
+        omega_net = constant_network(schedule, torch.arange(num_classes), found.omega, num_classes)
+        record = {"method": "line-search", "line_search": asdict(line_search), **asdict(found)}
+        omega_net.save(
+            directory / "omega_net", extra={"line_search": asdict(line_search), "found": asdict(found)}
+        )
+        return omega_net, {**record, "final_loss": min(found.losses)}
     if method == "online":
         online = replace(online or OnlineConfig(), seed=seed)
         record = train_omega_online(

@@ -35,6 +35,7 @@ from learnguide.core.items import (
     TransitionItems,
     class_groups,
     guided_rollout,
+    holds_class_mix,
     on_policy_items,
     simulate_items,
 )
@@ -547,10 +548,7 @@ def _check_composition(cond: Tensor, cond_more: Tensor, times: int) -> None:
     """Raise ``ValueError`` unless the class ids ``cond_more`` hold each class ``times`` times as often as
     ``cond`` (prompt embeddings are not checked): a reference of another class mix adds that mismatch's noise
     to the pooled loss, more than the larger set takes away."""
-    if cond.dtype.is_floating_point:
-        return
-    k = int(max(cond.max(), cond_more.max())) + 1
-    if not torch.equal(torch.bincount(cond_more, minlength=k), times * torch.bincount(cond, minlength=k)):
+    if not holds_class_mix(cond, cond_more, times):
         raise ValueError(
             "--reference R > 1 needs the batch's class mix in every further draw: draw balanced classes "
             "(--balanced-classes) with --batch-size a multiple of the number of classes"

@@ -1,0 +1,225 @@
+"""Learning one guidance weight ω for every condition and step by a line search (docs/design.md §3.5).
+
+The gradient fits of :mod:`~learnguide.core.online` estimate the self-consistency loss afresh at every step,
+and with the paper's β = 1.75 in a classifier's features its gradient is too noisy for a few dozen steps to
+find the loss's minimum on image models. When the ω asked for is one constant, the minimum can be found
+where the loss is precise instead: sample the guided sampler's final samples under each ω of a small grid
+from the *same* noise and the same conditions (common random numbers, so the differences between grid
+points are not swamped by sampling noise), measure each set against the same data items by the pooled energy
+distance in a frozen feature map φ(x, 0),
+
+    L(ω) = mean_{j,k} ‖φ(x_j(ω)) − φ(y_k)‖^β − (λ/2) Σ_{j≠k} w_jk ‖φ(x_j(ω)) − φ(x_k(ω))‖^β,
+
+(class-pair weights w_jk of :func:`~learnguide.core.discrepancy.class_pair_weights` for class ids, a plain
+mean over distinct pairs otherwise), and return the vertex of the parabola through the lowest grid point and
+its two neighbours. Costs ``samples · steps`` denoiser evaluations per ω (twice that where ω ≠ 0).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from learnguide.core.denoisers import Denoiser
+from learnguide.core.discrepancy import FeatureMap, class_pair_weights, pixel_features
+from learnguide.core.fit_checks import report
+from learnguide.core.guidance import ConstantGuidance, OmegaNet
+from learnguide.core.items import DataSampler, holds_class_mix
+from learnguide.core.objectives import check_energy_params
+from learnguide.core.sampling import sample
+from learnguide.core.schedules import Schedule, step_grid
+
+EXACT = "donot_use_mm_for_euclid_dist"  # torch.cdist: differences, not the |x|² − 2x·y + |y|² expansion
+
+
+@dataclass(frozen=True)
+class LineSearchConfig:
+    """Settings of :func:`line_search_omega`.
+
+    Attributes:
+        omegas: the grid of constant ω, increasing, at least 3 values (default 0 … 1 by 0.25).
+        samples: guided samples per grid value; their conditions are the first ``samples`` data items'
+            (draw balanced classes to give every class the same share).
+        reference: data items per sample on the true side (≥ 1): the batch's own ``samples`` and
+            ``reference − 1`` times as many drawn after them. They cost features, not denoiser evaluations.
+        steps: the sampler's step count N (sample with the same N).
+        churn: the sampler's churn ε (0: DDIM, as ``learnguide sample`` uses).
+        t_max: the sampler's start time 1 − ζ.
+        beta: the energy distance's exponent β ∈ (0, 2].
+        lam: repulsion weight λ ∈ [0, 1] (1: the energy distance itself).
+        batch_size: samples per sampler call.
+        seed: seeds the data draw and the noise shared by every grid value.
+    """
+
+    omegas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    samples: int = 640
+    reference: int = 4
+    steps: int = 25
+    churn: float = 0.0
+    t_max: float = 0.99
+    beta: float = 1.75
+    lam: float = 1.0
+    batch_size: int = 256
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid setting."""
+        omegas = self.omegas
+        if len(omegas) < 3 or not all(math.isfinite(w) for w in omegas):
+            raise ValueError(f"--omegas needs at least 3 finite values, got {list(omegas)}")
+        if any(b <= a for a, b in zip(omegas, omegas[1:], strict=False)):
+            raise ValueError(f"--omegas must be strictly increasing, got {list(omegas)}")
+        for name in ("samples", "reference", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.samples < 2:
+            raise ValueError(
+                f"--samples must be >= 2 (the energy distance compares pairs), got {self.samples}"
+            )
+        if not 0.0 <= self.churn <= 1.0:
+            raise ValueError(f"--churn must be in [0, 1], got {self.churn}")
+        check_energy_params(self.beta, self.lam)
+
+    def denoiser_evals(self) -> int:
+        """Denoiser evaluations of a search: ``samples · steps`` per ω, twice that where ω ≠ 0."""
+        return sum(self.samples * self.steps * (1 if w == 0 else 2) for w in self.omegas)
+
+
+@dataclass
+class LineSearchRecord:
+    """What a line search measured: the loss L(ω) at each grid value, the chosen ω, its cost and warnings."""
+
+    omegas: list[float]
+    losses: list[float]
+    omega: float
+    denoiser_evals: int
+    feature_evals: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def parabola_minimum(omegas: list[float], losses: list[float]) -> tuple[float, str | None]:
+    """The vertex of the parabola through the first lowest of ``losses`` at ``omegas`` and its two
+    neighbours (it lies between them), and None; at an end of the grid, that end and a warning that the
+    minimum may lie beyond it (none at ω = 0 as the lowest end: no guidance is the natural bound)."""
+    i = min(range(len(losses)), key=losses.__getitem__)
+    if i in (0, len(losses) - 1):
+        if i == 0 and omegas[0] == 0.0:
+            return 0.0, None
+        side = "lowest" if i == 0 else "highest"
+        return omegas[i], (
+            f"the loss is lowest at the grid's {side} ω = {omegas[i]:g}: the minimum may lie beyond it; "
+            "extend --omegas"
+        )
+    (a, b, c), (la, lb, lc) = omegas[i - 1 : i + 2], losses[i - 1 : i + 2]
+    slope_left, slope_right = (lb - la) / (b - a), (lc - lb) / (c - b)  # < 0 and >= 0: i is the first min
+    curvature = (slope_right - slope_left) / (c - a)  # the parabola's leading coefficient, > 0
+    return 0.5 * (a + b) - slope_left / (2 * curvature), None
+
+
+@torch.no_grad()
+def line_search_omega(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    sample_data: DataSampler,
+    config: LineSearchConfig,
+    features: FeatureMap | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> LineSearchRecord:
+    """The constant ω whose guided samples lie closest to the data (module docstring).
+
+    Args:
+        denoiser, schedule: the frozen x̂ denoiser and its noise schedule.
+        sample_data: ``(n, generator) -> (x_0 [n, ...], conditions [n] or [n, ...])``: the data the samples
+            are compared with; the first ``config.samples`` items' conditions are sampled.
+        config: the grid, sample counts, sampler and distance settings.
+        features: a frozen feature map φ(x [B, ...], s [B]) -> [B, F] to compare in, at s = 0 (a clean
+            classifier's features); None: pixels.
+        progress: show a progress bar over the sampler's steps.
+        device: where the denoiser runs.
+
+    Returns:
+        the record, with the chosen ω in ``omega`` and L(ω) over the grid in ``losses``; a warning (also
+        emitted as a :class:`~learnguide.core.fit_checks.FitWarning`) when the lowest loss is at an end of
+        the grid other than ω = 0 (:func:`parabola_minimum`).
+    """
+    config.validate()
+    began, n = time.perf_counter(), config.samples
+    phi = features or pixel_features
+    generator = torch.Generator().manual_seed(config.seed)
+    x0, cond = sample_data(n * config.reference, generator)  # the batch's own items first, then the rest
+    if not holds_class_mix(cond[:n], cond[n:], config.reference - 1):
+        raise ValueError(
+            "--reference R > 1 needs the samples' class mix in the further data items: draw balanced classes "
+            "(--balanced-classes) with --samples a multiple of the number of classes"
+        )
+    labels = cond[:n] if not cond.dtype.is_floating_point else None
+    true = _features(phi, x0, config.batch_size)
+    seeds = torch.arange(n) + config.seed * n  # the same noise under every ω (common random numbers)
+    batches = list(zip(cond[:n].split(config.batch_size), seeds.split(config.batch_size), strict=True))
+    grid, losses = step_grid(config.steps, config.t_max), []
+    bar = tqdm(
+        total=config.steps * len(batches) * len(config.omegas), desc="line search", disable=not progress
+    )
+    for omega in config.omegas:
+        guided = torch.cat([
+            sample(
+                denoiser, schedule, ConstantGuidance(omega), c.to(device), tuple(x0.shape[1:]),
+                churn=config.churn, seeds=s, grid=grid, bar=bar,
+            ).cpu()
+            for c, s in batches
+        ])  # fmt: skip
+        guided = _features(phi, guided, config.batch_size)
+        losses.append(pooled_energy(guided, true, config.beta, config.lam, labels))
+    bar.close()
+    omega, warning = parabola_minimum(list(config.omegas), losses)
+    return LineSearchRecord(
+        omegas=list(config.omegas),
+        losses=losses,
+        omega=omega,
+        denoiser_evals=config.denoiser_evals(),
+        feature_evals=n * (len(config.omegas) + config.reference),
+        seconds=time.perf_counter() - began,
+        warnings=report([warning]),
+    )
+
+
+def pooled_energy(
+    guided: Tensor, true: Tensor, beta: float, lam: float, labels: Tensor | None = None
+) -> float:
+    """L(ω) of the module docstring for features ``guided [n, F]`` against ``true [m, F]``: the ω-dependent
+    part of the energy distance, the guided set's pairs weighted by its class ids ``labels [n]``
+    (:func:`~learnguide.core.discrepancy.class_pair_weights`) or, without them, equally. Equal to
+    :func:`~learnguide.core.discrepancy.kernel_loss` with the energy kernel, in O(n·m) memory."""
+    n = guided.shape[0]
+    attraction = torch.cdist(guided, true, compute_mode=EXACT).pow(beta).mean()
+    if labels is not None:
+        weights = class_pair_weights(labels[None])[0].to(guided.dtype)
+    else:
+        weights = (1.0 - torch.eye(n, dtype=guided.dtype)) / (n * (n - 1))
+    repulsion = (weights * torch.cdist(guided, guided, compute_mode=EXACT).pow(beta)).sum()
+    return float(attraction - 0.5 * lam * repulsion)
+
+
+def constant_network(
+    schedule: Schedule, cond: Tensor, omega: float, num_classes: int | None = None
+) -> OmegaNet:
+    """An ω-network that gives ``omega`` for every condition and time (``shared``, identity output): a line
+    search's answer in the form ``learnguide sample`` and ``experiment`` load. ``cond``: example conditions,
+    class ids ``[B]`` (``num_classes`` of them; default ``max + 1``) or embeddings ``[B, E]``."""
+    return OmegaNet.for_conditions(
+        schedule, cond, num_classes=num_classes, output="identity", init_omega=omega, shared=True
+    )
+
+
+def _features(phi: FeatureMap, x: Tensor, batch_size: int) -> Tensor:
+    """φ(x, 0) ``[B, F]`` float64 of final samples or clean data ``x [B, ...]``, in batches."""
+    return torch.cat(
+        [phi(chunk, chunk.new_zeros(len(chunk))).flatten(1).double() for chunk in x.split(batch_size)]
+    )

@@ -1,0 +1,227 @@
+"""One constant ω by a line search on common random numbers (docs/design.md §3.5)."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
+from learnguide.core.discrepancy import KernelConfig, kernel_loss
+from learnguide.core.guidance import OmegaNet
+from learnguide.core.line_search import (
+    LineSearchConfig,
+    constant_network,
+    line_search_omega,
+    parabola_minimum,
+    pooled_energy,
+)
+from learnguide.core.schedules import VPCosine
+from learnguide.data.toy import separated_mixture
+
+
+def weakened(kappa: float) -> WeakenedDenoiser:
+    """The separated mixture's exact denoiser weakened by a constant κ: ω* = κ / (1 − κ) everywhere."""
+    return WeakenedDenoiser(ExactMixtureDenoiser(separated_mixture(), VPCosine()), kappa)
+
+
+def search(denoiser, config: LineSearchConfig):
+    return line_search_omega(denoiser, VPCosine(), separated_mixture().data_sampler(), config, progress=False)
+
+
+@pytest.mark.parametrize("by_class", [True, False])
+def test_the_pooled_energy_is_the_energy_kernels_loss_and_eq_9_in_float64(by_class):
+    gen = torch.Generator().manual_seed(0)
+    guided, true = torch.randn(12, 5, generator=gen, dtype=torch.float64), torch.randn(20, 5, generator=gen)
+    true = true.double()
+    labels = torch.arange(12) % 3 if by_class else None
+    got = pooled_energy(guided, true, 1.75, 0.8, labels)
+    kernel = KernelConfig("energy", 1.75, 0.8)
+    expected = kernel_loss(guided[None], true[None], kernel, None if labels is None else labels[None])
+    assert got == pytest.approx(float(expected), rel=1e-10)
+    if not by_class:  # eq. 9 pooled, written out pair by pair
+        attraction = sum(float((g - y).norm() ** 1.75) for g in guided for y in true) / (12 * 20)
+        pairs = [
+            float((guided[j] - guided[k]).norm() ** 1.75) for j in range(12) for k in range(12) if j != k
+        ]
+        assert got == pytest.approx(attraction - 0.4 * sum(pairs) / len(pairs), rel=1e-10)
+
+
+def test_the_parabolas_vertex_is_found_on_an_uneven_grid():
+    omegas = [0.0, 0.25, 0.5, 1.0, 2.0]
+    omega, warning = parabola_minimum(omegas, [3 * (w - 0.4) ** 2 + 1 for w in omegas])
+    assert omega == pytest.approx(0.4, abs=1e-12) and warning is None
+
+
+def test_a_minimum_at_an_end_of_the_grid_is_kept_with_a_warning_except_at_zero():
+    omega, warning = parabola_minimum([0.0, 1.0, 2.0], [3.0, 2.0, 1.0])
+    assert omega == 2.0 and "highest ω = 2" in warning and "--omegas" in warning
+    omega, warning = parabola_minimum([0.5, 1.0, 2.0], [1.0, 2.0, 3.0])
+    assert omega == 0.5 and "lowest ω = 0.5" in warning
+    assert parabola_minimum([0.0, 1.0, 2.0], [1.0, 2.0, 3.0]) == (0.0, None)  # no guidance: no warning
+
+
+def test_a_line_search_recovers_the_known_omega_of_the_weakened_toy():
+    record = search(
+        weakened(0.5), LineSearchConfig(omegas=(0.0, 0.5, 1.0, 1.5, 2.0), samples=600, reference=1)
+    )
+    assert min(range(5), key=record.losses.__getitem__) == 2  # ω* = κ / (1 − κ) = 1
+    assert abs(record.omega - 1.0) <= 0.2 and record.warnings == []
+    unweakened = search(weakened(0.0), LineSearchConfig(omegas=(0.0, 0.5, 1.0), samples=600, reference=1))
+    assert unweakened.omega == 0.0 and unweakened.losses[0] < unweakened.losses[1] < unweakened.losses[2]
+
+
+def test_every_omega_is_sampled_from_the_same_noise_and_data():
+    config = LineSearchConfig(omegas=(0.0, 1.0, 2.0), samples=30, reference=1, steps=4)
+    first = search(weakened(0.3), config)
+    second = search(weakened(0.3), LineSearchConfig(omegas=(0.0, 0.5, 1.0), samples=30, reference=1, steps=4))
+    assert first.losses[0] == second.losses[0] and first.losses[1] == second.losses[2]
+    assert search(weakened(0.3), config).losses == first.losses  # seeded
+    other = search(
+        weakened(0.3), LineSearchConfig(omegas=(0.0, 1.0, 2.0), samples=30, reference=1, steps=4, seed=1)
+    )
+    assert other.losses != first.losses
+
+
+class Counting(nn.Module):
+    """A denoiser that counts the items it is called on."""
+
+    def __init__(self, inner: WeakenedDenoiser) -> None:
+        super().__init__()
+        self.inner, self.null_id, self.items = inner, inner.null_id, 0
+
+    def forward(self, x_t, t, cond):
+        self.items += x_t.shape[0]
+        return self.inner(x_t, t, cond)
+
+    def null_cond(self, cond):
+        return self.inner.null_cond(cond)
+
+
+def test_the_recorded_cost_is_the_denoiser_evaluations_made():
+    counting = Counting(weakened(0.3))
+    config = LineSearchConfig(omegas=(0.0, 0.5, 1.0), samples=30, reference=1, steps=4, batch_size=16)
+    record = search(counting, config)
+    assert record.denoiser_evals == counting.items == 30 * 4 * (1 + 2 + 2) == config.denoiser_evals()
+    assert record.feature_evals == 30 * (3 + 1)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"omegas": (0.0, 1.0)}, "at least 3"),
+        ({"omegas": (0.0, 1.0, float("nan"))}, "at least 3 finite"),
+        ({"omegas": (0.0, 1.0, 0.5)}, "strictly increasing"),
+        ({"samples": 1}, "--samples"),
+        ({"reference": 0}, "--reference"),
+        ({"steps": 0}, "--steps"),
+        ({"churn": 2.0}, "--churn"),
+        ({"beta": 3.0}, "--beta"),
+    ],
+)
+def test_settings_are_validated(settings, message):
+    with pytest.raises(ValueError, match=message):
+        LineSearchConfig(**settings).validate()
+
+
+def test_further_data_items_of_another_class_mix_are_refused():
+    with pytest.raises(ValueError, match="--reference R > 1 needs the samples' class mix"):
+        search(weakened(0.3), LineSearchConfig(samples=30, reference=2, steps=2))
+
+
+def test_the_answer_is_an_omega_network_of_that_constant_that_loads_again(tmp_path):
+    net = constant_network(VPCosine(), torch.arange(3), 0.37)
+    cond, t = torch.tensor([0, 1, 2, 2]), torch.tensor([0.9, 0.5, 0.2, 0.05], dtype=torch.float64)
+    assert torch.allclose(net(cond, t - 0.04, t), torch.full((4,), 0.37))
+    net.save(tmp_path / "omega")
+    loaded = OmegaNet.load(tmp_path / "omega", VPCosine())
+    assert torch.equal(loaded(cond, t - 0.04, t), net(cond, t - 0.04, t))
+    with pytest.raises(ValueError, match="class ids"):
+        loaded(torch.tensor([3]), t[:1] - 0.04, t[:1])  # still checks what it was learned on
+
+
+def test_fit_line_search_through_the_cli_saves_a_network_sample_loads(tmp_path):
+    from learnguide.apps.cli import main
+
+    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    out = tmp_path / "omega"
+    assert main(["fit", "--line-search", *source, *small, "--out", str(out)]) == 0
+    extra = json.loads((out / "config.json").read_text())["extra"]
+    assert extra["line_search"]["reference"] == 4 and extra["line_search"]["steps"] == 3  # balanced: 4
+    net = OmegaNet.load(out)
+    ten = torch.arange(10)
+    assert torch.allclose(
+        net(ten, torch.full((10,), 0.1), torch.full((10,), 0.5)), torch.tensor(extra["found"]["omega"])
+    )
+    assert 0.0 <= extra["found"]["omega"] <= 1.0 and len(extra["found"]["losses"]) == 3
+    sample = [
+        "sample",
+        "--denoiser",
+        "checkpoints/digits/under_trained",
+        "--omega",
+        str(out),
+        "--per-class",
+        "1",
+    ]
+    assert main([*sample, "--steps", "2", "--out", str(tmp_path / "samples"), "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--omegas", "1", "0", "0.5"], "strictly increasing"),
+        (["--online"], "drop --online"),
+        (["--kernel", "rbf"], "drop --kernel"),
+        (["--samples", "25", "--balanced-classes"], "class mix"),
+    ],
+)
+def test_bad_line_search_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
+    from learnguide.apps.cli import main
+
+    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    out = tmp_path / "omega"
+    assert main(["fit", "--line-search", *source, "--grid-steps", "2", *extra, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_experiment_config_for_a_line_search_draws_balanced_classes():
+    from learnguide.apps.experiment import experiment_config
+
+    config = experiment_config(0, tiny=True, learn="line-search")
+    assert config.learn == "line-search" and config.balanced_classes is True
+    config.validate()
+    with pytest.raises(ValueError, match="strictly increasing"):
+        replace(config, line_search=LineSearchConfig(omegas=(1.0, 0.0, 2.0))).validate()
+
+
+def test_an_experiment_refuses_a_line_search_beside_online_settings(tmp_path, capsys):
+    from learnguide.apps.cli import main
+
+    exp = ["experiment", "--dataset", "digits", "--tiny", "--out", str(tmp_path / "run"), "--line-search"]
+    assert main([*exp, "--rollout", "3"]) == 2
+    assert "drop --online" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_an_experiment_line_search_finds_what_fit_line_search_finds(tmp_path):
+    """The experiment's line search (tiny: ω ∈ {0, 1, 2}, 40 samples, 4 steps, balanced) is `fit
+    --line-search` with the same settings, and its ω is one constant in the results' table."""
+    from learnguide.apps.cli import main
+
+    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    small = ["--omegas", "0", "1", "2", "--samples", "40", "--grid-steps", "4", "--balanced-classes"]
+    assert main(["fit", "--line-search", *source, *small, "--out", str(tmp_path / "omega")]) == 0
+    out = tmp_path / "run"
+    exp = ["experiment", "--dataset", "digits", "--tiny", "--out", str(out), "--steps", "4", "--line-search"]
+    assert main([*exp, "--denoisers", "u=checkpoints/digits/under_trained", "--no-progress"]) == 0
+    result = json.loads((out / "results.json").read_text())["u"]
+    fitted = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]["found"]
+    learning = result["learning"]
+    assert learning["method"] == "line-search" and learning["balanced_classes"] is True
+    assert learning["losses"] == fitted["losses"] and learning["omega"] == fitted["omega"]
+    assert learning["denoiser_evals"] == 40 * 4 * (1 + 2 + 2)
+    table = torch.tensor(result["omega_table"]["per_class"])
+    assert torch.allclose(table, torch.full_like(table, fitted["omega"]))
