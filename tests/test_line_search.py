@@ -174,6 +174,7 @@ def test_fit_line_search_through_the_cli_saves_a_network_sample_loads(tmp_path):
         (["--omegas", "1", "0", "0.5"], "strictly increasing"),
         (["--online"], "drop --online"),
         (["--kernel", "rbf"], "drop --kernel"),
+        (["--init-omega", "0.5"], "drop --init-omega"),
         (["--samples", "25", "--balanced-classes"], "class mix"),
     ],
 )
@@ -225,3 +226,19 @@ def test_an_experiment_line_search_finds_what_fit_line_search_finds(tmp_path):
     assert learning["denoiser_evals"] == 40 * 4 * (1 + 2 + 2)
     table = torch.tensor(result["omega_table"]["per_class"])
     assert torch.allclose(table, torch.full_like(table, fitted["omega"]))
+
+
+def test_learn_omega_saves_the_line_searchs_constant(tmp_path):
+    from learnguide.core.learn import learn_omega
+
+    mixture, config = separated_mixture(), LineSearchConfig(omegas=(0.0, 0.5, 1.0), samples=30, reference=1)
+    args = (weakened(0.3), VPCosine(), mixture.data_sampler(), 3, tmp_path / "run")
+    net, record = learn_omega(
+        *args, method="line-search", line_search=replace(config, steps=4), progress=False
+    )
+    assert record["method"] == "line-search" and record["denoiser_evals"] == 30 * 4 * 5
+    saved = OmegaNet.load(tmp_path / "run" / "omega_net", VPCosine())
+    t = torch.tensor([0.5], dtype=torch.float64)
+    assert float(saved(torch.tensor([1]), t - 0.1, t).detach()) == pytest.approx(record["omega"], abs=1e-6)
+    with pytest.raises(ValueError, match="no reward"):
+        learn_omega(*args, method="line-search", reward=lambda x, c: x.sum(1), progress=False)

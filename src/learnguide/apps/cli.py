@@ -131,6 +131,11 @@ def _fit_line_search(args: argparse.Namespace) -> int:
             "--line-search measures the energy distance, without a reward: drop --kernel, --reward "
             "and --gamma"
         )
+    if args.init_omega is not None or args.fourier_features is not None or args.output != "relu":
+        raise ValueError(
+            "--line-search saves one constant ω, not a network to fit: drop --init-omega, "
+            "--fourier-features and --output"
+        )
     balanced = args.balanced_classes  # further data items then hold the samples' class mix
     config = LineSearchConfig(
         omegas=tuple(args.omegas), samples=args.samples, reference=args.reference or (4 if balanced else 1),

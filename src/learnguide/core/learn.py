@@ -75,6 +75,8 @@ def learn_omega(
     """
     if method not in LEARN_METHODS:
         raise ValueError(f"method must be one of {LEARN_METHODS}, got {method!r}")
+    if reward is not None and method == "line-search":
+        raise ValueError("a line search has no reward term: use method 'bank' or 'online'")
     if features is not None and method == "bank":
         raise ValueError("a feature map is learned online or by a line search: use method 'online'")
     directory = Path(directory)
