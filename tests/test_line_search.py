@@ -115,7 +115,7 @@ def test_the_recorded_cost_is_the_denoiser_evaluations_made():
         ({"omegas": (0.0, 1.0, 0.5)}, "strictly increasing"),
         ({"samples": 1}, "--samples"),
         ({"reference": 0}, "--reference"),
-        ({"steps": 0}, "--steps"),
+        ({"steps": 0}, "--grid-steps"),
         ({"churn": 2.0}, "--churn"),
         ({"beta": 3.0}, "--beta"),
     ],

@@ -74,9 +74,10 @@ class LineSearchConfig:
             raise ValueError(f"--omegas needs at least 3 finite values, got {list(omegas)}")
         if any(b <= a for a, b in zip(omegas, omegas[1:], strict=False)):
             raise ValueError(f"--omegas must be strictly increasing, got {list(omegas)}")
-        for name in ("samples", "reference", "steps", "batch_size"):
+        flags = {"samples": "--samples", "reference": "--reference", "steps": "--grid-steps (steps)"}
+        for name, flag in {**flags, "batch_size": "batch_size"}.items():
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{flag} must be >= 1, got {getattr(self, name)}")
         if self.samples < 2:
             raise ValueError(
                 f"--samples must be >= 2 (the energy distance compares pairs), got {self.samples}"
