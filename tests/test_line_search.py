@@ -242,3 +242,16 @@ def test_learn_omega_saves_the_line_searchs_constant(tmp_path):
     assert float(saved(torch.tensor([1]), t - 0.1, t).detach()) == pytest.approx(record["omega"], abs=1e-6)
     with pytest.raises(ValueError, match="no reward"):
         learn_omega(*args, method="line-search", reward=lambda x, c: x.sum(1), progress=False)
+
+
+def test_any_schedule_is_measured_on_the_line_searchs_noise_and_data():
+    from learnguide.core.guidance import ConstantGuidance, IntervalGuidance
+    from learnguide.core.line_search import guidance_losses
+
+    config = LineSearchConfig(omegas=(0.0, 0.5, 1.0), samples=30, reference=1, steps=4)
+    record = search(weakened(0.3), config)
+    schedules = [ConstantGuidance(0.5), IntervalGuidance(0.5, 0.0, 1.0), IntervalGuidance(0.5, 0.0, 0.5)]
+    data = separated_mixture().data_sampler()
+    losses = guidance_losses(weakened(0.3), VPCosine(), data, schedules, config, progress=False)
+    assert losses[0] == losses[1] == record.losses[1]  # an interval over every step is the constant
+    assert losses[2] != losses[0]

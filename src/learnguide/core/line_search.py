@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from learnguide.core.denoisers import Denoiser
 from learnguide.core.discrepancy import FeatureMap, class_pair_weights, pixel_features
 from learnguide.core.fit_checks import report
-from learnguide.core.guidance import ConstantGuidance, OmegaNet
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet
 from learnguide.core.items import DataSampler, holds_class_mix
 from learnguide.core.objectives import check_energy_params
 from learnguide.core.sampling import sample
@@ -150,9 +151,38 @@ def line_search_omega(
         emitted as a :class:`~learnguide.core.fit_checks.FitWarning`) when the lowest loss is at an end of
         the grid other than ω = 0 (:func:`parabola_minimum`).
     """
+    began = time.perf_counter()
+    constants = [ConstantGuidance(w) for w in config.omegas]
+    losses = guidance_losses(denoiser, schedule, sample_data, constants, config, features, progress, device)
+    omega, warning = parabola_minimum(list(config.omegas), losses)
+    return LineSearchRecord(
+        omegas=list(config.omegas),
+        losses=losses,
+        omega=omega,
+        denoiser_evals=config.denoiser_evals(),
+        feature_evals=config.samples * (len(config.omegas) + config.reference),
+        seconds=time.perf_counter() - began,
+        warnings=report([warning]),
+    )
+
+
+@torch.no_grad()
+def guidance_losses(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    sample_data: DataSampler,
+    guidances: Sequence[GuidanceSchedule],
+    config: LineSearchConfig,
+    features: FeatureMap | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[float]:
+    """L (module docstring) of the final samples of each schedule of ``guidances`` (constants, intervals,
+    learned ω-networks, …), all drawn from the same noise and conditions and measured against the same data
+    items, with ``config``'s sample counts, sampler and distance (its ``omegas`` are not used). Arguments
+    otherwise as for :func:`line_search_omega`."""
     config.validate()
-    began, n = time.perf_counter(), config.samples
-    phi = features or pixel_features
+    n, phi = config.samples, features or pixel_features
     generator = torch.Generator().manual_seed(config.seed)
     x0, cond = sample_data(n * config.reference, generator)  # the batch's own items first, then the rest
     if not holds_class_mix(cond[:n], cond[n:], config.reference - 1):
@@ -162,33 +192,22 @@ def line_search_omega(
         )
     labels = cond[:n] if not cond.dtype.is_floating_point else None
     true = _features(phi, x0, config.batch_size)
-    seeds = torch.arange(n) + config.seed * n  # the same noise under every ω (common random numbers)
+    seeds = torch.arange(n) + config.seed * n  # the same noise under every schedule (common random numbers)
     batches = list(zip(cond[:n].split(config.batch_size), seeds.split(config.batch_size), strict=True))
     grid, losses = step_grid(config.steps, config.t_max), []
-    bar = tqdm(
-        total=config.steps * len(batches) * len(config.omegas), desc="line search", disable=not progress
-    )
-    for omega in config.omegas:
+    bar = tqdm(total=config.steps * len(batches) * len(guidances), desc="line search", disable=not progress)
+    for guidance in guidances:
         guided = torch.cat([
             sample(
-                denoiser, schedule, ConstantGuidance(omega), c.to(device), tuple(x0.shape[1:]),
-                churn=config.churn, seeds=s, grid=grid, bar=bar,
+                denoiser, schedule, guidance, c.to(device), tuple(x0.shape[1:]), churn=config.churn, seeds=s,
+                grid=grid, bar=bar,
             ).cpu()
             for c, s in batches
         ])  # fmt: skip
         guided = _features(phi, guided, config.batch_size)
         losses.append(pooled_energy(guided, true, config.beta, config.lam, labels))
     bar.close()
-    omega, warning = parabola_minimum(list(config.omegas), losses)
-    return LineSearchRecord(
-        omegas=list(config.omegas),
-        losses=losses,
-        omega=omega,
-        denoiser_evals=config.denoiser_evals(),
-        feature_evals=n * (len(config.omegas) + config.reference),
-        seconds=time.perf_counter() - began,
-        warnings=report([warning]),
-    )
+    return losses
 
 
 def pooled_energy(
