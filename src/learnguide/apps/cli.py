@@ -77,6 +77,15 @@ def _reward(args: argparse.Namespace):
     return build_reward(args.reward, args.reward_model, args.prompts, args.captions, latent_model=args.model)
 
 
+def _check_denoiser_source(args: argparse.Namespace, command: str) -> None:
+    """Raise ``ValueError`` unless ``command`` (a fit from a denoiser) names one, and ``--target-split`` is
+    only given beside ``--target-data``."""
+    if not (args.denoiser or args.model):
+        raise ValueError(f"{command} needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
+    if args.target_split != "test" and not args.target_data:
+        raise ValueError(f"--target-split {args.target_split} picks a part of --target-data: add it")
+
+
 def _fit_online(args: argparse.Namespace) -> int:
     from learnguide.apps.learning import fit_online_folder
     from learnguide.apps.loading import DenoiserSource
@@ -84,14 +93,11 @@ def _fit_online(args: argparse.Namespace) -> int:
     from learnguide.core.online import OnlineConfig, default_churn
     from learnguide.distributed import processes
 
-    if not (args.denoiser or args.model):
-        raise ValueError("fit --online needs the denoiser: --denoiser DIR or --model DIR (with --dataset)")
+    _check_denoiser_source(args, "fit --online")
     if (args.reference or 1) > 1 and not args.balanced_classes:
         raise ValueError(
             "--reference R > 1 compares with more draws of the batch's class mix: add --balanced-classes"
         )
-    if args.target_split != "test" and not args.target_data:
-        raise ValueError(f"--target-split {args.target_split} picks a part of --target-data: add it")
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn, reference=args.reference or 1)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
@@ -120,12 +126,7 @@ def _fit_line_search(args: argparse.Namespace) -> int:
 
     if args.online or args.bank:
         raise ValueError("--line-search learns from a denoiser by itself: drop --online and --bank")
-    if not (args.denoiser or args.model):
-        raise ValueError(
-            "fit --line-search needs the denoiser: --denoiser DIR or --model DIR (with --dataset)"
-        )
-    if args.target_split != "test" and not args.target_data:
-        raise ValueError(f"--target-split {args.target_split} picks a part of --target-data: add it")
+    _check_denoiser_source(args, "fit --line-search")
     if args.kernel != "energy" or args.reward or args.reward_weight:
         raise ValueError(
             "--line-search measures the energy distance, without a reward: drop --kernel, --reward "

@@ -75,8 +75,11 @@ class LineSearchConfig:
             raise ValueError(f"--omegas needs at least 3 finite values, got {list(omegas)}")
         if any(b <= a for a, b in zip(omegas, omegas[1:], strict=False)):
             raise ValueError(f"--omegas must be strictly increasing, got {list(omegas)}")
-        flags = {"samples": "--samples", "reference": "--reference", "steps": "--grid-steps (steps)"}
-        for name, flag in {**flags, "batch_size": "batch_size"}.items():
+        for name, flag in {
+            "reference": "--reference",
+            "steps": "--grid-steps",
+            "batch_size": "batch_size",
+        }.items():
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag} must be >= 1, got {getattr(self, name)}")
         if self.samples < 2:
