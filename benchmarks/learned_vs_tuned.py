@@ -34,7 +34,7 @@ from learnguide.apps.comparison import evaluate_over_sets
 from learnguide.apps.experiment import ExperimentConfig
 from learnguide.core.discrepancy import data_scaled_features, pixel_features
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet, guidance_from_config
-from learnguide.core.line_search import LineSearchConfig, constant_network, line_search_omega
+from learnguide.core.line_search import LineSearchConfig, line_search_omega, schedule_network
 from learnguide.core.online import OnlineConfig, train_omega_online
 from learnguide.core.schedules import step_grid
 from learnguide.data.images import load_dataset
@@ -243,6 +243,15 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
         POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
         reference=4, steps=STEPS, beta=1.75),
     ),
+    # No constant can reach the second target (§10i). By the line search's own statistic (shape_landscape.py,
+    # §10p) the tuned increasing schedule lies below every constant on Fashion-MNIST well, the constant 0.25
+    # below every shape on MNIST well, as the judges rank them. So the same search, also under the
+    # increasing cosine schedule at ω_max ∈ {0.5, 1, 2, 3, 4} on the same noise, keeping the family whose
+    # lowest loss is lower: 304,000 denoiser evaluations (1.87× a 7-point grid). Fixed before any scoring
+    "shape-search": replace(
+        POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
+        reference=4, steps=STEPS, beta=1.75, shape="increasing-cosine", scales=(0.5, 1.0, 2.0, 3.0, 4.0)),
+    ),
 }  # fmt: skip
 
 
@@ -352,8 +361,9 @@ def learn(dataset, denoiser, variant: str, folder: Path, work: Path) -> tuple[Om
     data = source.data_sampler("train", balanced=spec.balanced)
     if spec.line_search is not None:
         record = line_search_omega(denoiser, denoiser.schedule, data, spec.line_search, phi)
-        net = constant_network(denoiser.schedule, torch.arange(dataset.num_classes), record.omega)
-        found = {"line_search": {"omegas": record.omegas, "losses": record.losses, "omega": record.omega}}
+        k = dataset.num_classes
+        net = schedule_network(denoiser.schedule, torch.arange(k), record.omega, k, record.shape)
+        found = {"line_search": record.found()}
         print(f"line search: {found}")
     else:
         record, found = train_omega_online(net, denoiser, data, spec.online, features=phi), {}

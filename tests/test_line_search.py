@@ -9,13 +9,13 @@ from torch import nn
 
 from learnguide.core.denoisers import ExactMixtureDenoiser, WeakenedDenoiser
 from learnguide.core.discrepancy import KernelConfig, kernel_loss
-from learnguide.core.guidance import OmegaNet
+from learnguide.core.guidance import IncreasingGuidance, OmegaNet, increasing_profile
 from learnguide.core.line_search import (
     LineSearchConfig,
-    constant_network,
     line_search_omega,
     parabola_minimum,
     pooled_energy,
+    schedule_network,
 )
 from learnguide.core.schedules import VPCosine
 from learnguide.data.toy import separated_mixture
@@ -131,7 +131,7 @@ def test_further_data_items_of_another_class_mix_are_refused():
 
 
 def test_the_answer_is_an_omega_network_of_that_constant_that_loads_again(tmp_path):
-    net = constant_network(VPCosine(), torch.arange(3), 0.37)
+    net = schedule_network(VPCosine(), torch.arange(3), 0.37)
     cond, t = torch.tensor([0, 1, 2, 2]), torch.tensor([0.9, 0.5, 0.2, 0.05], dtype=torch.float64)
     assert torch.allclose(net(cond, t - 0.04, t), torch.full((4,), 0.37))
     net.save(tmp_path / "omega")
@@ -255,3 +255,122 @@ def test_any_schedule_is_measured_on_the_line_searchs_noise_and_data():
     losses = guidance_losses(weakened(0.3), VPCosine(), data, schedules, config, progress=False)
     assert losses[0] == losses[1] == record.losses[1]  # an interval over every step is the constant
     assert losses[2] != losses[0]
+
+
+def late_weakened(omega_max: float) -> WeakenedDenoiser:
+    """The separated mixture's denoiser weakened so that ω*(t) = ω_max (1 − cos(π (1 − t))) / 2: the
+    increasing cosine schedule is its exact correction (κ = ω* / (1 + ω*))."""
+
+    def kappa(cond, t):
+        omega = omega_max * increasing_profile(t.double(), "cosine")
+        return omega / (1.0 + omega)
+
+    return WeakenedDenoiser(ExactMixtureDenoiser(separated_mixture(), VPCosine()), kappa)
+
+
+def test_a_shape_search_recovers_the_known_increasing_schedule_and_keeps_a_known_constant():
+    config = LineSearchConfig(
+        omegas=(0.0, 0.5, 1.0, 1.5),
+        samples=600,
+        reference=1,
+        shape="increasing-cosine",
+        scales=(1.0, 2.0, 3.0),
+    )
+    late = search(late_weakened(2.0), config)
+    assert late.shape == "increasing-cosine" and abs(late.omega - 2.0) <= 0.4 and late.warnings == []
+    assert min(late.shape_losses) < min(late.losses) and len(late.shape_losses) == 3
+    constant = search(weakened(0.5), config)  # ω* = 1 at every t: no increasing schedule is it
+    assert constant.shape == "constant" and abs(constant.omega - 1.0) <= 0.2
+    alone = search(weakened(0.5), replace(config, shape=None))
+    assert alone.losses == constant.losses and alone.shape_losses == []  # the constants' noise is shared
+
+
+def test_a_shape_search_costs_its_scales_too():
+    counting = Counting(weakened(0.3))
+    config = LineSearchConfig(
+        omegas=(0.0, 0.5, 1.0), samples=30, reference=1, steps=4, shape="increasing-linear", scales=(1, 2, 3)
+    )
+    record = search(counting, config)
+    assert record.denoiser_evals == counting.items == 30 * 4 * (1 + 2 + 2 + 3 * 2) == config.denoiser_evals()
+    assert record.feature_evals == 30 * (6 + 1) and record.scales == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"shape": "decreasing"}, "--shape must be one of"),
+        ({"shape": "increasing-cosine", "scales": (1.0, 2.0)}, "--scales needs at least 3"),
+        ({"shape": "increasing-cosine", "scales": (0.0, 1.0, 2.0)}, "values > 0"),
+        ({"shape": "increasing-cosine", "scales": (1.0, 3.0, 2.0)}, "--scales must be strictly increasing"),
+    ],
+)
+def test_shape_settings_are_validated(settings, message):
+    with pytest.raises(ValueError, match=message):
+        LineSearchConfig(**settings).validate()
+
+
+@pytest.mark.parametrize("shape", ["increasing-cosine", "increasing-linear"])
+def test_a_shaped_answer_is_the_increasing_schedule_and_loads_again(tmp_path, shape):
+    net = schedule_network(VPCosine(), torch.arange(3), 1.7, shape=shape)
+    cond, t = torch.tensor([0, 1, 2, 2]), torch.tensor([0.99, 0.5, 0.2, 0.05], dtype=torch.float64)
+    expected = IncreasingGuidance(1.7, shape.removeprefix("increasing-")).omega(cond, t - 0.04, t)
+    assert torch.allclose(net(cond, t - 0.04, t).double(), expected, atol=1e-6)
+    assert torch.allclose(net.fit_omega(cond, t - 0.04, t).double(), expected, atol=1e-6)
+    net.save(tmp_path / "omega")
+    loaded = OmegaNet.load(tmp_path / "omega", VPCosine())
+    assert loaded.hparams["envelope"] == shape
+    assert torch.equal(loaded(cond, t - 0.04, t), net(cond, t - 0.04, t))
+
+
+def test_a_network_saved_before_envelopes_existed_loads_without_one(tmp_path):
+    net = schedule_network(VPCosine(), torch.arange(3), 0.4)
+    net.save(tmp_path / "omega")
+    config_path = tmp_path / "omega" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["envelope"]
+    config_path.write_text(json.dumps(config))
+    assert OmegaNet.load(tmp_path / "omega").hparams["envelope"] == "none"
+    with pytest.raises(ValueError, match="unknown envelope"):
+        OmegaNet(VPCosine(), num_classes=3, envelope="decreasing")
+
+
+def test_fit_line_search_with_a_shape_through_the_cli(tmp_path, capsys):
+    from learnguide.apps.cli import main
+
+    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    shape = ["--shape", "increasing-cosine", "--scales", "1", "2", "3"]
+    out = tmp_path / "omega"
+    assert main(["fit", "--line-search", *source, *small, *shape, "--out", str(out)]) == 0
+    assert "increasing-cosine by ω_max — 1:" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    found = saved["extra"]["found"]
+    assert saved["extra"]["line_search"]["shape"] == "increasing-cosine" and len(found["shape_losses"]) == 3
+    envelope = "none" if found["shape"] == "constant" else found["shape"]
+    assert saved["envelope"] == envelope
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--line-search", "--scales", "1", "2", "3"], "give --shape too"),
+        (["--online", "--shape", "increasing-cosine"], "give --line-search too"),
+        (["--line-search", "--shape", "increasing-cosine", "--scales", "0", "1", "2"], "values > 0"),
+    ],
+)
+def test_bad_shape_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
+    from learnguide.apps.cli import main
+
+    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    out = tmp_path / "omega"
+    assert main(["fit", *args, *source, "--grid-steps", "2", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_experiment_config_takes_the_line_searchs_shape():
+    from learnguide.apps.experiment import experiment_config
+
+    config = experiment_config(0, tiny=True, learn="line-search", line_search={"shape": "increasing-linear"})
+    assert config.line_search.shape == "increasing-linear" and config.line_search.samples == 40
+    config.validate()

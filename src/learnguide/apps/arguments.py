@@ -72,6 +72,22 @@ def _add_feature_layer_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--shape`` and ``--scales`` of ``--line-search`` (``fit`` and ``experiment``)."""
+    parser.add_argument(
+        "--shape",
+        choices=["increasing-cosine", "increasing-linear"],
+        help="with --line-search: also sample under the increasing schedule ω_max·e(t) (guidance late in "
+        "sampling) for each ω_max of --scales; keep it where it lies closer to the data than every constant",
+    )
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        help="with --shape: the increasing grid of ω_max, 3 or more values > 0 (default: 0.5 1 2 3 4)",
+    )
+
+
 def _add_objective_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--objective`` option shared by ``demo`` and ``experiment``."""
     parser.add_argument(
@@ -186,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=640,
         help="with --line-search: guided samples per ω, their conditions drawn with the data (default: 640)",
     )
+    _add_shape_arguments(fit)
     online_source = fit.add_mutually_exclusive_group()
     online_source.add_argument("--denoiser", help="with --online: a learnguide denoiser checkpoint")
     online_source.add_argument(
@@ -515,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="learn one constant ω for each checkpoint by a line search on common random numbers instead "
         "(fit --line-search's defaults, balanced classes; in --features of final samples, or pixels)",
     )
+    _add_shape_arguments(exp)
     exp.add_argument(
         "--reward",
         choices=["classifier"],

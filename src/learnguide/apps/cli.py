@@ -141,6 +141,7 @@ def _fit_line_search(args: argparse.Namespace) -> int:
     config = LineSearchConfig(
         omegas=tuple(args.omegas), samples=args.samples, reference=args.reference or (4 if balanced else 1),
         steps=args.grid_steps, churn=args.churn or 0.0, beta=args.beta, lam=args.lam, seed=args.seed,
+        **_shape_settings(args),
     )  # fmt: skip
     config.validate()  # before the denoiser loads
     features, layers = args.features, tuple(args.feature_layer or ("pooled",))
@@ -148,11 +149,26 @@ def _fit_line_search(args: argparse.Namespace) -> int:
         _pick(DenoiserSource, args), args.out, config, features, layers, _progress(args)
     )
     curve = ", ".join(f"{w:g}: {v:.6g}" for w, v in zip(record.omegas, record.losses, strict=True))
+    if record.shape_losses:
+        pairs = zip(record.scales, record.shape_losses, strict=True)
+        curve += f"; {config.shape} by ω_max — " + ", ".join(f"{w:g}: {v:.6g}" for w, v in pairs)
+    chosen = f"ω = {record.omega:.4g}" if record.shape == "constant" else f"{record.shape}, ω_max = "
+    chosen += "" if record.shape == "constant" else f"{record.omega:.4g}"
     print(
-        f"line search: ω = {record.omega:.4g} (loss by ω — {curve}; {record.denoiser_evals} denoiser evals, "
+        f"line search: {chosen} (loss by ω — {curve}; {record.denoiser_evals} denoiser evals, "
         f"{record.seconds:.1f} s); saved to {args.out}"
     )
     return 0
+
+
+def _shape_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~learnguide.core.line_search.LineSearchConfig` fields given by ``--shape`` and
+    ``--scales``; ``--scales`` alone is refused."""
+    if args.scales is not None and args.shape is None:
+        raise ValueError("--scales is the grid of a --shape: give --shape too")
+    if args.shape is not None and not args.line_search:
+        raise ValueError("--shape is searched by --line-search: give --line-search too")
+    return {"shape": args.shape, **({"scales": tuple(args.scales)} if args.scales else {})}
 
 
 def _omega_hparams(args: argparse.Namespace) -> dict:
@@ -171,6 +187,7 @@ def _fit(args: argparse.Namespace) -> int:
     from learnguide.apps.loading import DenoiserSource
     from learnguide.core.banks import FitConfig
 
+    _shape_settings(args)  # --shape and --scales only beside --line-search
     if args.line_search:
         return _fit_line_search(args)
     if args.online:
@@ -286,8 +303,9 @@ def _experiment(args: argparse.Namespace) -> int:
                 "--kernel, --start and --rollout"
             )
         learn = "line-search"
+    shape = _shape_settings(args)
     config = experiment_config(
-        args.seed, args.tiny, learn, args.objective, args.inception, online, args.recipe, **overrides
+        args.seed, args.tiny, learn, args.objective, args.inception, online, args.recipe, shape, **overrides
     )
     out = Path(args.out or f"runs/experiment-{dataset.name}")
     results = run_experiment(dataset, denoisers, classifier, out, config, progress=_progress(args))

@@ -496,14 +496,17 @@ def experiment_config(
     inception: bool = False,
     online: dict | None = None,
     recipe: str | Path | None = None,
+    line_search: dict | None = None,
     **overrides,
 ) -> ExperimentConfig:
     """An :class:`ExperimentConfig` (:meth:`ExperimentConfig.tiny` with ``tiny``) learning ω by ``learn``
     with the self-consistency ``objective``; ``online`` replaces fields of its :class:`OnlineConfig` (kernel,
     start, rollout, …; churn, unless given, is :func:`~learnguide.core.online.default_churn`'s) and
-    ``overrides`` its own fields (lists become tuples). ``recipe``: an ω-network folder of ``learnguide fit
-    --online``; ω is then learned online exactly as it was (:func:`~learnguide.apps.learning.load_recipe`:
-    its online settings, network, features and draws replace ``learn``, ``objective`` and ``online``)."""
+    ``overrides`` its own fields (lists become tuples); ``line_search`` replaces fields of its
+    :class:`~learnguide.core.line_search.LineSearchConfig` (shape, scales). ``recipe``: an ω-network folder
+    of ``learnguide fit --online``; ω is then learned online exactly as it was
+    (:func:`~learnguide.apps.learning.load_recipe`: its online settings, network, features and draws replace
+    ``learn``, ``objective`` and ``online``)."""
     config = ExperimentConfig.tiny(seed) if tiny else ExperimentConfig(seed=seed)
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     if recipe is not None:
@@ -513,7 +516,8 @@ def experiment_config(
     online = replace(config.online, objective=objective, **{"churn": churn, **online})
     if learn == "line-search":  # its further data items must hold the samples' class mix
         overrides = {"balanced_classes": True, **overrides}
-    return replace(config, learn=learn, online=online, inception=inception, **overrides)
+    searched = replace(config.line_search, **(line_search or {}))
+    return replace(config, learn=learn, online=online, line_search=searched, inception=inception, **overrides)
 
 
 def run_experiment(

@@ -27,8 +27,8 @@ from learnguide.core.items import DataSampler
 from learnguide.core.line_search import (
     LineSearchConfig,
     LineSearchRecord,
-    constant_network,
     line_search_omega,
+    schedule_network,
 )
 from learnguide.core.memory import check_memory, particle_bytes
 from learnguide.core.objectives import Reward
@@ -158,11 +158,11 @@ def fit_line_search_folder(
     feature_layers: tuple[str, ...] = ("pooled",),
     progress: bool = True,
 ) -> tuple[OmegaNet, LineSearchRecord]:
-    """Find one constant ω for ``source``'s denoiser by a line search on common random numbers
-    (:func:`~learnguide.core.line_search.line_search_omega`) and save it to ``out`` as an ω-network that gives
-    it everywhere, with the loss over the grid, the settings and any warning. ``features``: a classifier
-    folder whose frozen features of final samples (``feature_layers``) the distance is measured in; None:
-    pixels. Runs in one process."""
+    """Find one constant ω (or increasing schedule, with ``config.shape``) for ``source``'s denoiser by a line
+    search on common random numbers (:func:`~learnguide.core.line_search.line_search_omega`) and save it to
+    ``out`` as an ω-network that gives it, with the loss over the grid, the settings and any warning.
+    ``features``: a classifier folder whose frozen features of final samples (``feature_layers``) the
+    distance is measured in; None: pixels. Runs in one process."""
     procs = processes()
     if procs.world > 1:
         raise ValueError("fit --line-search runs in one process: start it without a launcher")
@@ -173,9 +173,8 @@ def fit_line_search_folder(
         denoiser.to(procs.device), denoiser.schedule, sample_data, config, phi, progress, procs.device
     )
     null_id = int(denoiser.null_cond(example)[0]) if example.dim() == 1 else None  # K classes: ∅ is K
-    net = constant_network(denoiser.schedule, example, record.omega, num_classes=null_id)
-    found = {"omegas": record.omegas, "losses": record.losses, "omega": record.omega}
-    extra = {"denoiser_id": denoiser_id, "line_search": asdict(config), "found": found}
+    net = schedule_network(denoiser.schedule, example, record.omega, null_id, record.shape)
+    extra = {"denoiser_id": denoiser_id, "line_search": asdict(config), "found": record.found()}
     extra.update(recipe_meta(source, features, feature_layers))
     net.save(out, extra={**extra, **({"warnings": record.warnings} if record.warnings else {})})
     return net, record

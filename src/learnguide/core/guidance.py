@@ -22,9 +22,11 @@ from learnguide.core.schedules import LOG_SNR_CLAMP, Schedule, get_schedule
 
 METHODS = ("unguided", "constant", "interval", "increasing", "learned")  # the schedules compared in reports
 OUTPUT_MAPS = ("relu", "softplus", "identity", "relu-st")
+ENVELOPES = ("none", "increasing-linear", "increasing-cosine")  # OmegaNet's fixed time profiles e(t)
 CHECKPOINT_KIND = "learnguide.omega_net"
 HPARAMS = (
-    "num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega", "shared"
+    "num_classes", "cond_dim", "hidden", "layers", "fourier_features", "output", "init_omega", "shared",
+    "envelope",
 )  # fmt: skip
 CONFIG_FIELDS = {  # what OmegaNet.load reads from config.json
     "schedule": Field(parse=get_schedule),
@@ -36,6 +38,7 @@ CONFIG_FIELDS = {  # what OmegaNet.load reads from config.json
     "output": Field(str, choices=OUTPUT_MAPS),
     "init_omega": Field(float, -1e6, 1e6),
     "shared": Field(bool, optional=True),  # absent in networks saved before it existed: per condition
+    "envelope": Field(str, choices=ENVELOPES, optional=True),  # absent before it existed: "none"
     "extra": Field(dict, optional=True, fields={"denoiser_id": Field(str, optional=True)}),
 }
 
@@ -148,13 +151,18 @@ class IncreasingGuidance(GuidanceSchedule):
         self.omega_max, self.shape = float(omega_max), shape
 
     def omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
-        progress = 1.0 - t.double()
-        if self.shape == "linear":
-            return self.omega_max * progress
-        return self.omega_max * 0.5 * (1.0 - torch.cos(math.pi * progress))
+        return self.omega_max * increasing_profile(t.double(), self.shape)
 
     def config(self) -> dict:
         return {"type": "increasing", "omega_max": self.omega_max, "shape": self.shape}
+
+
+def increasing_profile(t: Tensor, shape: str) -> Tensor:
+    """The increasing schedules' profile ``[B]`` at times ``t [B]``: 0 at t = 1, 1 at t = 0; ``"linear"``:
+    1 − t, ``"cosine"``: (1 − cos(π (1 − t))) / 2."""
+    if shape == "linear":
+        return 1.0 - t
+    return 0.5 * (1.0 - torch.cos(math.pi * (1.0 - t)))
 
 
 class PerStepGuidance(GuidanceSchedule):
@@ -203,6 +211,9 @@ class OmegaNet(nn.Module, GuidanceSchedule):
     of ``num_classes`` ids, or a linear projection of a ``cond_dim`` embedding. An MLP of ``layers`` layers
     and width ``hidden`` maps their sum to one number, passed through ``output`` ∈ {relu, softplus,
     identity}. The last layer starts at zero weight and a bias that gives ω = ``init_omega`` everywhere.
+    ``envelope`` multiplies ω by a fixed time profile e(t) of the step's start t (``"none"``: 1;
+    ``"increasing-linear"`` / ``"increasing-cosine"``: :func:`increasing_profile`), so that a network at its
+    start is exactly the increasing schedule with ω_max = ``init_omega``.
     With ``shared`` the network has no condition input: one ω(s, t) for every condition (what the tuned
     baselines are), learned from all of them; it still checks that conditions are what it was learned on.
 
@@ -226,12 +237,15 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         output: str = "relu",
         init_omega: float = 1.0,
         shared: bool = False,
+        envelope: str = "none",
     ) -> None:
         super().__init__()
         if (num_classes is None) == (cond_dim is None):
             raise ValueError("give exactly one of num_classes (class ids) or cond_dim (embeddings)")
         if output not in OUTPUT_MAPS:
             raise ValueError(f"unknown output map {output!r}; choose one of {OUTPUT_MAPS}")
+        if envelope not in ENVELOPES:
+            raise ValueError(f"unknown envelope {envelope!r}; choose one of {ENVELOPES}")
         if fourier_features < 0:
             raise ValueError(f"--fourier-features (fourier_features) must be >= 0, got {fourier_features}")
         if not math.isfinite(init_omega) or (output == "softplus" and init_omega <= 0):
@@ -243,7 +257,17 @@ class OmegaNet(nn.Module, GuidanceSchedule):
         self.hparams = dict(
             zip(
                 HPARAMS,
-                (num_classes, cond_dim, hidden, layers, fourier_features, output, init_omega, shared),
+                (
+                    num_classes,
+                    cond_dim,
+                    hidden,
+                    layers,
+                    fourier_features,
+                    output,
+                    init_omega,
+                    shared,
+                    envelope,
+                ),
                 strict=True,
             )
         )
@@ -293,17 +317,27 @@ class OmegaNet(nn.Module, GuidanceSchedule):
     def fit_omega(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ω ``[B]`` as the fitting losses see it: unconstrained for a ``relu`` output (clamped only at use),
         the output map itself for ``softplus`` and ``identity``, and for ``relu-st`` the clamped value whose
-        gradient passes the clamp only towards more guidance (:class:`ClampUpStraightThrough`). Same arguments
-        as :meth:`raw`."""
+        gradient passes the clamp only towards more guidance (:class:`ClampUpStraightThrough`); times the
+        envelope e(t). Same arguments as :meth:`raw`."""
         raw, output = self.raw(cond, s, t), self.hparams["output"]
         if output == "relu-st":
-            return ClampUpStraightThrough.apply(raw)
-        return torch.nn.functional.softplus(raw) if output == "softplus" else raw
+            omega = ClampUpStraightThrough.apply(raw)
+        else:
+            omega = torch.nn.functional.softplus(raw) if output == "softplus" else raw
+        return omega * self.envelope(t)
+
+    def envelope(self, t: Tensor) -> Tensor:
+        """The fixed time profile e(t) ``[B]`` (float32) ω is multiplied by, at step starts ``t [B]``."""
+        device = self.time_proj.weight.device
+        if self.hparams["envelope"] == "none":
+            return torch.ones(t.shape, device=device)
+        shape = self.hparams["envelope"].removeprefix("increasing-")
+        return increasing_profile(t.double(), shape).float().to(device)
 
     def forward(self, cond: Tensor, s: Tensor, t: Tensor) -> Tensor:
         """ω ``[B]`` as sampling uses it (float32, differentiable): :meth:`raw` through the output map (≥ 0
-        for ``relu`` and ``softplus``). Same arguments as :meth:`raw`."""
-        return self.output_map(self.raw(cond, s, t))
+        for ``relu`` and ``softplus``), times the envelope e(t). Same arguments as :meth:`raw`."""
+        return self.output_map(self.raw(cond, s, t)) * self.envelope(t)
 
     def output_map(self, raw: Tensor) -> Tensor:
         """The output map applied at use to the last layer's output ``raw [B]`` (see :meth:`forward`)."""

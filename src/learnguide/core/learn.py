@@ -21,7 +21,7 @@ from learnguide.core.denoisers import Denoiser
 from learnguide.core.discrepancy import FeatureMap
 from learnguide.core.guidance import OmegaNet
 from learnguide.core.items import DataSampler
-from learnguide.core.line_search import LineSearchConfig, constant_network, line_search_omega
+from learnguide.core.line_search import LineSearchConfig, line_search_omega, schedule_network
 from learnguide.core.objectives import Reward
 from learnguide.core.online import OnlineConfig, train_omega_online
 from learnguide.core.schedules import Schedule
@@ -90,7 +90,9 @@ def learn_omega(
     if method == "line-search":
         line_search = replace(line_search or LineSearchConfig(), seed=seed)
         found = line_search_omega(denoiser, schedule, sample_data, line_search, features, progress)
-        omega_net = constant_network(schedule, torch.arange(num_classes), found.omega, num_classes)
+        omega_net = schedule_network(
+            schedule, torch.arange(num_classes), found.omega, num_classes, found.shape
+        )
         record = {"method": "line-search", "line_search": asdict(line_search), **asdict(found)}
         omega_net.save(
             directory / "omega_net", extra={"line_search": asdict(line_search), "found": asdict(found)}

@@ -13,6 +13,11 @@ distance in a frozen feature map φ(x, 0),
 (class-pair weights w_jk of :func:`~learnguide.core.discrepancy.class_pair_weights` for class ids, a plain
 mean over distinct pairs otherwise), and return the vertex of the parabola through the lowest grid point and
 its two neighbours. Costs ``samples · steps`` denoiser evaluations per ω (twice that where ω ≠ 0).
+
+With a ``shape`` the same samples are also drawn under the increasing schedule ω(t) = ω_max e(t) (e: the
+shape's profile, 0 at t = 1 and 1 at t = 0; guidance late in sampling) for each ω_max of ``scales``; where
+the lowest loss of that family is below the constants' lowest, its vertex over ``scales`` is returned
+instead (docs/design.md §3.5).
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ from tqdm.auto import tqdm
 from learnguide.core.denoisers import Denoiser
 from learnguide.core.discrepancy import FeatureMap, class_pair_weights, pixel_features
 from learnguide.core.fit_checks import report
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, OmegaNet
+from learnguide.core.guidance import (
+    ENVELOPES,
+    ConstantGuidance,
+    GuidanceSchedule,
+    IncreasingGuidance,
+    OmegaNet,
+)
 from learnguide.core.items import DataSampler, holds_class_mix
 from learnguide.core.objectives import check_energy_params
 from learnguide.core.sampling import sample
@@ -48,6 +59,9 @@ class LineSearchConfig:
             (draw balanced classes to give every class the same share).
         reference: data items per sample on the true side (≥ 1): the batch's own ``samples`` and
             ``reference − 1`` times as many drawn after them. They cost features, not denoiser evaluations.
+        shape: None (constants only), or an increasing family searched beside them: ``"increasing-cosine"``
+            or ``"increasing-linear"`` (:func:`~learnguide.core.guidance.increasing_profile`).
+        scales: with ``shape``: the increasing grid of ω_max, 3 or more values > 0 (default 0.5, 1, 2, 3, 4).
         steps: the sampler's step count N (sample with the same N).
         churn: the sampler's churn ε (0: DDIM, as ``learnguide sample`` uses).
         t_max: the sampler's start time 1 − ζ.
@@ -60,6 +74,8 @@ class LineSearchConfig:
     omegas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     samples: int = 640
     reference: int = 4
+    shape: str | None = None
+    scales: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0)
     steps: int = 25
     churn: float = 0.0
     t_max: float = 0.99
@@ -75,6 +91,14 @@ class LineSearchConfig:
             raise ValueError(f"--omegas needs at least 3 finite values, got {list(omegas)}")
         if any(b <= a for a, b in zip(omegas, omegas[1:], strict=False)):
             raise ValueError(f"--omegas must be strictly increasing, got {list(omegas)}")
+        if self.shape is not None:
+            if self.shape not in ENVELOPES[1:]:
+                raise ValueError(f"--shape must be one of {list(ENVELOPES[1:])}, got {self.shape!r}")
+            scales = self.scales
+            if len(scales) < 3 or not all(math.isfinite(w) and w > 0 for w in scales):
+                raise ValueError(f"--scales needs at least 3 finite values > 0, got {list(scales)}")
+            if any(b <= a for a, b in zip(scales, scales[1:], strict=False)):
+                raise ValueError(f"--scales must be strictly increasing, got {list(scales)}")
         for name, flag in {
             "reference": "--reference",
             "steps": "--grid-steps",
@@ -91,13 +115,25 @@ class LineSearchConfig:
         check_energy_params(self.beta, self.lam)
 
     def denoiser_evals(self) -> int:
-        """Denoiser evaluations of a search: ``samples · steps`` per ω, twice that where ω ≠ 0."""
-        return sum(self.samples * self.steps * (1 if w == 0 else 2) for w in self.omegas)
+        """Denoiser evaluations of a search: ``samples · steps`` per ω, twice that where ω ≠ 0 (every scale
+        of a ``shape``)."""
+        scales = self.scales if self.shape is not None else ()
+        return sum(self.samples * self.steps * (1 if w == 0 else 2) for w in (*self.omegas, *scales))
+
+    def schedules(self) -> list[GuidanceSchedule]:
+        """The schedules a search samples under: the constants of ``omegas``, then the ``shape``'s scales."""
+        found: list[GuidanceSchedule] = [ConstantGuidance(w) for w in self.omegas]
+        if self.shape is not None:
+            profile = self.shape.removeprefix("increasing-")
+            found += [IncreasingGuidance(w, profile) for w in self.scales]
+        return found
 
 
 @dataclass
 class LineSearchRecord:
-    """What a line search measured: the loss L(ω) at each grid value, the chosen ω, its cost and warnings."""
+    """What a line search measured: the loss L(ω) at each grid value (and L(ω_max) at each scale of a
+    shape), the chosen family (``"constant"`` or the shape) and its ω (ω_max for a shape), cost and
+    warnings."""
 
     omegas: list[float]
     losses: list[float]
@@ -106,12 +142,23 @@ class LineSearchRecord:
     feature_evals: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    shape: str = "constant"
+    scales: list[float] = field(default_factory=list)
+    shape_losses: list[float] = field(default_factory=list)
+
+    def found(self) -> dict:
+        """The measured curves and the choice, without cost or warnings (JSON-serialisable)."""
+        keys = ("omegas", "losses", "omega", "shape", "scales", "shape_losses")
+        return {key: getattr(self, key) for key in keys}
 
 
-def parabola_minimum(omegas: list[float], losses: list[float]) -> tuple[float, str | None]:
+def parabola_minimum(
+    omegas: list[float], losses: list[float], flag: str = "--omegas"
+) -> tuple[float, str | None]:
     """The vertex of the parabola through the first lowest of ``losses`` at ``omegas`` and its two
     neighbours (it lies between them), and None; at an end of the grid, that end and a warning that the
-    minimum may lie beyond it (none at ω = 0 as the lowest end: no guidance is the natural bound)."""
+    minimum may lie beyond it, naming the grid's ``flag`` (none at ω = 0 as the lowest end: no guidance is
+    the natural bound)."""
     i = min(range(len(losses)), key=losses.__getitem__)
     if i in (0, len(losses) - 1):
         if i == 0 and omegas[0] == 0.0:
@@ -119,7 +166,7 @@ def parabola_minimum(omegas: list[float], losses: list[float]) -> tuple[float, s
         side = "lowest" if i == 0 else "highest"
         return omegas[i], (
             f"the loss is lowest at the grid's {side} ω = {omegas[i]:g}: the minimum may lie beyond it; "
-            "extend --omegas"
+            f"extend {flag}"
         )
     (a, b, c), (la, lb, lc) = omegas[i - 1 : i + 2], losses[i - 1 : i + 2]
     slope_left, slope_right = (lb - la) / (b - a), (lc - lb) / (c - b)  # < 0 and >= 0: i is the first min
@@ -137,7 +184,8 @@ def line_search_omega(
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> LineSearchRecord:
-    """The constant ω whose guided samples lie closest to the data (module docstring).
+    """The constant ω (or, with ``config.shape``, the increasing schedule) whose guided samples lie closest
+    to the data (module docstring).
 
     Args:
         denoiser, schedule: the frozen x̂ denoiser and its noise schedule.
@@ -150,22 +198,31 @@ def line_search_omega(
         device: where the denoiser runs.
 
     Returns:
-        the record, with the chosen ω in ``omega`` and L(ω) over the grid in ``losses``; a warning (also
-        emitted as a :class:`~learnguide.core.fit_checks.FitWarning`) when the lowest loss is at an end of
-        the grid other than ω = 0 (:func:`parabola_minimum`).
+        the record, with the chosen family in ``shape``, its ω (ω_max for a shape) in ``omega``, L(ω) over
+        the grid in ``losses`` and over the shape's scales in ``shape_losses``; a warning (also emitted as a
+        :class:`~learnguide.core.fit_checks.FitWarning`) when the chosen family's lowest loss is at an end
+        of its grid other than ω = 0 (:func:`parabola_minimum`).
     """
     began = time.perf_counter()
-    constants = [ConstantGuidance(w) for w in config.omegas]
-    losses = guidance_losses(denoiser, schedule, sample_data, constants, config, features, progress, device)
-    omega, warning = parabola_minimum(list(config.omegas), losses)
+    schedules = config.schedules()
+    found = guidance_losses(denoiser, schedule, sample_data, schedules, config, features, progress, device)
+    losses, shape_losses = found[: len(config.omegas)], found[len(config.omegas) :]
+    chosen = "constant" if not shape_losses or min(losses) <= min(shape_losses) else config.shape
+    if chosen == "constant":
+        omega, warning = parabola_minimum(list(config.omegas), losses)
+    else:
+        omega, warning = parabola_minimum(list(config.scales), shape_losses, "--scales")
     return LineSearchRecord(
         omegas=list(config.omegas),
         losses=losses,
         omega=omega,
         denoiser_evals=config.denoiser_evals(),
-        feature_evals=config.samples * (len(config.omegas) + config.reference),
+        feature_evals=config.samples * (len(schedules) + config.reference),
         seconds=time.perf_counter() - began,
         warnings=report([warning]),
+        shape=chosen,
+        scales=list(config.scales) if config.shape is not None else [],
+        shape_losses=shape_losses,
     )
 
 
@@ -230,15 +287,18 @@ def pooled_energy(
     return float(attraction - 0.5 * lam * repulsion)
 
 
-def constant_network(
-    schedule: Schedule, cond: Tensor, omega: float, num_classes: int | None = None
+def schedule_network(
+    schedule: Schedule, cond: Tensor, omega: float, num_classes: int | None = None, shape: str = "constant"
 ) -> OmegaNet:
-    """An ω-network that gives ``omega`` for every condition and time (``shared``, identity output): a line
-    search's answer in the form ``learnguide sample`` and ``experiment`` load. ``cond``: example conditions,
-    class ids ``[B]`` (``num_classes`` of them; default ``max + 1``) or embeddings ``[B, E]``."""
+    """An ω-network that gives ``omega`` for every condition and time (``shared``, identity output), or for a
+    ``shape`` (``"increasing-cosine"`` …) ω = ``omega`` · e(t): a line search's answer
+    (:attr:`LineSearchRecord.shape`, ``omega``) in the form ``learnguide sample`` and ``experiment`` load.
+    ``cond``: example conditions, class ids ``[B]`` (``num_classes`` of them; default ``max + 1``) or
+    embeddings ``[B, E]``."""
     return OmegaNet.for_conditions(
-        schedule, cond, num_classes=num_classes, output="identity", init_omega=omega, shared=True
-    )
+        schedule, cond, num_classes=num_classes, output="identity", init_omega=omega, shared=True,
+        envelope="none" if shape == "constant" else shape,
+    )  # fmt: skip
 
 
 def _features(phi: FeatureMap, x: Tensor, batch_size: int) -> Tensor:
