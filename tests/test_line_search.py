@@ -374,3 +374,11 @@ def test_an_experiment_config_takes_the_line_searchs_shape():
     config = experiment_config(0, tiny=True, learn="line-search", line_search={"shape": "increasing-linear"})
     assert config.line_search.shape == "increasing-linear" and config.line_search.samples == 40
     config.validate()
+
+
+def test_an_experiment_refuses_a_shape_without_a_line_search(tmp_path, capsys):
+    from learnguide.apps.cli import main
+
+    exp = ["experiment", "--dataset", "digits", "--tiny", "--out", str(tmp_path / "run")]
+    assert main([*exp, "--shape", "increasing-cosine"]) == 2
+    assert "give --line-search too" in capsys.readouterr().err and not (tmp_path / "run").exists()

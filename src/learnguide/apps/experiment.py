@@ -75,7 +75,8 @@ class ExperimentConfig:
         eval_seeds: number of fresh evaluation seed sets (mean and std are reported).
         batch_size: images per sampling batch.
         constant_grid, interval_omegas, intervals, increasing_omegas, increasing_shapes: the baseline sweeps.
-        learn: ``"bank"`` (default), ``"online"`` or ``"line-search"`` (one constant ω, docs/design.md §3.5).
+        learn: ``"bank"`` (default), ``"online"`` or ``"line-search"`` (one constant ω, or an increasing
+            schedule with ``line_search.shape``; docs/design.md §3.5).
         bank, fit, online, line_search: how ω is learned (docs/design.md §3, §3.1, §3.5).
         features: a classifier folder in whose features ω is learned online (docs/design.md §3.2): a noisy
             one (``train-classifier --noisy``), or a clean one for a whole-trajectory rollout; None: pixels.

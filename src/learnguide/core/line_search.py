@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -241,33 +241,62 @@ def guidance_losses(
     learned ω-networks, …), all drawn from the same noise and conditions and measured against the same data
     items, with ``config``'s sample counts, sampler and distance (its ``omegas`` are not used). Arguments
     otherwise as for :func:`line_search_omega`."""
+    phi = features or pixel_features
+    x0, cond = common_draw(sample_data, config)
+    n = config.samples
+    labels = cond[:n] if not cond.dtype.is_floating_point else None
+    true = _features(phi, x0, config.batch_size)
+    drawn = final_samples(
+        denoiser, schedule, guidances, cond[:n], tuple(x0.shape[1:]), config, progress, device
+    )
+    return [
+        pooled_energy(_features(phi, guided, config.batch_size), true, config.beta, config.lam, labels)
+        for guided in drawn
+    ]
+
+
+def common_draw(sample_data: DataSampler, config: LineSearchConfig) -> tuple[Tensor, Tensor]:
+    """The data items ``x_0 [r·n, ...]`` and their conditions ``[r·n]`` or ``[r·n, ...]`` a search compares
+    with (seeded by ``config.seed``; n = ``config.samples``, r = ``config.reference``): the first n
+    conditions are the samples'. Raises ``ValueError`` when the further items do not hold their class mix."""
     config.validate()
-    n, phi = config.samples, features or pixel_features
-    generator = torch.Generator().manual_seed(config.seed)
-    x0, cond = sample_data(n * config.reference, generator)  # the batch's own items first, then the rest
+    n = config.samples
+    x0, cond = sample_data(n * config.reference, torch.Generator().manual_seed(config.seed))
     if not holds_class_mix(cond[:n], cond[n:], config.reference - 1):
         raise ValueError(
             "--reference R > 1 needs the samples' class mix in the further data items: draw balanced classes "
             "(--balanced-classes) with --samples a multiple of the number of classes"
         )
-    labels = cond[:n] if not cond.dtype.is_floating_point else None
-    true = _features(phi, x0, config.batch_size)
-    seeds = torch.arange(n) + config.seed * n  # the same noise under every schedule (common random numbers)
-    batches = list(zip(cond[:n].split(config.batch_size), seeds.split(config.batch_size), strict=True))
-    grid, losses = step_grid(config.steps, config.t_max), []
+    return x0, cond
+
+
+def final_samples(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    guidances: Sequence[GuidanceSchedule],
+    cond: Tensor,
+    shape: tuple[int, ...],
+    config: LineSearchConfig,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> Iterator[Tensor]:
+    """For each schedule of ``guidances`` in turn, the sampler's final samples ``[n, *shape]`` (CPU) for the
+    conditions ``cond [n]`` or ``[n, ...]``, all from the same noise (common random numbers: seeds
+    ``config.seed · n + j``), with ``config``'s steps, churn, start time and batch size."""
+    n = len(cond)
+    seeds = torch.arange(n) + config.seed * n
+    batches = list(zip(cond.split(config.batch_size), seeds.split(config.batch_size), strict=True))
+    grid = step_grid(config.steps, config.t_max)
     bar = tqdm(total=config.steps * len(batches) * len(guidances), desc="line search", disable=not progress)
     for guidance in guidances:
-        guided = torch.cat([
+        yield torch.cat([
             sample(
-                denoiser, schedule, guidance, c.to(device), tuple(x0.shape[1:]), churn=config.churn, seeds=s,
-                grid=grid, bar=bar,
+                denoiser, schedule, guidance, c.to(device), shape, churn=config.churn, seeds=s, grid=grid,
+                bar=bar,
             ).cpu()
             for c, s in batches
         ])  # fmt: skip
-        guided = _features(phi, guided, config.batch_size)
-        losses.append(pooled_energy(guided, true, config.beta, config.lam, labels))
     bar.close()
-    return losses
 
 
 def pooled_energy(
