@@ -152,8 +152,8 @@ def _fit_line_search(args: argparse.Namespace) -> int:
     if record.shape_losses:
         pairs = zip(record.scales, record.shape_losses, strict=True)
         curve += f"; {config.shape} by ω_max — " + ", ".join(f"{w:g}: {v:.6g}" for w, v in pairs)
-    chosen = f"ω = {record.omega:.4g}" if record.shape == "constant" else f"{record.shape}, ω_max = "
-    chosen += "" if record.shape == "constant" else f"{record.omega:.4g}"
+    constant = record.shape == "constant"
+    chosen = f"ω = {record.omega:.4g}" if constant else f"{record.shape}, ω_max = {record.omega:.4g}"
     print(
         f"line search: {chosen} (loss by ω — {curve}; {record.denoiser_evals} denoiser evals, "
         f"{record.seconds:.1f} s); saved to {args.out}"
