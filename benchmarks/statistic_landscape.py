@@ -59,8 +59,7 @@ def main() -> None:
     n, labels = config.samples, cond[: config.samples]
     true = phi(x0, x0.new_zeros(len(x0))).double()
     true_moments = feature_moments(true)
-    judges = {"FD eval. judge": scorer.classifier, "FD held-out judge": scorer.held_out[0]}
-    references = {"FD eval. judge": scorer.reference, "FD held-out judge": scorer.held_out[1]}
+    judges = {"FD eval. judge": (scorer.classifier, scorer.reference), "FD held-out judge": scorer.held_out}
     found = schedules(args)
     began, table = time.perf_counter(), {}
     drawn = final_samples(
@@ -69,12 +68,12 @@ def main() -> None:
     for label, samples in zip(found, drawn, strict=True):
         guided = phi(samples, samples.new_zeros(n)).double()
         row = {
-            "L β=1.75 (search)": pooled_energy(guided, true, 1.75, 1.0, labels),
-            "L β=1": pooled_energy(guided, true, 1.0, 1.0, labels),
+            "L β=1.75 (search)": pooled_energy(guided, true, config.beta, config.lam, labels),
+            "L β=1": pooled_energy(guided, true, 1.0, config.lam, labels),
             "FD clean (train)": frechet_distance_from_moments(*feature_moments(guided), *true_moments),
         }
-        for name, model in judges.items():
-            row[name] = references[name].frechet_distance(predict(model, samples)[0])
+        for name, (model, reference) in judges.items():
+            row[name] = reference.frechet_distance(predict(model, samples)[0])
         table[label] = row
         print(label, {k: round(v, 5) for k, v in row.items()})
     argmins = {stat: min(table, key=lambda lab: table[lab][stat]) for stat in next(iter(table.values()))}

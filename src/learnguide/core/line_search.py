@@ -86,19 +86,11 @@ class LineSearchConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
-        omegas = self.omegas
-        if len(omegas) < 3 or not all(math.isfinite(w) for w in omegas):
-            raise ValueError(f"--omegas needs at least 3 finite values, got {list(omegas)}")
-        if any(b <= a for a, b in zip(omegas, omegas[1:], strict=False)):
-            raise ValueError(f"--omegas must be strictly increasing, got {list(omegas)}")
+        _check_grid(self.omegas, "--omegas")
         if self.shape is not None:
             if self.shape not in ENVELOPES[1:]:
                 raise ValueError(f"--shape must be one of {list(ENVELOPES[1:])}, got {self.shape!r}")
-            scales = self.scales
-            if len(scales) < 3 or not all(math.isfinite(w) and w > 0 for w in scales):
-                raise ValueError(f"--scales needs at least 3 finite values > 0, got {list(scales)}")
-            if any(b <= a for a, b in zip(scales, scales[1:], strict=False)):
-                raise ValueError(f"--scales must be strictly increasing, got {list(scales)}")
+            _check_grid(self.scales, "--scales", positive=True)
         for name, flag in {
             "reference": "--reference",
             "steps": "--grid-steps",
@@ -127,6 +119,17 @@ class LineSearchConfig:
             profile = self.shape.removeprefix("increasing-")
             found += [IncreasingGuidance(w, profile) for w in self.scales]
         return found
+
+
+def _check_grid(values: tuple[float, ...], flag: str, positive: bool = False) -> None:
+    """Raise ``ValueError`` naming ``flag`` unless ``values`` are 3 or more finite numbers (> 0 with
+    ``positive``), strictly increasing."""
+    if len(values) < 3 or not all(math.isfinite(w) and (w > 0 or not positive) for w in values):
+        raise ValueError(
+            f"{flag} needs at least 3 finite values{' > 0' if positive else ''}, got {list(values)}"
+        )
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError(f"{flag} must be strictly increasing, got {list(values)}")
 
 
 @dataclass
