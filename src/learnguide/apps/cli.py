@@ -119,7 +119,8 @@ def _fit_online(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_line_search(args: argparse.Namespace) -> int:
+def _fit_line_search(args: argparse.Namespace, shape: dict) -> int:
+    """``fit --line-search``; ``shape``: :func:`_shape_settings` of ``args``."""
     from learnguide.apps.learning import fit_line_search_folder
     from learnguide.apps.loading import DenoiserSource
     from learnguide.core.line_search import LineSearchConfig
@@ -141,7 +142,7 @@ def _fit_line_search(args: argparse.Namespace) -> int:
     config = LineSearchConfig(
         omegas=tuple(args.omegas), samples=args.samples, reference=args.reference or (4 if balanced else 1),
         steps=args.grid_steps, churn=args.churn or 0.0, beta=args.beta, lam=args.lam, seed=args.seed,
-        **_shape_settings(args),
+        **shape,
     )  # fmt: skip
     config.validate()  # before the denoiser loads
     features, layers = args.features, tuple(args.feature_layer or ("pooled",))
@@ -187,9 +188,9 @@ def _fit(args: argparse.Namespace) -> int:
     from learnguide.apps.loading import DenoiserSource
     from learnguide.core.banks import FitConfig
 
-    _shape_settings(args)  # --shape and --scales only beside --line-search
+    shape = _shape_settings(args)  # --shape and --scales only beside --line-search
     if args.line_search:
-        return _fit_line_search(args)
+        return _fit_line_search(args, shape)
     if args.online:
         return _fit_online(args)
     if not args.bank:
