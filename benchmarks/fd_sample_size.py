@@ -21,8 +21,8 @@ import torch
 from class_omega_headroom import clean_space, landscape_samples
 from learned_vs_tuned import evaluation_setup
 from learnguide.core.guidance import ConstantGuidance
+from learnguide.core.metrics import frechet_distance
 from learnguide.images.classifier import predict
-from learnguide.images.evaluation import frechet_distance
 
 CACHED_PER_CLASS = 128
 SIZES = (16, 30, 64, 128)

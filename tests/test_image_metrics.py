@@ -3,11 +3,11 @@ import pytest
 import torch
 from scipy import linalg
 
+from learnguide.core.metrics import frechet_covariance_term, frechet_distance
 from learnguide.images.evaluation import (
     InceptionFeatures,
     ReferenceStats,
     class_accuracy,
-    frechet_distance,
     kernel_inception_distance,
     precision_recall,
 )
@@ -31,6 +31,15 @@ def test_frechet_distance_matches_the_scipy_formula():
     )
     assert frechet_distance(a, b) == pytest.approx(scipy_fd(a.numpy(), b.numpy()), rel=1e-8)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_covariance_term_is_the_scipy_formula_without_the_means():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(400, 5, generator=g, dtype=torch.float64) + 2.0
+    b = torch.randn(300, 5, generator=g, dtype=torch.float64) @ torch.randn(5, 5, generator=g).double()
+    centred = scipy_fd(a.numpy() - a.numpy().mean(0), b.numpy() - b.numpy().mean(0))
+    assert frechet_covariance_term(a, b) == pytest.approx(centred, rel=1e-8)
+    assert frechet_covariance_term(a, a - 5.0) == pytest.approx(0.0, abs=1e-9)  # a shift costs nothing
 
 
 def test_kid_is_unbiased_near_zero_and_grows_with_a_shift():

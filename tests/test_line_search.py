@@ -12,11 +12,14 @@ from learnguide.core.discrepancy import KernelConfig, kernel_loss
 from learnguide.core.guidance import IncreasingGuidance, OmegaNet, increasing_profile
 from learnguide.core.line_search import (
     LineSearchConfig,
+    choose_schedule,
     line_search_omega,
     parabola_minimum,
     pooled_energy,
     schedule_network,
+    search_statistic,
 )
+from learnguide.core.metrics import frechet_covariance_term
 from learnguide.core.schedules import VPCosine
 from learnguide.data.toy import separated_mixture
 
@@ -118,6 +121,7 @@ def test_the_recorded_cost_is_the_denoiser_evaluations_made():
         ({"steps": 0}, "--grid-steps"),
         ({"churn": 2.0}, "--churn"),
         ({"beta": 3.0}, "--beta"),
+        ({"statistic": "fid"}, "--statistic must be one of"),
     ],
 )
 def test_settings_are_validated(settings, message):
@@ -356,6 +360,7 @@ def test_fit_line_search_with_a_shape_through_the_cli(tmp_path, capsys):
         (["--line-search", "--scales", "1", "2", "3"], "give --shape too"),
         (["--online", "--shape", "increasing-cosine"], "give --line-search too"),
         (["--line-search", "--shape", "increasing-cosine", "--scales", "0", "1", "2"], "values > 0"),
+        (["--online", "--statistic", "energy+covariance"], "--statistic is a setting of --line-search"),
     ],
 )
 def test_bad_shape_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
@@ -382,3 +387,62 @@ def test_an_experiment_refuses_a_shape_without_a_line_search(tmp_path, capsys):
     exp = ["experiment", "--dataset", "digits", "--tiny", "--out", str(tmp_path / "run")]
     assert main([*exp, "--shape", "increasing-cosine"]) == 2
     assert "give --line-search too" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_the_covariance_statistic_adds_the_frechet_covariance_term_to_the_energy():
+    gen = torch.Generator().manual_seed(3)
+    guided, true = (
+        torch.randn(40, 4, generator=gen).double(),
+        2.0 * torch.randn(90, 4, generator=gen).double(),
+    )
+    labels = torch.arange(40) % 4
+    energy = pooled_energy(guided, true, 1.75, 1.0, labels)
+    assert search_statistic(guided, true, LineSearchConfig(), labels) == energy
+    both = search_statistic(guided, true, LineSearchConfig(statistic="energy+covariance"), labels)
+    assert both == pytest.approx(energy + frechet_covariance_term(guided, true), rel=1e-12)
+    assert both - energy > 1.0  # the data's spread is twice the samples': the term charges it
+
+
+def test_the_family_with_the_lower_lowest_loss_is_chosen_and_a_tie_keeps_the_constant():
+    config = LineSearchConfig(omegas=(0.0, 0.5, 1.0), shape="increasing-cosine", scales=(1.0, 2.0, 3.0))
+    assert choose_schedule(config, [2.0, 1.0, 2.0]) == ("constant", 0.5, None)
+    shape, omega, warning = choose_schedule(config, [2.0, 1.0, 2.0], [1.5, 0.5, 1.5])
+    assert (shape, warning) == ("increasing-cosine", None) and omega == pytest.approx(2.0)
+    assert choose_schedule(config, [2.0, 1.0, 2.0], [1.5, 1.0, 1.5])[0] == "constant"
+
+
+def test_the_covariance_statistic_recovers_the_known_constant_and_increasing_schedule():
+    config = LineSearchConfig(
+        omegas=(0.0, 0.5, 1.0, 1.5), samples=600, reference=1, shape="increasing-cosine",
+        scales=(1.0, 2.0, 3.0), statistic="energy+covariance",
+    )  # fmt: skip
+    late = search(late_weakened(2.0), config)
+    assert late.shape == "increasing-cosine" and abs(late.omega - 2.0) <= 0.4 and late.warnings == []
+    constant = search(weakened(0.5), config)
+    assert constant.shape == "constant" and abs(constant.omega - 1.0) <= 0.2
+    energy = search(weakened(0.5), replace(config, statistic="energy"))
+    assert all(b > a for a, b in zip(energy.losses, constant.losses, strict=True))  # C > 0 on these samples
+
+
+def test_fit_line_search_saves_the_statistic_it_minimised(tmp_path, capsys):
+    from learnguide.apps.cli import main
+
+    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    out = tmp_path / "omega"
+    assert (
+        main(["fit", "--line-search", *source, *small, "--statistic", "energy+covariance", "--out", str(out)])
+        == 0
+    )
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["extra"]["line_search"]["statistic"] == "energy+covariance"
+
+
+def test_an_experiment_config_takes_the_line_searchs_statistic():
+    from learnguide.apps.experiment import experiment_config
+
+    config = experiment_config(
+        0, tiny=True, learn="line-search", line_search={"statistic": "energy+covariance"}
+    )
+    assert config.line_search.statistic == "energy+covariance" and config.line_search.shape is None
+    config.validate()

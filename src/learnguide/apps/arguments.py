@@ -72,8 +72,8 @@ def _add_feature_layer_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_shape_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--shape`` and ``--scales`` of ``--line-search`` (``fit`` and ``experiment``)."""
+def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--shape``, ``--scales`` and ``--statistic`` of ``--line-search`` (``fit`` and ``experiment``)."""
     parser.add_argument(
         "--shape",
         choices=["increasing-cosine", "increasing-linear"],
@@ -85,6 +85,12 @@ def _add_shape_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         nargs="+",
         help="with --shape: the increasing grid of ω_max, 3 or more values > 0 (default: 0.5 1 2 3 4)",
+    )
+    parser.add_argument(
+        "--statistic",
+        choices=["energy", "energy+covariance"],
+        help="with --line-search: what the search minimises, the energy distance of the final samples' "
+        "features to the data's (default), or that plus the Fréchet distance's covariance term",
     )
 
 
@@ -202,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=640,
         help="with --line-search: guided samples per ω, their conditions drawn with the data (default: 640)",
     )
-    _add_shape_arguments(fit)
+    _add_search_arguments(fit)
     online_source = fit.add_mutually_exclusive_group()
     online_source.add_argument("--denoiser", help="with --online: a learnguide denoiser checkpoint")
     online_source.add_argument(
@@ -532,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="learn one constant ω for each checkpoint by a line search on common random numbers instead "
         "(fit --line-search's defaults, balanced classes; in --features of final samples, or pixels)",
     )
-    _add_shape_arguments(exp)
+    _add_search_arguments(exp)
     exp.add_argument(
         "--reward",
         choices=["classifier"],

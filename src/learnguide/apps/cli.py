@@ -119,8 +119,8 @@ def _fit_online(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_line_search(args: argparse.Namespace, shape: dict) -> int:
-    """``fit --line-search``; ``shape``: :func:`_shape_settings` of ``args``."""
+def _fit_line_search(args: argparse.Namespace, search: dict) -> int:
+    """``fit --line-search``; ``search``: :func:`_search_settings` of ``args``."""
     from learnguide.apps.learning import fit_line_search_folder
     from learnguide.apps.loading import DenoiserSource
     from learnguide.core.line_search import LineSearchConfig
@@ -142,7 +142,7 @@ def _fit_line_search(args: argparse.Namespace, shape: dict) -> int:
     config = LineSearchConfig(
         omegas=tuple(args.omegas), samples=args.samples, reference=args.reference or (4 if balanced else 1),
         steps=args.grid_steps, churn=args.churn or 0.0, beta=args.beta, lam=args.lam, seed=args.seed,
-        **shape,
+        **search,
     )  # fmt: skip
     config.validate()  # before the denoiser loads
     features, layers = args.features, tuple(args.feature_layer or ("pooled",))
@@ -162,14 +162,16 @@ def _fit_line_search(args: argparse.Namespace, shape: dict) -> int:
     return 0
 
 
-def _shape_settings(args: argparse.Namespace) -> dict:
-    """The :class:`~learnguide.core.line_search.LineSearchConfig` fields given by ``--shape`` and
-    ``--scales``; ``--scales`` alone is refused."""
+def _search_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~learnguide.core.line_search.LineSearchConfig` fields given by ``--shape``, ``--scales``
+    and ``--statistic``; ``--scales`` without ``--shape`` is refused, and each without ``--line-search``."""
     if args.scales is not None and args.shape is None:
         raise ValueError("--scales is the grid of a --shape: give --shape too")
-    if args.shape is not None and not args.line_search:
-        raise ValueError("--shape is searched by --line-search: give --line-search too")
-    return {"shape": args.shape, **({"scales": tuple(args.scales)} if args.scales else {})}
+    for flag, given in (("--shape", args.shape), ("--statistic", args.statistic)):
+        if given is not None and not args.line_search:
+            raise ValueError(f"{flag} is a setting of --line-search: give --line-search too")
+    settings = {"shape": args.shape, "scales": tuple(args.scales or ()), "statistic": args.statistic}
+    return {key: value for key, value in settings.items() if key == "shape" or value}
 
 
 def _omega_hparams(args: argparse.Namespace) -> dict:
@@ -188,9 +190,9 @@ def _fit(args: argparse.Namespace) -> int:
     from learnguide.apps.loading import DenoiserSource
     from learnguide.core.banks import FitConfig
 
-    shape = _shape_settings(args)  # --shape and --scales only beside --line-search
+    search = _search_settings(args)  # --shape, --scales and --statistic only beside --line-search
     if args.line_search:
-        return _fit_line_search(args, shape)
+        return _fit_line_search(args, search)
     if args.online:
         return _fit_online(args)
     if not args.bank:
@@ -304,9 +306,9 @@ def _experiment(args: argparse.Namespace) -> int:
                 "--kernel, --start and --rollout"
             )
         learn = "line-search"
-    shape = _shape_settings(args)
+    search = _search_settings(args)
     config = experiment_config(
-        args.seed, args.tiny, learn, args.objective, args.inception, online, args.recipe, shape, **overrides
+        args.seed, args.tiny, learn, args.objective, args.inception, online, args.recipe, search, **overrides
     )
     out = Path(args.out or f"runs/experiment-{dataset.name}")
     results = run_experiment(dataset, denoisers, classifier, out, config, progress=_progress(args))

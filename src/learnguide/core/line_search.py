@@ -18,6 +18,11 @@ With a ``shape`` the same samples are also drawn under the increasing schedule �
 shape's profile, 0 at t = 1 and 1 at t = 0; guidance late in sampling) for each ω_max of ``scales``; where
 the lowest loss of that family is below the constants' lowest, its vertex over ``scales`` is returned
 instead (docs/design.md §3.5).
+
+With ``statistic="energy+covariance"`` the loss of each set is L(ω) plus the Fréchet distance's covariance
+term C = tr Σ + tr Σ_data − 2 tr (Σ Σ_data)^{1/2} of the same features (Σ: the guided set's covariance,
+Σ_data: the data items'): L alone tends to the distance between the means as β → 2, and C charges a set
+whose spread differs from the data's, as a Fréchet distance does (docs/design.md §3.5).
 """
 
 from __future__ import annotations
@@ -42,10 +47,12 @@ from learnguide.core.guidance import (
     OmegaNet,
 )
 from learnguide.core.items import DataSampler, holds_class_mix
+from learnguide.core.metrics import frechet_covariance_term
 from learnguide.core.objectives import check_energy_params
 from learnguide.core.sampling import sample
 from learnguide.core.schedules import Schedule, step_grid
 
+STATISTICS = ("energy", "energy+covariance")  # what a search minimises (module docstring)
 EXACT = "donot_use_mm_for_euclid_dist"  # torch.cdist: differences, not the |x|² − 2x·y + |y|² expansion
 
 
@@ -67,6 +74,7 @@ class LineSearchConfig:
         t_max: the sampler's start time 1 − ζ.
         beta: the energy distance's exponent β ∈ (0, 2].
         lam: repulsion weight λ ∈ [0, 1] (1: the energy distance itself).
+        statistic: what is minimised: ``"energy"`` (L) or ``"energy+covariance"`` (L + C; module docstring).
         batch_size: samples per sampler call.
         seed: seeds the data draw and the noise shared by every grid value.
     """
@@ -81,6 +89,7 @@ class LineSearchConfig:
     t_max: float = 0.99
     beta: float = 1.75
     lam: float = 1.0
+    statistic: str = "energy"
     batch_size: int = 256
     seed: int = 0
 
@@ -105,6 +114,8 @@ class LineSearchConfig:
         if not 0.0 <= self.churn <= 1.0:
             raise ValueError(f"--churn must be in [0, 1], got {self.churn}")
         check_energy_params(self.beta, self.lam)
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"--statistic must be one of {list(STATISTICS)}, got {self.statistic!r}")
 
     def denoiser_evals(self) -> int:
         """Denoiser evaluations of a search: ``samples · steps`` per ω, twice that where ω ≠ 0 (every scale
@@ -210,11 +221,7 @@ def line_search_omega(
     schedules = config.schedules()
     found = guidance_losses(denoiser, schedule, sample_data, schedules, config, features, progress, device)
     losses, shape_losses = found[: len(config.omegas)], found[len(config.omegas) :]
-    chosen = "constant" if not shape_losses or min(losses) <= min(shape_losses) else config.shape
-    if chosen == "constant":
-        omega, warning = parabola_minimum(list(config.omegas), losses)
-    else:
-        omega, warning = parabola_minimum(list(config.scales), shape_losses, "--scales")
+    chosen, omega, warning = choose_schedule(config, losses, shape_losses)
     return LineSearchRecord(
         omegas=list(config.omegas),
         losses=losses,
@@ -229,6 +236,17 @@ def line_search_omega(
     )
 
 
+def choose_schedule(
+    config: LineSearchConfig, losses: Sequence[float], shape_losses: Sequence[float] = ()
+) -> tuple[str, float, str | None]:
+    """A search's answer from its losses over ``config.omegas`` and (with a shape) ``config.scales``: the
+    family with the lower lowest loss (``"constant"`` on a tie, or ``config.shape``), the vertex over its
+    grid and the warning of :func:`parabola_minimum`."""
+    if not shape_losses or min(losses) <= min(shape_losses):
+        return "constant", *parabola_minimum(list(config.omegas), list(losses))
+    return str(config.shape), *parabola_minimum(list(config.scales), list(shape_losses), "--scales")
+
+
 @torch.no_grad()
 def guidance_losses(
     denoiser: Denoiser,
@@ -240,10 +258,10 @@ def guidance_losses(
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> list[float]:
-    """L (module docstring) of the final samples of each schedule of ``guidances`` (constants, intervals,
-    learned ω-networks, …), all drawn from the same noise and conditions and measured against the same data
-    items, with ``config``'s sample counts, sampler and distance (its ``omegas`` are not used). Arguments
-    otherwise as for :func:`line_search_omega`."""
+    """The statistic (L, or L + C; module docstring) of the final samples of each schedule of ``guidances``
+    (constants, intervals, learned ω-networks, …), all drawn from the same noise and conditions and measured
+    against the same data items, with ``config``'s sample counts, sampler and statistic (its ``omegas`` are
+    not used). Arguments otherwise as for :func:`line_search_omega`."""
     phi = features or pixel_features
     x0, cond = common_draw(sample_data, config)
     n = config.samples
@@ -253,8 +271,7 @@ def guidance_losses(
         denoiser, schedule, guidances, cond[:n], tuple(x0.shape[1:]), config, progress, device
     )
     return [
-        pooled_energy(_features(phi, guided, config.batch_size), true, config.beta, config.lam, labels)
-        for guided in drawn
+        search_statistic(_features(phi, guided, config.batch_size), true, config, labels) for guided in drawn
     ]
 
 
@@ -317,6 +334,18 @@ def pooled_energy(
         weights = (1.0 - torch.eye(n, dtype=guided.dtype)) / (n * (n - 1))
     repulsion = (weights * torch.cdist(guided, guided, compute_mode=EXACT).pow(beta)).sum()
     return float(attraction - 0.5 * lam * repulsion)
+
+
+def search_statistic(
+    guided: Tensor, true: Tensor, config: LineSearchConfig, labels: Tensor | None = None
+) -> float:
+    """What a search minimises for features ``guided [n, F]`` against ``true [m, F]``: L of
+    :func:`pooled_energy` with ``config``'s β and λ, plus with ``config.statistic == "energy+covariance"`` the
+    Fréchet covariance term C (module docstring)."""
+    energy = pooled_energy(guided, true, config.beta, config.lam, labels)
+    return energy + (
+        frechet_covariance_term(guided, true) if config.statistic == "energy+covariance" else 0.0
+    )
 
 
 def schedule_network(

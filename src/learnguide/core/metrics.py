@@ -1,4 +1,4 @@
-"""Distances between sample sets: energy distance and RBF-kernel MMD, overall and per class.
+"""Distances between sample sets: energy distance, RBF-kernel MMD and Fréchet distance, overall and per class.
 
 All functions take sample sets ``x [n, ...]`` and ``y [k, ...]`` (flattened to vectors) and work in float64,
 in chunks, so that tens of thousands of samples fit in memory.
@@ -63,6 +63,37 @@ def mmd_rbf(x: Tensor, y: Tensor, bandwidth: float) -> float:
     kyy = (_pair_sum(y, y, kern) - k) / (k * (k - 1))
     kxy = _pair_sum(x, y, kern) / (n * k)
     return float(kxx + kyy - 2.0 * kxy)
+
+
+def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean ``[F]`` and covariance ``[F, F]`` (unbiased) in float64."""
+    x = features.double()
+    return x.mean(0), torch.cov(x.T)
+
+
+def frechet_distance_from_moments(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> float:
+    """FD = |μ₁ − μ₂|² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁ Σ₂)^{1/2} (Heusel et al. 2017, eq. for FID).
+
+    tr (Σ₁Σ₂)^{1/2} is the sum of square roots of the eigenvalues of Σ₁^{1/2} Σ₂ Σ₁^{1/2}, a symmetric PSD
+    matrix, so a symmetric eigen-solver suffices (no general matrix square root).
+    """
+    vals, vecs = torch.linalg.eigh(cov1.double())
+    root1 = (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+    inner = torch.linalg.eigvalsh(root1 @ cov2.double() @ root1).clamp_min(0)
+    diff = mu1.double() - mu2.double()
+    return float(diff @ diff + cov1.trace() + cov2.trace() - 2.0 * inner.sqrt().sum())
+
+
+def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``[N, F]`` and ``[M, F]``."""
+    return frechet_distance_from_moments(*feature_moments(features_a), *feature_moments(features_b))
+
+
+def frechet_covariance_term(features_a: Tensor, features_b: Tensor) -> float:
+    """tr Σ_a + tr Σ_b − 2 tr (Σ_a Σ_b)^{1/2}: the Fréchet distance between Gaussians fitted to ``[N, F]`` and
+    ``[M, F]`` without its mean term |μ_a − μ_b|² (≥ 0; 0 for equal covariances)."""
+    mu, cov = feature_moments(features_a)
+    return frechet_distance_from_moments(mu, cov, mu, feature_moments(features_b)[1])
 
 
 def class_metrics(

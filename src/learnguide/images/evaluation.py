@@ -19,33 +19,10 @@ from torch import Tensor
 from learnguide.checkpoints import atomic_save_tensors, checkpoint_fingerprint, installed_package_file
 from learnguide.core.denoisers import CountingDenoiser
 from learnguide.core.guidance import GuidanceSchedule
+from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.core.sampling import sample
 from learnguide.data.images import ImageDataset
 from learnguide.images.classifier import ImageClassifier, predict
-
-
-def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean ``[F]`` and covariance ``[F, F]`` (unbiased) in float64."""
-    x = features.double()
-    return x.mean(0), torch.cov(x.T)
-
-
-def frechet_distance_from_moments(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> float:
-    """FD = |μ₁ − μ₂|² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁ Σ₂)^{1/2} (Heusel et al. 2017, eq. for FID).
-
-    tr (Σ₁Σ₂)^{1/2} is the sum of square roots of the eigenvalues of Σ₁^{1/2} Σ₂ Σ₁^{1/2}, a symmetric PSD
-    matrix, so a symmetric eigen-solver suffices (no general matrix square root).
-    """
-    vals, vecs = torch.linalg.eigh(cov1.double())
-    root1 = (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
-    inner = torch.linalg.eigvalsh(root1 @ cov2.double() @ root1).clamp_min(0)
-    diff = mu1.double() - mu2.double()
-    return float(diff @ diff + cov1.trace() + cov2.trace() - 2.0 * inner.sqrt().sum())
-
-
-def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets ``[N, F]`` and ``[M, F]``."""
-    return frechet_distance_from_moments(*feature_moments(features_a), *feature_moments(features_b))
 
 
 def kernel_inception_distance(
