@@ -252,6 +252,16 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
         POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
         reference=4, steps=STEPS, beta=1.75, shape="increasing-cosine", scales=(0.5, 1.0, 2.0, 3.0, 4.0)),
     ),
+    # shape-search picks the right family but keeps falling with late guidance up to ω_max = 4 on
+    # Fashion-MNIST well, where the judges want 2 (§10p): as β → 2 the energy distance tends to the distance
+    # between the means, and late guidance narrows each class, which a Fréchet distance charges through its
+    # covariance term. So: the same search and samples, minimising the energy distance plus that covariance
+    # term in the same features (--statistic energy+covariance). Same cost. Fixed before any scoring
+    "covariance-search": replace(
+        POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
+        reference=4, steps=STEPS, beta=1.75, shape="increasing-cosine", scales=(0.5, 1.0, 2.0, 3.0, 4.0),
+        statistic="energy+covariance"),
+    ),
 }  # fmt: skip
 
 

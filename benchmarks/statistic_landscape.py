@@ -16,10 +16,15 @@ The same samples are scored by:
   diagnosis only, never a choice (640 samples, so their FD is higher than RESULTS.md's; its ranking is what
   matters).
 
-Writes JSON; prints the table, each statistic's argmin and, for each search statistic on the shape search's
-grid, what the search would choose from these losses (the same samples it draws).
+Writes JSON; prints the table, each statistic's argmin and, for each search statistic (``--statistic``
+values of :class:`~learnguide.core.line_search.LineSearchConfig`), what the shape search would choose from
+these losses (:func:`~learnguide.core.line_search.choose_schedule`; the same samples it draws, so the same
+answer as ``learned_vs_tuned.py --variant shape-search`` or ``covariance-search``). With ``--score`` each
+choice is also scored as RESULTS.md scores (three sets, both judges).
 
     PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained
+    PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained \
+        --from-features --score energy+covariance
 """
 
 from __future__ import annotations
@@ -27,18 +32,28 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from learned_vs_tuned import VARIANTS, evaluation_setup, variant_features
+from learned_vs_tuned import VARIANTS, evaluation_setup, score, variant_features
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
-from learnguide.core.line_search import common_draw, final_samples, pooled_energy
+from learnguide.core.line_search import (
+    STATISTICS,
+    choose_schedule,
+    common_draw,
+    final_samples,
+    pooled_energy,
+    schedule_network,
+    search_statistic,
+)
 from learnguide.images.classifier import predict
 from learnguide.images.evaluation import feature_moments, frechet_distance_from_moments
 
 SEARCH = VARIANTS["shape-search"].line_search
+COLUMNS = {"energy": "L β=1.75 (search)", "energy+covariance": "L β=1.75 + cov. term"}  # search statistics
 JUDGES = ("FD eval. judge", "FD held-out judge")
 
 
@@ -72,12 +87,6 @@ def draw_features(args: argparse.Namespace, setup: tuple) -> dict[str, torch.Ten
     return saved
 
 
-def covariance_term(guided: torch.Tensor, true: torch.Tensor) -> float:
-    """tr Σ + tr Σ_data − 2 tr (Σ Σ_data)^{1/2}: the Fréchet distance without its mean term."""
-    mu, cov = feature_moments(guided)
-    return frechet_distance_from_moments(mu, cov, mu, feature_moments(true)[1])
-
-
 def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, float]]:
     """Every statistic and judge for every schedule of ``saved``."""
     true, labels = saved["true"], saved["labels"]
@@ -86,14 +95,33 @@ def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, fl
     table = {}
     for label in [key.removesuffix("/phi") for key in saved if key.endswith("/phi")]:
         guided = saved[f"{label}/phi"]
-        energy = pooled_energy(guided, true, SEARCH.beta, SEARCH.lam, labels)
-        table[label] = {
-            "L β=1.75 (search)": energy,
-            "L β=1": pooled_energy(guided, true, 1.0, SEARCH.lam, labels),
-            "FD clean (train)": frechet_distance_from_moments(*feature_moments(guided), *true_moments),
-            "L β=1.75 + cov. term": energy + covariance_term(guided, true),
-        } | {name: references[name].frechet_distance(saved[f"{label}/{name}"]) for name in JUDGES}
+        searched = {
+            COLUMNS[stat]: search_statistic(guided, true, replace(SEARCH, statistic=stat), labels)
+            for stat in STATISTICS
+        }
+        table[label] = (
+            searched
+            | {
+                "L β=1": pooled_energy(guided, true, 1.0, SEARCH.lam, labels),
+                "FD clean (train)": frechet_distance_from_moments(*feature_moments(guided), *true_moments),
+            }
+            | {name: references[name].frechet_distance(saved[f"{label}/{name}"]) for name in JUDGES}
+        )
     return table
+
+
+def search_choices(table: dict[str, dict[str, float]]) -> dict[str, tuple[str, float, str | None]]:
+    """For each search statistic: the shape search's answer (family, ω or ω_max, warning) from ``table``'s
+    losses, when it holds the search's whole grid."""
+    constants, cosines = [f"constant {w:g}" for w in SEARCH.omegas], [f"cosine {w:g}" for w in SEARCH.scales]
+    if not all(label in table for label in constants + cosines):
+        return {}
+    return {
+        stat: choose_schedule(
+            SEARCH, [table[c][column] for c in constants], [table[c][column] for c in cosines]
+        )
+        for stat, column in COLUMNS.items()
+    }
 
 
 def main() -> None:
@@ -105,6 +133,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
     parser.add_argument("--from-features", action="store_true", help="score the saved features, draw nothing")
+    parser.add_argument("--score", nargs="*", default=[], choices=STATISTICS, help="score these choices")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
     path = args.features / f"{args.checkpoint.replace('/', '-')}.safetensors"
@@ -120,8 +149,17 @@ def main() -> None:
         print(label, {k: round(v, 5) for k, v in row.items()})
     argmins = {stat: min(table, key=lambda lab: table[lab][stat]) for stat in next(iter(table.values()))}
     print("argmin:", argmins)
+    choices, scores = search_choices(table), {}
+    print("search choices:", choices)
+    dataset, denoiser, scorer, eval_sets = setup
+    for stat in args.score:
+        shape, omega, _ = choices[stat]
+        k = dataset.num_classes
+        network = schedule_network(denoiser.schedule, torch.arange(k), omega, k, shape)
+        scores[stat] = score(scorer, network, eval_sets, f"{stat}: {shape} {omega:.4g}")
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results[args.checkpoint] = {"table": table, "argmin": argmins, "seconds": time.perf_counter() - began}
+    entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores}
+    results[args.checkpoint] = entry | {"seconds": time.perf_counter() - began}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
 
