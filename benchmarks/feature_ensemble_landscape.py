@@ -42,6 +42,7 @@ from torch import Tensor
 from class_omega_headroom import FAMILIES, landscape_samples
 from final_sample_landscape import data_items
 from learned_vs_tuned import FEATURE_CLASSIFIER_EPOCHS, evaluation_setup, feature_classifier, random_halves
+from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.images.classifier import (
     ClassifierTrainingConfig,
     load_classifier,
@@ -49,7 +50,6 @@ from learnguide.images.classifier import (
     save_classifier,
     train_classifier,
 )
-from learnguide.images.evaluation import feature_moments, frechet_distance_from_moments
 
 MEMBERS = ("clean", "cnn:16:4", "cnn:8:5", "lenet:16:6")  # the judges: cnn:32:0 and lenet:32:1
 

@@ -33,13 +33,13 @@ from pathlib import Path
 import torch
 
 from learnguide.core.guidance import ConstantGuidance
+from learnguide.core.metrics import frechet_distance
 from learnguide.data.images import load_dataset
 from learnguide.images.classifier import load_classifier, predict
 from learnguide.images.denoisers import load_image_denoiser
 from learnguide.images.evaluation import (
     ImageScorer,
     classifier_reference,
-    frechet_distance,
     kernel_inception_distance,
     sample_set,
 )

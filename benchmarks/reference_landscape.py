@@ -34,8 +34,8 @@ from feature_ensemble_landscape import argmin
 from final_sample_landscape import data_items, energy_distance
 from learned_vs_tuned import evaluation_setup, feature_classifier, test_halves
 from learnguide.core.guidance import ConstantGuidance
+from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.images.classifier import predict
-from learnguide.images.evaluation import feature_moments, frechet_distance_from_moments
 
 
 def data_sides(dataset) -> dict:

@@ -49,8 +49,8 @@ from learnguide.core.line_search import (
     schedule_network,
     search_statistic,
 )
+from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.images.classifier import predict
-from learnguide.images.evaluation import feature_moments, frechet_distance_from_moments
 
 SEARCH = VARIANTS["shape-search"].line_search
 COLUMNS = {"energy": "L β=1.75 (search)", "energy+covariance": "L β=1.75 + cov. term"}  # search statistics
