@@ -57,13 +57,9 @@ from learned_vs_tuned import (
     tuned_winners,
 )
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
+from learnguide.core.metrics import feature_moments, frechet_distance, frechet_distance_from_moments
 from learnguide.images.classifier import predict
-from learnguide.images.evaluation import (
-    feature_moments,
-    frechet_distance,
-    frechet_distance_from_moments,
-    sample_set,
-)
+from learnguide.images.evaluation import sample_set
 
 PER_CLASS = 64  # the landscapes' samples per class and ω (§10h)
 
@@ -173,23 +169,39 @@ def class_frechet(own: Tensor, target: tuple[Tensor, Tensor], rows: Tensor) -> T
     return torch.tensor([frechet_distance_from_moments(*feature_moments(f[rows]), *target) for f in own])
 
 
-def class_frechet_moves(
-    features: Tensor, labels: Tensor, data: Tensor, data_labels: Tensor, start: int, z: float, boots: int
+def standard_error_moves(
+    class_statistic: Callable[[int, Tensor], Tensor], sizes: list[int], start: int, z: float, boots: int
 ) -> list[int]:
-    """Per class, the grid index (``features [P, n, F]``) of largest lower confidence bound on its gain in
-    class-conditional Fréchet distance to the class's own data (``data [m, F]``, ``data_labels [m]``) over
-    grid index ``start``: mean gain − ``z`` · its standard error over ``boots`` paired bootstrap resamples of
-    the class's samples (seed 0); ``start`` unless some bound is above 0."""
+    """Per class c (``sizes[c]`` samples), the grid index of largest lower confidence bound on its gain over
+    grid index ``start`` in ``class_statistic(c, rows)`` (``[P]``: the statistic of the class's samples
+    ``rows`` under each grid value): gain − ``z`` · its standard error over ``boots`` paired bootstrap
+    resamples of the class's samples (seed 0; the same rows under every grid value); ``start`` unless some
+    bound is above 0."""
     gen, choice = torch.Generator().manual_seed(0), []
-    for c in range(int(labels.max()) + 1):
-        own, target = features[:, labels == c], feature_moments(data[data_labels == c])  # own [P, n_c, F]
-        gain = class_frechet(own, target, torch.arange(own.shape[1]))
+    for c, size in enumerate(sizes):
+        gain = class_statistic(c, torch.arange(size))
         gain = gain[start] - gain  # [P]
-        resamples = torch.randint(own.shape[1], (boots, own.shape[1]), generator=gen)
-        boot = torch.stack([class_frechet(own, target, rows) for rows in resamples])  # [boots, P], paired
+        resamples = torch.randint(size, (boots, size), generator=gen)
+        boot = torch.stack([class_statistic(c, rows) for rows in resamples])  # [boots, P], paired
         bound = gain - z * (boot[:, start : start + 1] - boot).std(dim=0)
         choice.append(int(bound.argmax()) if bound.max() > 0 else start)
     return choice
+
+
+def class_frechet_moves(
+    features: Tensor, labels: Tensor, data: Tensor, data_labels: Tensor, start: int, z: float, boots: int
+) -> list[int]:
+    """:func:`standard_error_moves` with the class-conditional Fréchet distance of each class's samples
+    (``features [P, n, F]``) to the class's own data (``data [m, F]``, ``data_labels [m]``)."""
+    classes = range(int(labels.max()) + 1)
+    owns = [features[:, labels == c] for c in classes]  # [P, n_c, F] each
+    targets = [feature_moments(data[data_labels == c]) for c in classes]
+    sizes = [own.shape[1] for own in owns]
+
+    def statistic(c: int, rows: Tensor) -> Tensor:
+        return class_frechet(owns[c], targets[c], rows)
+
+    return standard_error_moves(statistic, sizes, start, z, boots)
 
 
 def class_argmins(features: Tensor, labels: Tensor, data: Tensor, data_labels: Tensor) -> list[int]:
