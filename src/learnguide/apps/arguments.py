@@ -7,6 +7,7 @@ from typing import NoReturn
 
 from learnguide import __version__
 from learnguide.core.discrepancy import KERNELS
+from learnguide.core.line_search import STATISTICS
 from learnguide.core.online import STARTS
 from learnguide.data.images import SPLITS
 
@@ -88,7 +89,7 @@ def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--statistic",
-        choices=["energy", "energy+covariance"],
+        choices=list(STATISTICS),
         help="with --line-search: what the search minimises, the energy distance of the final samples' "
         "features to the data's (default), or that plus the Fréchet distance's covariance term",
     )
