@@ -40,11 +40,12 @@ from statistic_landscape import JUDGES, SEARCH
 
 
 def labelled_schedule(label: str) -> GuidanceSchedule:
-    """The schedule of a landscape label: ``"constant <ω>"`` or ``"cosine <ω_max>"``."""
+    """The schedule of a label of ``statistic_landscape.schedules``: ``"constant <ω>"``, or
+    ``"cosine <ω_max>"`` / ``"linear <ω_max>"`` (the increasing schedule of that profile)."""
     family, value = label.split()
     if family == "constant":
         return ConstantGuidance(float(value))
-    return IncreasingGuidance(float(value), "cosine")
+    return IncreasingGuidance(float(value), family)
 
 
 def score_rule(setup: tuple, checkpoint: str, searched: str, rule: list[str], fresh_seeds: list[int]) -> dict:
