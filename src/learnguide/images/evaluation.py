@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from learnguide.checkpoints import atomic_save_tensors, checkpoint_fingerprint, installed_package_file
 from learnguide.core.denoisers import CountingDenoiser
@@ -133,10 +134,10 @@ class InceptionFeatures:
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def __call__(self, images: Tensor) -> Tensor:
-        """Features ``[N, F]`` of images ``[N, C, H, W]`` in [−1, 1]."""
+    def __call__(self, images: Tensor, progress: bool = False) -> Tensor:
+        """Features ``[N, F]`` of images ``[N, C, H, W]`` in [−1, 1]; ``progress`` shows a bar per batch."""
         out = []
-        for chunk in images.split(self.batch_size):
+        for chunk in tqdm(images.split(self.batch_size), desc="Inception features", disable=not progress):
             x = ((chunk.float() + 1.0) / 2.0).clamp(0, 1)
             x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
             x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
@@ -227,8 +228,14 @@ def classifier_reference(
 
 
 def inception_reference(
-    dataset: ImageDataset, extractor: InceptionFeatures, cache_dir: Path | None
+    dataset: ImageDataset, extractor: InceptionFeatures, cache_dir: Path | None, progress: bool = True
 ) -> ReferenceStats:
-    """Statistics of the test split in the Inception features of ``extractor``, cached per data."""
+    """Statistics of the test split in the Inception features of ``extractor``, cached per data.
+
+    Computing them takes about 0.14 s per test image on this CPU (23 min for MNIST's 10,000), so a bar
+    shows progress unless ``progress`` is false; a cached file loads at once.
+    """
     key = f"inception:{dataset.fingerprint()}:test"
-    return ReferenceStats.compute_or_load(extractor, dataset.test_images, cache_dir, key)
+    return ReferenceStats.compute_or_load(
+        lambda x: extractor(x, progress=progress), dataset.test_images, cache_dir, key
+    )
