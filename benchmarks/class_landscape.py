@@ -36,6 +36,7 @@ from learned_vs_tuned import evaluation_setup, score, tuned_winners
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
 from learnguide.core.line_search import STATISTICS, choose_schedule, common_draw, search_statistic
 from learnguide.images.evaluation import sample_set
+from results_file import add_results
 from statistic_landscape import JUDGES, SEARCH
 
 
@@ -133,17 +134,15 @@ def main() -> None:
         scored = score_rule(setup, args.checkpoint, schedules[start], rule, args.fresh_seeds)
     elif args.score:
         print("the search's answer is inside its grid: the variant is the search itself; nothing scored")
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     family = "" if args.family == "all" else f" {args.family}"
-    results[f"{args.checkpoint} {args.statistic}{family}"] = {
+    entry = {
         "choices": chosen,
         "per_class_statistic": {s: per_class[:, i].tolist() for i, s in enumerate(schedules)},
         "judged": judged,
         "search_at_grid_end": at_end,
         "scores": scored,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    add_results(args.out, {f"{args.checkpoint} {args.statistic}{family}": entry})
 
 
 if __name__ == "__main__":

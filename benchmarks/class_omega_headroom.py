@@ -60,6 +60,7 @@ from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, Increas
 from learnguide.core.metrics import feature_moments, frechet_distance, frechet_distance_from_moments
 from learnguide.images.classifier import predict
 from learnguide.images.evaluation import sample_set
+from results_file import add_results, read_results
 
 PER_CLASS = 64  # the landscapes' samples per class and ω (§10h)
 
@@ -272,8 +273,8 @@ def main() -> None:
     value = objective(choice)
     omegas = [args.policies[p] for p in choice]
     print(f"{args.checkpoint}: pooled argmin ω {args.policies[start]}; per class {omegas}")
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    scores = json.loads(args.scores.read_text()) if args.scores.is_file() else {}
+    report = read_results(args.out)
+    scores = read_results(args.scores)
     earlier = [  # entries keyed <checkpoint>[:<statistic>][@<per class>]; older ones lack "baselines"
         v["baselines"]
         for key, v in report.items()
@@ -310,9 +311,7 @@ def main() -> None:
     print(json.dumps(entry["ratios"]))
     key = args.checkpoint + ("" if args.statistic == "pooled" else f":{args.statistic}")
     key += "" if args.family == "constant" else f"/{args.family}"
-    report[key + ("" if args.per_class == PER_CLASS else f"@{args.per_class}")] = entry
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    add_results(args.out, {key + ("" if args.per_class == PER_CLASS else f"@{args.per_class}"): entry})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from learned_vs_tuned import CHECKPOINTS, best_tuned, evaluation_setup, known_scores, score
 from learnguide.core.guidance import ConstantGuidance
+from results_file import add_results, read_results
 
 LANDSCAPES = "benchmarks/results/final_landscape-{short}-{regime}-kid.json"
 STATISTIC = "runs/learned-vs-tuned/{dataset}-feature-classifier:features:pooled/energy-1.0"
@@ -84,12 +85,9 @@ def main() -> None:
     if args.table:
         print(markdown_table(json.loads(args.out.read_text()), tuned))
         return
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for name in args.checkpoints:
-        report[name] = run(name, dict(tuned[name]), args.work)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1))
-    print(markdown_table(report, tuned))
+        add_results(args.out, {name: run(name, dict(tuned[name]), args.work)})
+    print(markdown_table(read_results(args.out), tuned))
 
 
 if __name__ == "__main__":

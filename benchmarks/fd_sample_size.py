@@ -13,7 +13,6 @@ and its argmin over the grid.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from learned_vs_tuned import evaluation_setup
 from learnguide.core.guidance import ConstantGuidance
 from learnguide.core.metrics import frechet_distance
 from learnguide.images.classifier import predict
+from results_file import add_results
 
 CACHED_PER_CLASS = 128
 SIZES = (16, 30, 64, 128)
@@ -66,10 +66,7 @@ def main() -> None:
             entry[name] = {"fd": fd, "argmin": args.policies[min(range(len(fd)), key=fd.__getitem__)]}
         report["sizes"][str(size)] = entry
         print(size, {name: v["argmin"] for name, v in entry.items()})
-    all_reports = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    all_reports[args.checkpoint] = report
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(all_reports, indent=1))
+    add_results(args.out, {args.checkpoint: report})
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from learnguide.images.classifier import (
     save_classifier,
     train_classifier,
 )
+from results_file import add_results
 
 MEMBERS = ("clean", "cnn:16:4", "cnn:8:5", "lenet:16:6")  # the judges: cnn:32:0 and lenet:32:1
 
@@ -196,13 +197,11 @@ def main() -> None:
         curve = " ".join(f"{v:.4g}" for v in entry["curve"])
         print(f"{name:>28}: argmin {entry['argmin']:<6} {curve}  (argmin share {shares})")
     print("the test split's relative FD to the training split:", json.dumps(split_gap))
-    all_reports = json.loads(args.out.read_text()) if args.out.is_file() else {}
     key = args.checkpoint + ("" if args.family == "constant" else f"/{args.family}")
-    all_reports[key] = {
+    entry = {
         "policies": args.policies, "per_class": args.per_class, "curves": report, "split_gap": split_gap
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(all_reports, indent=1))
+    add_results(args.out, {key: entry})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ JSON (one entry per run, keyed by its settings).
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from learnguide.core.online import train_omega_online
 from learnguide.core.schedules import step_grid
 from learnguide.data.images import load_dataset
 from learnguide.images.denoisers import load_image_denoiser
+from results_file import add_results
 
 
 def trace(checkpoint: str, variant: str, work: Path, overrides: dict) -> dict:
@@ -82,10 +82,7 @@ def main() -> None:
     names = ("output", "init_omega", "lr", "lr_decay", "average")
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     key = ":".join([args.checkpoint, args.variant, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    report[key] = trace(args.checkpoint, args.variant, args.work, overrides)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    add_results(args.out, {key: trace(args.checkpoint, args.variant, args.work, overrides)})
 
 
 if __name__ == "__main__":

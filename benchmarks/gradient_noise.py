@@ -16,7 +16,6 @@ in the data side. Reports per (ω, r) the gradient's mean, standard deviation an
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from learned_vs_tuned import VARIANTS, variant_features
 from learnguide.core.online import Discrepancy, rollout_batch
 from learnguide.data.images import load_dataset
 from learnguide.images.denoisers import load_image_denoiser
+from results_file import add_results
 
 
 def gradient_spread(checkpoint: str, variant: str, omegas: list[float], batches: int, references: list[int],
@@ -93,18 +93,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.batches < 2:
         parser.error(f"--batches must be >= 2 (a standard deviation needs two), got {args.batches}")
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     spread = gradient_spread(
         args.checkpoint, args.variant, args.omega, args.batches, args.references, args.work, args.split,
         args.both_pairs,
     )  # fmt: skip
     key = [args.checkpoint, args.variant, *(["test"] if args.split == "test" else [])]
-    report[":".join(key + (["both-pairs"] if args.both_pairs else []))] = spread
     for value, rows in spread.items():
         for r, row in rows.items():
             print(f"ω {value} r {r}: mean {row['mean']:+.5f} std {row['std']:.5f} snr {row['snr']:.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    add_results(args.out, {":".join(key + (["both-pairs"] if args.both_pairs else [])): spread})
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ taken from another variant's entry of the file when there.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from learned_vs_tuned import STEPS, tuned_winners
@@ -31,6 +30,7 @@ from learnguide.images.evaluation import (
     inception_reference,
     sample_set,
 )
+from results_file import add_results, read_results
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
     winners = list(tuned_winners(dataset_name, regime).items())[: args.winners]
     methods = {"learned": net, **dict(winners)}
     eval_sets = [sample_set(dataset.num_classes, args.per_class, 100 + j) for j in range(args.sets)]
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    report = read_results(args.out)
     n = dataset.num_classes * args.per_class
     known = next(
         (v["scores"] for k, v in report.items() if k.startswith(f"{args.checkpoint}:") and v["eval_n"] == n),
@@ -73,12 +73,7 @@ def main() -> None:
             k: result[k] for k in ("inception_fd", "inception_fd_std", "fd", "fd_std", "accuracy")
         }
         print(args.checkpoint, label, {k: round(v, 4) for k, v in scores[label].items()}, flush=True)
-    report[f"{args.checkpoint}:{args.variant}"] = {
-        "eval_n": n,
-        "scores": scores,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    add_results(args.out, {f"{args.checkpoint}:{args.variant}": {"eval_n": n, "scores": scores}})
 
 
 if __name__ == "__main__":

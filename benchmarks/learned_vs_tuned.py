@@ -53,6 +53,7 @@ from learnguide.images.evaluation import (
     inception_reference,
     sample_set,
 )
+from results_file import add_results, read_results
 
 STEPS = 25
 
@@ -548,9 +549,8 @@ def main() -> None:
     if args.figure:
         plot_omega_curves(json.loads(args.out.read_text()), args.figure, args.variant)
         return
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    report.setdefault("variants", {})
-    report["variants"].update({name: asdict(v) for name, v in VARIANTS.items()})
+    report = read_results(args.out)
+    report["variants"] = report.get("variants", {}) | {name: asdict(v) for name, v in VARIANTS.items()}
     for name in args.checkpoints:
         key = f"{name}:{args.variant}"
         if key in report:
@@ -566,8 +566,7 @@ def main() -> None:
         report[key] = run_checkpoint(
             dataset_name, regime, args.variant, args.work, args.inception, known, args.dev
         )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1))
+        add_results(args.out, {"variants": report["variants"], key: report[key]})
 
 
 if __name__ == "__main__":

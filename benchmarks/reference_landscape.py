@@ -23,7 +23,6 @@ samples' and the data side's noise show. Nothing is fitted, and no judge is cons
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from learned_vs_tuned import evaluation_setup, feature_classifier, test_halves
 from learnguide.core.guidance import ConstantGuidance
 from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.images.classifier import predict
+from results_file import add_results
 
 
 def data_sides(dataset) -> dict:
@@ -114,14 +114,12 @@ def main() -> None:
             report[f"{name} vs {side}"] = entry
             values, shares = (" ".join(f"{v:.4g}" for v in entry[key]) for key in ("curve", "share"))
             print(f"{name} vs {side}: argmin {entry['argmin']}  {values}  (share {shares})")
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results[f"{args.checkpoint} β={args.beta:g}"] = {
+    entry = {
         "policies": args.policies,
         "per_class": args.per_class,
         "curves": report,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    add_results(args.out, {f"{args.checkpoint} β={args.beta:g}": entry})
 
 
 if __name__ == "__main__":

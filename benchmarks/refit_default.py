@@ -14,7 +14,6 @@ statistics). Writes JSON (adds to an existing file).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from learnguide.data.images import load_dataset
 from learnguide.images.classifier import load_classifier
 from learnguide.images.denoisers import load_image_denoiser
 from learnguide.images.evaluation import ImageScorer, classifier_reference, sample_set
+from results_file import add_results
 
 CHECKPOINTS = [
     (d, c) for d in ("digits", "mnist", "fashion-mnist") for c in ("under_trained", "well_trained")
@@ -71,7 +71,6 @@ def main() -> None:
     )
     parser.add_argument("--only", nargs="+", help="dataset/checkpoint names to run (default: all six)")
     args = parser.parse_args()
-    report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for dataset, name in CHECKPOINTS:
         if args.only and f"{dataset}/{name}" not in args.only:
             continue
@@ -114,10 +113,8 @@ def main() -> None:
         per_class = args.eval_per_class[0] if dataset == "digits" else args.eval_per_class[1]
         entry["fd"] = fd_check(dataset, name, net, args.steps, args.work, per_class)
         entry["eval_per_class"] = per_class
-        report[f"{dataset}/{name}"] = entry
         print(dataset, name, {k: v for k, v in entry.items() if not isinstance(v, list)}, record.warnings)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1))
+        add_results(args.out, {f"{dataset}/{name}": entry})
     print(f"wrote {args.out}")
 
 

@@ -23,6 +23,7 @@ from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, guidanc
 from learnguide.core.line_search import guidance_losses
 from learnguide.data.images import load_dataset
 from learnguide.images.denoisers import load_image_denoiser
+from results_file import add_results
 
 
 def scaled(guidance: GuidanceSchedule, factor: float) -> GuidanceSchedule:
@@ -64,10 +65,7 @@ def main() -> None:
     entry = dict(zip(schedules, losses, strict=True))
     for label, value in sorted(entry.items(), key=lambda kv: kv[1]):
         print(f"{value:.6f}  {label}")
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results[args.checkpoint] = {"losses": entry, "seconds": time.perf_counter() - began}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    add_results(args.out, {args.checkpoint: {"losses": entry, "seconds": time.perf_counter() - began}})
 
 
 if __name__ == "__main__":

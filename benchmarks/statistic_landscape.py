@@ -30,7 +30,6 @@ choice is also scored as RESULTS.md scores (three sets, both judges).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +50,7 @@ from learnguide.core.line_search import (
 )
 from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.images.classifier import predict
+from results_file import add_results
 
 SEARCH = VARIANTS["shape-search"].line_search
 COLUMNS = {"energy": "L β=1.75 (search)", "energy+covariance": "L β=1.75 + cov. term"}  # search statistics
@@ -157,11 +157,8 @@ def main() -> None:
         k = dataset.num_classes
         network = schedule_network(denoiser.schedule, torch.arange(k), omega, k, shape)
         scores[stat] = score(scorer, network, eval_sets, f"{stat}: {shape} {omega:.4g}")
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores}
-    results[args.checkpoint] = entry | {"seconds": time.perf_counter() - began}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    add_results(args.out, {args.checkpoint: entry | {"seconds": time.perf_counter() - began}})
 
 
 if __name__ == "__main__":
