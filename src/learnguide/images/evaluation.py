@@ -118,8 +118,8 @@ class InceptionFeatures:
 
     Images ``[N, C, H, W]`` in [−1, 1] (1 or 3 channels) are resized bilinearly to 299×299 and scaled to the
     network's input range. The weights come from the installed package (never downloaded) or from ``path``
-    (any TorchScript module with the same input/output; the tests use a tiny one). About 0.14 s per image on
-    this CPU: use it for a few thousand images at most.
+    (any TorchScript module with the same input/output; the tests use a tiny one). 0.14–0.23 s per image on
+    a 2-core CPU: use it for a few thousand images at most.
     """
 
     def __init__(self, path: str | Path | None = None, batch_size: int = 50) -> None:
@@ -232,8 +232,8 @@ def inception_reference(
 ) -> ReferenceStats:
     """Statistics of the test split in the Inception features of ``extractor``, cached per data.
 
-    Computing them takes about 0.14 s per test image on this CPU (23 min for MNIST's 10,000), so a bar
-    shows progress unless ``progress`` is false; a cached file loads at once.
+    Computing them takes 0.14–0.23 s per test image on a 2-core CPU (about 40 min for MNIST's 10,000), so a
+    bar shows progress unless ``progress`` is false; a cached file loads at once.
     """
     key = f"inception:{dataset.fingerprint()}:test"
     return ReferenceStats.compute_or_load(
