@@ -572,7 +572,7 @@ def run_experiment(
     inception = None
     if config.inception:
         extractor = InceptionFeatures()
-        inception = (extractor, inception_reference(dataset, extractor, cache))
+        inception = (extractor, inception_reference(dataset, extractor, cache, progress=progress))
     began = time.perf_counter()
     results: dict = {
         "meta": {
