@@ -4,6 +4,7 @@ import torch
 from scipy import linalg
 
 from learnguide.core.metrics import frechet_covariance_term, frechet_distance
+from learnguide.data.images import ImageDataset
 from learnguide.images.evaluation import (
     InceptionFeatures,
     ReferenceStats,
@@ -122,8 +123,6 @@ def test_inception_features_load_a_torchscript_file_and_prepare_inputs(tmp_path)
 
 
 def test_inception_reference_shows_progress_and_caches_the_test_split(tmp_path, capsys):
-    from learnguide.data.images import ImageDataset
-
     path = tmp_path / "net.pt"
     torch.jit.script(TinyFeatureNet()).save(str(path))
     extractor = InceptionFeatures(path, batch_size=4)
