@@ -131,5 +131,7 @@ def test_inception_reference_shows_progress_and_caches_the_test_split(tmp_path, 
     stats = inception_reference(data, extractor, tmp_path / "cache")
     assert "Inception features" in capsys.readouterr().err  # 3 batches of 4, 4, 2 images
     assert torch.equal(stats.features, extractor(images).double())
-    quiet = inception_reference(data, extractor, tmp_path / "cache", progress=False)
-    assert torch.equal(quiet.features, stats.features) and capsys.readouterr().err == ""  # from the cache
+    cached = inception_reference(data, extractor, tmp_path / "cache")
+    assert torch.equal(cached.features, stats.features) and capsys.readouterr().err == ""  # loaded, no bar
+    quiet = inception_reference(data, extractor, tmp_path / "other", progress=False)
+    assert torch.equal(quiet.features, stats.features) and capsys.readouterr().err == ""  # computed, no bar
