@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 from class_omega_headroom import PerClassGuidance, pick, standard_error_moves
 from learned_vs_tuned import evaluation_setup, score, tuned_winners
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
-from learnguide.core.line_search import STATISTICS, choose_schedule, common_draw, search_statistic
+from learnguide.core.line_search import choose_schedule, common_draw, search_statistic
 from learnguide.images.evaluation import sample_set
 from results_file import add_results
 from statistic_landscape import JUDGES, SEARCH
@@ -71,7 +71,7 @@ def score_rule(setup: tuple, checkpoint: str, searched: str, rule: list[str], fr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="<dataset>/<regime> under checkpoints/")
-    parser.add_argument("--statistic", default="energy+covariance", choices=STATISTICS)
+    parser.add_argument("--statistic", default="energy+covariance", choices=["energy", "energy+covariance"])
     parser.add_argument("--z", type=float, default=2.0, help="standard errors a class's gain must clear")
     parser.add_argument("--boots", type=int, default=200, help="paired bootstrap resamples per class")
     parser.add_argument(

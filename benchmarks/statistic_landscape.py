@@ -40,7 +40,6 @@ from safetensors.torch import load_file, save_file
 from learned_vs_tuned import VARIANTS, evaluation_setup, score, variant_features
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
 from learnguide.core.line_search import (
-    STATISTICS,
     choose_schedule,
     common_draw,
     final_samples,
@@ -97,7 +96,7 @@ def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, fl
         guided = saved[f"{label}/phi"]
         searched = {
             COLUMNS[stat]: search_statistic(guided, true, replace(SEARCH, statistic=stat), labels)
-            for stat in STATISTICS
+            for stat in COLUMNS
         }
         table[label] = (
             searched
@@ -133,7 +132,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
     parser.add_argument("--from-features", action="store_true", help="score the saved features, draw nothing")
-    parser.add_argument("--score", nargs="*", default=[], choices=STATISTICS, help="score these choices")
+    parser.add_argument("--score", nargs="*", default=[], choices=list(COLUMNS), help="score these choices")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
     path = args.features / f"{args.checkpoint.replace('/', '-')}.safetensors"

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from learnguide.apps.cli import main
 from learnguide.apps.demo import REGIMES, DemoConfig
@@ -72,3 +73,48 @@ def test_ranking_line_names_the_learned_place():
     }
     line = ranking(regime)
     assert line.startswith("learned ω ranks 4 of 5") and "best: interval 0.0200" in line and "= 4.00" in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--line-search", "--online"], "--line-search finds one constant ω by itself"),
+        (["--line-search", "--rollout", "20"], "--line-search finds one constant ω by itself"),
+        (["--statistic", "class-energy"], "--statistic is a setting of --line-search"),
+        (["--line-search", "--scales", "1", "2", "3"], "--scales is the grid of a --shape"),
+    ],
+)
+def test_demo_refuses_line_search_settings_that_do_not_fit(tmp_path, capsys, flags, message):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_run_demo_refuses_search_settings_without_a_line_search(tmp_path):
+    from learnguide.apps.demo import run_demo
+
+    with pytest.raises(ValueError, match="settings of --line-search"):
+        run_demo(tmp_path / "demo", quick=True, progress=False, line_search={"statistic": "class-energy"})
+    with pytest.raises(ValueError, match="drop --objective and --rollout"):
+        run_demo(tmp_path / "demo", quick=True, progress=False, learn="line-search", rollout=20)
+
+
+@pytest.mark.slow
+def test_demo_quick_line_search_learns_one_constant_per_regime(tmp_path):
+    out = tmp_path / "demo"
+    flags = ["--line-search", "--statistic", "class-energy", "--no-progress"]
+    assert main(["demo", "--quick", "--out", str(out), *flags]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["learn"] == "line-search"
+    under, well = results["under_trained"], results["well_trained"]
+    for regime in (under, well):
+        learning = regime["learned"]["learning"]
+        assert learning["method"] == "line-search" and learning["omegas"] == [0.0, 1.0, 2.0]
+        assert learning["denoiser_evals"] == 400 * 20 * 5 and learning["line_search"]["steps"] == 20
+        table = torch.tensor(regime["learned"]["omega_table"]["per_class"])  # [C, N]: one constant
+        assert torch.allclose(table, torch.full_like(table, learning["omega"]), atol=1e-6)
+    assert well["learned"]["learning"]["omega"] == 0.0  # the well-trained conditionals need no guidance
+    assert 0.5 < under["learned"]["learning"]["omega"] < 1.5  # the under-trained ones do
+    assert under["learned"]["energy"] < 0.5 * under["unguided"]["energy"]
+    assert "Learning ω (line search, class-energy statistic): constant ω = " in (out / "report.md").read_text()

@@ -13,6 +13,7 @@ from learnguide.core.guidance import IncreasingGuidance, OmegaNet, increasing_pr
 from learnguide.core.line_search import (
     LineSearchConfig,
     choose_schedule,
+    class_energy,
     line_search_omega,
     parabola_minimum,
     pooled_energy,
@@ -446,3 +447,43 @@ def test_an_experiment_config_takes_the_line_searchs_statistic():
     )
     assert config.line_search.statistic == "energy+covariance" and config.line_search.shape is None
     config.validate()
+
+
+def test_the_class_statistic_is_the_mean_of_each_classs_energy_distance_in_float64():
+    gen = torch.Generator().manual_seed(5)
+    guided, true = torch.randn(12, 3, generator=gen).double(), torch.randn(30, 3, generator=gen).double()
+    labels, true_labels = torch.arange(12) % 3, torch.arange(30) % 3
+    got = search_statistic(guided, true, LineSearchConfig(statistic="class-energy"), labels, true_labels)
+    expected = []
+    for c in range(3):  # each class's energy distance written out pair by pair, β = 1.75, λ = 1
+        own, data = guided[labels == c].tolist(), true[true_labels == c].tolist()
+        dist = [[sum((a - b) ** 2 for a, b in zip(x, y, strict=True)) ** 0.875 for y in data] for x in own]
+        pairs = [
+            sum((a - b) ** 2 for a, b in zip(x, y, strict=True)) ** 0.875
+            for j, x in enumerate(own)
+            for k, y in enumerate(own)
+            if j != k
+        ]
+        expected.append(sum(map(sum, dist)) / (len(own) * len(data)) - 0.5 * sum(pairs) / len(pairs))
+    assert got == pytest.approx(sum(expected) / 3, rel=1e-10)
+    assert got == pytest.approx(class_energy(guided, true, labels, true_labels, 1.75, 1.0), rel=1e-12)
+
+
+def test_the_class_statistic_names_what_it_lacks():
+    guided, true, labels = torch.randn(6, 2).double(), torch.randn(9, 2).double(), torch.arange(6) % 3
+    config = LineSearchConfig(statistic="class-energy")
+    with pytest.raises(ValueError, match="needs the class ids"):
+        search_statistic(guided, true, config, labels)
+    with pytest.raises(ValueError, match="class 2 has 2 and 0"):
+        search_statistic(guided, true, config, labels, torch.arange(9) % 2)
+    with pytest.raises(ValueError, match="class 1 has 1 and 3"):
+        search_statistic(guided[:4], true, config, torch.tensor([0, 0, 1, 2]), torch.arange(9) % 3)
+
+
+def test_the_class_statistic_recovers_the_known_omega_of_the_weakened_toy():
+    config = LineSearchConfig(omegas=(0.0, 0.5, 1.0, 1.5, 2.0), samples=600, reference=1)
+    by_class = search(weakened(0.5), replace(config, statistic="class-energy"))
+    assert min(range(5), key=by_class.losses.__getitem__) == 2
+    assert abs(by_class.omega - 1.0) <= 0.2 and by_class.warnings == []
+    unweakened = search(weakened(0.0), replace(config, statistic="class-energy"))
+    assert unweakened.omega == 0.0

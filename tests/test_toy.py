@@ -38,3 +38,15 @@ def test_mixture_validation():
         )
     with pytest.raises(ValueError):
         ring_mixture(num_classes=1)
+
+
+def test_a_balanced_draw_takes_the_classes_in_turn_from_their_own_components():
+    mixture = ring_mixture()
+    x0, labels = mixture.data_sampler(balanced=True)(400, torch.Generator().manual_seed(0))
+    assert x0.dtype == torch.float32 and x0.shape == (400, 2)
+    assert torch.equal(labels, torch.arange(400) % 4)
+    nearest = torch.cdist(x0.double(), mixture.means).argmin(1)  # components are 0.3 wide, ~1 apart
+    owned = mixture.weights[labels, nearest] > 0
+    assert owned.float().mean() > 0.95
+    again, _ = mixture.data_sampler(balanced=True)(400, torch.Generator().manual_seed(0))
+    assert torch.equal(x0, again)

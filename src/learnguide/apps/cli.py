@@ -41,8 +41,18 @@ def _demo(args: argparse.Namespace) -> int:
     from learnguide.core.guidance import METHODS
 
     learn = "online" if args.online or args.objective != "energy" or args.rollout > 1 else "bank"
+    search = _search_settings(args)  # --shape, --scales and --statistic only beside --line-search
+    if args.line_search:
+        if learn != "bank":
+            raise ValueError(
+                "--line-search finds one constant ω by itself: drop --online, --objective and --rollout"
+            )
+        learn = "line-search"
     progress = _progress(args)
-    results = run_demo(args.out, args.quick, args.seed, progress, learn, args.objective, args.rollout)
+    results = run_demo(
+        args.out, args.quick, args.seed, progress, learn, args.objective, args.rollout,
+        search if args.line_search else None,
+    )  # fmt: skip
     for regime in REGIMES:
         scores = ", ".join(f"{m} {results[regime.name][m]['energy']:.4f}" for m in METHODS)
         print(f"{regime.name}: energy distance — {scores}")

@@ -2,10 +2,10 @@
 
 For each denoiser regime (``well_trained``, ``under_trained``) the demo trains (or reloads) a small MLP
 denoiser on the ring mixture, tunes a constant ω, a limited interval and an increasing schedule on a tuning
-set of samples, learns ω_φ(c, s, t) by self-consistency (from a transition bank by default, or online), and
-evaluates every winner (and the unguided model) on fresh seeds with the same number of sampling steps.
-Distances are measured against exact samples of the true conditionals: the mean over classes of the energy
-distance and of the RBF MMD².
+set of samples, learns ω_φ(c, s, t) by self-consistency (from a transition bank by default, online, or as
+one constant by a line search), and evaluates every winner (and the unguided model) on fresh seeds with the
+same number of sampling steps. Distances are measured against exact samples of the true conditionals: the
+mean over classes of the energy distance and of the RBF MMD².
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from learnguide.core.denoiser_training import (
 )
 from learnguide.core.denoisers import PredictionAdapter
 from learnguide.core.guidance import GuidanceSchedule
+from learnguide.core.line_search import LineSearchConfig
 from learnguide.core.metrics import class_metrics, median_bandwidth
 from learnguide.core.networks import MLPDenoiserNet
 from learnguide.core.online import OnlineConfig, default_churn
@@ -70,6 +71,12 @@ REGIMES = (
 )
 
 
+def _toy_search(samples: int, omegas: tuple[float, ...]) -> LineSearchConfig:
+    """The demo's line search: ``samples`` guided points per ω of ``omegas`` against 4× as many data points,
+    on the demo's 20-step DDIM grid, in one batch per ω (the toy MLP is cheap)."""
+    return LineSearchConfig(omegas=omegas, samples=samples, steps=20, batch_size=samples)
+
+
 @dataclass
 class DemoConfig:
     """Sizes and grids of the demo. :meth:`quick` is the CI-sized variant (under a minute on 2 CPU cores).
@@ -82,9 +89,12 @@ class DemoConfig:
         constant_grid: ω values of the constant sweep (0 is the unguided model).
         interval_omegas, intervals: ω and (t_lo, t_hi) combinations of the limited-interval sweep.
         increasing_omegas, increasing_shapes: ω_max and shapes of the increasing-schedule sweep.
-        learn: ``"bank"`` (a transition bank, then a fit; default) or ``"online"`` (the paper's procedure).
+        learn: ``"bank"`` (a transition bank, then a fit; default), ``"online"`` (the paper's procedure) or
+            ``"line-search"`` (one constant ω, docs/design.md §3.5).
         bank, fit: the transition bank and its fit (docs/design.md §3.1).
         online: hyper-parameters of online learning (docs/design.md §3), used when ``learn == "online"``.
+        line_search: the line search's grid and sample counts (the points' own coordinates are its
+            features), used when ``learn == "line-search"``; its ``steps`` are the demo's.
         omega_hparams: other :class:`~learnguide.core.guidance.OmegaNet` keywords (e.g. ``shared``).
         denoiser_hidden: width of the toy MLP denoisers.
         seed: master seed; every sample set, network and run derives from it.
@@ -103,13 +113,15 @@ class DemoConfig:
     bank: BankConfig = field(default_factory=lambda: BankConfig(items=16384))
     fit: FitConfig = field(default_factory=FitConfig)
     online: OnlineConfig = field(default_factory=lambda: OnlineConfig(iterations=3000))
+    line_search: LineSearchConfig = field(default_factory=lambda: _toy_search(4096, (0, 0.5, 1, 1.5, 2)))
     omega_hparams: dict = field(default_factory=dict)
     denoiser_hidden: int = 128
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
-        """A CI-sized demo: small sample sets, short grids, a 4,096-item bank (or 300 online iterations)."""
+        """A CI-sized demo: small sample sets, short grids, a 4,096-item bank (or 300 online iterations, or a
+        line search of 400 samples over ω ∈ {0, 1, 2})."""
         return cls(
             tune_per_class=400,
             eval_per_class=1000,
@@ -121,6 +133,7 @@ class DemoConfig:
             increasing_shapes=("linear",),
             bank=BankConfig(items=4096),
             online=OnlineConfig(iterations=300),
+            line_search=_toy_search(400, (0.0, 1.0, 2.0)),
             seed=seed,
         )
 
@@ -136,7 +149,7 @@ class DemoConfig:
 
 
 @dataclass
-class _Evaluator:
+class ToyScorer:
     """Samples a schedule on fixed seeds and scores it against exact samples of the true conditionals."""
 
     denoiser: PredictionAdapter
@@ -165,11 +178,24 @@ class _Evaluator:
         return {"energy": m["energy"], "mmd": m["mmd"]}
 
 
-def _sample_set(mixture: GaussianMixture, per_class: int, seed: int) -> tuple[Tensor, Tensor, int]:
+def toy_sample_set(mixture: GaussianMixture, per_class: int, seed: int) -> tuple[Tensor, Tensor, int]:
     """Balanced class ids ``[C·per_class]``, exact reference samples for them, and a sampling seed."""
     labels = torch.arange(mixture.num_classes).repeat_interleave(per_class)
     reference = mixture.sample(labels, torch.Generator().manual_seed(seed)).float()
     return labels, reference, seed + 1
+
+
+def demo_scoring(
+    model: PredictionAdapter, mixture: GaussianMixture, config: DemoConfig
+) -> tuple[ToyScorer, tuple[Tensor, Tensor, int], list[tuple[Tensor, Tensor, int]]]:
+    """The demo's scorer for ``model`` (RBF bandwidth from the tuning set's reference), its tuning set and its
+    evaluation sets, all seeded by ``config.seed``: what :func:`run_regime` tunes and evaluates on."""
+    base = config.seed * 1000
+    tuning = toy_sample_set(mixture, config.tune_per_class, base + 100)
+    eval_sets = [
+        toy_sample_set(mixture, config.eval_per_class, base + 200 + 10 * k) for k in range(config.eval_seeds)
+    ]
+    return ToyScorer(model, mixture, config.steps, median_bandwidth(tuning[1])), tuning, eval_sets
 
 
 def toy_denoiser(
@@ -210,19 +236,15 @@ def run_regime(
     Returns ``(results, figure_data)``: the regime's entry of ``results.json`` and what the report draws.
     """
     model, denoiser_record = toy_denoiser(regime, mixture, config, out, progress)
-    base = config.seed * 1000
-    tuning = _sample_set(mixture, config.tune_per_class, base + 100)
-    eval_sets = [
-        _sample_set(mixture, config.eval_per_class, base + 200 + 10 * k) for k in range(config.eval_seeds)
-    ]
-    evaluator = _Evaluator(model, mixture, config.steps, median_bandwidth(tuning[1]))
+    evaluator, tuning, eval_sets = demo_scoring(model, mixture, config)
 
     families = config.baselines()
     sweeps, winners = tune_families(
         evaluator.score, families, tuning, "energy", f"{regime.name}: tune", progress
     )
+    data = mixture.data_sampler(balanced=config.learn == "line-search")  # its reference holds the class mix
     omega_net, learning = learn_as_configured(
-        config, model, mixture.data_sampler(), mixture.num_classes, out / regime.name, progress
+        config, model, data, mixture.num_classes, out / regime.name, progress
     )
 
     results: dict = {
@@ -280,6 +302,7 @@ def run_demo(
     learn: str = "bank",
     objective: str = "energy",
     rollout: int = 1,
+    line_search: dict | None = None,
 ) -> dict:
     """Run the whole demo and write ``results.json``, ``report.md`` and figures into ``out``.
 
@@ -288,18 +311,25 @@ def run_demo(
         quick: the CI-sized variant (:meth:`DemoConfig.quick`).
         seed: master seed.
         progress: show progress bars.
-        learn: ``"bank"`` (default) or ``"online"``: how ω is learned.
+        learn: ``"bank"`` (default), ``"online"`` or ``"line-search"``: how ω is learned.
         objective: the online objective (:class:`~learnguide.core.online.OnlineConfig`); anything but
             ``"energy"`` needs ``learn="online"`` (banks store per-item statistics only).
         rollout: K > 1 learns online from K-step rollouts on the sampling grid (docs/design.md §3.4; K =
             ``steps`` is the whole trajectory, then use ``objective="class-marginal"``): 300 iterations of
             256 trajectories (one particle each, groups of 16).
+        line_search: with ``learn="line-search"``, fields of :class:`~learnguide.core.line_search.
+            LineSearchConfig` to replace (``shape``, ``scales``, ``statistic``), as ``fit --line-search``
+            takes them.
 
     Returns:
         the content of ``results.json``.
     """
-    if learn not in ("bank", "online"):
-        raise ValueError(f"learn must be 'bank' or 'online', got {learn!r}")
+    if learn not in ("bank", "online", "line-search"):
+        raise ValueError(f"learn must be 'bank', 'online' or 'line-search', got {learn!r}")
+    if learn == "line-search" and (objective != "energy" or rollout > 1):
+        raise ValueError("--line-search finds one constant ω by itself: drop --objective and --rollout")
+    if line_search and learn != "line-search":
+        raise ValueError(f"{sorted(line_search)} are settings of --line-search: give --line-search too")
     if objective != "energy" and learn != "online":
         raise ValueError(f"the {objective} objective is learned online: use learn='online' (--online)")
     out = Path(out)
@@ -311,7 +341,10 @@ def run_demo(
             raise ValueError("a rollout is learned online: use learn='online' (--online)")
         whole = dict(rollout=rollout, grid_steps=config.steps, iterations=300, particles=1, group_size=16)
         config = replace(config, online=replace(config.online, churn=default_churn("data", rollout), **whole))
+    searched = replace(config.line_search, steps=config.steps, **(line_search or {}))
+    config = replace(config, line_search=searched)
     config.online.validate()
+    config.line_search.validate()
     mixture = ring_mixture()
     began = time.perf_counter()
     results: dict = {

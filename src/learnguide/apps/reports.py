@@ -125,6 +125,23 @@ def _plot_per_regime(figures: DemoFigures, draw: Callable[[plt.Axes, dict], None
     plt.close(fig)
 
 
+def learning_line(learning: dict) -> str:
+    """One sentence on how ω was learned, from a demo regime's learning record: the line search's answer and
+    loss curve, or a fit's denoiser calls; with its cost and time."""
+    cost = f"{learning['denoiser_evals']} denoiser evaluations, {learning['seconds']:.1f} s"
+    if learning["method"] != "line-search":
+        return f"Learning ω ({learning['method']}): {learning['denoiser_calls']} denoiser calls ({cost})."
+    grid, losses = learning["omegas"], learning["losses"]
+    if learning["shape"] != "constant":
+        grid, losses = learning["scales"], learning["shape_losses"]
+    curve = ", ".join(f"{w:g}: {loss:.5f}" for w, loss in zip(grid, losses, strict=True))
+    statistic = learning["line_search"]["statistic"]
+    return (
+        f"Learning ω (line search, {statistic} statistic): {learning['shape']} ω = {learning['omega']:.3f} "
+        f"(loss by ω — {curve}; {cost})."
+    )
+
+
 def write_demo_report(results: dict, figures: DemoFigures, out: Path) -> Path:
     """Write ``report.md`` and its PNG figures into ``out``; returns the report's path."""
     _plot_per_regime(figures, _draw_sweep, out / "metric_vs_omega.png")
@@ -154,8 +171,7 @@ def write_demo_report(results: dict, figures: DemoFigures, out: Path) -> Path:
             "",
             results_table(regime),
             "",
-            f"Learning ω ({learning['method']}): {learning['denoiser_calls']} denoiser calls "
-            f"({learning['denoiser_evals']} items), {learning['seconds']:.1f} s.",
+            learning_line(learning),
             "",
             f"![samples](samples_{name}.png)",
             "",

@@ -23,6 +23,12 @@ With ``statistic="energy+covariance"`` the loss of each set is L(ω) plus the Fr
 term C = tr Σ + tr Σ_data − 2 tr (Σ Σ_data)^{1/2} of the same features (Σ: the guided set's covariance,
 Σ_data: the data items'): L alone tends to the distance between the means as β → 2, and C charges a set
 whose spread differs from the data's, as a Fréchet distance does (docs/design.md §3.5).
+
+With ``statistic="class-energy"`` the loss is instead the mean over classes c of the same L between class
+c's samples and class c's data items (λ-weighted repulsion over class c's distinct pairs): the distance of
+each conditional, which the pooled L cannot see where guidance leaves the class mixture unchanged (a
+denoiser whose conditional branch is 0.6 p(x | c) + 0.4 p(x) has the right mixture at ω = 0; the toy demo's
+``under_trained`` regime). Needs class ids and at least 2 samples of every class.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from learnguide.core.objectives import check_energy_params
 from learnguide.core.sampling import sample
 from learnguide.core.schedules import Schedule, step_grid
 
-STATISTICS = ("energy", "energy+covariance")  # what a search minimises (module docstring)
+STATISTICS = ("energy", "energy+covariance", "class-energy")  # what a search minimises (module docstring)
 EXACT = "donot_use_mm_for_euclid_dist"  # torch.cdist: differences, not the |x|² − 2x·y + |y|² expansion
 
 
@@ -74,7 +80,8 @@ class LineSearchConfig:
         t_max: the sampler's start time 1 − ζ.
         beta: the energy distance's exponent β ∈ (0, 2].
         lam: repulsion weight λ ∈ [0, 1] (1: the energy distance itself).
-        statistic: what is minimised: ``"energy"`` (L) or ``"energy+covariance"`` (L + C; module docstring).
+        statistic: what is minimised: ``"energy"`` (L), ``"energy+covariance"`` (L + C) or
+            ``"class-energy"`` (L per class, averaged; class ids only; module docstring).
         batch_size: samples per sampler call.
         seed: seeds the data draw and the noise shared by every grid value.
     """
@@ -265,14 +272,20 @@ def guidance_losses(
     phi = features or pixel_features
     x0, cond = common_draw(sample_data, config)
     n = config.samples
-    labels = cond[:n] if not cond.dtype.is_floating_point else None
+    labels = None if cond.dtype.is_floating_point else cond  # [r·n] class ids; the samples' are the first n
+    if config.statistic == "class-energy" and labels is None:
+        raise ValueError("--statistic class-energy compares each class with its own data: it needs class ids")
     true = _features(phi, x0, config.batch_size)
     drawn = final_samples(
         denoiser, schedule, guidances, cond[:n], tuple(x0.shape[1:]), config, progress, device
     )
     return [
-        search_statistic(_features(phi, guided, config.batch_size), true, config, labels) for guided in drawn
-    ]
+        search_statistic(
+            _features(phi, guided, config.batch_size), true, config, None if labels is None else labels[:n],
+            labels,
+        )
+        for guided in drawn
+    ]  # fmt: skip
 
 
 def common_draw(sample_data: DataSampler, config: LineSearchConfig) -> tuple[Tensor, Tensor]:
@@ -337,15 +350,42 @@ def pooled_energy(
 
 
 def search_statistic(
-    guided: Tensor, true: Tensor, config: LineSearchConfig, labels: Tensor | None = None
+    guided: Tensor,
+    true: Tensor,
+    config: LineSearchConfig,
+    labels: Tensor | None = None,
+    true_labels: Tensor | None = None,
 ) -> float:
-    """What a search minimises for features ``guided [n, F]`` against ``true [m, F]``: L of
-    :func:`pooled_energy` with ``config``'s β and λ, plus with ``config.statistic == "energy+covariance"`` the
-    Fréchet covariance term C (module docstring)."""
+    """What a search minimises for features ``guided [n, F]`` (class ids ``labels [n]``) against
+    ``true [m, F]`` (class ids ``true_labels [m]``): L of :func:`pooled_energy` with ``config``'s β and λ,
+    plus with ``config.statistic == "energy+covariance"`` the Fréchet covariance term C; with
+    ``"class-energy"`` :func:`class_energy` instead (module docstring)."""
+    if config.statistic == "class-energy":
+        if labels is None or true_labels is None:
+            raise ValueError("--statistic class-energy needs the class ids of the samples and the data items")
+        return class_energy(guided, true, labels, true_labels, config.beta, config.lam)
     energy = pooled_energy(guided, true, config.beta, config.lam, labels)
     return energy + (
         frechet_covariance_term(guided, true) if config.statistic == "energy+covariance" else 0.0
     )
+
+
+def class_energy(
+    guided: Tensor, true: Tensor, labels: Tensor, true_labels: Tensor, beta: float, lam: float
+) -> float:
+    """The mean over the classes of ``labels [n]`` of :func:`pooled_energy` between that class's rows of
+    ``guided [n, F]`` and its rows of ``true [m, F]`` (``true_labels [m]``). Raises ``ValueError`` naming a
+    class with fewer than 2 samples or no data item."""
+    losses = []
+    for c in labels.unique().tolist():
+        own, data = guided[labels == c], true[true_labels == c]
+        if len(own) < 2 or len(data) < 1:
+            raise ValueError(
+                f"--statistic class-energy needs >= 2 samples and a data item of each class: class {c} has "
+                f"{len(own)} and {len(data)}"
+            )
+        losses.append(pooled_energy(own, data, beta, lam))
+    return sum(losses) / len(losses)
 
 
 def schedule_network(

@@ -69,10 +69,15 @@ class GaussianMixture:
         labels = self.sample_labels(n, generator)
         return self.sample(labels, generator), labels
 
-    def data_sampler(self) -> Callable[[int, torch.Generator], tuple[Tensor, Tensor]]:
-        """Trainer input: ``(n, generator) -> (x_0 [n, d] float32, class ids [n])``."""
+    def data_sampler(self, balanced: bool = False) -> Callable[[int, torch.Generator], tuple[Tensor, Tensor]]:
+        """Trainer input: ``(n, generator) -> (x_0 [n, d] float32, class ids [n])`` from the joint
+        distribution, or with ``balanced`` with the classes taking turns (item i has class i mod K), as the
+        image datasets' balanced draw does."""
 
         def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+            if balanced:
+                labels = torch.arange(n) % self.num_classes
+                return self.sample(labels, generator).float(), labels
             x0, labels = self.sample_batch(n, generator)
             return x0.float(), labels
 

@@ -1,0 +1,72 @@
+"""The line search on the toy demo (issue 14): which statistic finds the toy's best constant ω.
+
+For each demo regime (its denoisers reloaded from a demo folder), runs ``line_search_omega`` on the demo's
+20-step DDIM grid with the demo's search settings (4,096 points per ω of {0, 0.5, 1, 1.5, 2}, balanced
+classes, 4× as many data points, the points' own coordinates as features) for each statistic (pooled
+``energy``, ``class-energy``) and energy exponent β, and scores each answer on the demo's evaluation sets
+(5 sets of 4,000 per class; the mean over classes of the energy distance to exact samples). The demo's own
+tuned baselines are read from that folder's ``results.json`` for the table.
+
+    PYTHONPATH=benchmarks python benchmarks/toy_line_search.py --demo runs/demo-line-search-class
+
+Writes ``benchmarks/results/toy_line_search.json`` and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from learnguide.apps.comparison import evaluate_over_sets
+from learnguide.apps.demo import REGIMES, DemoConfig, demo_scoring, toy_denoiser
+from learnguide.core.guidance import ConstantGuidance
+from learnguide.core.line_search import line_search_omega
+from learnguide.data.toy import ring_mixture
+from results_file import add_results
+
+VARIANTS = {  # label: (statistic, β)
+    "energy, β = 1.75 (the image default)": ("energy", 1.75),
+    "class-energy, β = 1.75": ("class-energy", 1.75),
+    "energy, β = 1": ("energy", 1.0),
+    "class-energy, β = 1": ("class-energy", 1.0),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--demo", type=Path, required=True, help="a full `learnguide demo` output folder")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/toy_line_search.json"))
+    args = parser.parse_args()
+    demo = json.loads((args.demo / "results.json").read_text())
+    if demo["meta"]["quick"]:
+        raise SystemExit(f"{args.demo} holds a --quick demo: give a full one")
+    config, mixture = DemoConfig(seed=demo["meta"]["seed"]), ring_mixture()
+    entries = {}
+    for regime in REGIMES:
+        model, _ = toy_denoiser(regime, mixture, config, args.demo, progress=False)
+        scorer, _, eval_sets = demo_scoring(model, mixture, config)
+        rows = {}
+        for label, (statistic, beta) in VARIANTS.items():
+            search = replace(config.line_search, statistic=statistic, beta=beta, seed=config.seed)
+            data = mixture.data_sampler(balanced=True)
+            found = line_search_omega(model, model.schedule, data, search, progress=False)
+            scores = evaluate_over_sets(scorer.score, ConstantGuidance(found.omega), eval_sets)
+            rows[label] = {"found": found.found(), "denoiser_evals": found.denoiser_evals, **scores}
+        tuned = {m: demo[regime.name][m] for m in ("unguided", "constant", "interval", "increasing")}
+        entries[regime.name] = {"searches": rows, "demo": {m: e["energy"] for m, e in tuned.items()}}
+        best = min(e["energy"] for e in tuned.values())
+        baselines = ", ".join(f"{m} {e:.4f}" for m, e in entries[regime.name]["demo"].items())
+        print(f"\n{regime.name} (best tuned {best:.4f}; {baselines})")
+        print("| statistic | ω | energy distance | ratio to best tuned |\n|---|---|---|---|")
+        for label, row in rows.items():
+            print(
+                f"| {label} | {row['found']['omega']:.3f} | {row['energy']:.4f} ± {row['energy_std']:.4f} | "
+                f"{row['energy'] / best:.2f} |"
+            )
+    add_results(args.out, entries)
+
+
+if __name__ == "__main__":
+    main()
