@@ -117,4 +117,5 @@ def test_demo_quick_line_search_learns_one_constant_per_regime(tmp_path):
     assert well["learned"]["learning"]["omega"] == 0.0  # the well-trained conditionals need no guidance
     assert 0.5 < under["learned"]["learning"]["omega"] < 1.5  # the under-trained ones do
     assert under["learned"]["energy"] < 0.5 * under["unguided"]["energy"]
-    assert "Learning ω (line search, class-energy statistic): constant ω = " in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Learning ω (line search, class-energy statistic): constant ω = " in report
