@@ -47,10 +47,9 @@ def main() -> None:
     for regime in REGIMES:
         model, _ = toy_denoiser(regime, mixture, config, args.demo, progress=False)
         scorer, _, eval_sets = demo_scoring(model, mixture, config)
-        rows = {}
+        rows, data = {}, mixture.data_sampler(balanced=True)
         for label, (statistic, beta) in VARIANTS.items():
             search = replace(config.line_search, statistic=statistic, beta=beta, seed=config.seed)
-            data = mixture.data_sampler(balanced=True)
             found = line_search_omega(model, model.schedule, data, search, progress=False)
             scores = evaluate_over_sets(scorer.score, ConstantGuidance(found.omega), eval_sets)
             rows[label] = {"found": found.found(), "denoiser_evals": found.denoiser_evals, **scores}

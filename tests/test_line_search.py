@@ -487,3 +487,11 @@ def test_the_class_statistic_recovers_the_known_omega_of_the_weakened_toy():
     assert abs(by_class.omega - 1.0) <= 0.2 and by_class.warnings == []
     unweakened = search(weakened(0.0), replace(config, statistic="class-energy"))
     assert unweakened.omega == 0.0
+
+
+def test_the_loss_curve_names_each_grid_and_the_shapes_when_one_was_searched():
+    from learnguide.core.line_search import line_search_curve
+
+    assert line_search_curve([0.0, 0.5], [3.0, 2.5]) == "0: 3, 0.5: 2.5"
+    both = line_search_curve([0.0, 0.5], [3.0, 2.5], "increasing-cosine", [1.0, 2.0], [2.0, 2.25])
+    assert both == "0: 3, 0.5: 2.5; increasing-cosine by ω_max — 1: 2, 2: 2.25"

@@ -133,7 +133,7 @@ def _fit_line_search(args: argparse.Namespace, search: dict) -> int:
     """``fit --line-search``; ``search``: :func:`_search_settings` of ``args``."""
     from learnguide.apps.learning import fit_line_search_folder
     from learnguide.apps.loading import DenoiserSource
-    from learnguide.core.line_search import LineSearchConfig
+    from learnguide.core.line_search import LineSearchConfig, line_search_curve
 
     if args.online or args.bank:
         raise ValueError("--line-search learns from a denoiser by itself: drop --online and --bank")
@@ -159,10 +159,7 @@ def _fit_line_search(args: argparse.Namespace, search: dict) -> int:
     _, record = fit_line_search_folder(
         _pick(DenoiserSource, args), args.out, config, features, layers, _progress(args)
     )
-    curve = ", ".join(f"{w:g}: {v:.6g}" for w, v in zip(record.omegas, record.losses, strict=True))
-    if record.shape_losses:
-        pairs = zip(record.scales, record.shape_losses, strict=True)
-        curve += f"; {config.shape} by ω_max — " + ", ".join(f"{w:g}: {v:.6g}" for w, v in pairs)
+    curve = line_search_curve(record.omegas, record.losses, config.shape, record.scales, record.shape_losses)
     constant = record.shape == "constant"
     chosen = f"ω = {record.omega:.4g}" if constant else f"{record.shape}, ω_max = {record.omega:.4g}"
     print(

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from learnguide.checkpoints import atomic_write_text  # noqa: E402
 from learnguide.core.guidance import METHODS  # noqa: E402
+from learnguide.core.line_search import line_search_curve  # noqa: E402
 from learnguide.images.reports import describe_settings  # noqa: E402
 
 SAMPLE_PANELS = {"unguided": "unguided (ω = 0)", "constant": "best constant ω", "learned": "learned ω"}
@@ -131,11 +132,11 @@ def learning_line(learning: dict) -> str:
     cost = f"{learning['denoiser_evals']} denoiser evaluations, {learning['seconds']:.1f} s"
     if learning["method"] != "line-search":
         return f"Learning ω ({learning['method']}): {learning['denoiser_calls']} denoiser calls ({cost})."
-    grid, losses = learning["omegas"], learning["losses"]
-    if learning["shape"] != "constant":
-        grid, losses = learning["scales"], learning["shape_losses"]
-    curve = ", ".join(f"{w:g}: {loss:.5f}" for w, loss in zip(grid, losses, strict=True))
-    statistic = learning["line_search"]["statistic"]
+    search = learning["line_search"]
+    curve = line_search_curve(
+        learning["omegas"], learning["losses"], search["shape"], learning["scales"], learning["shape_losses"]
+    )
+    statistic = search["statistic"]
     return (
         f"Learning ω (line search, {statistic} statistic): {learning['shape']} ω = {learning['omega']:.3f} "
         f"(loss by ω — {curve}; {cost})."

@@ -388,6 +388,22 @@ def class_energy(
     return sum(losses) / len(losses)
 
 
+def line_search_curve(
+    omegas: Sequence[float],
+    losses: Sequence[float],
+    shape: str | None = None,
+    scales: Sequence[float] = (),
+    shape_losses: Sequence[float] = (),
+) -> str:
+    """A line search's loss over its constant grid (``"0: 3.1, 0.25: 3.0, …"``), then over the ``shape``'s
+    ω_max grid when it searched one (``"; increasing-cosine by ω_max — 0.5: …"``)."""
+    curve = ", ".join(f"{w:g}: {v:.6g}" for w, v in zip(omegas, losses, strict=True))
+    if shape_losses:
+        pairs = zip(scales, shape_losses, strict=True)
+        curve += f"; {shape} by ω_max — " + ", ".join(f"{w:g}: {v:.6g}" for w, v in pairs)
+    return curve
+
+
 def schedule_network(
     schedule: Schedule, cond: Tensor, omega: float, num_classes: int | None = None, shape: str = "constant"
 ) -> OmegaNet:
