@@ -293,12 +293,37 @@ CHECKPOINTS = {
 }
 
 
-def tuned_winners(dataset_name: str, regime: str) -> dict[str, GuidanceSchedule]:
-    """RESULTS.md's 25-step winners of a checkpoint as schedules, keyed by their JSON config."""
-    schedules = [
-        ConstantGuidance(w) if isinstance(w, float) else guidance_from_config(w)
-        for w in CHECKPOINTS[(dataset_name, regime)][1]
-    ]
+# RESULTS.md's 10- and 50-step winners where its tables name them (the MNIST and Fashion-MNIST sections; the
+# digits section gives no interval or increasing settings: its rows come from `learnguide experiment`)
+OTHER_STEPS = {
+    ("mnist", "under_trained"): {
+        10: [0.5, _interval(1.0, 0.3, 0.8), _increasing(2.0, "linear")],
+        50: [0.5, _interval(1.0, 0.5, 1.0), _increasing(2.0, "linear")],
+    },
+    ("mnist", "well_trained"): {
+        n: [0.25, _interval(0.5, 0.3, 0.8), _increasing(1.0, "linear")] for n in (10, 50)
+    },
+    ("fashion-mnist", "under_trained"): {
+        10: [0.25, _interval(1.0, 0.1, 0.6), _increasing(2.0, "cosine")],
+        50: [0.25, _interval(1.0, 0.3, 0.8), _increasing(2.0, "cosine")],
+    },
+    ("fashion-mnist", "well_trained"): {
+        10: [0.0, _interval(1.0, 0.1, 0.6), _increasing(2.0, "cosine")],
+        50: [0.25, _interval(1.0, 0.1, 0.6), _increasing(2.0, "cosine")],
+    },
+}
+
+
+def tuned_winners(dataset_name: str, regime: str, steps: int = STEPS) -> dict[str, GuidanceSchedule]:
+    """RESULTS.md's winners of a checkpoint at ``steps`` (25; 10 or 50 where ``OTHER_STEPS`` has them) as
+    schedules, keyed by their JSON config."""
+    if steps == STEPS:
+        winners = CHECKPOINTS[(dataset_name, regime)][1]
+    elif steps in OTHER_STEPS.get((dataset_name, regime), {}):
+        winners = OTHER_STEPS[(dataset_name, regime)][steps]
+    else:
+        raise SystemExit(f"--steps {steps}: RESULTS.md names no winners of {dataset_name}/{regime} there")
+    schedules = [ConstantGuidance(w) if isinstance(w, float) else guidance_from_config(w) for w in winners]
     return {json.dumps(g.config()): g for g in schedules}
 
 
@@ -402,8 +427,9 @@ def evaluation_setup(
     inception: bool = False,
     dev: bool = False,
     test_half: bool = False,
+    steps: int = STEPS,
 ) -> tuple:
-    """``(dataset, denoiser, scorer, eval_sets)`` of one checkpoint at 25 steps: the scorer judges in the
+    """``(dataset, denoiser, scorer, eval_sets)`` of one checkpoint at ``steps``: the scorer judges in the
     evaluation and held-out classifiers' features (and Inception's with ``inception``) against the test
     split, or with ``test_half`` against the second half of :func:`test_halves` only; the sets are
     RESULTS.md's evaluation sets, or with ``dev`` one set of 30 per class on the experiment's tuning seed."""
@@ -419,7 +445,7 @@ def evaluation_setup(
         references[name] = (model, classifier_reference(judged, model, folder, cache))
     extractor = InceptionFeatures() if inception else None
     scorer = ImageScorer(
-        denoiser, *references["classifier"], dataset.image_shape, STEPS, experiment.batch_size,
+        denoiser, *references["classifier"], dataset.image_shape, steps, experiment.batch_size,
         inception=(extractor, inception_reference(judged, extractor, cache)) if inception else None,
         held_out=references["held_out_classifier"],
     )  # fmt: skip
@@ -437,18 +463,27 @@ def score(scorer: ImageScorer, guidance, eval_sets: list, label: str) -> dict:
 
 
 def run_checkpoint(
-    dataset_name: str, regime: str, variant: str, work: Path, inception: bool, known: dict, dev: bool
+    dataset_name: str,
+    regime: str,
+    variant: str,
+    work: Path,
+    inception: bool,
+    known: dict,
+    dev: bool,
+    steps: int = STEPS,
 ) -> dict:
-    """Learn, sample and score one checkpoint; returns its JSON entry. ``known``: scores of the baselines on
-    the same sets from another variant's entry (reused, not sampled again). ``dev``: score on one set of 30
-    per class drawn with the experiment's tuning seed instead of RESULTS.md's evaluation sets."""
+    """Learn, sample and score one checkpoint at ``steps``; returns its JSON entry. ``known``: scores of the
+    baselines on the same sets from another variant's entry (reused, not sampled again). ``dev``: score on one
+    set of 30 per class drawn with the experiment's tuning seed instead of RESULTS.md's evaluation sets. ω is
+    learned once (at 25 steps where the variant has a step count) and serves every ``steps``."""
     test_half = VARIANTS[variant].judged == "test-half"
+    winners = tuned_winners(dataset_name, regime, steps)
     dataset, denoiser, scorer, eval_sets = evaluation_setup(
-        dataset_name, regime, work, inception, dev, test_half
+        dataset_name, regime, work, inception, dev, test_half, steps
     )
     net, learning = learn(dataset, denoiser, variant, work / f"{dataset_name}-{regime}-{variant}", work)
     unguided = ConstantGuidance(0.0)
-    methods = {"learned": net, "unguided": unguided, **tuned_winners(dataset_name, regime)}
+    methods = {"learned": net, "unguided": unguided, **winners}
     scores = {label: v for label, v in known.items() if label != "learned"}
     for label, guidance in methods.items():
         if label == json.dumps(unguided.config()):  # a tuned ω = 0 is the unguided model, scored already
@@ -457,22 +492,35 @@ def run_checkpoint(
             scores[label] = score(scorer, guidance, eval_sets, f"{dataset_name} {regime} {label}")
     k, experiment = dataset.num_classes, ExperimentConfig()
     n_tune = k * experiment.tune_per_class
-    grid_evals = sum(n_tune * STEPS * (1 if w == 0 else 2) for w in experiment.constant_grid)
-    table = net.omega_table(torch.arange(k), step_grid(STEPS))  # [N, K]
+    grid_evals = sum(n_tune * steps * (1 if w == 0 else 2) for w in experiment.constant_grid)
+    table = net.omega_table(torch.arange(k), step_grid(steps))  # [N, K]
     return {
         "variant": variant,
+        "steps": steps,
         "learning": {**learning, "grid_denoiser_evals": grid_evals},
         "eval_n": len(eval_sets[0][0]),  # per set
-        "omega_t": step_grid(STEPS)[:-1].tolist(),
+        "omega_t": step_grid(steps)[:-1].tolist(),
         "omega_per_class": table.T.tolist(),
         "scores": scores,
     }
 
 
-def known_scores(report: dict, checkpoint: str) -> dict:
-    """The scores of ``checkpoint``'s first entry in ``report`` (every variant's entry scores the same
-    baselines on the same sets); ``{}`` when it has none."""
-    return next((v["scores"] for k, v in report.items() if k.startswith(f"{checkpoint}:")), {})
+def entry_key(checkpoint: str, variant: str, steps: int) -> str:
+    """The JSON key of one entry: ``checkpoint:variant``, with ``@<steps>`` unless ``steps`` is 25."""
+    return f"{checkpoint}:{variant}" + ("" if steps == STEPS else f"@{steps}")
+
+
+def known_scores(report: dict, checkpoint: str, steps: int = STEPS) -> dict:
+    """The scores of ``checkpoint``'s first entry at ``steps`` in ``report`` (every variant's entry scores the
+    same baselines on the same sets); ``{}`` when it has none."""
+    return next(
+        (
+            v["scores"]
+            for k, v in report.items()
+            if k.startswith(f"{checkpoint}:") and v.get("steps", STEPS) == steps
+        ),
+        {},
+    )
 
 
 def best_tuned(scores: dict, metric: str) -> dict:
@@ -495,7 +543,7 @@ def markdown_table(report: dict, variant: str | None = None) -> str:
         if ":" not in key or (variant is not None and entry["variant"] != variant):
             continue
         scores = entry["scores"]
-        cells = [key.split(":")[0]]
+        cells = [f"{key.split(':')[0]}, {entry.get('steps', STEPS)} steps"]
         for metric in ("fd", "held_out_fd"):
             best = best_tuned(scores, metric)
             learned = scores["learned"]
@@ -544,6 +592,9 @@ def main() -> None:
     parser.add_argument(
         "--dev", action="store_true", help="score on one tuning-seed set of 30 per class (develop on it)"
     )
+    parser.add_argument(
+        "--steps", type=int, default=STEPS, help="steps of the scored sets (10 / 50: MNIST-like only)"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
     parser.add_argument("--table", action="store_true", help="print RESULTS.md's table from --out and stop")
@@ -557,10 +608,12 @@ def main() -> None:
     if args.figure:
         plot_omega_curves(json.loads(args.out.read_text()), args.figure, args.variant)
         return
+    for name in args.checkpoints:  # refuse a step count without winners before any work
+        tuned_winners(*name.split("/"), args.steps)
     report = read_results(args.out)
     report["variants"] = report.get("variants", {}) | {name: asdict(v) for name, v in VARIANTS.items()}
     for name in args.checkpoints:
-        key = f"{name}:{args.variant}"
+        key = entry_key(name, args.variant, args.steps)
         if key in report:
             continue
         dataset_name, regime = name.split("/")
@@ -570,9 +623,9 @@ def main() -> None:
             if k != "variants"
             and report["variants"][v["variant"]].get("judged", "test") == VARIANTS[args.variant].judged
         }
-        known = known_scores(same_reference, name)
+        known = known_scores(same_reference, name, args.steps)
         report[key] = run_checkpoint(
-            dataset_name, regime, args.variant, args.work, args.inception, known, args.dev
+            dataset_name, regime, args.variant, args.work, args.inception, known, args.dev, args.steps
         )
         add_results(args.out, {"variants": report["variants"], key: report[key]})
 

@@ -119,3 +119,17 @@ def test_demo_quick_line_search_learns_one_constant_per_regime(tmp_path):
     assert under["learned"]["energy"] < 0.5 * under["unguided"]["energy"]
     report = (out / "report.md").read_text()
     assert "Learning ω (line search, class-energy statistic): constant ω = " in report
+    assert "over seeds (half-sample estimate" in report
+
+
+def test_the_learning_line_gives_a_searchs_spread_and_reads_records_made_before_it():
+    from learnguide.apps.reports import learning_line
+
+    learning = {
+        "method": "line-search", "denoiser_evals": 100, "seconds": 1.0, "line_search": {"shape": None,
+        "statistic": "energy"}, "omegas": [0.0, 1.0], "losses": [2.0, 1.0], "scales": [], "shape_losses": [],
+        "shape": "constant", "omega": 0.8,
+    }  # fmt: skip
+    assert "constant ω = 0.800 (loss by ω" in learning_line(learning)  # a record without a spread
+    spread = learning_line({**learning, "omega_spread": 0.05, "family_share": 1.0})
+    assert "constant ω = 0.800 ± 0.05 over seeds (half-sample estimate) (loss by ω" in spread

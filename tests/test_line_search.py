@@ -347,7 +347,8 @@ def test_fit_line_search_with_a_shape_through_the_cli(tmp_path, capsys):
     shape = ["--shape", "increasing-cosine", "--scales", "1", "2", "3"]
     out = tmp_path / "omega"
     assert main(["fit", "--line-search", *source, *small, *shape, "--out", str(out)]) == 0
-    assert "increasing-cosine by ω_max — 1:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "increasing-cosine by ω_max — 1:" in printed and "over seeds (half-sample estimate" in printed
     saved = json.loads((out / "config.json").read_text())
     found = saved["extra"]["found"]
     assert saved["extra"]["line_search"]["shape"] == "increasing-cosine" and len(found["shape_losses"]) == 3
@@ -495,3 +496,42 @@ def test_the_loss_curve_names_each_grid_and_the_shapes_when_one_was_searched():
     assert line_search_curve([0.0, 0.5], [3.0, 2.5]) == "0: 3, 0.5: 2.5"
     both = line_search_curve([0.0, 0.5], [3.0, 2.5], "increasing-cosine", [1.0, 2.0], [2.0, 2.25])
     assert both == "0: 3, 0.5: 2.5; increasing-cosine by ω_max — 1: 2, 2: 2.25"
+
+
+def test_the_half_sample_spread_matches_the_answers_spread_over_seeds():
+    config = LineSearchConfig(omegas=(0.0, 0.5, 1.0, 1.5, 2.0), samples=200, reference=1, steps=10)
+    records = [search(weakened(0.5), replace(config, seed=seed)) for seed in range(8)]
+    over_seeds = torch.tensor([r.omega for r in records]).std().item()
+    estimated = sum(r.omega_spread for r in records) / len(records)
+    assert over_seeds > 0.05  # the flat statistic does move the answer between seeds
+    assert 0.9 < estimated / over_seeds < 1.4  # 1.13 here; std / √2 (a wrong scaling) would be 0.80
+    assert all(r.family_share == 1.0 for r in records)  # constants only: every half chooses a constant
+    assert records[0].found()["omega_spread"] == records[0].omega_spread
+
+
+def test_no_spread_draws_estimate_no_spread_and_sample_the_same():
+    config = LineSearchConfig(omegas=(0.0, 1.0, 2.0), samples=40, reference=1, steps=4)
+    with_spread = search(weakened(0.5), config)
+    without = search(weakened(0.5), replace(config, spread_draws=0))
+    assert without.omega_spread is None and without.family_share is None
+    assert with_spread.losses == without.losses and with_spread.omega_spread >= 0.0
+    with pytest.raises(ValueError, match="spread_draws must be >= 0"):
+        replace(config, spread_draws=-1).validate()
+
+
+def test_halves_keep_each_classs_share_and_two_of_a_small_class():
+    from learnguide.core.line_search import _half
+
+    labels = torch.tensor([0] * 10 + [1] * 6 + [2] * 3)
+    rows = _half(labels, len(labels), torch.Generator().manual_seed(0))
+    assert torch.bincount(labels[rows]).tolist() == [5, 3, 2]
+    assert len(set(rows.tolist())) == len(rows)  # without replacement
+
+
+def test_the_spread_text_names_the_estimate_and_a_split_family():
+    from learnguide.core.line_search import spread_text
+
+    assert spread_text(0.0512, 1.0, "constant") == "± 0.051 over seeds (half-sample estimate)"
+    split = spread_text(0.3, 0.75, "increasing-cosine")
+    assert split.endswith("(half-sample estimate; 75% of halves choose increasing-cosine)")
+    assert spread_text(None, None, "constant") == ""

@@ -133,7 +133,7 @@ def _fit_line_search(args: argparse.Namespace, search: dict) -> int:
     """``fit --line-search``; ``search``: :func:`_search_settings` of ``args``."""
     from learnguide.apps.learning import fit_line_search_folder
     from learnguide.apps.loading import DenoiserSource
-    from learnguide.core.line_search import LineSearchConfig, line_search_curve
+    from learnguide.core.line_search import LineSearchConfig, line_search_curve, spread_text
 
     if args.online or args.bank:
         raise ValueError("--line-search learns from a denoiser by itself: drop --online and --bank")
@@ -162,6 +162,8 @@ def _fit_line_search(args: argparse.Namespace, search: dict) -> int:
     curve = line_search_curve(record.omegas, record.losses, config.shape, record.scales, record.shape_losses)
     constant = record.shape == "constant"
     chosen = f"ω = {record.omega:.4g}" if constant else f"{record.shape}, ω_max = {record.omega:.4g}"
+    spread = spread_text(record.omega_spread, record.family_share, record.shape)
+    chosen += f" {spread}" if spread else ""
     print(
         f"line search: {chosen} (loss by ω — {curve}; {record.denoiser_evals} denoiser evals, "
         f"{record.seconds:.1f} s); saved to {args.out}"

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 
 from learnguide.checkpoints import atomic_write_text  # noqa: E402
 from learnguide.core.guidance import METHODS  # noqa: E402
-from learnguide.core.line_search import line_search_curve  # noqa: E402
+from learnguide.core.line_search import line_search_curve, spread_text  # noqa: E402
 from learnguide.images.reports import describe_settings  # noqa: E402
 
 SAMPLE_PANELS = {"unguided": "unguided (ω = 0)", "constant": "best constant ω", "learned": "learned ω"}
@@ -137,9 +137,10 @@ def learning_line(learning: dict) -> str:
         learning["omegas"], learning["losses"], search["shape"], learning["scales"], learning["shape_losses"]
     )
     statistic = search["statistic"]
+    spread = spread_text(learning.get("omega_spread"), learning.get("family_share"), learning["shape"])
     return (
-        f"Learning ω (line search, {statistic} statistic): {learning['shape']} ω = {learning['omega']:.3f} "
-        f"(loss by ω — {curve}; {cost})."
+        f"Learning ω (line search, {statistic} statistic): {learning['shape']} ω = {learning['omega']:.3f}"
+        f"{' ' + spread if spread else ''} (loss by ω — {curve}; {cost})."
     )
 
 

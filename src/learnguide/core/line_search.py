@@ -29,6 +29,13 @@ c's samples and class c's data items (λ-weighted repulsion over class c's disti
 each conditional, which the pooled L cannot see where guidance leaves the class mixture unchanged (a
 denoiser whose conditional branch is 0.6 p(x | c) + 0.4 p(x) has the right mixture at ω = 0; the toy demo's
 ``under_trained`` regime). Needs class ids and at least 2 samples of every class.
+
+Near its minimum the statistic is flat, so another seed (other noise, other data items) moves the answer.
+The search estimates by how much without sampling again: it repeats the choice on ``spread_draws`` random
+halves of its own samples and data items (the same half of the samples for every schedule; each class halved
+alike), and reports the standard deviation of those answers and the share of halves that choose the same
+family. A half drawn without replacement varies about the whole set as much as a fresh whole set varies
+about the truth (a mean's variance 1/(n/2) − 1/n = 1/n; docs/design.md §3.5).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -84,6 +91,8 @@ class LineSearchConfig:
             ``"class-energy"`` (L per class, averaged; class ids only; module docstring).
         batch_size: samples per sampler call.
         seed: seeds the data draw and the noise shared by every grid value.
+        spread_draws: random halves the answer's spread is estimated from (0: not estimated; module
+            docstring). They cost distances between features, not denoiser evaluations.
     """
 
     omegas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -99,6 +108,7 @@ class LineSearchConfig:
     statistic: str = "energy"
     batch_size: int = 256
     seed: int = 0
+    spread_draws: int = 32
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid setting."""
@@ -114,6 +124,8 @@ class LineSearchConfig:
         }.items():
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag} must be >= 1, got {getattr(self, name)}")
+        if self.spread_draws < 0:
+            raise ValueError(f"spread_draws must be >= 0, got {self.spread_draws}")
         if self.samples < 2:
             raise ValueError(
                 f"--samples must be >= 2 (the energy distance compares pairs), got {self.samples}"
@@ -153,8 +165,9 @@ def _check_grid(values: tuple[float, ...], flag: str, positive: bool = False) ->
 @dataclass
 class LineSearchRecord:
     """What a line search measured: the loss L(ω) at each grid value (and L(ω_max) at each scale of a
-    shape), the chosen family (``"constant"`` or the shape) and its ω (ω_max for a shape), cost and
-    warnings."""
+    shape), the chosen family (``"constant"`` or the shape) and its ω (ω_max for a shape), the answer's
+    estimated spread over seeds (``omega_spread``: a standard deviation; ``family_share``: the share of half
+    draws choosing the same family; None when not estimated), cost and warnings."""
 
     omegas: list[float]
     losses: list[float]
@@ -166,11 +179,13 @@ class LineSearchRecord:
     shape: str = "constant"
     scales: list[float] = field(default_factory=list)
     shape_losses: list[float] = field(default_factory=list)
+    omega_spread: float | None = None
+    family_share: float | None = None
 
     def found(self) -> dict:
         """The measured curves and the choice, without cost or warnings (JSON-serialisable)."""
-        keys = ("omegas", "losses", "omega", "shape", "scales", "shape_losses")
-        return {key: getattr(self, key) for key in keys}
+        cost = ("denoiser_evals", "feature_evals", "seconds", "warnings")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in cost}
 
 
 def parabola_minimum(
@@ -226,9 +241,13 @@ def line_search_omega(
     """
     began = time.perf_counter()
     schedules = config.schedules()
-    found = guidance_losses(denoiser, schedule, sample_data, schedules, config, features, progress, device)
+    guided, true, labels = guidance_features(
+        denoiser, schedule, sample_data, schedules, config, features, progress, device
+    )
+    found = [search_statistic(g, true, config, _first(labels, len(g)), labels) for g in guided]
     losses, shape_losses = found[: len(config.omegas)], found[len(config.omegas) :]
     chosen, omega, warning = choose_schedule(config, losses, shape_losses)
+    spread, share = answer_spread(guided, true, labels, config, chosen)
     return LineSearchRecord(
         omegas=list(config.omegas),
         losses=losses,
@@ -240,7 +259,54 @@ def line_search_omega(
         shape=chosen,
         scales=list(config.scales) if config.shape is not None else [],
         shape_losses=shape_losses,
+        omega_spread=spread,
+        family_share=share,
     )
+
+
+def _first(labels: Tensor | None, n: int) -> Tensor | None:
+    """The samples' class ids (the first ``n`` of the data items' ``labels``), or None."""
+    return None if labels is None else labels[:n]
+
+
+def answer_spread(
+    guided: Sequence[Tensor],
+    true: Tensor,
+    labels: Tensor | None,
+    config: LineSearchConfig,
+    family: str,
+) -> tuple[float | None, float | None]:
+    """The answer's spread over seeds, estimated from ``config.spread_draws`` random halves (module
+    docstring): ``(std of the halves' ω among those choosing ``family``; share of halves choosing
+    ``family``)``; ``(None, None)`` with no draws. ``guided``: each schedule's features ``[n, F]``
+    in :meth:`LineSearchConfig.schedules`'s order; ``true [m, F]``: the data items' with class ids
+    ``labels [m]`` (the first n are the samples'; None: halves drawn without regard to class)."""
+    if config.spread_draws == 0:
+        return None, None
+    n, k = guided[0].shape[0], len(config.omegas)
+    gen = torch.Generator().manual_seed(config.seed)
+    answers = []
+    for _ in range(config.spread_draws):
+        rows, items = _half(_first(labels, n), n, gen), _half(labels, true.shape[0], gen)
+        own, theirs = (None, None) if labels is None else (labels[rows], labels[items])  # rows < n
+        losses = [search_statistic(g[rows], true[items], config, own, theirs) for g in guided]
+        answers.append(choose_schedule(config, losses[:k], losses[k:])[:2])
+    same = torch.tensor([w for chosen, w in answers if chosen == family], dtype=torch.float64)
+    std = float(same.std()) if len(same) > 1 else 0.0
+    return std, len(same) / len(answers)
+
+
+def _half(labels: Tensor | None, n: int, gen: torch.Generator) -> Tensor:
+    """Indices of a random half of ``n`` rows ``[n // 2]``, each class of ``labels [n]`` halved alike (at
+    least 2 of a class kept where it has them, as the class statistics need)."""
+    if labels is None:
+        return torch.randperm(n, generator=gen)[: n // 2]
+    kept = []
+    for c in labels.unique():
+        own = (labels == c).nonzero()[:, 0]
+        keep = max(min(2, len(own)), len(own) // 2)
+        kept.append(own[torch.randperm(len(own), generator=gen)[:keep]])
+    return torch.cat(kept)
 
 
 def choose_schedule(
@@ -269,23 +335,37 @@ def guidance_losses(
     (constants, intervals, learned ω-networks, …), all drawn from the same noise and conditions and measured
     against the same data items, with ``config``'s sample counts, sampler and statistic (its ``omegas`` are
     not used). Arguments otherwise as for :func:`line_search_omega`."""
+    guided, true, labels = guidance_features(
+        denoiser, schedule, sample_data, guidances, config, features, progress, device
+    )
+    return [search_statistic(g, true, config, _first(labels, len(g)), labels) for g in guided]
+
+
+@torch.no_grad()
+def guidance_features(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    sample_data: DataSampler,
+    guidances: Sequence[GuidanceSchedule],
+    config: LineSearchConfig,
+    features: FeatureMap | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> tuple[list[Tensor], Tensor, Tensor | None]:
+    """What :func:`guidance_losses` measures, before the statistic: ``(guided, true, labels)``, the features
+    ``[n, F]`` of each schedule's final samples, the data items' ``[r·n, F]`` and their class ids ``[r·n]``
+    (None for embedding conditions; the samples' are the first n)."""
     phi = features or pixel_features
     x0, cond = common_draw(sample_data, config)
     n = config.samples
-    labels = None if cond.dtype.is_floating_point else cond  # [r·n] class ids; the samples' are the first n
+    labels = None if cond.dtype.is_floating_point else cond
     if config.statistic == "class-energy" and labels is None:
         raise ValueError("--statistic class-energy compares each class with its own data: it needs class ids")
     true = _features(phi, x0, config.batch_size)
     drawn = final_samples(
         denoiser, schedule, guidances, cond[:n], tuple(x0.shape[1:]), config, progress, device
     )
-    return [
-        search_statistic(
-            _features(phi, guided, config.batch_size), true, config, None if labels is None else labels[:n],
-            labels,
-        )
-        for guided in drawn
-    ]  # fmt: skip
+    return [_features(phi, g, config.batch_size) for g in drawn], true, labels
 
 
 def common_draw(sample_data: DataSampler, config: LineSearchConfig) -> tuple[Tensor, Tensor]:
@@ -386,6 +466,15 @@ def class_energy(
             )
         losses.append(pooled_energy(own, data, beta, lam))
     return sum(losses) / len(losses)
+
+
+def spread_text(spread: float | None, share: float | None, family: str) -> str:
+    """A search's estimated spread over seeds as text (``"± 0.05 over seeds (half-sample estimate)"``,
+    with the share of halves choosing ``family`` when not all do); ``""`` when not estimated (None)."""
+    if spread is None or share is None:
+        return ""
+    others = "" if share == 1.0 else f"; {share:.0%} of halves choose {family}"
+    return f"± {spread:.2g} over seeds (half-sample estimate{others})"
 
 
 def line_search_curve(
