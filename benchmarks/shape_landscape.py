@@ -20,7 +20,7 @@ from pathlib import Path
 
 from learned_vs_tuned import VARIANTS, tuned_winners, variant_features
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, guidance_from_config
-from learnguide.core.line_search import guidance_losses
+from learnguide.core.line_search import guidance_features, statistic_losses
 from learnguide.data.images import load_dataset
 from learnguide.images.denoisers import load_image_denoiser
 from results_file import add_results
@@ -59,9 +59,10 @@ def main() -> None:
     schedules = candidates(args.checkpoint, args.constants, args.scales)
     data = dataset.data_sampler("train", balanced=spec.balanced)
     began = time.perf_counter()
-    losses = guidance_losses(
+    drawn = guidance_features(
         denoiser, denoiser.schedule, data, list(schedules.values()), spec.line_search, phi
     )
+    losses = statistic_losses(*drawn, spec.line_search)
     entry = dict(zip(schedules, losses, strict=True))
     for label, value in sorted(entry.items(), key=lambda kv: kv[1]):
         print(f"{value:.6f}  {label}")

@@ -251,13 +251,14 @@ def test_learn_omega_saves_the_line_searchs_constant(tmp_path):
 
 def test_any_schedule_is_measured_on_the_line_searchs_noise_and_data():
     from learnguide.core.guidance import ConstantGuidance, IntervalGuidance
-    from learnguide.core.line_search import guidance_losses
+    from learnguide.core.line_search import guidance_features, statistic_losses
 
     config = LineSearchConfig(omegas=(0.0, 0.5, 1.0), samples=30, reference=1, steps=4)
     record = search(weakened(0.3), config)
     schedules = [ConstantGuidance(0.5), IntervalGuidance(0.5, 0.0, 1.0), IntervalGuidance(0.5, 0.0, 0.5)]
     data = separated_mixture().data_sampler()
-    losses = guidance_losses(weakened(0.3), VPCosine(), data, schedules, config, progress=False)
+    drawn = guidance_features(weakened(0.3), VPCosine(), data, schedules, config, progress=False)
+    losses = statistic_losses(*drawn, config)
     assert losses[0] == losses[1] == record.losses[1]  # an interval over every step is the constant
     assert losses[2] != losses[0]
 

@@ -244,7 +244,7 @@ def line_search_omega(
     guided, true, labels = guidance_features(
         denoiser, schedule, sample_data, schedules, config, features, progress, device
     )
-    found = [search_statistic(g, true, config, _first(labels, len(g)), labels) for g in guided]
+    found = statistic_losses(guided, true, labels, config)
     losses, shape_losses = found[: len(config.omegas)], found[len(config.omegas) :]
     chosen, omega, warning = choose_schedule(config, losses, shape_losses)
     spread, share = answer_spread(guided, true, labels, config, chosen)
@@ -262,6 +262,15 @@ def line_search_omega(
         omega_spread=spread,
         family_share=share,
     )
+
+
+def statistic_losses(
+    guided: Sequence[Tensor], true: Tensor, labels: Tensor | None, config: LineSearchConfig
+) -> list[float]:
+    """The statistic (``config.statistic``; module docstring) of each schedule's features ``guided [n, F]``
+    against the data items' ``true [r·n, F]`` (class ids ``labels [r·n]``, the samples' first, or None): the
+    output of :func:`guidance_features`."""
+    return [search_statistic(g, true, config, _first(labels, len(g)), labels) for g in guided]
 
 
 def _first(labels: Tensor | None, n: int) -> Tensor | None:
@@ -321,27 +330,6 @@ def choose_schedule(
 
 
 @torch.no_grad()
-def guidance_losses(
-    denoiser: Denoiser,
-    schedule: Schedule,
-    sample_data: DataSampler,
-    guidances: Sequence[GuidanceSchedule],
-    config: LineSearchConfig,
-    features: FeatureMap | None = None,
-    progress: bool = True,
-    device: str | torch.device = "cpu",
-) -> list[float]:
-    """The statistic (L, or L + C; module docstring) of the final samples of each schedule of ``guidances``
-    (constants, intervals, learned ω-networks, …), all drawn from the same noise and conditions and measured
-    against the same data items, with ``config``'s sample counts, sampler and statistic (its ``omegas`` are
-    not used). Arguments otherwise as for :func:`line_search_omega`."""
-    guided, true, labels = guidance_features(
-        denoiser, schedule, sample_data, guidances, config, features, progress, device
-    )
-    return [search_statistic(g, true, config, _first(labels, len(g)), labels) for g in guided]
-
-
-@torch.no_grad()
 def guidance_features(
     denoiser: Denoiser,
     schedule: Schedule,
@@ -352,9 +340,12 @@ def guidance_features(
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> tuple[list[Tensor], Tensor, Tensor | None]:
-    """What :func:`guidance_losses` measures, before the statistic: ``(guided, true, labels)``, the features
-    ``[n, F]`` of each schedule's final samples, the data items' ``[r·n, F]`` and their class ids ``[r·n]``
-    (None for embedding conditions; the samples' are the first n)."""
+    """The features a search measures, for each schedule of ``guidances`` (constants, intervals, learned
+    ω-networks, …), all drawn from the same noise and conditions, with ``config``'s sample counts and sampler
+    (its ``omegas`` are not used): ``(guided, true, labels)``, the features ``[n, F]`` of each schedule's
+    final samples, the data items' ``[r·n, F]`` and their class ids ``[r·n]`` (None for embedding
+    conditions; the samples' are the first n). :func:`statistic_losses` turns them into each schedule's
+    statistic. Arguments otherwise as for :func:`line_search_omega`."""
     phi = features or pixel_features
     x0, cond = common_draw(sample_data, config)
     n = config.samples

@@ -1,0 +1,78 @@
+"""How far another seed moves the recommended line search's answer on the image checkpoints (issue 14).
+
+For each checkpoint, runs ``VARIANTS["line-search"]`` of ``learned_vs_tuned.py`` (5 constants × 640 samples
+at 25 steps, pooled energy distance with β = 1.75 in the clean feature classifier's pooled features) once
+per ``--seeds`` value (other noise, other data items), and records each answer with the search's own
+half-sample estimate of its spread (``LineSearchRecord.omega_spread``). The table compares the standard
+deviation of the answers over seeds with the mean estimate. No judge is consulted.
+
+    PYTHONPATH=benchmarks python benchmarks/line_search_spread.py --checkpoints digits/under_trained \
+      mnist/well_trained --seeds 0 1 2
+
+Writes ``benchmarks/results/line_search_spread.json`` (one entry per checkpoint and seed, skipped when
+there) and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from learned_vs_tuned import CHECKPOINTS, VARIANTS, variant_features
+from learnguide.core.line_search import line_search_omega
+from learnguide.data.images import load_dataset
+from learnguide.images.denoisers import load_image_denoiser
+from results_file import add_results, read_results
+
+
+def search_once(name: str, seed: int, work: Path) -> dict:
+    """One line search of ``VARIANTS["line-search"]`` on checkpoint ``name`` with ``seed``: its record."""
+    spec = VARIANTS["line-search"]
+    dataset_name, regime = name.split("/")
+    dataset = load_dataset(dataset_name)
+    denoiser = load_image_denoiser(f"checkpoints/{name}", data_id=dataset.fingerprint())
+    data = dataset.data_sampler("train", balanced=spec.balanced)
+    config = replace(spec.line_search, seed=seed)
+    phi = variant_features(dataset, spec, work)
+    found = line_search_omega(denoiser, denoiser.schedule, data, config, phi)
+    print(f"{name} seed {seed}: ω = {found.omega:.4f}, half-sample spread {found.omega_spread:.4f}")
+    return {**found.found(), "seconds": found.seconds, "denoiser_evals": found.denoiser_evals}
+
+
+def markdown_table(report: dict) -> str:
+    """Per checkpoint: the answer at each seed, their standard deviation and the mean half-sample estimate."""
+    rows = [
+        "| checkpoint | ω by seed | std over seeds | half-sample estimate (mean) |",
+        "|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(key.split("@")[0] for key in report):
+        found = [v for k, v in report.items() if k.split("@")[0] == name]
+        omegas = [f["omega"] for f in found]
+        spread = statistics.stdev(omegas) if len(omegas) > 1 else float("nan")
+        estimate = statistics.mean(f["omega_spread"] for f in found)
+        rows.append(f"| {name} | {' / '.join(f'{w:.3f}' for w in omegas)} | {spread:.3f} | {estimate:.3f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/line_search_spread.json"))
+    args = parser.parse_args()
+    for name in args.checkpoints:
+        if tuple(name.split("/")) not in CHECKPOINTS:
+            raise SystemExit(f"--checkpoints: unknown checkpoint {name!r}; known: {sorted(CHECKPOINTS)}")
+    for name in args.checkpoints:
+        for seed in args.seeds:
+            key = f"{name}@{seed}"
+            if key not in read_results(args.out):
+                add_results(args.out, {key: search_once(name, seed, args.work)})
+    print(markdown_table(read_results(args.out)))
+
+
+if __name__ == "__main__":
+    main()
