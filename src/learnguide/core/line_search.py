@@ -306,8 +306,8 @@ def answer_spread(
 
 
 def _half(labels: Tensor | None, n: int, gen: torch.Generator) -> Tensor:
-    """Indices of a random half of ``n`` rows ``[n // 2]``, each class of ``labels [n]`` halved alike (at
-    least 2 of a class kept where it has them, as the class statistics need)."""
+    """Indices of a random half of ``n`` rows, drawn without replacement: ``[n // 2]``, or with ``labels [n]``
+    each class halved alike (at least 2 of a class kept where it has them, as the class statistics need)."""
     if labels is None:
         return torch.randperm(n, generator=gen)[: n // 2]
     kept = []
