@@ -27,18 +27,23 @@ from learnguide.images.denoisers import load_image_denoiser
 from results_file import add_results, read_results
 
 
-def search_once(name: str, seed: int, work: Path) -> dict:
-    """One line search of ``VARIANTS["line-search"]`` on checkpoint ``name`` with ``seed``: its record."""
+def spread_over_seeds(name: str, seeds: list[int], work: Path, out: Path) -> None:
+    """The line search of ``VARIANTS["line-search"]`` on checkpoint ``name`` once per seed of ``seeds`` (the
+    checkpoint, its data and φ loaded once), each record added to ``out``; seeds already there are skipped."""
+    todo = [seed for seed in seeds if f"{name}@{seed}" not in read_results(out)]
+    if not todo:
+        return
     spec = VARIANTS["line-search"]
-    dataset_name, regime = name.split("/")
-    dataset = load_dataset(dataset_name)
+    dataset = load_dataset(name.split("/")[0])
     denoiser = load_image_denoiser(f"checkpoints/{name}", data_id=dataset.fingerprint())
     data = dataset.data_sampler("train", balanced=spec.balanced)
-    config = replace(spec.line_search, seed=seed)
     phi = variant_features(dataset, spec, work)
-    found = line_search_omega(denoiser, denoiser.schedule, data, config, phi)
-    print(f"{name} seed {seed}: ω = {found.omega:.4f}, half-sample spread {found.omega_spread:.4f}")
-    return {**found.found(), "seconds": found.seconds, "denoiser_evals": found.denoiser_evals}
+    for seed in todo:
+        config = replace(spec.line_search, seed=seed)
+        found = line_search_omega(denoiser, denoiser.schedule, data, config, phi)
+        print(f"{name} seed {seed}: ω = {found.omega:.4f}, half-sample spread {found.omega_spread:.4f}")
+        record = {**found.found(), "seconds": found.seconds, "denoiser_evals": found.denoiser_evals}
+        add_results(out, {f"{name}@{seed}": record})
 
 
 def markdown_table(report: dict) -> str:
@@ -63,14 +68,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/line_search_spread.json"))
     args = parser.parse_args()
+    known = [f"{d}/{r}" for d, r in CHECKPOINTS]
     for name in args.checkpoints:
-        if tuple(name.split("/")) not in CHECKPOINTS:
-            raise SystemExit(f"--checkpoints: unknown checkpoint {name!r}; known: {sorted(CHECKPOINTS)}")
+        if name not in known:
+            raise SystemExit(f"--checkpoints: unknown checkpoint {name!r}; known: {known}")
     for name in args.checkpoints:
-        for seed in args.seeds:
-            key = f"{name}@{seed}"
-            if key not in read_results(args.out):
-                add_results(args.out, {key: search_once(name, seed, args.work)})
+        spread_over_seeds(name, args.seeds, args.work, args.out)
     print(markdown_table(read_results(args.out)))
 
 
