@@ -9,6 +9,7 @@ process writes. Without a launcher (no ``WORLD_SIZE``) everything runs in this p
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -97,7 +98,17 @@ def processes() -> Processes:
     from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
+    atexit.unregister(_end_process_group)  # registered once however often this is called
+    atexit.register(_end_process_group)
     return Processes(state.process_index, state.num_processes, str(state.device))
+
+
+def _end_process_group() -> None:
+    """Destroy the process group while the interpreter is still whole: left to the interpreter's teardown,
+    gloo's worker threads can abort the process (SIGABRT, "terminate called without an active exception")
+    after its work is done."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 LOCK_FILE = ".learnguide.lock"
