@@ -3,8 +3,9 @@
 For each checkpoint, runs ``VARIANTS["line-search"]`` of ``learned_vs_tuned.py`` (5 constants × 640 samples
 at 25 steps, pooled energy distance with β = 1.75 in the clean feature classifier's pooled features) once
 per ``--seeds`` value (other noise, other data items), and records each answer with the search's own
-half-sample estimate of its spread (``LineSearchRecord.omega_spread``). The table compares the standard
-deviation of the answers over seeds with the mean estimate. No judge is consulted.
+half-sample estimate of its spread (``LineSearchRecord.omega_spread``) and the share of halves that guide at
+all (``guided_share``). The table compares the standard deviation of the answers over seeds with the mean
+estimate, and shows each seed's share of halves choosing no guidance. No judge is consulted.
 
     PYTHONPATH=benchmarks python benchmarks/line_search_spread.py --checkpoints digits/under_trained \
       mnist/well_trained --seeds 0 1 2
@@ -41,23 +42,31 @@ def spread_over_seeds(name: str, seeds: list[int], work: Path, out: Path) -> Non
     for seed in todo:
         config = replace(spec.line_search, seed=seed)
         found = line_search_omega(denoiser, denoiser.schedule, data, config, phi)
-        print(f"{name} seed {seed}: ω = {found.omega:.4f}, half-sample spread {found.omega_spread:.4f}")
+        print(
+            f"{name} seed {seed}: ω = {found.omega:.4f}, half-sample spread {found.omega_spread:.4f}, "
+            f"halves guiding {found.guided_share:.2f}"
+        )
         record = {**found.found(), "seconds": found.seconds, "denoiser_evals": found.denoiser_evals}
         add_results(out, {f"{name}@{seed}": record})
 
 
 def markdown_table(report: dict) -> str:
-    """Per checkpoint: the answer at each seed, their standard deviation and the mean half-sample estimate."""
+    """Per checkpoint: the answer at each seed, their standard deviation, the mean half-sample estimate and
+    each seed's share of halves choosing no guidance (– for records made before it was kept)."""
     rows = [
-        "| checkpoint | ω by seed | std over seeds | half-sample estimate (mean) |",
-        "|---|---|---|---|",
+        "| checkpoint | ω by seed | std over seeds | half-sample estimate (mean) | halves unguided by seed |",
+        "|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(key.split("@")[0] for key in report):
         found = [v for k, v in report.items() if k.split("@")[0] == name]
         omegas = [f["omega"] for f in found]
         spread = statistics.stdev(omegas) if len(omegas) > 1 else float("nan")
         estimate = statistics.mean(f["omega_spread"] for f in found)
-        rows.append(f"| {name} | {' / '.join(f'{w:.3f}' for w in omegas)} | {spread:.3f} | {estimate:.3f} |")
+        unguided = [f"{1 - f['guided_share']:.2f}" if "guided_share" in f else "–" for f in found]
+        rows.append(
+            f"| {name} | {' / '.join(f'{w:.3f}' for w in omegas)} | {spread:.3f} | {estimate:.3f} | "
+            f"{' / '.join(unguided)} |"
+        )
     return "\n".join(rows)
 
 

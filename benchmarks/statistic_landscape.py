@@ -22,9 +22,16 @@ these losses (:func:`~learnguide.core.line_search.choose_schedule`; the same sam
 answer as ``learned_vs_tuned.py --variant shape-search`` or ``covariance-search``). With ``--score`` each
 choice is also scored as RESULTS.md scores (three sets, both judges).
 
+With ``--seed`` the search's samples and data items of another seed are drawn (the search with
+``LineSearchConfig.seed``). Each column's vertex over the constants (:func:`parabola_minimum`) is recorded,
+and ``--seeds-table`` prints them for every seed recorded: whether a seed that moves the search's answer
+moves the judges' too (sample noise both would see) or only the search's statistics (its feature space).
+
     PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained
     PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained \
         --from-features --score energy+covariance
+    PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint mnist/well_trained --cosine \
+        --seed 2 --seeds-table
 """
 
 from __future__ import annotations
@@ -43,13 +50,14 @@ from learnguide.core.line_search import (
     choose_schedule,
     common_draw,
     final_samples,
+    parabola_minimum,
     pooled_energy,
     schedule_network,
     search_statistic,
 )
 from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.images.classifier import predict
-from results_file import add_results
+from results_file import add_results, read_results
 
 SEARCH = VARIANTS["shape-search"].line_search
 COLUMNS = {"energy": "L β=1.75 (search)", "energy+covariance": "L β=1.75 + cov. term"}  # search statistics
@@ -70,7 +78,7 @@ def draw_features(args: argparse.Namespace, setup: tuple) -> dict[str, torch.Ten
     ``<label>/phi`` and ``<label>/<judge>``."""
     dataset, denoiser, scorer, _ = setup
     spec = VARIANTS["line-search"]
-    config, phi = spec.line_search, variant_features(dataset, spec, args.work)
+    config, phi = replace(spec.line_search, seed=args.seed), variant_features(dataset, spec, args.work)
     x0, cond = common_draw(dataset.data_sampler("train", balanced=spec.balanced), config)
     n, labels = config.samples, cond[: config.samples]
     saved = {"true": phi(x0, x0.new_zeros(len(x0))).double(), "labels": labels}
@@ -109,6 +117,29 @@ def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, fl
     return table
 
 
+def constant_vertices(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """For every column of ``table``: the vertex over the search's constants (:func:`parabola_minimum`), when
+    ``table`` holds them all."""
+    constants = [f"constant {w:g}" for w in SEARCH.omegas]
+    if not all(label in table for label in constants):
+        return {}
+    columns = next(iter(table.values()))
+    return {c: parabola_minimum(list(SEARCH.omegas), [table[k][c] for k in constants])[0] for c in columns}
+
+
+def seeds_table(results: dict, checkpoint: str) -> str:
+    """Markdown: each column's vertex over the constants for every seed of ``checkpoint`` in ``results``."""
+    runs = {key: entry for key, entry in results.items() if key.split("@")[0] == checkpoint}
+    runs = {key: entry["vertices"] for key, entry in runs.items() if entry.get("vertices")}
+    if not runs:
+        return f"no seeds of {checkpoint} with the constants' grid recorded"
+    seeds = [key.partition("@")[2] or "0" for key in runs]
+    rows = [f"| statistic | {' | '.join(f'seed {s}' for s in seeds)} |", "|---|" + "---|" * len(seeds)]
+    for column in next(iter(runs.values())):
+        rows.append(f"| {column} | {' | '.join(f'{v[column]:.3f}' for v in runs.values())} |")
+    return "\n".join(rows)
+
+
 def search_choices(table: dict[str, dict[str, float]]) -> dict[str, tuple[str, float, str | None]]:
     """For each search statistic: the shape search's answer (family, ω or ω_max, warning) from ``table``'s
     losses, when it holds the search's whole grid."""
@@ -133,9 +164,12 @@ def main() -> None:
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
     parser.add_argument("--from-features", action="store_true", help="score the saved features, draw nothing")
     parser.add_argument("--score", nargs="*", default=[], choices=list(COLUMNS), help="score these choices")
+    parser.add_argument("--seed", type=int, default=0, help="the search's seed (samples and data items)")
+    parser.add_argument("--seeds-table", action="store_true", help="print every recorded seed's vertices")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
-    path = args.features / f"{args.checkpoint.replace('/', '-')}.safetensors"
+    key = args.checkpoint + (f"@{args.seed}" if args.seed else "")
+    path = args.features / f"{key.replace('/', '-').replace('@', '-seed')}.safetensors"
     began, setup = time.perf_counter(), evaluation_setup(*args.checkpoint.split("/"), args.work)
     if args.from_features:
         saved = load_file(str(path))
@@ -156,8 +190,12 @@ def main() -> None:
         k = dataset.num_classes
         network = schedule_network(denoiser.schedule, torch.arange(k), omega, k, shape)
         scores[stat] = score(scorer, network, eval_sets, f"{stat}: {shape} {omega:.4g}")
-    entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores}
-    add_results(args.out, {args.checkpoint: entry | {"seconds": time.perf_counter() - began}})
+    vertices = constant_vertices(table)
+    print("vertices over the constants:", {k: round(v, 3) for k, v in vertices.items()})
+    entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores, "vertices": vertices}
+    add_results(args.out, {key: entry | {"seconds": time.perf_counter() - began}})
+    if args.seeds_table:
+        print(seeds_table(read_results(args.out), args.checkpoint))
 
 
 if __name__ == "__main__":

@@ -536,3 +536,32 @@ def test_the_spread_text_names_the_estimate_and_a_split_family():
     split = spread_text(0.3, 0.75, "increasing-cosine")
     assert split.endswith("(half-sample estimate; 75% of halves choose increasing-cosine)")
     assert spread_text(None, None, "constant") == ""
+
+
+def test_halves_that_disagree_on_guiding_at_all_predict_other_seeds_and_warn():
+    from learnguide.core.line_search import DOUBT
+
+    # ω* = κ / (1 − κ) = 0.11 on a grid by 0.25, from 100 samples: seeds split between ω = 0 and some guidance
+    config = LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=100, reference=1, steps=10)
+    records = [search(weakened(0.1), replace(config, seed=seed)) for seed in range(8)]
+    unguided_over_seeds = sum(r.omega == 0.0 for r in records) / len(records)
+    assert 0.25 <= unguided_over_seeds <= 0.75  # 0.5 here: the decision itself is not firm
+    predicted = sum(1.0 - r.guided_share for r in records) / len(records)
+    assert abs(predicted - unguided_over_seeds) < 0.15  # 0.57 here
+    for r in records:
+        against = 1.0 - r.guided_share if r.omega > 0 else r.guided_share
+        warned = [w for w in r.warnings if "half-sample draws choose" in w]
+        assert bool(warned) == (against >= DOUBT)
+    assert sum(bool(r.warnings) for r in records) >= 4
+    assert records[0].found()["guided_share"] == records[0].guided_share
+
+
+def test_the_doubt_warning_says_what_other_seeds_may_do_and_what_firms_it_up():
+    from learnguide.core.line_search import guidance_doubt
+
+    assert guidance_doubt(True, 0.9, 32) is None and guidance_doubt(False, 0.1, 32) is None
+    assert guidance_doubt(True, None, 0) is None
+    text = guidance_doubt(True, 0.6875, 32)
+    assert text.startswith("10 of 32 half-sample draws choose no guidance: another seed may not guide at all")
+    assert "more --samples" in text
+    assert guidance_doubt(False, 0.25, 32).startswith("8 of 32 half-sample draws choose guidance")

@@ -33,9 +33,11 @@ denoiser whose conditional branch is 0.6 p(x | c) + 0.4 p(x) has the right mixtu
 Near its minimum the statistic is flat, so another seed (other noise, other data items) moves the answer.
 The search estimates by how much without sampling again: it repeats the choice on ``spread_draws`` random
 halves of its own samples and data items (the same half of the samples for every schedule; each class halved
-alike), and reports the standard deviation of those answers and the share of halves that choose the same
-family. A half drawn without replacement varies about the whole set as much as a fresh whole set varies
-about the truth (a mean's variance 1/(n/2) − 1/n = 1/n; docs/design.md §3.5).
+alike), and reports the standard deviation of those answers, the share of halves that choose the same
+family and the share that guide at all. A half drawn without replacement varies about the whole set as much
+as a fresh whole set varies about the truth (a mean's variance 1/(n/2) − 1/n = 1/n; docs/design.md §3.5), so
+where ``DOUBT`` or more of the halves disagree with the answer on whether to guide at all, another seed may
+well do so too, and the search warns.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from learnguide.core.schedules import Schedule, step_grid
 
 STATISTICS = ("energy", "energy+covariance", "class-energy")  # what a search minimises (module docstring)
 EXACT = "donot_use_mm_for_euclid_dist"  # torch.cdist: differences, not the |x|² − 2x·y + |y|² expansion
+DOUBT = 0.2  # the share of half draws disagreeing on whether to guide at all from which a search warns
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,8 @@ class LineSearchRecord:
     """What a line search measured: the loss L(ω) at each grid value (and L(ω_max) at each scale of a
     shape), the chosen family (``"constant"`` or the shape) and its ω (ω_max for a shape), the answer's
     estimated spread over seeds (``omega_spread``: a standard deviation; ``family_share``: the share of half
-    draws choosing the same family; None when not estimated), cost and warnings."""
+    draws choosing the same family; ``guided_share``: the share choosing any guidance, a constant ω > 0 or a
+    shape; None when not estimated), cost and warnings."""
 
     omegas: list[float]
     losses: list[float]
@@ -181,6 +185,7 @@ class LineSearchRecord:
     shape_losses: list[float] = field(default_factory=list)
     omega_spread: float | None = None
     family_share: float | None = None
+    guided_share: float | None = None
 
     def found(self) -> dict:
         """The measured curves and the choice, without cost or warnings (JSON-serialisable)."""
@@ -247,7 +252,8 @@ def line_search_omega(
     found = statistic_losses(guided, true, labels, config)
     losses, shape_losses = found[: len(config.omegas)], found[len(config.omegas) :]
     chosen, omega, warning = choose_schedule(config, losses, shape_losses)
-    spread, share = answer_spread(guided, true, labels, config, chosen)
+    spread, share, guided_share = answer_spread(guided, true, labels, config, chosen)
+    doubt = guidance_doubt(guides(chosen, omega), guided_share, config.spread_draws)
     return LineSearchRecord(
         omegas=list(config.omegas),
         losses=losses,
@@ -255,12 +261,13 @@ def line_search_omega(
         denoiser_evals=config.denoiser_evals(),
         feature_evals=config.samples * (len(schedules) + config.reference),
         seconds=time.perf_counter() - began,
-        warnings=report([warning]),
+        warnings=report([warning, doubt]),
         shape=chosen,
         scales=list(config.scales) if config.shape is not None else [],
         shape_losses=shape_losses,
         omega_spread=spread,
         family_share=share,
+        guided_share=guided_share,
     )
 
 
@@ -284,14 +291,15 @@ def answer_spread(
     labels: Tensor | None,
     config: LineSearchConfig,
     family: str,
-) -> tuple[float | None, float | None]:
+) -> tuple[float | None, float | None, float | None]:
     """The answer's spread over seeds, estimated from ``config.spread_draws`` random halves (module
     docstring): ``(std of the halves' ω among those choosing ``family``; share of halves choosing
-    ``family``)``; ``(None, None)`` with no draws. ``guided``: each schedule's features ``[n, F]``
-    in :meth:`LineSearchConfig.schedules`'s order; ``true [m, F]``: the data items' with class ids
-    ``labels [m]`` (the first n are the samples'; None: halves drawn without regard to class)."""
+    ``family``; share of halves choosing any guidance)``; ``(None, None, None)`` with no draws. ``guided``:
+    each schedule's features ``[n, F]`` in :meth:`LineSearchConfig.schedules`'s order; ``true [m, F]``: the
+    data items' with class ids ``labels [m]`` (the first n are the samples'; None: halves drawn without regard
+    to class)."""
     if config.spread_draws == 0:
-        return None, None
+        return None, None, None
     n, k = guided[0].shape[0], len(config.omegas)
     gen = torch.Generator().manual_seed(config.seed)
     answers = []
@@ -302,7 +310,28 @@ def answer_spread(
         answers.append(choose_schedule(config, losses[:k], losses[k:])[:2])
     same = torch.tensor([w for chosen, w in answers if chosen == family], dtype=torch.float64)
     std = float(same.std()) if len(same) > 1 else 0.0
-    return std, len(same) / len(answers)
+    guiding = sum(guides(chosen, w) for chosen, w in answers)
+    return std, len(same) / len(answers), guiding / len(answers)
+
+
+def guides(family: str, omega: float) -> bool:
+    """Whether a search's answer guides at all: a shape, or a constant ω ≠ 0."""
+    return family != "constant" or omega != 0.0
+
+
+def guidance_doubt(guided: bool, guided_share: float | None, draws: int) -> str | None:
+    """A warning when at least ``DOUBT`` of the ``draws`` half draws disagree with an answer that ``guided``
+    (or not) on whether to guide at all (``guided_share``: the share of halves that guide); else None."""
+    if guided_share is None:
+        return None
+    against = 1.0 - guided_share if guided else guided_share
+    if against < DOUBT:
+        return None
+    choice, other_seed = ("no guidance", "not guide at all") if guided else ("guidance", "guide")
+    return (
+        f"{round(against * draws)} of {draws} half-sample draws choose {choice}: another seed may "
+        f"{other_seed}; more --samples make the answer firmer (its spread falls as 1/√samples)"
+    )
 
 
 def _half(labels: Tensor | None, n: int, gen: torch.Generator) -> Tensor:
