@@ -24,8 +24,9 @@ choice is also scored as RESULTS.md scores (three sets, both judges).
 
 With ``--seed`` the search's samples and data items of another seed are drawn (the search with
 ``LineSearchConfig.seed``). Each column's vertex over the constants (:func:`parabola_minimum`) is recorded,
-and ``--seeds-table`` prints them for every seed recorded: whether a seed that moves the search's answer
-moves the judges' too (sample noise both would see) or only the search's statistics (its feature space).
+and ``--seeds-table`` prints them for every seed recorded, and for all saved seeds' samples taken together:
+whether a seed that moves the search's answer moves the judges' too (sample noise both would see) or only the
+search's statistics (its feature space).
 
     PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained
     PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained \
@@ -127,14 +128,31 @@ def constant_vertices(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return {c: parabola_minimum(list(SEARCH.omegas), [table[k][c] for k in constants])[0] for c in columns}
 
 
+def pooled_over_seeds(features: Path, checkpoint: str, scorer) -> tuple[dict[str, float], int]:
+    """Each column's vertex over the constants with the samples and data items of every seed of
+    ``checkpoint`` saved in ``features`` taken together (the schedules all of them drew), and the number of
+    seeds."""
+    stem = checkpoint.replace("/", "-")
+    paths = sorted(features.glob(f"{stem}.safetensors")) + sorted(features.glob(f"{stem}-seed*.safetensors"))
+    saved = [load_file(str(path)) for path in paths]
+    common = set.intersection(*(set(s) for s in saved))
+    joined = {key: torch.cat([s[key] for s in saved]) for key in common}
+    return constant_vertices(table_from(joined, scorer)), len(saved)
+
+
 def seeds_table(results: dict, checkpoint: str) -> str:
     """Markdown: each column's vertex over the constants for every seed of ``checkpoint`` in ``results``."""
     runs = {key: entry for key, entry in results.items() if key.split("@")[0] == checkpoint}
-    runs = {key: entry["vertices"] for key, entry in runs.items() if entry.get("vertices")}
+    runs = {key: entry for key, entry in runs.items() if entry.get("vertices")}
     if not runs:
         return f"no seeds of {checkpoint} with the constants' grid recorded"
-    seeds = [key.partition("@")[2] or "0" for key in runs]
-    rows = [f"| statistic | {' | '.join(f'seed {s}' for s in seeds)} |", "|---|" + "---|" * len(seeds)]
+    runs = dict(sorted(runs.items(), key=lambda item: "seeds" in item[1]))  # the seeds together last
+    names = [
+        f"{entry['seeds']} seeds together" if "seeds" in entry else f"seed {key.partition('@')[2] or 0}"
+        for key, entry in runs.items()
+    ]
+    runs = {key: entry["vertices"] for key, entry in runs.items()}
+    rows = [f"| statistic | {' | '.join(names)} |", "|---|" + "---|" * len(names)]
     for column in next(iter(runs.values())):
         rows.append(f"| {column} | {' | '.join(f'{v[column]:.3f}' for v in runs.values())} |")
     return "\n".join(rows)
@@ -195,6 +213,8 @@ def main() -> None:
     entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores, "vertices": vertices}
     add_results(args.out, {key: entry | {"seconds": time.perf_counter() - began}})
     if args.seeds_table:
+        together, count = pooled_over_seeds(args.features, args.checkpoint, setup[2])
+        add_results(args.out, {f"{args.checkpoint}@together": {"vertices": together, "seeds": count}})
         print(seeds_table(read_results(args.out), args.checkpoint))
 
 
