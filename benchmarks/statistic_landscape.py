@@ -26,7 +26,8 @@ With ``--seed`` the search's samples and data items of another seed are drawn (t
 ``LineSearchConfig.seed``). Each column's vertex over the constants (:func:`parabola_minimum`) is recorded,
 and ``--seeds-table`` prints them for every seed recorded, and for all saved seeds' samples taken together:
 whether a seed that moves the search's answer moves the judges' too (sample noise both would see) or only the
-search's statistics (its feature space).
+search's statistics (its feature space). It also gives each judge's vertex from random subsets of
+``--judge-sizes`` samples of them: whether a judge's preference holds as its FD's small-sample bias shrinks.
 
     PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained
     PYTHONPATH=benchmarks python benchmarks/statistic_landscape.py --checkpoint fashion-mnist/well_trained \
@@ -128,16 +129,36 @@ def constant_vertices(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return {c: parabola_minimum(list(SEARCH.omegas), [table[k][c] for k in constants])[0] for c in columns}
 
 
-def pooled_over_seeds(features: Path, checkpoint: str, scorer) -> tuple[dict[str, float], int]:
-    """Each column's vertex over the constants with the samples and data items of every seed of
-    ``checkpoint`` saved in ``features`` taken together (the schedules all of them drew), and the number of
-    seeds."""
+def joined_seeds(features: Path, checkpoint: str) -> tuple[dict[str, torch.Tensor], int]:
+    """The samples' and data items' features of every seed of ``checkpoint`` saved in ``features``, taken
+    together (the schedules all of them drew), and the number of seeds."""
     stem = checkpoint.replace("/", "-")
     paths = sorted(features.glob(f"{stem}.safetensors")) + sorted(features.glob(f"{stem}-seed*.safetensors"))
     saved = [load_file(str(path)) for path in paths]
     common = set.intersection(*(set(s) for s in saved))
-    joined = {key: torch.cat([s[key] for s in saved]) for key in common}
-    return constant_vertices(table_from(joined, scorer)), len(saved)
+    return {key: torch.cat([s[key] for s in saved]) for key in common}, len(saved)
+
+
+def judge_vertices_by_size(
+    joined: dict[str, torch.Tensor], scorer, sizes: list[int], draws: int = 12
+) -> dict[str, dict[int, float]]:
+    """Each judge's vertex over the constants of its FD averaged over ``draws`` random subsets of each size of
+    ``sizes`` of ``joined``'s samples (the same rows for every ω: common noise kept), and at all of them."""
+    constants = [f"constant {w:g}" for w in SEARCH.omegas]
+    references = dict(zip(JUDGES, (scorer.reference, scorer.held_out[1]), strict=True))
+    total, found = len(joined["labels"]), {}
+    for name, reference in references.items():
+        found[name] = {}
+        for size in [*sizes, total]:
+            gen, fds = torch.Generator().manual_seed(0), [0.0] * len(constants)
+            subsets = [
+                torch.randperm(total, generator=gen)[:size] for _ in range(draws if size < total else 1)
+            ]
+            for rows in subsets:
+                for i, label in enumerate(constants):
+                    fds[i] += reference.frechet_distance(joined[f"{label}/{name}"][rows]) / len(subsets)
+            found[name][size] = parabola_minimum(list(SEARCH.omegas), fds)[0]
+    return found
 
 
 def seeds_table(results: dict, checkpoint: str) -> str:
@@ -184,6 +205,14 @@ def main() -> None:
     parser.add_argument("--score", nargs="*", default=[], choices=list(COLUMNS), help="score these choices")
     parser.add_argument("--seed", type=int, default=0, help="the search's seed (samples and data items)")
     parser.add_argument("--seeds-table", action="store_true", help="print every recorded seed's vertices")
+    parser.add_argument(
+        "--judge-sizes",
+        type=int,
+        nargs="*",
+        default=[300, 640],
+        help="with --seeds-table: the judges' vertices from random subsets of all seeds' samples of these "
+        "sizes (FD's small-sample bias), and from all",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
     key = args.checkpoint + (f"@{args.seed}" if args.seed else "")
@@ -213,9 +242,13 @@ def main() -> None:
     entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores, "vertices": vertices}
     add_results(args.out, {key: entry | {"seconds": time.perf_counter() - began}})
     if args.seeds_table:
-        together, count = pooled_over_seeds(args.features, args.checkpoint, setup[2])
-        add_results(args.out, {f"{args.checkpoint}@together": {"vertices": together, "seeds": count}})
+        joined, count = joined_seeds(args.features, args.checkpoint)
+        together = constant_vertices(table_from(joined, setup[2]))
+        by_size = judge_vertices_by_size(joined, setup[2], args.judge_sizes)
+        entry = {"vertices": together, "seeds": count, "judge_vertices_by_size": by_size}
+        add_results(args.out, {f"{args.checkpoint}@together": entry})
         print(seeds_table(read_results(args.out), args.checkpoint))
+        print("judges' vertices by samples per set:", by_size)
 
 
 if __name__ == "__main__":
