@@ -565,3 +565,23 @@ def test_the_doubt_warning_says_what_other_seeds_may_do_and_what_firms_it_up():
     assert text.startswith("10 of 32 half-sample draws choose no guidance: another seed may not guide at all")
     assert "more --samples" in text
     assert guidance_doubt(False, 0.25, 32).startswith("8 of 32 half-sample draws choose guidance")
+
+
+def test_fit_line_search_prints_and_saves_the_doubt_warning_only_where_the_halves_disagree(tmp_path, capsys):
+    from learnguide.apps.cli import main
+
+    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    cases = (("0", None), ("1", "another seed may guide;"), ("2", "another seed may not guide at all"))
+    for seed, expected in cases:  # 2, 12 and 10 of 32 halves disagree with ω = 0.46, 0 and 0.29
+        out = tmp_path / f"seed-{seed}"
+        assert main(["fit", "--line-search", *source, *small, "--seed", seed, "--out", str(out)]) == 0
+        err = capsys.readouterr().err
+        extra = json.loads((out / "config.json").read_text())["extra"]
+        guided = extra["found"]["omega"] > 0
+        against = 1 - extra["found"]["guided_share"] if guided else extra["found"]["guided_share"]
+        saved = [w for w in extra.get("warnings", []) if "half-sample draws" in w]
+        if expected is None:
+            assert against < 0.2 and not saved and "half-sample draws" not in err
+        else:
+            assert against >= 0.2 and expected in saved[0] and expected in err
