@@ -319,15 +319,16 @@ def guides(family: str, omega: float) -> bool:
     return family != "constant" or omega != 0.0
 
 
-def guidance_doubt(guided: bool, guided_share: float | None, draws: int) -> str | None:
-    """A warning when at least ``DOUBT`` of the ``draws`` half draws disagree with an answer that ``guided``
-    (or not) on whether to guide at all (``guided_share``: the share of halves that guide); else None."""
+def guidance_doubt(answer_guides: bool, guided_share: float | None, draws: int) -> str | None:
+    """A warning when at least ``DOUBT`` of the ``draws`` half draws disagree with the answer (which guides
+    at all, or not: ``answer_guides``) on whether to guide at all (``guided_share``: the share of halves that
+    guide); else None."""
     if guided_share is None:
         return None
-    against = 1.0 - guided_share if guided else guided_share
+    against = 1.0 - guided_share if answer_guides else guided_share
     if against < DOUBT:
         return None
-    choice, other_seed = ("no guidance", "not guide at all") if guided else ("guidance", "guide")
+    choice, other_seed = ("no guidance", "not guide at all") if answer_guides else ("guidance", "guide")
     return (
         f"{round(against * draws)} of {draws} half-sample draws choose {choice}: another seed may "
         f"{other_seed}; more --samples make the answer firmer (its spread falls as 1/√samples)"
