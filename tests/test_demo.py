@@ -133,3 +133,6 @@ def test_the_learning_line_gives_a_searchs_spread_and_reads_records_made_before_
     assert "constant ω = 0.800 (loss by ω" in learning_line(learning)  # a record without a spread
     spread = learning_line({**learning, "omega_spread": 0.05, "family_share": 1.0})
     assert "constant ω = 0.800 ± 0.05 over seeds (half-sample estimate) (loss by ω" in spread
+    doubt = "13 of 32 half-sample draws choose no guidance: another seed may not guide at all"
+    warned = learning_line({**learning, "warnings": [doubt]})
+    assert warned.endswith(f"s). Warning: {doubt}.")

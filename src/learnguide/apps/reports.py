@@ -128,7 +128,7 @@ def _plot_per_regime(figures: DemoFigures, draw: Callable[[plt.Axes, dict], None
 
 def learning_line(learning: dict) -> str:
     """One sentence on how ω was learned, from a demo regime's learning record: the line search's answer and
-    loss curve, or a fit's denoiser calls; with its cost and time."""
+    loss curve, or a fit's denoiser calls; with its cost and time, and a line search's warnings after it."""
     cost = f"{learning['denoiser_evals']} denoiser evaluations, {learning['seconds']:.1f} s"
     if learning["method"] != "line-search":
         return f"Learning ω ({learning['method']}): {learning['denoiser_calls']} denoiser calls ({cost})."
@@ -138,9 +138,10 @@ def learning_line(learning: dict) -> str:
     )
     statistic = search["statistic"]
     spread = spread_text(learning.get("omega_spread"), learning.get("family_share"), learning["shape"])
+    warned = "".join(f" Warning: {text}." for text in learning.get("warnings", []))
     return (
         f"Learning ω (line search, {statistic} statistic): {learning['shape']} ω = {learning['omega']:.3f}"
-        f"{' ' + spread if spread else ''} (loss by ω — {curve}; {cost})."
+        f"{' ' + spread if spread else ''} (loss by ω — {curve}; {cost}).{warned}"
     )
 
 
