@@ -21,7 +21,17 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from learned_vs_tuned import CHECKPOINTS, VARIANTS, variant_features
+from learned_vs_tuned import (
+    CHECKPOINTS,
+    VARIANTS,
+    best_tuned,
+    evaluation_setup,
+    known_scores,
+    score,
+    tuned_winners,
+    variant_features,
+)
+from learnguide.core.guidance import ConstantGuidance
 from learnguide.core.line_search import line_search_omega
 from learnguide.data.images import load_dataset
 from learnguide.images.denoisers import load_image_denoiser
@@ -50,6 +60,58 @@ def spread_over_seeds(name: str, seeds: list[int], work: Path, out: Path) -> Non
         add_results(out, {f"{name}@{seed}": record})
 
 
+def score_answers(name: str, work: Path, out: Path, baselines_from: Path) -> None:
+    """Score each seed's constant answer of ``name`` recorded in ``out`` on RESULTS.md's evaluation sets in
+    both judges' features, beside the tuned winners (taken from ``baselines_from``'s entries judged against
+    the test split when there, else sampled) and ω = 0; kept in ``out`` under ``<name>@scores``."""
+    report = read_results(out)
+    answers = {k.split("@")[1]: v for k, v in report.items() if k.startswith(f"{name}@") and "omega" in v}
+    done = report.get(f"{name}@scores", {"baselines": {}, "answers": {}})
+    todo = [
+        seed
+        for seed, found in answers.items()
+        if found["shape"] == "constant" and seed not in done["answers"]
+    ]
+    if not todo:
+        return
+    dataset_name, regime = name.split("/")
+    _, _, scorer, eval_sets = evaluation_setup(dataset_name, regime, work)
+    if not done["baselines"]:
+        runs = read_results(baselines_from)
+        tested = {
+            k: v
+            for k, v in runs.items()
+            if k != "variants" and runs["variants"][v["variant"]].get("judged", "test") == "test"
+        }
+        known = {k: v for k, v in known_scores(tested, name).items() if k != "learned"}
+        schedules = {"unguided": ConstantGuidance(0.0), **tuned_winners(dataset_name, regime)}
+        done["baselines"] = {
+            label: known.get(label) or score(scorer, guidance, eval_sets, f"{name} {label}")
+            for label, guidance in schedules.items()
+        }
+    for seed in todo:
+        omega = answers[seed]["omega"]
+        done["answers"][seed] = score(
+            scorer, ConstantGuidance(omega), eval_sets, f"{name} seed {seed}: ω = {omega:.4f}"
+        )
+        add_results(out, {f"{name}@scores": done})
+
+
+def scores_table(report: dict) -> str:
+    """Per checkpoint scored: each seed's answer's FD over the best tuned baseline's, in the evaluation and
+    held-out judges' features."""
+    rows = ["| checkpoint | seed | ω | FD ratio to best tuned (eval. / held-out) |", "|---|---|---|---|"]
+    for key, entry in report.items():
+        if not key.endswith("@scores"):
+            continue
+        name = key.split("@")[0]
+        for seed, scored in entry["answers"].items():
+            ratios = [scored[m] / best_tuned(entry["baselines"], m)[m] for m in ("fd", "held_out_fd")]
+            omega = report[f"{name}@{seed}"]["omega"]
+            rows.append(f"| {name} | {seed} | {omega:.3f} | {ratios[0]:.2f} / {ratios[1]:.2f} |")
+    return "\n".join(rows)
+
+
 def markdown_table(report: dict) -> str:
     """Per checkpoint: the answer at each seed, their standard deviation, the mean half-sample estimate and
     each seed's share of halves choosing no guidance (– for records made before it was kept)."""
@@ -58,7 +120,7 @@ def markdown_table(report: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(key.split("@")[0] for key in report):
-        found = [v for k, v in report.items() if k.split("@")[0] == name]
+        found = [v for k, v in report.items() if k.split("@")[0] == name and "omega" in v]
         omegas = [f["omega"] for f in found]
         spread = statistics.stdev(omegas) if len(omegas) > 1 else float("nan")
         estimate = statistics.mean(f["omega_spread"] for f in found)
@@ -76,6 +138,17 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/line_search_spread.json"))
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="also score each seed's answer as RESULTS.md scores (both judges)",
+    )
+    parser.add_argument(
+        "--baselines-from",
+        type=Path,
+        default=Path("benchmarks/results/learned_vs_tuned.json"),
+        help="with --score: reuse the tuned winners' scores of this learned_vs_tuned.py output",
+    )
     args = parser.parse_args()
     known = [f"{d}/{r}" for d, r in CHECKPOINTS]
     for name in args.checkpoints:
@@ -83,7 +156,11 @@ def main() -> None:
             raise SystemExit(f"--checkpoints: unknown checkpoint {name!r}; known: {known}")
     for name in args.checkpoints:
         spread_over_seeds(name, args.seeds, args.work, args.out)
+    for name in args.checkpoints if args.score else []:
+        score_answers(name, args.work, args.out, args.baselines_from)
     print(markdown_table(read_results(args.out)))
+    if args.score:
+        print(scores_table(read_results(args.out)))
 
 
 if __name__ == "__main__":
