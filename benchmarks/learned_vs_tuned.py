@@ -523,6 +523,16 @@ def known_scores(report: dict, checkpoint: str, steps: int = STEPS) -> dict:
     )
 
 
+def judged_against(report: dict, judged: str) -> dict:
+    """The entries of ``report`` (this script's JSON) whose variant was judged against ``judged``
+    (``"test"``: the whole test split; ``"test-half"``: its second half)."""
+    return {
+        k: v
+        for k, v in report.items()
+        if k != "variants" and report["variants"][v["variant"]].get("judged", "test") == judged
+    }
+
+
 def best_tuned(scores: dict, metric: str) -> dict:
     """The scores of the tuned winner lowest in ``metric`` among an entry's ``scores`` (ω = 0's when no
     winner is listed: digits ``well_trained``, where ω = 0 is the winner)."""
@@ -617,13 +627,8 @@ def main() -> None:
         if key in report:
             continue
         dataset_name, regime = name.split("/")
-        same_reference = {  # baselines are reused only from an entry judged against the same reference
-            k: v
-            for k, v in report.items()
-            if k != "variants"
-            and report["variants"][v["variant"]].get("judged", "test") == VARIANTS[args.variant].judged
-        }
-        known = known_scores(same_reference, name, args.steps)
+        # baselines are reused only from an entry judged against the same reference
+        known = known_scores(judged_against(report, VARIANTS[args.variant].judged), name, args.steps)
         report[key] = run_checkpoint(
             dataset_name, regime, args.variant, args.work, args.inception, known, args.dev, args.steps
         )

@@ -26,6 +26,7 @@ from learned_vs_tuned import (
     VARIANTS,
     best_tuned,
     evaluation_setup,
+    judged_against,
     known_scores,
     score,
     tuned_winners,
@@ -77,12 +78,7 @@ def score_answers(name: str, work: Path, out: Path, baselines_from: Path) -> Non
     dataset_name, regime = name.split("/")
     _, _, scorer, eval_sets = evaluation_setup(dataset_name, regime, work)
     if not done["baselines"]:
-        runs = read_results(baselines_from)
-        tested = {
-            k: v
-            for k, v in runs.items()
-            if k != "variants" and runs["variants"][v["variant"]].get("judged", "test") == "test"
-        }
+        tested = judged_against(read_results(baselines_from), "test")
         known = {k: v for k, v in known_scores(tested, name).items() if k != "learned"}
         schedules = {"unguided": ConstantGuidance(0.0), **tuned_winners(dataset_name, regime)}
         done["baselines"] = {

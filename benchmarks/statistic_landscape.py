@@ -64,6 +64,12 @@ from results_file import add_results, read_results
 SEARCH = VARIANTS["shape-search"].line_search
 COLUMNS = {"energy": "L β=1.75 (search)", "energy+covariance": "L β=1.75 + cov. term"}  # search statistics
 JUDGES = ("FD eval. judge", "FD held-out judge")
+CONSTANTS = [f"constant {w:g}" for w in SEARCH.omegas]  # the labels of the search's constants
+
+
+def judge_references(scorer) -> dict:
+    """Each judge's reference statistics (test split), keyed as ``JUDGES``."""
+    return dict(zip(JUDGES, (scorer.reference, scorer.held_out[1]), strict=True))
 
 
 def schedules(args: argparse.Namespace) -> dict[str, GuidanceSchedule]:
@@ -100,7 +106,7 @@ def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, fl
     """Every statistic and judge for every schedule of ``saved``."""
     true, labels = saved["true"], saved["labels"]
     true_moments = feature_moments(true)
-    references = dict(zip(JUDGES, (scorer.reference, scorer.held_out[1]), strict=True))
+    references = judge_references(scorer)
     table = {}
     for label in [key.removesuffix("/phi") for key in saved if key.endswith("/phi")]:
         guided = saved[f"{label}/phi"]
@@ -122,11 +128,10 @@ def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, fl
 def constant_vertices(table: dict[str, dict[str, float]]) -> dict[str, float]:
     """For every column of ``table``: the vertex over the search's constants (:func:`parabola_minimum`), when
     ``table`` holds them all."""
-    constants = [f"constant {w:g}" for w in SEARCH.omegas]
-    if not all(label in table for label in constants):
+    if not all(label in table for label in CONSTANTS):
         return {}
     columns = next(iter(table.values()))
-    return {c: parabola_minimum(list(SEARCH.omegas), [table[k][c] for k in constants])[0] for c in columns}
+    return {c: parabola_minimum(list(SEARCH.omegas), [table[k][c] for k in CONSTANTS])[0] for c in columns}
 
 
 def joined_seeds(features: Path, checkpoint: str) -> tuple[dict[str, torch.Tensor], int]:
@@ -144,18 +149,16 @@ def judge_vertices_by_size(
 ) -> dict[str, dict[int, float]]:
     """Each judge's vertex over the constants of its FD averaged over ``draws`` random subsets of each size of
     ``sizes`` of ``joined``'s samples (the same rows for every ω: common noise kept), and at all of them."""
-    constants = [f"constant {w:g}" for w in SEARCH.omegas]
-    references = dict(zip(JUDGES, (scorer.reference, scorer.held_out[1]), strict=True))
     total, found = len(joined["labels"]), {}
-    for name, reference in references.items():
+    for name, reference in judge_references(scorer).items():
         found[name] = {}
         for size in [*sizes, total]:
-            gen, fds = torch.Generator().manual_seed(0), [0.0] * len(constants)
+            gen, fds = torch.Generator().manual_seed(0), [0.0] * len(CONSTANTS)
             subsets = [
                 torch.randperm(total, generator=gen)[:size] for _ in range(draws if size < total else 1)
             ]
             for rows in subsets:
-                for i, label in enumerate(constants):
+                for i, label in enumerate(CONSTANTS):
                     fds[i] += reference.frechet_distance(joined[f"{label}/{name}"][rows]) / len(subsets)
             found[name][size] = parabola_minimum(list(SEARCH.omegas), fds)[0]
     return found
@@ -163,8 +166,11 @@ def judge_vertices_by_size(
 
 def seeds_table(results: dict, checkpoint: str) -> str:
     """Markdown: each column's vertex over the constants for every seed of ``checkpoint`` in ``results``."""
-    runs = {key: entry for key, entry in results.items() if key.split("@")[0] == checkpoint}
-    runs = {key: entry for key, entry in runs.items() if entry.get("vertices")}
+    runs = {
+        key: entry
+        for key, entry in results.items()
+        if key.split("@")[0] == checkpoint and entry.get("vertices")
+    }
     if not runs:
         return f"no seeds of {checkpoint} with the constants' grid recorded"
     runs = dict(sorted(runs.items(), key=lambda item: "seeds" in item[1]))  # the seeds together last
@@ -182,12 +188,12 @@ def seeds_table(results: dict, checkpoint: str) -> str:
 def search_choices(table: dict[str, dict[str, float]]) -> dict[str, tuple[str, float, str | None]]:
     """For each search statistic: the shape search's answer (family, ω or ω_max, warning) from ``table``'s
     losses, when it holds the search's whole grid."""
-    constants, cosines = [f"constant {w:g}" for w in SEARCH.omegas], [f"cosine {w:g}" for w in SEARCH.scales]
-    if not all(label in table for label in constants + cosines):
+    cosines = [f"cosine {w:g}" for w in SEARCH.scales]
+    if not all(label in table for label in CONSTANTS + cosines):
         return {}
     return {
         stat: choose_schedule(
-            SEARCH, [table[c][column] for c in constants], [table[c][column] for c in cosines]
+            SEARCH, [table[c][column] for c in CONSTANTS], [table[c][column] for c in cosines]
         )
         for stat, column in COLUMNS.items()
     }

@@ -24,6 +24,9 @@ from learnguide.core.metrics import frechet_covariance_term
 from learnguide.core.schedules import VPCosine
 from learnguide.data.toy import separated_mixture
 
+DIGITS = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+SMALL_SEARCH = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+
 
 def weakened(kappa: float) -> WeakenedDenoiser:
     """The separated mixture's exact denoiser weakened by a constant κ: ω* = κ / (1 − κ) everywhere."""
@@ -149,8 +152,8 @@ def test_the_answer_is_an_omega_network_of_that_constant_that_loads_again(tmp_pa
 def test_fit_line_search_through_the_cli_saves_a_network_sample_loads(tmp_path):
     from learnguide.apps.cli import main
 
-    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
-    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    source = DIGITS
+    small = SMALL_SEARCH
     out = tmp_path / "omega"
     assert main(["fit", "--line-search", *source, *small, "--out", str(out)]) == 0
     extra = json.loads((out / "config.json").read_text())["extra"]
@@ -186,7 +189,7 @@ def test_fit_line_search_through_the_cli_saves_a_network_sample_loads(tmp_path):
 def test_bad_line_search_input_exits_2_and_writes_nothing(tmp_path, capsys, extra, message):
     from learnguide.apps.cli import main
 
-    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    source = DIGITS
     out = tmp_path / "omega"
     assert main(["fit", "--line-search", *source, "--grid-steps", "2", *extra, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
@@ -217,7 +220,7 @@ def test_an_experiment_line_search_finds_what_fit_line_search_finds(tmp_path):
     --line-search` with the same settings, and its ω is one constant in the results' table."""
     from learnguide.apps.cli import main
 
-    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    source = DIGITS
     small = ["--omegas", "0", "1", "2", "--samples", "40", "--grid-steps", "4", "--balanced-classes"]
     assert main(["fit", "--line-search", *source, *small, "--out", str(tmp_path / "omega")]) == 0
     out = tmp_path / "run"
@@ -343,8 +346,8 @@ def test_a_network_saved_before_envelopes_existed_loads_without_one(tmp_path):
 def test_fit_line_search_with_a_shape_through_the_cli(tmp_path, capsys):
     from learnguide.apps.cli import main
 
-    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
-    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    source = DIGITS
+    small = SMALL_SEARCH
     shape = ["--shape", "increasing-cosine", "--scales", "1", "2", "3"]
     out = tmp_path / "omega"
     assert main(["fit", "--line-search", *source, *small, *shape, "--out", str(out)]) == 0
@@ -369,7 +372,7 @@ def test_fit_line_search_with_a_shape_through_the_cli(tmp_path, capsys):
 def test_bad_shape_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
     from learnguide.apps.cli import main
 
-    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
+    source = DIGITS
     out = tmp_path / "omega"
     assert main(["fit", *args, *source, "--grid-steps", "2", "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
@@ -430,8 +433,8 @@ def test_the_covariance_statistic_recovers_the_known_constant_and_increasing_sch
 def test_fit_line_search_saves_the_statistic_it_minimised(tmp_path, capsys):
     from learnguide.apps.cli import main
 
-    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
-    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    source = DIGITS
+    small = SMALL_SEARCH
     out = tmp_path / "omega"
     assert (
         main(["fit", "--line-search", *source, *small, "--statistic", "energy+covariance", "--out", str(out)])
@@ -570,8 +573,8 @@ def test_the_doubt_warning_says_what_other_seeds_may_do_and_what_firms_it_up():
 def test_fit_line_search_prints_and_saves_the_doubt_warning_only_where_the_halves_disagree(tmp_path, capsys):
     from learnguide.apps.cli import main
 
-    source = ["--denoiser", "checkpoints/digits/under_trained", "--dataset", "digits", "--no-progress"]
-    small = ["--samples", "20", "--grid-steps", "3", "--omegas", "0", "0.5", "1", "--balanced-classes"]
+    source = DIGITS
+    small = SMALL_SEARCH
     cases = (("0", None), ("1", "another seed may guide;"), ("2", "another seed may not guide at all"))
     for seed, expected in cases:  # 2, 12 and 10 of 32 halves disagree with ω = 0.46, 0 and 0.29
         out = tmp_path / f"seed-{seed}"
