@@ -73,7 +73,7 @@ class Variant:
     init_omega: float = 1.0
     pixel_weight: float = 0.0
     fourier_features: int = 8
-    classifier: str = "noisy"  # "noisy": noisy_classifier(); "clean": feature_classifier() (final samples)
+    classifier: str = "noisy"  # "noisy": noisy_classifier(); "clean" / "clean-spatial": feature_classifier()
     layers: tuple[str, ...] = ("pooled",)  # frozen_features' layers; several: joined, each scaled on data
     shared: bool = False  # one ω(s, t) for every class (OmegaNet's ``shared``)
     balanced: bool = False  # ImageDataset.data_sampler's ``balanced``: every drawn item joins a class group
@@ -271,6 +271,28 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
         POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
         reference=4, steps=STEPS, beta=1.75, statistic="class-energy"),
     ),
+    # §10v: on MNIST well every statistic in the clean feature classifier's features says ω = 0 at every
+    # sample size, the evaluation classifier's FD too, and only the held-out classifier wants 0.26. Both cnn
+    # classifiers pool globally over space (test accuracy 0.954 and 0.974), the held-out LeNet keeps a 2×2
+    # layout (0.990): globally pooled features can miss a stroke in the wrong place, the errors a
+    # well-trained model's unguided samples make. So: the line search in the features of a third
+    # architecture, cnn's conv blocks with a 2×2 pool (cnn-spatial, the same width, seed and epochs as the
+    # clean feature classifier); same samples and cost. Fixed before any scoring
+    "spatial-search": replace(
+        POOLED, balanced=True, classifier="clean-spatial",
+        line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640, reference=4,
+        steps=STEPS, beta=1.75),
+    ),
+    # spatial-search's features say 0 on MNIST well too, with 0.990 test accuracy (§10w): layout and accuracy
+    # are not what the held-out judge sees. Every classifier that says 0 there normalises each image's
+    # channels (GroupNorm); the held-out LeNet and Inception do not (BatchNorm at evaluation is a fixed
+    # affine map). So: the same search in a cnn with BatchNorm (same width, seed and epochs). A diagnosis
+    # first (statistic_landscape.py --variant batchnorm-search); fixed before any scoring
+    "batchnorm-search": replace(
+        POOLED, balanced=True, classifier="clean-batchnorm",
+        line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640, reference=4,
+        steps=STEPS, beta=1.75),
+    ),
 }  # fmt: skip
 
 
@@ -336,16 +358,19 @@ def noisy_classifier(dataset, folder: Path):
     return load_classifier(folder, data_id=dataset.fingerprint())
 
 
+CLEAN_ARCHITECTURES = {  # Variant.classifier -> the feature classifier's arch
+    "clean": "cnn", "clean-spatial": "cnn-spatial", "clean-batchnorm": "cnn-batchnorm",
+}  # fmt: skip
 FEATURE_CLASSIFIER_EPOCHS = {"digits": 40, "mnist": 4, "fashion-mnist": 4}  # about 500–2,000 steps
 
 
-def feature_classifier(dataset, work: Path):
+def feature_classifier(dataset, work: Path, arch: str = "cnn"):
     """The clean classifier of ``work``/<dataset>-feature-classifier (cnn, width 16, seed 3: neither judge's
-    width and seed), trained first if it is not there: ``learnguide train-classifier --dataset <name>
-    --width 16 --seed 3 --epochs <4; digits 40>``."""
-    folder = work / f"{dataset.name}-feature-classifier"
+    width and seed; another ``arch``: that suffix on the folder), trained first if it is not there:
+    ``learnguide train-classifier --dataset <name> --width 16 --seed 3 --epochs <4; digits 40> [--arch]``."""
+    folder = work / f"{dataset.name}-feature-classifier{'' if arch == 'cnn' else '-' + arch}"
     if not (folder / "model.safetensors").is_file():
-        config = ClassifierTrainingConfig(epochs=FEATURE_CLASSIFIER_EPOCHS[dataset.name], seed=3)
+        config = ClassifierTrainingConfig(epochs=FEATURE_CLASSIFIER_EPOCHS[dataset.name], seed=3, arch=arch)
         model, record = train_classifier(dataset, config, width=16, progress=False)
         save_classifier(model, folder, record, config, dataset.fingerprint())
     return load_classifier(folder, data_id=dataset.fingerprint())
@@ -355,8 +380,8 @@ def variant_features(dataset, spec: Variant, work: Path):
     """The frozen feature map φ(x [B, ...], s [B]) -> [B, F] a variant learns in: its classifier's layers, and
     pixels when ``spec.pixel_weight`` > 0; several are joined, each scaled by its mean distance on 512
     training images."""
-    if spec.classifier == "clean":
-        classifier = feature_classifier(dataset, work)
+    if spec.classifier in CLEAN_ARCHITECTURES:
+        classifier = feature_classifier(dataset, work, CLEAN_ARCHITECTURES[spec.classifier])
     else:
         classifier = noisy_classifier(dataset, work / f"{dataset.name}-noisy-classifier")
     parts = [(frozen_features(classifier, layer), 1.0) for layer in spec.layers]

@@ -22,6 +22,9 @@ these losses (:func:`~learnguide.core.line_search.choose_schedule`; the same sam
 answer as ``learned_vs_tuned.py --variant shape-search`` or ``covariance-search``). With ``--score`` each
 choice is also scored as RESULTS.md scores (three sets, both judges).
 
+With ``--variant`` the search statistics and "FD clean" are measured in that line-search variant's feature
+classifier instead (``spatial-search``: the cnn-spatial one; same samples, saved and keyed apart).
+
 With ``--seed`` the search's samples and data items of another seed are drawn (the search with
 ``LineSearchConfig.seed``). Each column's vertex over the constants (:func:`parabola_minimum`) is recorded,
 and ``--seeds-table`` prints them for every seed recorded, and for all saved seeds' samples taken together:
@@ -85,7 +88,7 @@ def draw_features(args: argparse.Namespace, setup: tuple) -> dict[str, torch.Ten
     features to save: ``true`` (clean feature classifier, data side), ``labels`` and, per schedule label,
     ``<label>/phi`` and ``<label>/<judge>``."""
     dataset, denoiser, scorer, _ = setup
-    spec = VARIANTS["line-search"]
+    spec = VARIANTS[args.variant]
     config, phi = replace(spec.line_search, seed=args.seed), variant_features(dataset, spec, args.work)
     x0, cond = common_draw(dataset.data_sampler("train", balanced=spec.balanced), config)
     n, labels = config.samples, cond[: config.samples]
@@ -210,6 +213,12 @@ def main() -> None:
     parser.add_argument("--from-features", action="store_true", help="score the saved features, draw nothing")
     parser.add_argument("--score", nargs="*", default=[], choices=list(COLUMNS), help="score these choices")
     parser.add_argument("--seed", type=int, default=0, help="the search's seed (samples and data items)")
+    parser.add_argument(
+        "--variant",
+        default="line-search",
+        choices=[name for name, spec in VARIANTS.items() if spec.line_search is not None],
+        help="whose feature classifier the search's statistics are measured in (its samples are the same)",
+    )
     parser.add_argument("--seeds-table", action="store_true", help="print every recorded seed's vertices")
     parser.add_argument(
         "--judge-sizes",
@@ -221,8 +230,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
-    key = args.checkpoint + (f"@{args.seed}" if args.seed else "")
-    path = args.features / f"{key.replace('/', '-').replace('@', '-seed')}.safetensors"
+    searched = args.checkpoint + (f"#{args.variant}" if args.variant != "line-search" else "")
+    key = searched + (f"@{args.seed}" if args.seed else "")
+    path = args.features / f"{key.replace('/', '-').replace('#', '-').replace('@', '-seed')}.safetensors"
     began, setup = time.perf_counter(), evaluation_setup(*args.checkpoint.split("/"), args.work)
     if args.from_features:
         saved = load_file(str(path))
@@ -248,12 +258,12 @@ def main() -> None:
     entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores, "vertices": vertices}
     add_results(args.out, {key: entry | {"seconds": time.perf_counter() - began}})
     if args.seeds_table:
-        joined, count = joined_seeds(args.features, args.checkpoint)
+        joined, count = joined_seeds(args.features, searched.replace("#", "-"))
         together = constant_vertices(table_from(joined, setup[2]))
         by_size = judge_vertices_by_size(joined, setup[2], args.judge_sizes)
         entry = {"vertices": together, "seeds": count, "judge_vertices_by_size": by_size}
-        add_results(args.out, {f"{args.checkpoint}@together": entry})
-        print(seeds_table(read_results(args.out), args.checkpoint))
+        add_results(args.out, {f"{searched}@together": entry})
+        print(seeds_table(read_results(args.out), searched))
         print("judges' vertices by samples per set:", by_size)
 
 

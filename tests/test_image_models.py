@@ -164,22 +164,42 @@ def test_a_noisy_classifier_is_time_conditioned_and_learns_from_noised_images(tm
     assert torch.allclose(features, model.features(x, s).detach(), atol=1e-6)
 
 
-def test_the_held_out_lenet_classifier_learns_and_round_trips(tmp_path):
+@pytest.mark.parametrize(
+    ("arch", "norm", "width"),
+    [
+        ("lenet", None, 128),
+        ("cnn-spatial", torch.nn.GroupNorm, 128),
+        ("cnn-batchnorm", torch.nn.BatchNorm2d, 32),
+    ],
+)
+def test_the_other_architectures_learn_and_round_trip(tmp_path, arch, norm, width):
     from learnguide.apps.cli import main
     from learnguide.data.images import load_dataset
 
-    args = ["train-classifier", "--dataset", "digits", "--arch", "lenet", "--epochs", "8", "--seed", "1"]
-    assert main([*args, "--out", str(tmp_path / "lenet"), "--no-progress"]) == 0
+    args = ["train-classifier", "--dataset", "digits", "--arch", arch, "--epochs", "8", "--seed", "1"]
+    assert main([*args, "--width", "8", "--out", str(tmp_path / arch), "--no-progress"]) == 0
     data = load_dataset("digits")
-    model = load_classifier(tmp_path / "lenet", data_id=data.fingerprint())
-    assert model.config["arch"] == "lenet" and not any(
-        isinstance(m, torch.nn.GroupNorm) for m in model.modules()
-    )
+    model = load_classifier(tmp_path / arch, data_id=data.fingerprint())
+    assert model.config["arch"] == arch
+    norms = {type(m) for m in model.modules() if isinstance(m, torch.nn.GroupNorm | torch.nn.BatchNorm2d)}
+    assert norms == ({norm} if norm else set())
     features, logits = predict(model, data.test_images)
-    assert features.shape == (len(data.test_images), 128)
+    assert features.shape == (len(data.test_images), width)  # F for --width 8
     assert (logits.argmax(1) == data.test_labels).float().mean() > 0.8
-    assert ImageClassifier(1, 10, width=8, arch="lenet").features(torch.randn(2, 1, 28, 28)).shape == (2, 128)
+    assert ImageClassifier(1, 10, width=8, arch=arch).features(torch.randn(2, 1, 28, 28)).shape == (2, width)
     with pytest.raises(ValueError, match="only the cnn"):
-        ImageClassifier(1, 10, schedule=VPCosine().config(), arch="lenet")
+        ImageClassifier(1, 10, schedule=VPCosine().config(), arch=arch)
     with pytest.raises(ValueError, match="unknown classifier architecture"):
         ImageClassifier(1, 10, arch="vit")
+
+
+def test_cnn_spatial_features_see_where_a_stroke_is_which_global_pooling_does_not():
+    torch.manual_seed(0)
+    image = torch.zeros(2, 1, 28, 28)  # a background the zero padding continues: no border effects
+    image[0, :, 8:12, 8:12] = 1.0  # the same blob, moved by twice the conv blocks' total stride (4)
+    image[1, :, 16:20, 16:20] = 1.0
+    with torch.no_grad():
+        pooled = ImageClassifier(1, 10, width=8).features(image)
+        spatial = ImageClassifier(1, 10, width=8, arch="cnn-spatial").features(image)
+    assert torch.allclose(pooled[0], pooled[1], atol=1e-5)
+    assert (spatial[0] - spatial[1]).norm() > 0.1 * spatial[0].norm()

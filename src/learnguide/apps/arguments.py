@@ -10,6 +10,7 @@ from learnguide.core.discrepancy import KERNELS
 from learnguide.core.line_search import STATISTICS
 from learnguide.core.online import STARTS
 from learnguide.data.images import SPLITS
+from learnguide.images.classifier import ARCHITECTURES
 
 SEED_LIMIT = 2**32
 """Seeds are integers in [0, SEED_LIMIT): the seeds derived from one (sample i's seed·1000003 + i, a bank
@@ -492,9 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument(
         "--arch",
         default="cnn",
-        choices=["cnn", "lenet"],
+        choices=list(ARCHITECTURES),
         help="architecture (default: cnn, the evaluation classifiers'; lenet: the held-out evaluation "
-        "classifiers, another architecture whose features no method trains in)",
+        "classifiers, another architecture whose features no method trains in; cnn-spatial: cnn's conv "
+        "blocks with a 2x2 pool that keeps the strokes' layout, for a search's --features)",
     )
     clf.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     _add_progress_switch(clf)

@@ -25,7 +25,7 @@ from learnguide.data.images import ImageDataset
 KIND = "learnguide.classifier"
 
 
-ARCHITECTURES = ("cnn", "lenet")
+ARCHITECTURES = ("cnn", "lenet", "cnn-spatial", "cnn-batchnorm")
 FEATURE_LAYERS = ("pooled", "logits")  # what frozen_features compares particles in
 S_FLOOR = 0.01
 """A time-conditioned classifier sees every s below this as s = S_FLOOR: it is trained on s ~ U[0, 1], so
@@ -46,14 +46,18 @@ CONFIG_FIELDS = {  # what load_classifier reads from config.json
 
 
 class ImageClassifier(nn.Module):
-    """An image classifier ``[B, C, H, W] -> logits [B, K]`` of one of two architectures.
+    """An image classifier ``[B, C, H, W] -> logits [B, K]`` of one of :data:`ARCHITECTURES`.
 
-    ``cnn`` (default; the evaluation classifiers and the noisy ones): three 3×3 conv blocks with GroupNorm
-    and SiLU, global average pooling; :meth:`features` is the pooled ``[B, 4·width]``. ``lenet`` (the
-    held-out evaluation classifiers, so that a method never judged by the features it trained in is also
-    judged by another architecture): two 5×5 conv layers with ReLU and max pooling, a 2×2 average pool and a
-    fully connected layer whose ``[B, 128]`` output is :meth:`features`. Only ``cnn`` can be
-    time-conditioned (``schedule``).
+    - ``cnn`` (default; the evaluation classifiers, the noisy ones and the line search's feature classifier):
+      three 3×3 conv blocks with GroupNorm and SiLU, global average pooling; :meth:`features` is the pooled
+      ``[B, 4·width]``. Only ``cnn`` can be time-conditioned (``schedule``).
+    - ``lenet`` (the held-out evaluation classifiers, so that a method never judged by the features it
+      trained in is also judged by another architecture): two 5×5 conv layers with ReLU and max pooling, a 2×2
+      average pool and a fully connected layer whose ``[B, 128]`` output is :meth:`features`.
+    - ``cnn-spatial``: ``cnn``'s conv blocks, then a 2×2 average pool and a fully connected layer with SiLU
+      whose ``[B, 128]`` output is :meth:`features`: they keep the coarse layout that global pooling drops.
+    - ``cnn-batchnorm``: ``cnn`` with BatchNorm instead of GroupNorm, a fixed affine map once trained, so that
+      its features keep how strongly an image drives each channel, which GroupNorm divides out per image.
     """
 
     def __init__(
@@ -69,7 +73,7 @@ class ImageClassifier(nn.Module):
             raise ValueError(f"unknown classifier architecture {arch!r}; choose one of {ARCHITECTURES}")
         if arch != "cnn" and schedule is not None:
             raise ValueError("only the cnn classifier can be time-conditioned (--noisy)")
-        if arch == "cnn":
+        if arch in ("cnn", "cnn-spatial"):
             check_group_width(width)  # GroupNorm(8, ·) in each block
         elif width < 1:
             raise ValueError(f"--width (width) must be >= 1, got {width}")
@@ -91,20 +95,21 @@ class ImageClassifier(nn.Module):
             return
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
-            return [nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU()]
+            norm = nn.BatchNorm2d(c_out) if arch == "cnn-batchnorm" else nn.GroupNorm(8, c_out)
+            return [nn.Conv2d(c_in, c_out, 3, stride, 1), norm, nn.SiLU()]
 
-        self.body = nn.Sequential(
-            *block(channels, width, 1),
-            *block(width, 2 * width, 2),
-            *block(2 * width, 4 * width, 2),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
+        blocks = [*block(channels, width, 1), *block(width, 2 * width, 2), *block(2 * width, 4 * width, 2)]
+        if arch == "cnn-spatial":
+            pool = [nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * width, 128), nn.SiLU()]
+            self.body, self.head = nn.Sequential(*blocks, *pool), nn.Linear(128, num_classes)
+            return
+        self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(4 * width, num_classes)
 
     def features(self, images: Tensor, s: Tensor | None = None) -> Tensor:
-        """Pooled features ``[B, 4·width]`` of images ``[B, C, H, W]`` (clean data in [−1, 1]; for a
-        time-conditioned classifier, x_s at the times ``s [B]``, which it needs)."""
+        """Penultimate features ``[B, F]`` (:class:`ImageClassifier` gives F per architecture) of images
+        ``[B, C, H, W]`` (clean data in [−1, 1]; for a time-conditioned classifier, x_s at the times
+        ``s [B]``, which it needs)."""
         if self.schedule is None:
             return self.body(images)
         if s is None:
@@ -255,7 +260,8 @@ def load_classifier(directory: str | Path, data_id: str | None = None) -> ImageC
 def frozen_features(classifier: ImageClassifier, layer: str = "pooled") -> Callable[[Tensor, Tensor], Tensor]:
     """The feature map φ(x [B, C, H, W], s [B]) -> ``[B, F]`` of a classifier, its weights frozen (eval mode,
     no parameter gradients): gradients flow to x only. Output in x's dtype. ``layer``: ``"pooled"`` (the
-    penultimate features, F = 4·width) or ``"logits"`` (F = classes: the class evidence only).
+    penultimate features: :meth:`ImageClassifier.features`) or ``"logits"`` (F = classes: the class evidence
+    only).
 
     A time-conditioned (``--noisy``) classifier measures particles at any s. A clean one sees clean images
     only, so its φ compares final samples (s ≤ :data:`S_FLOOR`, a whole-trajectory rollout that ends at s = 0)
