@@ -183,6 +183,9 @@ def test_the_other_architectures_learn_and_round_trip(tmp_path, arch, norm, widt
     assert model.config["arch"] == arch
     norms = {type(m) for m in model.modules() if isinstance(m, torch.nn.GroupNorm | torch.nn.BatchNorm2d)}
     assert norms == ({norm} if norm else set())
+    for m in model.modules():  # BatchNorm's running statistics are saved and loaded with the weights
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert not torch.allclose(m.running_var, torch.ones_like(m.running_var)) and not m.training
     features, logits = predict(model, data.test_images)
     assert features.shape == (len(data.test_images), width)  # F for --width 8
     assert (logits.argmax(1) == data.test_labels).float().mean() > 0.8

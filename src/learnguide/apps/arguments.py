@@ -495,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="cnn",
         choices=list(ARCHITECTURES),
         help="architecture (default: cnn, the evaluation classifiers'; lenet: the held-out evaluation "
-        "classifiers, another architecture whose features no method trains in; cnn-spatial: cnn's conv "
-        "blocks with a 2x2 pool that keeps the strokes' layout, for a search's --features)",
+        "classifiers, another architecture whose features no method trains in; cnn-batchnorm: cnn with "
+        "BatchNorm, whose features keep how strongly an image drives each channel, for a line search's "
+        "--features; cnn-spatial: cnn with a 2x2 pool that keeps the strokes' layout)",
     )
     clf.add_argument("--seed", type=seed_value, default=0, help="seed (default: 0)")
     _add_progress_switch(clf)
