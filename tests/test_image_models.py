@@ -10,6 +10,7 @@ from learnguide.data.images import ImageDataset
 from learnguide.images.classifier import (
     ClassifierTrainingConfig,
     ImageClassifier,
+    frozen_features,
     load_classifier,
     predict,
     save_classifier,
@@ -188,6 +189,8 @@ def test_the_other_architectures_learn_and_round_trip(tmp_path, arch, norm, widt
             assert not torch.allclose(m.running_var, torch.ones_like(m.running_var)) and not m.training
     features, logits = predict(model, data.test_images)
     assert features.shape == (len(data.test_images), width)  # F for --width 8
+    phi, x = frozen_features(model), data.test_images[:8]  # an image's features do not depend on its batch
+    assert torch.allclose(phi(x[:3], torch.zeros(3)), phi(x, torch.zeros(8))[:3], atol=1e-5)
     assert (logits.argmax(1) == data.test_labels).float().mean() > 0.8
     assert ImageClassifier(1, 10, width=8, arch=arch).features(torch.randn(2, 1, 28, 28)).shape == (2, width)
     with pytest.raises(ValueError, match="only the cnn"):

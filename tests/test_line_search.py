@@ -1,6 +1,7 @@
 """One constant ω by a line search on common random numbers (docs/design.md §3.5)."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -588,3 +589,22 @@ def test_fit_line_search_prints_and_saves_the_doubt_warning_only_where_the_halve
             assert against < 0.2 and not saved and "half-sample draws" not in err
         else:
             assert against >= 0.2 and expected in saved[0] and expected in err
+
+
+def test_the_recommended_search_runs_in_a_batchnorm_classifiers_features(tmp_path):
+    from learnguide.apps.cli import main
+
+    classifier = tmp_path / "feature-classifier-bn"
+    train = ["train-classifier", "--dataset", "digits", "--arch", "cnn-batchnorm", "--width", "8"]
+    assert main([*train, "--epochs", "4", "--seed", "3", "--out", str(classifier), "--no-progress"]) == 0
+    search = ["--shape", "increasing-cosine", "--scales", "1", "2", "3", "--statistic", "energy+covariance"]
+    found = {}
+    for name, features in (("bn", ["--features", str(classifier)]), ("pixels", [])):
+        out = tmp_path / name
+        args = ["fit", "--line-search", *DIGITS, *SMALL_SEARCH, *search, *features, "--out", str(out)]
+        assert main(args) == 0
+        saved = json.loads((out / "config.json").read_text())
+        assert saved["extra"]["line_search"]["statistic"] == "energy+covariance"
+        found[name] = saved["extra"]["found"]
+    assert all(math.isfinite(v) for v in found["bn"]["losses"] + found["bn"]["shape_losses"])
+    assert found["bn"]["losses"] != found["pixels"]["losses"]  # measured in the classifier's features

@@ -1,0 +1,56 @@
+"""A search's answer and RESULTS.md's tuned winners scored on evaluation sets no table has used (issue 14).
+
+Where a search's held-out ratio to the best tuned baseline is within a few per cent of 1 on RESULTS.md's three
+evaluation sets, another three sets of the same size (seeds ``--seeds``) say whether "≤" holds beyond those
+sets. The answer is read from ``statistic_landscape.py``'s JSON (the shape search's choice by ``--statistic``
+in the entry ``--entry``, e.g. ``mnist/well_trained#batchnorm-search``); nothing is searched again. Writes
+JSON; prints each method's FD in both judges' features and the answer's ratio to the best tuned one.
+
+    PYTHONPATH=benchmarks python benchmarks/fresh_sets.py --entry fashion-mnist/well_trained#batchnorm-search
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from learned_vs_tuned import CHECKPOINTS, best_tuned, evaluation_setup, score, tuned_winners
+from learnguide.core.guidance import ConstantGuidance
+from learnguide.core.line_search import schedule_network
+from learnguide.images.evaluation import sample_set
+from results_file import add_results, read_results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entry", required=True, help="statistic_landscape.py's key: <checkpoint>#<variant>")
+    parser.add_argument("--statistic", default="energy+covariance", help="whose choice in that entry")
+    parser.add_argument("--seeds", type=int, nargs=3, default=[400, 401, 402], help="the fresh sets' seeds")
+    parser.add_argument("--landscape", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fresh_sets.json"))
+    args = parser.parse_args()
+    checkpoint = args.entry.split("#")[0]
+    shape, omega, _ = read_results(args.landscape)[args.entry]["choices"][args.statistic]
+    dataset_name, regime = checkpoint.split("/")
+    dataset, denoiser, scorer, _ = evaluation_setup(dataset_name, regime, args.work)
+    k, per_class = dataset.num_classes, CHECKPOINTS[(dataset_name, regime)][0]
+    sets = [sample_set(k, per_class, seed) for seed in args.seeds]
+    answer = schedule_network(denoiser.schedule, torch.arange(k), omega, k, shape)
+    methods = {"learned": answer, "unguided": ConstantGuidance(0.0), **tuned_winners(dataset_name, regime)}
+    unguided = json.dumps(ConstantGuidance(0.0).config())  # a tuned ω = 0 is the unguided model: scored once
+    scores = {}
+    for label, guidance in methods.items():
+        scores[label] = scores["unguided"] if label == unguided else score(scorer, guidance, sets, label)
+    ratios = {m: scores["learned"][m] / best_tuned(scores, m)[m] for m in ("fd", "held_out_fd")}
+    print(f"{args.entry} {args.statistic}: {shape} {omega:.4g}; ratio to the best tuned", ratios)
+    entry = {"answer": [shape, omega], "seeds": args.seeds, "scores": scores, "ratios": ratios}
+    add_results(args.out, {f"{args.entry}:{args.statistic}": entry})
+    print(json.dumps(ratios))
+
+
+if __name__ == "__main__":
+    main()
