@@ -23,7 +23,8 @@ answer as ``learned_vs_tuned.py --variant shape-search`` or ``covariance-search`
 choice is also scored as RESULTS.md scores (three sets, both judges).
 
 With ``--variant`` the search statistics and "FD clean" are measured in that line-search variant's feature
-classifier instead (``spatial-search``: the cnn-spatial one; same samples, saved and keyed apart).
+classifier instead (``spatial-search``: the cnn-spatial one; ``batchnorm-search``: the cnn-batchnorm one;
+same samples, saved and keyed apart).
 
 With ``--seed`` the search's samples and data items of another seed are drawn (the search with
 ``LineSearchConfig.seed``). Each column's vertex over the constants (:func:`parabola_minimum`) is recorded,

@@ -48,7 +48,7 @@ CONFIG_FIELDS = {  # what load_classifier reads from config.json
 class ImageClassifier(nn.Module):
     """An image classifier ``[B, C, H, W] -> logits [B, K]`` of one of :data:`ARCHITECTURES`.
 
-    - ``cnn`` (default; the evaluation classifiers, the noisy ones and the line search's feature classifier):
+    - ``cnn`` (default; the evaluation classifiers, the noisy ones and the earlier searches' features):
       three 3×3 conv blocks with GroupNorm and SiLU, global average pooling; :meth:`features` is the pooled
       ``[B, 4·width]``. Only ``cnn`` can be time-conditioned (``schedule``).
     - ``lenet`` (the held-out evaluation classifiers, so that a method never judged by the features it
