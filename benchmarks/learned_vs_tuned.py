@@ -73,7 +73,7 @@ class Variant:
     init_omega: float = 1.0
     pixel_weight: float = 0.0
     fourier_features: int = 8
-    classifier: str = "noisy"  # "noisy": noisy_classifier(); "clean" / "clean-spatial": feature_classifier()
+    classifier: str = "noisy"  # "noisy": noisy_classifier(); a CLEAN_ARCHITECTURES key: feature_classifier()
     layers: tuple[str, ...] = ("pooled",)  # frozen_features' layers; several: joined, each scaled on data
     shared: bool = False  # one ω(s, t) for every class (OmegaNet's ``shared``)
     balanced: bool = False  # ImageDataset.data_sampler's ``balanced``: every drawn item joins a class group
@@ -95,6 +95,18 @@ POOLED = Variant(  # "rollout-pooled"; why: the comment above its entry in VARIA
 PRIOR = replace(  # "rollout-prior"; why: the comment above its entry in VARIANTS
     POOLED, online=replace(POOLED.online, reference=10, class_strata=True, start="prior")
 )
+LINE_SEARCH = replace(  # "line-search"; why: the comment above its entry in VARIANTS
+    POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
+    reference=4, steps=STEPS, beta=1.75),
+)  # fmt: skip
+SHAPES = {"shape": "increasing-cosine", "scales": (0.5, 1.0, 2.0, 3.0, 4.0)}  # "shape-search"'s family
+
+
+def searching(**settings) -> Variant:
+    """``LINE_SEARCH`` with these :class:`LineSearchConfig` settings replaced (the same samples and data)."""
+    return replace(LINE_SEARCH, line_search=replace(LINE_SEARCH.line_search, **settings))
+
+
 VARIANTS = {  # the objectives compared on MNIST under_trained first; one becomes the recommended default
     "on-policy": Variant(OnlineConfig(  # docs/design.md §3.3
         iterations=160, batch_size=160, objective="class-marginal", group_size=8, start="on-policy",
@@ -240,37 +252,24 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
     # the statistic can be minimised where it is precise: the sampler's final samples under 5 constants from
     # the same noise (64 per class), each against the same 4 × 640 balanced training images, in the clean
     # features with β = 1.75; the parabola's vertex. 144,000 denoiser evaluations (0.89× a 7-point grid)
-    "line-search": replace(
-        POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
-        reference=4, steps=STEPS, beta=1.75),
-    ),
+    "line-search": LINE_SEARCH,
     # No constant can reach the second target (§10i). By the line search's own statistic (shape_landscape.py,
     # §10p) the tuned increasing schedule lies below every constant on Fashion-MNIST well, the constant 0.25
     # below every shape on MNIST well, as the judges rank them. So the same search, also under the
     # increasing cosine schedule at ω_max ∈ {0.5, 1, 2, 3, 4} on the same noise, keeping the family whose
     # lowest loss is lower: 304,000 denoiser evaluations (1.87× a 7-point grid). Fixed before any scoring
-    "shape-search": replace(
-        POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
-        reference=4, steps=STEPS, beta=1.75, shape="increasing-cosine", scales=(0.5, 1.0, 2.0, 3.0, 4.0)),
-    ),
+    "shape-search": searching(**SHAPES),
     # shape-search picks the right family but keeps falling with late guidance up to ω_max = 4 on
     # Fashion-MNIST well, where the judges want 2 (§10p): as β → 2 the energy distance tends to the distance
     # between the means, and late guidance narrows each class, which a Fréchet distance charges through its
     # covariance term. So: the same search and samples, minimising the energy distance plus that covariance
     # term in the same features (--statistic energy+covariance). Same cost. Fixed before any scoring
-    "covariance-search": replace(
-        POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
-        reference=4, steps=STEPS, beta=1.75, shape="increasing-cosine", scales=(0.5, 1.0, 2.0, 3.0, 4.0),
-        statistic="energy+covariance"),
-    ),
+    "covariance-search": searching(**SHAPES, statistic="energy+covariance"),
     # On the toy demo the pooled statistic cannot see a conditional that under-commits towards p(x) while
     # the class mixture stays right (it learns ω = 0 there; BENCHMARKS §1c); each class against its own data
     # (--statistic class-energy) finds the guidance. The constant line search's samples and cost, with that
     # statistic (64 samples and 256 data items per class). Fixed before any scoring
-    "class-search": replace(
-        POOLED, balanced=True, line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640,
-        reference=4, steps=STEPS, beta=1.75, statistic="class-energy"),
-    ),
+    "class-search": searching(statistic="class-energy"),
     # §10v: on MNIST well every statistic in the clean feature classifier's features says ω = 0 at every
     # sample size, the evaluation classifier's FD too, and only the held-out classifier wants 0.26. Both cnn
     # classifiers pool globally over space (test accuracy 0.954 and 0.974), the held-out LeNet keeps a 2×2
@@ -278,21 +277,13 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
     # well-trained model's unguided samples make. So: the line search in the features of a third
     # architecture, cnn's conv blocks with a 2×2 pool (cnn-spatial, the same width, seed and epochs as the
     # clean feature classifier); same samples and cost. Fixed before any scoring
-    "spatial-search": replace(
-        POOLED, balanced=True, classifier="clean-spatial",
-        line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640, reference=4,
-        steps=STEPS, beta=1.75),
-    ),
+    "spatial-search": replace(LINE_SEARCH, classifier="clean-spatial"),
     # spatial-search's features say 0 on MNIST well too, with 0.990 test accuracy (§10w): layout and accuracy
     # are not what the held-out judge sees. Every classifier that says 0 there normalises each image's
     # channels (GroupNorm); the held-out LeNet and Inception do not (BatchNorm at evaluation is a fixed
     # affine map). So: the same search in a cnn with BatchNorm (same width, seed and epochs). A diagnosis
     # first (statistic_landscape.py --variant batchnorm-search); fixed before any scoring
-    "batchnorm-search": replace(
-        POOLED, balanced=True, classifier="clean-batchnorm",
-        line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640, reference=4,
-        steps=STEPS, beta=1.75),
-    ),
+    "batchnorm-search": replace(LINE_SEARCH, classifier="clean-batchnorm"),
     # In the cnn-batchnorm features (§10w, the shape search's whole grid on the three MNIST-like checkpoints
     # landscaped first) every statistic sees guidance's gain on MNIST well; the energy distance alone keeps
     # over-guiding (0.53 there, ω_max 4 on Fashion-MNIST well, the constant 1 on MNIST under: the grid's
@@ -301,10 +292,7 @@ VARIANTS = {  # the objectives compared on MNIST under_trained first; one become
     # So: covariance-search in these features. 304,000 denoiser evaluations (1.87× a 7-point grid), as
     # covariance-search. Fixed before any scoring
     "batchnorm-covariance-search": replace(
-        POOLED, balanced=True, classifier="clean-batchnorm",
-        line_search=LineSearchConfig(omegas=(0.0, 0.25, 0.5, 0.75, 1.0), samples=640, reference=4,
-        steps=STEPS, beta=1.75, shape="increasing-cosine", scales=(0.5, 1.0, 2.0, 3.0, 4.0),
-        statistic="energy+covariance"),
+        searching(**SHAPES, statistic="energy+covariance"), classifier="clean-batchnorm"
     ),
 }  # fmt: skip
 
