@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from learned_vs_tuned import CHECKPOINTS, best_tuned, evaluation_setup, score, tuned_winners
-from learnguide.core.guidance import ConstantGuidance
+from learned_vs_tuned import CHECKPOINTS, best_tuned, evaluation_setup, score_with_baselines, tuned_winners
 from learnguide.core.line_search import schedule_network
 from learnguide.images.evaluation import sample_set
 from results_file import add_results, read_results
@@ -40,11 +39,7 @@ def main() -> None:
     k, per_class = dataset.num_classes, CHECKPOINTS[(dataset_name, regime)][0]
     sets = [sample_set(k, per_class, seed) for seed in args.seeds]
     answer = schedule_network(denoiser.schedule, torch.arange(k), omega, k, shape)
-    methods = {"learned": answer, "unguided": ConstantGuidance(0.0), **tuned_winners(dataset_name, regime)}
-    unguided = json.dumps(ConstantGuidance(0.0).config())  # a tuned ω = 0 is the unguided model: scored once
-    scores = {}
-    for label, guidance in methods.items():
-        scores[label] = scores["unguided"] if label == unguided else score(scorer, guidance, sets, label)
+    scores = score_with_baselines(scorer, answer, tuned_winners(dataset_name, regime), sets, name=checkpoint)
     ratios = {m: scores["learned"][m] / best_tuned(scores, m)[m] for m in ("fd", "held_out_fd")}
     print(f"{args.entry} {args.statistic}: {shape} {omega:.4g}; ratio to the best tuned", ratios)
     entry = {"answer": [shape, omega], "seeds": args.seeds, "scores": scores, "ratios": ratios}

@@ -488,6 +488,23 @@ def score(scorer: ImageScorer, guidance, eval_sets: list, label: str) -> dict:
     return scores
 
 
+def score_with_baselines(
+    scorer: ImageScorer, learned, winners: dict, sets: list, known: dict | None = None, name: str = ""
+) -> dict:
+    """Scores over ``sets`` of ``learned`` (None: none), ω = 0 (``"unguided"``) and the tuned ``winners``
+    (keyed by :func:`tuned_winners`), each labelled so; those in ``known`` are reused, not sampled, and a
+    tuned ω = 0 is the unguided model, scored once. ``name`` prefixes the printed labels."""
+    unguided = ConstantGuidance(0.0)
+    scores = dict(known or {})
+    methods = ({} if learned is None else {"learned": learned}) | {"unguided": unguided, **winners}
+    for label, guidance in methods.items():
+        if label == json.dumps(unguided.config()):
+            scores[label] = scores["unguided"]
+        if label not in scores:
+            scores[label] = score(scorer, guidance, sets, f"{name} {label}".strip())
+    return scores
+
+
 def run_checkpoint(
     dataset_name: str,
     regime: str,
@@ -508,14 +525,8 @@ def run_checkpoint(
         dataset_name, regime, work, inception, dev, test_half, steps
     )
     net, learning = learn(dataset, denoiser, variant, work / f"{dataset_name}-{regime}-{variant}", work)
-    unguided = ConstantGuidance(0.0)
-    methods = {"learned": net, "unguided": unguided, **winners}
-    scores = {label: v for label, v in known.items() if label != "learned"}
-    for label, guidance in methods.items():
-        if label == json.dumps(unguided.config()):  # a tuned ω = 0 is the unguided model, scored already
-            scores[label] = scores["unguided"]
-        if label not in scores:
-            scores[label] = score(scorer, guidance, eval_sets, f"{dataset_name} {regime} {label}")
+    known = {label: v for label, v in known.items() if label != "learned"}
+    scores = score_with_baselines(scorer, net, winners, eval_sets, known, f"{dataset_name} {regime}")
     k, experiment = dataset.num_classes, ExperimentConfig()
     n_tune = k * experiment.tune_per_class
     grid_evals = sum(n_tune * steps * (1 if w == 0 else 2) for w in experiment.constant_grid)

@@ -29,6 +29,7 @@ from learned_vs_tuned import (
     judged_against,
     known_scores,
     score,
+    score_with_baselines,
     tuned_winners,
     variant_features,
 )
@@ -79,12 +80,9 @@ def score_answers(name: str, work: Path, out: Path, baselines_from: Path) -> Non
     _, _, scorer, eval_sets = evaluation_setup(dataset_name, regime, work)
     if not done["baselines"]:
         tested = judged_against(read_results(baselines_from), "test")
-        known = {k: v for k, v in known_scores(tested, name).items() if k != "learned"}
-        schedules = {"unguided": ConstantGuidance(0.0), **tuned_winners(dataset_name, regime)}
-        done["baselines"] = {
-            label: known.get(label) or score(scorer, guidance, eval_sets, f"{name} {label}")
-            for label, guidance in schedules.items()
-        }
+        winners = tuned_winners(dataset_name, regime)
+        known = {k: v for k, v in known_scores(tested, name).items() if k in winners or k == "unguided"}
+        done["baselines"] = score_with_baselines(scorer, None, winners, eval_sets, known, name)
     for seed in todo:
         omega = answers[seed]["omega"]
         done["answers"][seed] = score(
