@@ -138,10 +138,15 @@ def constant_vertices(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return {c: parabola_minimum(list(SEARCH.omegas), [table[k][c] for k in CONSTANTS])[0] for c in columns}
 
 
-def joined_seeds(features: Path, checkpoint: str) -> tuple[dict[str, torch.Tensor], int]:
-    """The samples' and data items' features of every seed of ``checkpoint`` saved in ``features``, taken
-    together (the schedules all of them drew), and the number of seeds."""
-    stem = checkpoint.replace("/", "-")
+def file_stem(key: str) -> str:
+    """The features file name (without suffix) of a JSON key ``<checkpoint>[#<variant>][@<seed>]``."""
+    return key.replace("/", "-").replace("#", "-").replace("@", "-seed")
+
+
+def joined_seeds(features: Path, searched: str) -> tuple[dict[str, torch.Tensor], int]:
+    """The samples' and data items' features of every seed of ``searched`` (``<checkpoint>[#<variant>]``)
+    saved in ``features``, taken together (the schedules all of them drew), and the number of seeds."""
+    stem = file_stem(searched)
     paths = sorted(features.glob(f"{stem}.safetensors")) + sorted(features.glob(f"{stem}-seed*.safetensors"))
     saved = [load_file(str(path)) for path in paths]
     common = set.intersection(*(set(s) for s in saved))
@@ -233,7 +238,7 @@ def main() -> None:
     args = parser.parse_args()
     searched = args.checkpoint + (f"#{args.variant}" if args.variant != "line-search" else "")
     key = searched + (f"@{args.seed}" if args.seed else "")
-    path = args.features / f"{key.replace('/', '-').replace('#', '-').replace('@', '-seed')}.safetensors"
+    path = args.features / f"{file_stem(key)}.safetensors"
     began, setup = time.perf_counter(), evaluation_setup(*args.checkpoint.split("/"), args.work)
     if args.from_features:
         saved = load_file(str(path))
@@ -259,7 +264,7 @@ def main() -> None:
     entry = {"table": table, "argmin": argmins, "choices": choices, "scores": scores, "vertices": vertices}
     add_results(args.out, {key: entry | {"seconds": time.perf_counter() - began}})
     if args.seeds_table:
-        joined, count = joined_seeds(args.features, searched.replace("#", "-"))
+        joined, count = joined_seeds(args.features, searched)
         together = constant_vertices(table_from(joined, setup[2]))
         by_size = judge_vertices_by_size(joined, setup[2], args.judge_sizes)
         entry = {"vertices": together, "seeds": count, "judge_vertices_by_size": by_size}

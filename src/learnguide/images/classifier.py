@@ -73,7 +73,8 @@ class ImageClassifier(nn.Module):
             raise ValueError(f"unknown classifier architecture {arch!r}; choose one of {ARCHITECTURES}")
         if arch != "cnn" and schedule is not None:
             raise ValueError("only the cnn classifier can be time-conditioned (--noisy)")
-        if arch in ("cnn", "cnn-spatial"):
+        group_norm = arch in ("cnn", "cnn-spatial")
+        if group_norm:
             check_group_width(width)  # GroupNorm(8, ·) in each block
         elif width < 1:
             raise ValueError(f"--width (width) must be >= 1, got {width}")
@@ -95,7 +96,7 @@ class ImageClassifier(nn.Module):
             return
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
-            norm = nn.BatchNorm2d(c_out) if arch == "cnn-batchnorm" else nn.GroupNorm(8, c_out)
+            norm = nn.GroupNorm(8, c_out) if group_norm else nn.BatchNorm2d(c_out)
             return [nn.Conv2d(c_in, c_out, 3, stride, 1), norm, nn.SiLU()]
 
         blocks = [*block(channels, width, 1), *block(width, 2 * width, 2), *block(2 * width, 4 * width, 2)]
