@@ -10,6 +10,7 @@ process writes. Without a launcher (no ``WORLD_SIZE``) everything runs in this p
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import socket
@@ -96,6 +97,12 @@ def processes() -> Processes:
     if world == 1:
         return Processes(device="cuda" if torch.cuda.is_available() else "cpu")
     from accelerate import PartialState
+
+    # Imported before the group starts: this module's collectives take ``group=group.WORLD`` as a default
+    # argument, evaluated at import. Imported after (torch._dynamo imports it; building a module on the meta
+    # device imports torch._dynamo), they hold the world group past destroy_process_group, and its live
+    # gloo threads abort the process at exit (SIGABRT, "terminate called without an active exception").
+    importlib.import_module("torch.distributed.nn.functional")
 
     state = PartialState(cpu=not torch.cuda.is_available())
     atexit.unregister(_end_process_group)  # registered once however often this is called
