@@ -418,6 +418,16 @@ def test_the_family_with_the_lower_lowest_loss_is_chosen_and_a_tie_keeps_the_con
     assert choose_schedule(config, [2.0, 1.0, 2.0], [1.5, 1.0, 1.5])[0] == "constant"
 
 
+def test_a_shape_lowest_at_its_first_scale_counts_the_constant_zero_as_its_omega_max_zero():
+    config = LineSearchConfig(omegas=(0.0, 0.5, 1.0), shape="increasing-cosine", scales=(1.0, 2.0, 3.0))
+    # L(ω_max) = (ω_max − 0.8)² + 1 with L(0) = 1.64 from the constants' ω = 0: the parabola's vertex is 0.8
+    shape, omega, warning = choose_schedule(config, [1.64, 1.5, 1.5], [1.04, 2.44, 5.84])
+    assert (shape, warning) == ("increasing-cosine", None) and omega == pytest.approx(0.8)
+    without_zero = replace(config, omegas=(0.25, 0.5, 1.0))  # no ω = 0 drawn: the grid's end, and a warning
+    shape, omega, warning = choose_schedule(without_zero, [1.64, 1.5, 1.5], [1.04, 2.44, 5.84])
+    assert omega == 1.0 and "--scales" in warning
+
+
 def test_the_covariance_statistic_recovers_the_known_constant_and_increasing_schedule():
     config = LineSearchConfig(
         omegas=(0.0, 0.5, 1.0, 1.5), samples=600, reference=1, shape="increasing-cosine",

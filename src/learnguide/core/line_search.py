@@ -17,7 +17,8 @@ its two neighbours. Costs ``samples · steps`` denoiser evaluations per ω (twic
 With a ``shape`` the same samples are also drawn under the increasing schedule ω(t) = ω_max e(t) (e: the
 shape's profile, 0 at t = 1 and 1 at t = 0; guidance late in sampling) for each ω_max of ``scales``; where
 the lowest loss of that family is below the constants' lowest, its vertex over ``scales`` is returned
-instead (docs/design.md §3.5).
+instead, with the family's ω_max = 0 (ω ≡ 0: the constant grid's 0, the same samples) as its first grid
+point (docs/design.md §3.5).
 
 With ``statistic="energy+covariance"`` the loss of each set is L(ω) plus the Fréchet distance's covariance
 term C = tr Σ + tr Σ_data − 2 tr (Σ Σ_data)^{1/2} of the same features (Σ: the guided set's covariance,
@@ -353,10 +354,15 @@ def choose_schedule(
 ) -> tuple[str, float, str | None]:
     """A search's answer from its losses over ``config.omegas`` and (with a shape) ``config.scales``: the
     family with the lower lowest loss (``"constant"`` on a tie, or ``config.shape``), the vertex over its
-    grid and the warning of :func:`parabola_minimum`."""
+    grid and the warning of :func:`parabola_minimum`. The shape's grid starts at ω_max = 0 where the
+    constants hold ω = 0: that schedule is ω ≡ 0, whose samples (the same noise) and loss the constant 0
+    already has, so a shape lowest at its first scale gets a vertex between 0 and its second scale."""
     if not shape_losses or min(losses) <= min(shape_losses):
         return "constant", *parabola_minimum(list(config.omegas), list(losses))
-    return str(config.shape), *parabola_minimum(list(config.scales), list(shape_losses), "--scales")
+    scales, found = list(config.scales), list(shape_losses)
+    if 0.0 in config.omegas:
+        scales, found = [0.0, *scales], [losses[config.omegas.index(0.0)], *found]
+    return str(config.shape), *parabola_minimum(scales, found, "--scales")
 
 
 @torch.no_grad()
