@@ -319,7 +319,8 @@ CHECKPOINTS = {
 # RESULTS.md's 10- and 50-step winners where its tables name them (the MNIST and Fashion-MNIST sections). The
 # digits section names no interval or increasing settings (its rows come from `learnguide experiment`); its
 # under_trained rows are those of the 25-step winners' settings, which reproduce the twenty-first session's
-# 10- and 50-step scores of them on the same sets (RESULTS.md) to every printed digit.
+# 10-step scores of them on the same sets (RESULTS.md) to every printed digit (at 50 steps only the unguided
+# row was checked, likewise).
 OTHER_STEPS = {
     ("digits", "under_trained"): {
         10: [0.0, _interval(1.0, 0.1, 0.6), _increasing(1.0, "cosine")],
