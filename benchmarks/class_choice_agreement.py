@@ -34,7 +34,7 @@ from learnguide.core.metrics import feature_moments, frechet_distance_from_momen
 from learnguide.core.schedules import step_grid
 from learnguide.images.classifier import predict
 from results_file import add_results
-from statistic_landscape import JUDGES, file_stem
+from statistic_landscape import JUDGES, file_stem, searched_key
 
 COLUMNS = ("search", *JUDGES)
 
@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     config = replace(VARIANTS["shape-search"].line_search, statistic=args.statistic)
     for checkpoint in args.checkpoints:
-        began, key = time.perf_counter(), f"{checkpoint}#{args.variant}"
+        began, key = time.perf_counter(), searched_key(checkpoint, args.variant)
         path = args.features / f"{file_stem(key)}.safetensors"
         if not path.is_file():
             raise SystemExit(f"{path} is missing: run statistic_landscape.py --variant {args.variant} first")

@@ -138,6 +138,12 @@ def constant_vertices(table: dict[str, dict[str, float]]) -> dict[str, float]:
     return {c: parabola_minimum(list(SEARCH.omegas), [table[k][c] for k in CONSTANTS])[0] for c in columns}
 
 
+def searched_key(checkpoint: str, variant: str) -> str:
+    """The JSON key (and features file stem, :func:`file_stem`) of a search's samples on ``checkpoint`` in
+    ``variant``'s features: ``<checkpoint>``, or ``<checkpoint>#<variant>`` for another than "line-search"."""
+    return checkpoint + (f"#{variant}" if variant != "line-search" else "")
+
+
 def file_stem(key: str) -> str:
     """The features file name (without suffix) of a JSON key ``<checkpoint>[#<variant>][@<seed>]``."""
     return key.replace("/", "-").replace("#", "-").replace("@", "-seed")
@@ -236,7 +242,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
-    searched = args.checkpoint + (f"#{args.variant}" if args.variant != "line-search" else "")
+    searched = searched_key(args.checkpoint, args.variant)
     key = searched + (f"@{args.seed}" if args.seed else "")
     path = args.features / f"{file_stem(key)}.safetensors"
     began, setup = time.perf_counter(), evaluation_setup(*args.checkpoint.split("/"), args.work)

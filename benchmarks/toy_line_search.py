@@ -21,10 +21,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from learnguide.apps.comparison import evaluate_over_sets
 from learnguide.apps.demo import REGIMES, DemoConfig, demo_scoring, toy_denoiser
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
-from learnguide.core.line_search import line_search_omega
+from learnguide.core.line_search import line_search_omega, schedule_network
 from learnguide.data.toy import ring_mixture
 from results_file import add_results, read_results
 
@@ -37,13 +38,6 @@ VARIANTS = {  # label: the demo search's settings changed
         "statistic": "energy+covariance", "shape": "increasing-cosine",
     },
 }  # fmt: skip
-
-
-def answer(found) -> GuidanceSchedule:
-    """A search's answer (its family and ω, or ω_max for a shape) as a schedule to sample with."""
-    if found.shape == "constant":
-        return ConstantGuidance(found.omega)
-    return IncreasingGuidance(found.omega, found.shape.removeprefix("increasing-"))
 
 
 def main() -> None:
@@ -64,7 +58,9 @@ def main() -> None:
         for label in args.variants:
             search = replace(config.line_search, **VARIANTS[label], seed=config.seed)
             found = line_search_omega(model, model.schedule, data, search, progress=False)
-            scores = evaluate_over_sets(scorer.score, answer(found), eval_sets)
+            k = mixture.num_classes
+            answer = schedule_network(model.schedule, torch.arange(k), found.omega, k, found.shape)
+            scores = evaluate_over_sets(scorer.score, answer, eval_sets)
             rows[label] = {"found": found.found(), "denoiser_evals": found.denoiser_evals, **scores}
         tuned = {m: demo[regime.name][m] for m in ("unguided", "constant", "interval", "increasing")}
         entries[regime.name] = {"searches": rows, "demo": {m: e["energy"] for m, e in tuned.items()}}
