@@ -202,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--line-search",
         action="store_true",
-        help="find one constant ω for every condition and step instead: sample under each ω of --omegas "
-        "from the same noise and keep the parabola's vertex at the lowest energy distance to the data "
-        "(in --features of the final samples, or pixels)",
+        help="find one ω schedule for every condition instead: sample under each constant of --omegas (and "
+        "with --shape each scale of --scales) from the same noise and keep the parabola's vertex at the "
+        "lowest --statistic to the data (in --features of the final samples, or pixels). For images: "
+        "--shape increasing-cosine --statistic energy+covariance with a cnn-batchnorm feature classifier",
     )
     fit.add_argument(
         "--omegas",
@@ -548,8 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--line-search",
         action="store_true",
-        help="learn one constant ω for each checkpoint by a line search on common random numbers instead "
-        "(fit --line-search's defaults, balanced classes; in --features of final samples, or pixels)",
+        help="learn ω for each checkpoint by fit --line-search instead (one constant, or with --shape a "
+        "schedule shape; its defaults, balanced classes; in --features of final samples, or pixels)",
     )
     _add_search_arguments(exp)
     exp.add_argument(
