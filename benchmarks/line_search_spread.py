@@ -44,17 +44,13 @@ from learnguide.core.line_search import line_search_omega, schedule_network
 from learnguide.data.images import load_dataset
 from learnguide.images.denoisers import load_image_denoiser
 from results_file import add_results, read_results
-
-
-def entry_key(name: str, variant: str) -> str:
-    """The results key of checkpoint ``name`` under ``variant`` (``@<seed>`` or ``@scores`` follows)."""
-    return name if variant == "line-search" else f"{name}#{variant}"
+from statistic_landscape import searched_key
 
 
 def spread_over_seeds(name: str, variant: str, seeds: list[int], work: Path, out: Path) -> None:
     """The line search of ``VARIANTS[variant]`` on checkpoint ``name`` once per seed of ``seeds`` (the
     checkpoint, its data and φ loaded once), each record added to ``out``; seeds already there are skipped."""
-    key = entry_key(name, variant)
+    key = searched_key(name, variant)
     todo = [seed for seed in seeds if f"{key}@{seed}" not in read_results(out)]
     if not todo:
         return
@@ -79,7 +75,7 @@ def score_answers(name: str, variant: str, work: Path, out: Path, baselines_from
     ``out`` on RESULTS.md's evaluation sets in both judges' features, beside the tuned winners (taken from
     ``baselines_from``'s entries judged against the test split when there, else sampled) and ω = 0; kept in
     ``out`` under ``<key>@scores``."""
-    report, key = read_results(out), entry_key(name, variant)
+    report, key = read_results(out), searched_key(name, variant)
     answers = {k.split("@")[1]: v for k, v in report.items() if k.startswith(f"{key}@") and "omega" in v}
     done = report.get(f"{key}@scores", {"baselines": {}, "answers": {}})
     todo = [seed for seed in answers if seed not in done["answers"]]
