@@ -13,13 +13,23 @@ Prints, per checkpoint, how often the search's per-class choice is a judge's and
 guidance strengths (the mean ω over the sampler's steps), beside the same between the two judges: where the
 judges themselves disagree class by class, 64 samples per class cannot place a class. Writes JSON.
 
+With ``--seeds`` every saved seed of the search's samples (``statistic_landscape.py --seed``) is taken
+together, and ``--sizes`` splits them into disjoint chunks of n samples per class: whether a column's
+per-class preference is noise (its reliability, chunk against chunk, is low) or a preference of its own (it
+is reliable, yet far from a judge's), and whether more samples per class bring the search closer to the
+held-out judge. Preferences are measured both as the grid choice's strength and as the vertex over the
+constants (continuous, less rounded).
+
     PYTHONPATH=benchmarks python benchmarks/class_choice_agreement.py --variant batchnorm-search \
         --checkpoints digits/under_trained mnist/well_trained          # seconds per checkpoint
+    PYTHONPATH=benchmarks python benchmarks/class_choice_agreement.py --variant batchnorm-search \
+        --checkpoints digits/under_trained --seeds --sizes 64 128 256   # after seeds 1-3 are drawn
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,14 +37,20 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup
-from learnguide.core.guidance import increasing_profile
-from learnguide.core.line_search import search_statistic
+from class_omega_headroom import PerClassGuidance
+from learned_vs_tuned import CHECKPOINTS, VARIANTS, best_tuned, evaluation_setup, recorded_baselines, score
+from learnguide.core.guidance import (
+    ConstantGuidance,
+    GuidanceSchedule,
+    IncreasingGuidance,
+    increasing_profile,
+)
+from learnguide.core.line_search import parabola_minimum, search_statistic
 from learnguide.core.metrics import feature_moments, frechet_distance_from_moments
 from learnguide.core.schedules import step_grid
 from learnguide.images.classifier import predict
-from results_file import add_results
-from statistic_landscape import JUDGES, file_stem, searched_key
+from results_file import add_results, read_results
+from statistic_landscape import JUDGES, file_stem, joined_seeds, searched_key
 
 COLUMNS = ("search", *JUDGES)
 
@@ -48,28 +64,59 @@ def strength(label: str, steps: int) -> float:
     return float(omega) * float(increasing_profile(step_grid(steps)[:-1], family).mean())
 
 
-def class_choices(saved: dict[str, torch.Tensor], judge_test: dict, config) -> dict[str, list[str]]:
-    """Each column's choice per class: the grid label of least loss for class c's samples. ``saved``: the
-    landscape's features; ``judge_test``: per judge, the test images' features ``[N, F]`` and class ids."""
+def class_losses(
+    saved: dict[str, torch.Tensor], judge_test: dict, config, per_class: int | None = None, chunk: int = 0
+) -> dict[str, list[dict[str, float]]]:
+    """Each column's loss of every grid label, per class (a list over classes). ``saved``: the landscape's
+    features; ``judge_test``: per judge, the test images' features ``[N, F]`` and class ids. With
+    ``per_class``, only chunk ``chunk`` of each class's samples (rows ``chunk·per_class`` … in the class's
+    order, the same rows under every schedule) is used; the data items are all of the class's."""
     labels, true = saved["labels"], saved["true"]
     k = int(labels.max()) + 1
     true_labels = torch.arange(len(true)) % k  # balanced draws: item i has class i mod K
     if not torch.equal(true_labels[: len(labels)], labels):
         raise SystemExit("the saved data items are not a balanced draw")
     grid = [key.removesuffix("/phi") for key in saved if key.endswith("/phi")]
-    choices: dict[str, list[str]] = {column: [] for column in COLUMNS}
+    found: dict[str, list[dict[str, float]]] = {column: [] for column in COLUMNS}
     for c in range(k):
-        own, data = labels == c, true[true_labels == c]
-        losses = {"search": {g: search_statistic(saved[f"{g}/phi"][own], data, config) for g in grid}}
+        own, data = (labels == c).nonzero().squeeze(1), true[true_labels == c]
+        if per_class is not None:
+            own = own[chunk * per_class : (chunk + 1) * per_class]
+        found["search"].append({g: search_statistic(saved[f"{g}/phi"][own], data, config) for g in grid})
         for name, (features, ids) in judge_test.items():
             reference = feature_moments(features[ids == c])
-            losses[name] = {
-                g: frechet_distance_from_moments(*feature_moments(saved[f"{g}/{name}"][own]), *reference)
-                for g in grid
-            }
-        for column in COLUMNS:
-            choices[column].append(min(grid, key=losses[column].__getitem__))
-    return choices
+            found[name].append(
+                {
+                    g: frechet_distance_from_moments(*feature_moments(saved[f"{g}/{name}"][own]), *reference)
+                    for g in grid
+                }
+            )
+    return found
+
+
+def class_choices(losses: dict[str, list[dict[str, float]]]) -> dict[str, list[str]]:
+    """Each column's choice per class: the grid label of least loss (:func:`class_losses`' ``losses``)."""
+    return {column: [min(row, key=row.__getitem__) for row in rows] for column, rows in losses.items()}
+
+
+def class_vertices(losses: dict[str, list[dict[str, float]]]) -> dict[str, torch.Tensor]:
+    """Each column's preferred constant per class ``[K]``: the vertex over the grid's constants
+    (:func:`parabola_minimum`), a continuous strength that a 5-point argmin rounds."""
+    found = {}
+    for column, rows in losses.items():
+        constants = sorted((float(g.split()[1]), g) for g in rows[0] if g.startswith("constant "))
+        omegas = [w for w, _ in constants]
+        found[column] = torch.tensor(
+            [parabola_minimum(omegas, [row[g] for _, g in constants])[0] for row in rows]
+        )
+    return found
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two ``[K]`` vectors; 0 where either is constant."""
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
 
 
 def agreement(choices: dict[str, list[str]], steps: int) -> dict[str, float]:
@@ -80,8 +127,69 @@ def agreement(choices: dict[str, list[str]], steps: int) -> dict[str, float]:
     for a, b in [("search", JUDGES[0]), ("search", JUDGES[1]), JUDGES]:
         same = sum(x == y for x, y in zip(choices[a], choices[b], strict=True)) / len(choices[a])
         found[f"same {a} / {b}"] = same
-        found[f"corr {a} / {b}"] = float(torch.corrcoef(torch.stack([strengths[a], strengths[b]]))[0, 1])
+        found[f"corr {a} / {b}"] = correlation(strengths[a], strengths[b])
     return found | {f"mean strength {c}": float(s.mean()) for c, s in strengths.items()}
+
+
+def reliability(
+    saved: dict[str, torch.Tensor], judge_test: dict, config, sizes: list[int]
+) -> dict[int, dict[str, float]]:
+    """For each size n of ``sizes`` (samples per class), from the disjoint chunks of n samples per class:
+    each column's reliability, the correlation over classes of what it prefers in two chunks, averaged over
+    every pair of chunks (how much of its per-class preference is noise), and the correlation between
+    columns, averaged over chunks (how far apart their preferences are). Both for the grid choice's strength
+    (:func:`class_choices`, ``choice``) and the constants' vertex (:func:`class_vertices`, ``vertex``)."""
+    total = int((saved["labels"] == 0).sum())
+    found = {}
+    for n in sizes:
+        losses = [class_losses(saved, judge_test, config, n, j) for j in range(total // n)]
+        measures = {
+            "choice": [
+                {c: torch.tensor([strength(g, config.steps) for g in v]) for c, v in class_choices(x).items()}
+                for x in losses
+            ],
+            "vertex": [class_vertices(x) for x in losses],
+        }
+        entry: dict[str, float] = {"chunks": len(losses)}
+        for measure, chunks in measures.items():
+            pairs = list(itertools.combinations(chunks, 2))
+            for column in COLUMNS if pairs else ():
+                corr = [correlation(a[column], b[column]) for a, b in pairs]
+                entry[f"{measure} reliability {column}"] = sum(corr) / len(corr)
+            for a, b in [("search", JUDGES[0]), ("search", JUDGES[1]), JUDGES]:
+                corr = [correlation(x[a], x[b]) for x in chunks]
+                entry[f"{measure} corr {a} / {b}"] = sum(corr) / len(corr)
+            for column in COLUMNS:
+                entry[f"{measure} mean {column}"] = float(sum(x[column].mean() for x in chunks) / len(chunks))
+        found[n] = entry
+    return found
+
+
+def schedule_of(label: str) -> GuidanceSchedule:
+    """The schedule of a grid label ``"constant 0.5"`` or ``"cosine 2"``."""
+    family, omega = label.split()
+    return (
+        ConstantGuidance(float(omega)) if family == "constant" else IncreasingGuidance(float(omega), family)
+    )
+
+
+def score_choice(checkpoint: str, chosen: list[str], setup: tuple, baselines_from: Path) -> dict:
+    """Scores of one schedule per class (``chosen``, grid labels by class id) on RESULTS.md's evaluation sets
+    (``setup``: :func:`evaluation_setup`'s) in both judges' features, with the ratio to the best tuned
+    baseline in each (the tuned winners' scores from ``baselines_from``, judged against the test split)."""
+    _, _, scorer, eval_sets = setup
+    scores = score(
+        scorer, PerClassGuidance([schedule_of(g) for g in chosen]), eval_sets, f"{checkpoint} per class"
+    )
+    tuned = recorded_baselines(read_results(baselines_from), checkpoint)
+    if "unguided" not in tuned:
+        raise SystemExit(f"{baselines_from} has no scores of {checkpoint}: run learned_vs_tuned.py first")
+    ratios = {m: scores[m] / best_tuned(tuned, m)[m] for m in ("fd", "held_out_fd")}
+    print(
+        f"{checkpoint} per class: ratio to best tuned (eval. / held-out)",
+        {k: round(v, 3) for k, v in ratios.items()},
+    )
+    return {"scores": scores, "ratios": ratios}
 
 
 def main() -> None:
@@ -91,25 +199,61 @@ def main() -> None:
     parser.add_argument("--statistic", default="energy+covariance", help="the search statistic, per class")
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
+    parser.add_argument(
+        "--seeds", action="store_true", help="all saved seeds of the search's samples taken together"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="with --seeds: also each column's split-half reliability from disjoint chunks of this many "
+        "samples per class",
+    )
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="score the search's per-class choice (each class its least-loss schedule) as RESULTS.md scores",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="without --seeds: the saved seed's samples to use"
+    )
+    parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_choice_agreement.json"))
     args = parser.parse_args()
+    if args.seeds and args.seed:
+        parser.error("--seed names one saved seed; --seeds takes them all")
+    if args.sizes and not args.seeds:
+        parser.error("--sizes needs --seeds")
+    if any(n < 2 for n in args.sizes):
+        parser.error("--sizes: at least 2 samples per class")
     config = replace(VARIANTS["shape-search"].line_search, statistic=args.statistic)
     for checkpoint in args.checkpoints:
         began, key = time.perf_counter(), searched_key(checkpoint, args.variant)
-        path = args.features / f"{file_stem(key)}.safetensors"
+        one = key + (f"@{args.seed}" if args.seed else "")
+        path = args.features / f"{file_stem(one)}.safetensors"
         if not path.is_file():
             raise SystemExit(f"{path} is missing: run statistic_landscape.py --variant {args.variant} first")
-        dataset, _, scorer, _ = evaluation_setup(*checkpoint.split("/"), args.work)
+        saved, seeds = joined_seeds(args.features, key) if args.seeds else (load_file(str(path)), 1)
+        setup = evaluation_setup(*checkpoint.split("/"), args.work)
+        dataset, scorer = setup[0], setup[2]
         images, ids = dataset.split("test")
         models = (scorer.classifier, scorer.held_out[0])
         judge_test = {j: (predict(m, images)[0].double(), ids) for j, m in zip(JUDGES, models, strict=True)}
-        choices = class_choices(load_file(str(path)), judge_test, config)
+        choices = class_choices(class_losses(saved, judge_test, config))
         found = agreement(choices, config.steps)
-        print(checkpoint, {k: round(v, 3) for k, v in found.items()})
+        print(checkpoint, f"{seeds} seed(s)", {k: round(v, 3) for k, v in found.items()})
         for column, chosen in choices.items():
             print(f"  {column}: {', '.join(chosen)}")
-        entry = {"statistic": args.statistic, "choices": choices, "agreement": found}
-        add_results(args.out, {f"{key}:{args.statistic}": entry | {"seconds": time.perf_counter() - began}})
+        by_size = reliability(saved, judge_test, config, args.sizes)
+        for n, row in by_size.items():
+            print(f"  {n} per class:", {k: round(v, 3) for k, v in row.items()})
+        entry = {"statistic": args.statistic, "seeds": seeds, "choices": choices, "agreement": found}
+        entry |= {"by_size": by_size} if by_size else {}
+        if args.score:
+            entry["scored"] = score_choice(checkpoint, choices["search"], setup, args.baselines)
+        name = f"{one}:{args.statistic}" + (f"@{seeds}seeds" if args.seeds else "")
+        add_results(args.out, {name: entry | {"seconds": time.perf_counter() - began}})
 
 
 if __name__ == "__main__":

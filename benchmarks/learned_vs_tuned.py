@@ -577,6 +577,14 @@ def judged_against(report: dict, judged: str) -> dict:
     }
 
 
+def recorded_baselines(report: dict, checkpoint: str) -> dict:
+    """The recorded 25-step scores of ``checkpoint``'s tuned winners (:func:`tuned_winners`) and of ω = 0 in
+    ``report`` (this script's JSON), from an entry judged against the whole test split; ``{}`` when none."""
+    winners = tuned_winners(*checkpoint.split("/"))
+    known = known_scores(judged_against(report, "test"), checkpoint)
+    return {k: v for k, v in known.items() if k in winners or k == "unguided"}
+
+
 def best_tuned(scores: dict, metric: str) -> dict:
     """The scores of the tuned winner lowest in ``metric`` among an entry's ``scores`` (ω = 0's when no
     winner is listed: digits ``well_trained``, where ω = 0 is the winner)."""

@@ -33,8 +33,7 @@ from learned_vs_tuned import (
     VARIANTS,
     best_tuned,
     evaluation_setup,
-    judged_against,
-    known_scores,
+    recorded_baselines,
     score,
     score_with_baselines,
     tuned_winners,
@@ -84,9 +83,8 @@ def score_answers(name: str, variant: str, work: Path, out: Path, baselines_from
     dataset_name, regime = name.split("/")
     dataset, denoiser, scorer, eval_sets = evaluation_setup(dataset_name, regime, work)
     if not done["baselines"]:
-        tested = judged_against(read_results(baselines_from), "test")
+        known = recorded_baselines(read_results(baselines_from), name)
         winners = tuned_winners(dataset_name, regime)
-        known = {k: v for k, v in known_scores(tested, name).items() if k in winners or k == "unguided"}
         done["baselines"] = score_with_baselines(scorer, None, winners, eval_sets, known, name)
     k = dataset.num_classes
     for seed in todo:

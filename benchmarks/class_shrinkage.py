@@ -1,0 +1,144 @@
+"""One schedule per class, shrunk towards the search's shared answer by its own noise (issue 14 diagnostic).
+
+Per class, the recommended search's statistic (``--statistic``; energy distance + covariance term in the
+search's features) can prefer another strength than the shared answer. From 64 samples per class that
+preference is partly noise (``class_choice_agreement.py``), and taken as it is it helps one checkpoint and
+hurts others. This shrinks it by the search's own estimate of that noise, an empirical-Bayes rule with no
+setting to tune:
+
+- the shared answer (family f*, ω*) is the search's (:func:`~learnguide.core.line_search.choose_schedule` on
+  the pooled losses of the saved samples);
+- class c's estimate ω̂_c is the vertex (:func:`~learnguide.core.line_search.parabola_minimum`) of the
+  statistic of c's samples against c's data items over f*'s grid (the constants, or the shape's scales with
+  ω_max = 0 first), and its noise variance σ²_c the variance of the same vertex over ``--draws`` random
+  halves of c's samples and data items (a half varies about the whole as the whole about the truth,
+  docs/design.md §3.5);
+- the spread between classes beyond noise is τ² = max(0, var_c ω̂_c − mean_c σ²_c), each class keeps the share
+  B_c = τ² / (τ² + σ²_c) of its deviation, and ω_c = max(0, ω* + B_c (ω̂_c − mean_c ω̂_c)): the shared
+  answer sets the level, a class moves from it only as far as its preference stands above the noise.
+
+No judge is consulted for the choice; ``--score`` scores it as RESULTS.md scores (three sets, both judges)
+against the best tuned baseline recorded in ``learned_vs_tuned.json``. The samples are those
+``statistic_landscape.py --variant <v> [--seed s]`` saved (the search's own: same noise, same data items).
+
+    PYTHONPATH=benchmarks python benchmarks/class_shrinkage.py --variant batchnorm-search --score \
+        --checkpoints digits/under_trained mnist/well_trained
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+from class_choice_agreement import score_choice
+from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup
+from learnguide.core.line_search import choose_schedule, parabola_minimum, search_statistic
+from results_file import add_results
+from statistic_landscape import file_stem, searched_key
+
+
+def family_grid(config, family: str) -> tuple[list[float], list[str]]:
+    """The grid of ``family`` as the search sees it: its values and the saved features' labels."""
+    if family == "constant":
+        return list(config.omegas), [f"constant {w:g}" for w in config.omegas]
+    profile = family.removeprefix("increasing-")
+    return [0.0, *config.scales], ["constant 0", *[f"{profile} {w:g}" for w in config.scales]]
+
+
+def class_vertex(saved: dict[str, Tensor], rows: Tensor, data: Tensor, config, grid: tuple) -> float:
+    """The vertex over ``grid`` (:func:`family_grid`) of the statistic of the samples ``rows`` against the
+    data items' features ``data [m, F]``."""
+    values, labels = grid
+    losses = [search_statistic(saved[f"{g}/phi"][rows], data, config) for g in labels]
+    return parabola_minimum(values, losses, "--scales")[0]
+
+
+def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> dict:
+    """The shared answer, each class's vertex ω̂_c, its half-draw variance σ²_c, τ², B_c and the shrunk ω_c
+    (module docstring) from a landscape's saved features."""
+    labels, true = saved["labels"], saved["true"]
+    k = int(labels.max()) + 1
+    true_labels = torch.arange(len(true)) % k  # balanced draws: item i has class i mod K
+    pooled = [
+        search_statistic(saved[f"constant {w:g}/phi"], true, config, labels, true_labels)
+        for w in config.omegas
+    ]
+    shaped = [
+        search_statistic(saved[f"cosine {w:g}/phi"], true, config, labels, true_labels) for w in config.scales
+    ]
+    family, omega, _ = choose_schedule(config, pooled, shaped)
+    grid, gen = family_grid(config, family), torch.Generator().manual_seed(seed)
+    estimates, noise = [], []
+    for c in range(k):
+        own, data = (labels == c).nonzero()[:, 0], true[true_labels == c]
+        estimates.append(class_vertex(saved, own, data, config, grid))
+        halves = [
+            class_vertex(
+                saved,
+                own[torch.randperm(len(own), generator=gen)[: len(own) // 2]],
+                data[torch.randperm(len(data), generator=gen)[: len(data) // 2]],
+                config,
+                grid,
+            )
+            for _ in range(draws)
+        ]
+        noise.append(float(torch.tensor(halves, dtype=torch.float64).var()))
+    hat, sigma2 = torch.tensor(estimates, dtype=torch.float64), torch.tensor(noise, dtype=torch.float64)
+    tau2 = max(0.0, float(hat.var()) - float(sigma2.mean()))
+    share = tau2 / (tau2 + sigma2) if tau2 > 0 else torch.zeros(k, dtype=torch.float64)
+    shrunk = (omega + share * (hat - hat.mean())).clamp(min=0.0)
+    return {
+        "family": family,
+        "omega": omega,
+        "estimates": hat.tolist(),
+        "noise_var": sigma2.tolist(),
+        "tau2": tau2,
+        "share": share.tolist(),
+        "omegas": shrunk.tolist(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
+    parser.add_argument("--variant", default="batchnorm-search", help="its saved features")
+    parser.add_argument("--statistic", default="energy+covariance", help="the search statistic")
+    parser.add_argument("--seed", type=int, default=0, help="the saved seed's samples (and the halves' seed)")
+    parser.add_argument("--draws", type=int, default=32, help="random halves per class (the search's 32)")
+    parser.add_argument("--score", action="store_true", help="score the choice as RESULTS.md scores")
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
+    parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_shrinkage.json"))
+    args = parser.parse_args()
+    if args.draws < 2:
+        parser.error(f"--draws must be >= 2, got {args.draws}")
+    config = replace(VARIANTS["shape-search"].line_search, statistic=args.statistic)
+    for checkpoint in args.checkpoints:
+        began = time.perf_counter()
+        key = searched_key(checkpoint, args.variant) + (f"@{args.seed}" if args.seed else "")
+        path = args.features / f"{file_stem(key)}.safetensors"
+        if not path.is_file():
+            parser.error(f"{path} is missing: run statistic_landscape.py --variant {args.variant} first")
+        found = shrunk_choice(load_file(str(path)), config, args.draws, args.seed)
+        print(checkpoint, f"{found['family']} {found['omega']:.3f}, τ² {found['tau2']:.4g}")
+        for name in ("estimates", "noise_var", "share", "omegas"):
+            print(f"  {name}: {', '.join(f'{v:.3f}' for v in found[name])}")
+        if args.score:
+            profile = found["family"].removeprefix("increasing-")
+            chosen = [f"{profile} {w}" for w in found["omegas"]]
+            found["scored"] = score_choice(
+                checkpoint, chosen, evaluation_setup(*checkpoint.split("/"), args.work), args.baselines
+            )
+        name = f"{key}:{args.statistic}"
+        add_results(args.out, {name: found | {"seconds": time.perf_counter() - began}})
+
+
+if __name__ == "__main__":
+    main()
