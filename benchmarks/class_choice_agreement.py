@@ -20,10 +20,18 @@ is reliable, yet far from a judge's), and whether more samples per class bring t
 held-out judge. Preferences are measured both as the grid choice's strength and as the vertex over the
 constants (continuous, less rounded).
 
+With ``--spaces`` each class's preferred constant is also measured in other variants' feature spaces of the
+same samples (``statistic_landscape.py --variant v`` saved them): whether independent spaces agree. With
+``--score`` the search's per-class choice (each class its least-loss schedule of the grid) is scored as
+RESULTS.md scores, against the best tuned baseline recorded in ``learned_vs_tuned.json``. A later run whose
+choices are the same keeps what an earlier one measured of them.
+
     PYTHONPATH=benchmarks python benchmarks/class_choice_agreement.py --variant batchnorm-search \
         --checkpoints digits/under_trained mnist/well_trained          # seconds per checkpoint
     PYTHONPATH=benchmarks python benchmarks/class_choice_agreement.py --variant batchnorm-search \
         --checkpoints digits/under_trained --seeds --sizes 64 128 256   # after seeds 1-3 are drawn
+    PYTHONPATH=benchmarks python benchmarks/class_choice_agreement.py --variant batchnorm-search \
+        --checkpoints mnist/well_trained --spaces line-search spatial-search --score
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from results_file import add_results, read_results
 from statistic_landscape import JUDGES, file_stem, joined_seeds, searched_key
 
 COLUMNS = ("search", *JUDGES)
+PAIRS = [("search", JUDGES[0]), ("search", JUDGES[1]), JUDGES]  # the columns compared
 
 
 def strength(label: str, steps: int) -> float:
@@ -124,7 +133,7 @@ def agreement(choices: dict[str, list[str]], steps: int) -> dict[str, float]:
     schedules' strengths, for search–judge and judge–judge pairs."""
     found = {}
     strengths = {c: torch.tensor([strength(g, steps) for g in v]) for c, v in choices.items()}
-    for a, b in [("search", JUDGES[0]), ("search", JUDGES[1]), JUDGES]:
+    for a, b in PAIRS:
         same = sum(x == y for x, y in zip(choices[a], choices[b], strict=True)) / len(choices[a])
         found[f"same {a} / {b}"] = same
         found[f"corr {a} / {b}"] = correlation(strengths[a], strengths[b])
@@ -156,13 +165,35 @@ def reliability(
             for column in COLUMNS if pairs else ():
                 corr = [correlation(a[column], b[column]) for a, b in pairs]
                 entry[f"{measure} reliability {column}"] = sum(corr) / len(corr)
-            for a, b in [("search", JUDGES[0]), ("search", JUDGES[1]), JUDGES]:
+            for a, b in PAIRS:
                 corr = [correlation(x[a], x[b]) for x in chunks]
                 entry[f"{measure} corr {a} / {b}"] = sum(corr) / len(corr)
             for column in COLUMNS:
                 entry[f"{measure} mean {column}"] = float(sum(x[column].mean() for x in chunks) / len(chunks))
         found[n] = entry
     return found
+
+
+def space_vertices(spaces: dict[str, dict[str, torch.Tensor]], config) -> dict[str, list[float]]:
+    """Per feature space (``spaces``: a variant's saved features of the same samples), each class's vertex
+    over the constants of the search's statistic restricted to the class: whether independent feature spaces
+    agree on a class's preferred strength."""
+    found = {}
+    for variant, saved in spaces.items():
+        losses = class_losses(saved, {}, config)
+        found[variant] = class_vertices({"search": losses["search"]})["search"].tolist()
+    return found
+
+
+def print_spaces(vertices: dict[str, list[float]]) -> None:
+    """Print :func:`space_vertices`' per-class vertices of each space and each pair's correlation."""
+    names = list(vertices)
+    for i, a in enumerate(names):
+        print(f"  {a}: {', '.join(f'{w:.2f}' for w in vertices[a])}")
+        for b in names[i + 1 :]:
+            print(
+                f"    corr {a} / {b}: {correlation(torch.tensor(vertices[a]), torch.tensor(vertices[b])):.2f}"
+            )
 
 
 def schedule_of(label: str) -> GuidanceSchedule:
@@ -218,6 +249,13 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="without --seeds: the saved seed's samples to use"
     )
+    parser.add_argument(
+        "--spaces",
+        nargs="*",
+        default=[],
+        help="other variants whose features of the same samples were saved: each class's preferred constant "
+        "in every space, and how the spaces agree",
+    )
     parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_choice_agreement.json"))
     args = parser.parse_args()
@@ -250,9 +288,22 @@ def main() -> None:
             print(f"  {n} per class:", {k: round(v, 3) for k, v in row.items()})
         entry = {"statistic": args.statistic, "seeds": seeds, "choices": choices, "agreement": found}
         entry |= {"by_size": by_size} if by_size else {}
+        if args.spaces:
+            paths = {
+                v: args.features / f"{file_stem(searched_key(checkpoint, v))}.safetensors"
+                for v in args.spaces
+            }
+            if missing := [str(path) for path in paths.values() if not path.is_file()]:
+                raise SystemExit(f"{', '.join(missing)} missing: run statistic_landscape.py --variant first")
+            others = {v: load_file(str(path)) for v, path in paths.items()}
+            entry["spaces"] = space_vertices({args.variant: saved, **others}, config)
+            print_spaces(entry["spaces"])
         if args.score:
             entry["scored"] = score_choice(checkpoint, choices["search"], setup, args.baselines)
         name = f"{one}:{args.statistic}" + (f"@{seeds}seeds" if args.seeds else "")
+        kept = read_results(args.out).get(name, {})
+        if kept.get("choices") == choices:  # the same choices: keep what an earlier run measured of them
+            entry = {part: kept[part] for part in ("by_size", "spaces", "scored") if part in kept} | entry
         add_results(args.out, {name: entry | {"seconds": time.perf_counter() - began}})
 
 
