@@ -39,7 +39,7 @@ from torch import Tensor
 from class_choice_agreement import score_choice
 from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup
 from learnguide.core.line_search import choose_schedule, parabola_minimum, search_statistic
-from results_file import add_results
+from results_file import add_results, read_results
 from statistic_landscape import file_stem, searched_key
 
 
@@ -65,14 +65,15 @@ def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> di
     labels, true = saved["labels"], saved["true"]
     k = int(labels.max()) + 1
     true_labels = torch.arange(len(true)) % k  # balanced draws: item i has class i mod K
-    pooled = [
-        search_statistic(saved[f"constant {w:g}/phi"], true, config, labels, true_labels)
-        for w in config.omegas
-    ]
-    shaped = [
-        search_statistic(saved[f"cosine {w:g}/phi"], true, config, labels, true_labels) for w in config.scales
-    ]
-    family, omega, _ = choose_schedule(config, pooled, shaped)
+    losses = {  # the pooled statistic of every schedule of the search's grid, as the search measures it
+        g: search_statistic(saved[f"{g}/phi"], true, config, labels, true_labels)
+        for g in family_grid(config, "constant")[1] + family_grid(config, config.shape)[1][1:]
+    }
+    constants, shaped = (
+        list(losses.values())[: len(config.omegas)],
+        list(losses.values())[len(config.omegas) :],
+    )
+    family, omega, _ = choose_schedule(config, constants, shaped)
     grid, gen = family_grid(config, family), torch.Generator().manual_seed(seed)
     estimates, noise = [], []
     for c in range(k):
@@ -119,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.draws < 2:
         parser.error(f"--draws must be >= 2, got {args.draws}")
-    config = replace(VARIANTS["shape-search"].line_search, statistic=args.statistic)
+    config = replace(VARIANTS["shape-search"].line_search, statistic=args.statistic)  # its grid and shape
     for checkpoint in args.checkpoints:
         began = time.perf_counter()
         key = searched_key(checkpoint, args.variant) + (f"@{args.seed}" if args.seed else "")
@@ -137,6 +138,9 @@ def main() -> None:
                 checkpoint, chosen, evaluation_setup(*checkpoint.split("/"), args.work), args.baselines
             )
         name = f"{key}:{args.statistic}"
+        kept = read_results(args.out).get(name, {})
+        if "scored" in kept and "scored" not in found and kept.get("omegas") == found["omegas"]:
+            found["scored"] = kept["scored"]  # the same choice: keep its earlier scores
         add_results(args.out, {name: found | {"seconds": time.perf_counter() - began}})
 
 
