@@ -73,6 +73,16 @@ def strength(label: str, steps: int) -> float:
     return float(omega) * float(increasing_profile(step_grid(steps)[:-1], family).mean())
 
 
+def class_ids(saved: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A landscape's samples' class ids ``[n]``, its data items' features ``[m, F]`` and their class ids
+    ``[m]`` (balanced draws: item i has class i mod K, the samples' conditions being the first n items')."""
+    labels, true = saved["labels"], saved["true"]
+    true_labels = torch.arange(len(true)) % (int(labels.max()) + 1)
+    if not torch.equal(true_labels[: len(labels)], labels):
+        raise SystemExit("the saved data items are not a balanced draw")
+    return labels, true, true_labels
+
+
 def class_losses(
     saved: dict[str, torch.Tensor], judge_test: dict, config, per_class: int | None = None, chunk: int = 0
 ) -> dict[str, list[dict[str, float]]]:
@@ -80,11 +90,8 @@ def class_losses(
     features; ``judge_test``: per judge, the test images' features ``[N, F]`` and class ids. With
     ``per_class``, only chunk ``chunk`` of each class's samples (rows ``chunk·per_class`` … in the class's
     order, the same rows under every schedule) is used; the data items are all of the class's."""
-    labels, true = saved["labels"], saved["true"]
+    labels, true, true_labels = class_ids(saved)
     k = int(labels.max()) + 1
-    true_labels = torch.arange(len(true)) % k  # balanced draws: item i has class i mod K
-    if not torch.equal(true_labels[: len(labels)], labels):
-        raise SystemExit("the saved data items are not a balanced draw")
     grid = [key.removesuffix("/phi") for key in saved if key.endswith("/phi")]
     found: dict[str, list[dict[str, float]]] = {column: [] for column in COLUMNS}
     for c in range(k):

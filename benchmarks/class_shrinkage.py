@@ -36,43 +36,44 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from class_choice_agreement import score_choice
+from class_choice_agreement import class_ids, score_choice
 from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup
 from learnguide.core.line_search import choose_schedule, parabola_minimum, search_statistic
 from results_file import add_results, read_results
 from statistic_landscape import file_stem, searched_key
 
 
-def family_grid(config, family: str) -> tuple[list[float], list[str]]:
-    """The grid of ``family`` as the search sees it: its values and the saved features' labels."""
+def family_grid(config, family: str) -> list[tuple[float, str]]:
+    """The grid of ``family`` as the search sees it, each value with its saved features' label
+    (:func:`choose_schedule`: a shape's grid starts at ω_max = 0, the constant 0's samples, where the
+    constants hold 0)."""
     if family == "constant":
-        return list(config.omegas), [f"constant {w:g}" for w in config.omegas]
+        return [(w, f"constant {w:g}") for w in config.omegas]
     profile = family.removeprefix("increasing-")
-    return [0.0, *config.scales], ["constant 0", *[f"{profile} {w:g}" for w in config.scales]]
+    zero = [(0.0, "constant 0")] if 0.0 in config.omegas else []
+    return zero + [(w, f"{profile} {w:g}") for w in config.scales]
 
 
-def class_vertex(saved: dict[str, Tensor], rows: Tensor, data: Tensor, config, grid: tuple) -> float:
+def class_vertex(
+    saved: dict[str, Tensor], rows: Tensor, data: Tensor, config, grid: list[tuple[float, str]]
+) -> float:
     """The vertex over ``grid`` (:func:`family_grid`) of the statistic of the samples ``rows`` against the
     data items' features ``data [m, F]``."""
-    values, labels = grid
-    losses = [search_statistic(saved[f"{g}/phi"][rows], data, config) for g in labels]
-    return parabola_minimum(values, losses, "--scales")[0]
+    losses = [search_statistic(saved[f"{g}/phi"][rows], data, config) for _, g in grid]
+    return parabola_minimum([w for w, _ in grid], losses, "--scales")[0]
 
 
 def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> dict:
     """The shared answer, each class's vertex ω̂_c, its half-draw variance σ²_c, τ², B_c and the shrunk ω_c
     (module docstring) from a landscape's saved features."""
-    labels, true = saved["labels"], saved["true"]
+    labels, true, true_labels = class_ids(saved)
     k = int(labels.max()) + 1
-    true_labels = torch.arange(len(true)) % k  # balanced draws: item i has class i mod K
-    losses = {  # the pooled statistic of every schedule of the search's grid, as the search measures it
-        g: search_statistic(saved[f"{g}/phi"], true, config, labels, true_labels)
-        for g in family_grid(config, "constant")[1] + family_grid(config, config.shape)[1][1:]
-    }
-    constants, shaped = (
-        list(losses.values())[: len(config.omegas)],
-        list(losses.values())[len(config.omegas) :],
-    )
+
+    def pooled(label: str) -> float:  # the statistic of every sample, as the search measures it
+        return search_statistic(saved[f"{label}/phi"], true, config, labels, true_labels)
+
+    constants = [pooled(g) for _, g in family_grid(config, "constant")]
+    shaped = [pooled(g) for _, g in family_grid(config, config.shape) if not g.startswith("constant ")]
     family, omega, _ = choose_schedule(config, constants, shaped)
     grid, gen = family_grid(config, family), torch.Generator().manual_seed(seed)
     estimates, noise = [], []
