@@ -46,7 +46,7 @@ import torch
 from safetensors.torch import load_file
 
 from class_omega_headroom import PerClassGuidance
-from learned_vs_tuned import CHECKPOINTS, VARIANTS, best_tuned, evaluation_setup, recorded_baselines, score
+from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup, score_against_tuned
 from learnguide.core.guidance import (
     ConstantGuidance,
     GuidanceSchedule,
@@ -212,22 +212,10 @@ def schedule_of(label: str) -> GuidanceSchedule:
 
 
 def score_choice(checkpoint: str, chosen: list[str], setup: tuple, baselines_from: Path) -> dict:
-    """Scores of one schedule per class (``chosen``, grid labels by class id) on RESULTS.md's evaluation sets
-    (``setup``: :func:`evaluation_setup`'s) in both judges' features, with the ratio to the best tuned
-    baseline in each (the tuned winners' scores from ``baselines_from``, judged against the test split)."""
-    _, _, scorer, eval_sets = setup
-    scores = score(
-        scorer, PerClassGuidance([schedule_of(g) for g in chosen]), eval_sets, f"{checkpoint} per class"
-    )
-    tuned = recorded_baselines(read_results(baselines_from), checkpoint)
-    if "unguided" not in tuned:
-        raise SystemExit(f"{baselines_from} has no scores of {checkpoint}: run learned_vs_tuned.py first")
-    ratios = {m: scores[m] / best_tuned(tuned, m)[m] for m in ("fd", "held_out_fd")}
-    print(
-        f"{checkpoint} per class: ratio to best tuned (eval. / held-out)",
-        {k: round(v, 3) for k, v in ratios.items()},
-    )
-    return {"scores": scores, "ratios": ratios}
+    """:func:`~learned_vs_tuned.score_against_tuned` of one schedule per class (``chosen``, grid labels by
+    class id)."""
+    guidance = PerClassGuidance([schedule_of(g) for g in chosen])
+    return score_against_tuned(checkpoint, guidance, "per class", setup, baselines_from)
 
 
 def main() -> None:

@@ -585,6 +585,23 @@ def recorded_baselines(report: dict, checkpoint: str) -> dict:
     return {k: v for k, v in known.items() if k in winners or k == "unguided"}
 
 
+def score_against_tuned(checkpoint: str, guidance, label: str, setup: tuple, baselines_from: Path) -> dict:
+    """Scores of ``guidance`` on RESULTS.md's evaluation sets (``setup``: :func:`evaluation_setup`'s) in both
+    judges' features, with the ratio to the best tuned baseline in each (the tuned winners' scores recorded
+    in ``baselines_from``, judged against the test split): ``{"scores", "ratios": {"fd", "held_out_fd"}}``."""
+    _, _, scorer, eval_sets = setup
+    scores = score(scorer, guidance, eval_sets, f"{checkpoint} {label}")
+    tuned = recorded_baselines(read_results(baselines_from), checkpoint)
+    if "unguided" not in tuned:
+        raise SystemExit(f"{baselines_from} has no scores of {checkpoint}: run learned_vs_tuned.py first")
+    ratios = {m: scores[m] / best_tuned(tuned, m)[m] for m in ("fd", "held_out_fd")}
+    print(
+        f"{checkpoint} {label}: ratio to best tuned (eval. / held-out)",
+        {k: round(v, 3) for k, v in ratios.items()},
+    )
+    return {"scores": scores, "ratios": ratios}
+
+
 def best_tuned(scores: dict, metric: str) -> dict:
     """The scores of the tuned winner lowest in ``metric`` among an entry's ``scores`` (ω = 0's when no
     winner is listed: digits ``well_trained``, where ω = 0 is the winner)."""

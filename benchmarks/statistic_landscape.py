@@ -200,9 +200,11 @@ def seeds_table(results: dict, checkpoint: str) -> str:
     return "\n".join(rows)
 
 
-def search_choices(table: dict[str, dict[str, float]]) -> dict[str, tuple[str, float, str | None]]:
-    """For each search statistic: the shape search's answer (family, ω or ω_max, warning) from ``table``'s
-    losses, when it holds the search's whole grid."""
+def search_choices(
+    table: dict[str, dict[str, float]], columns: dict[str, str] = COLUMNS
+) -> dict[str, tuple[str, float, str | None]]:
+    """For each of ``columns`` (name -> ``table``'s column; by default the search statistics): the shape
+    search's answer (family, ω or ω_max, warning) from ``table``'s losses, when it holds the whole grid."""
     cosines = [f"cosine {w:g}" for w in SEARCH.scales]
     if not all(label in table for label in CONSTANTS + cosines):
         return {}
@@ -210,7 +212,7 @@ def search_choices(table: dict[str, dict[str, float]]) -> dict[str, tuple[str, f
         stat: choose_schedule(
             SEARCH, [table[c][column] for c in CONSTANTS], [table[c][column] for c in cosines]
         )
-        for stat, column in COLUMNS.items()
+        for stat, column in columns.items()
     }
 
 
