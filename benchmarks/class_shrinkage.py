@@ -17,12 +17,19 @@ setting to tune:
   B_c = τ² / (τ² + σ²_c) of its deviation, and ω_c = max(0, ω* + B_c (ω̂_c − mean_c ω̂_c)): the shared
   answer sets the level, a class moves from it only as far as its preference stands above the noise.
 
+With ``--consensus VARIANT`` the per-class deviations are kept instead only where a second feature space of
+the same samples (that variant's features, saved by ``statistic_landscape.py --variant VARIANT``) agrees:
+with d_c = ω̂_c − mean_c ω̂_c in each space over f*'s grid, a class moves by the smaller of its two
+deviations when they have the same sign and not at all otherwise, ω_c = max(0, ω* + m_c) (no setting either).
+
 No judge is consulted for the choice; ``--score`` scores it as RESULTS.md scores (three sets, both judges)
 against the best tuned baseline recorded in ``learned_vs_tuned.json``. The samples are those
 ``statistic_landscape.py --variant <v> [--seed s]`` saved (the search's own: same noise, same data items).
 
     PYTHONPATH=benchmarks python benchmarks/class_shrinkage.py --variant batchnorm-search --score \
         --checkpoints digits/under_trained mnist/well_trained
+    PYTHONPATH=benchmarks python benchmarks/class_shrinkage.py --variant batchnorm-search \
+        --consensus spatial-search --score
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from class_choice_agreement import class_ids, score_choice
 from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup
 from learnguide.core.line_search import choose_schedule, parabola_minimum, search_statistic
 from results_file import add_results, read_results
+from space_average_landscape import space_features
 from statistic_landscape import file_stem, searched_key
 
 
@@ -63,21 +71,26 @@ def class_vertex(
     return parabola_minimum([w for w, _ in grid], losses, "--scales")[0]
 
 
-def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> dict:
-    """The shared answer, each class's vertex ω̂_c, its half-draw variance σ²_c, τ², B_c and the shrunk ω_c
-    (module docstring) from a landscape's saved features."""
+def shared_answer(saved: dict[str, Tensor], config) -> tuple[str, float]:
+    """The search's answer (family, ω or ω_max) from the pooled losses of a landscape's saved features."""
     labels, true, true_labels = class_ids(saved)
-    k = int(labels.max()) + 1
 
     def pooled(label: str) -> float:  # the statistic of every sample, as the search measures it
         return search_statistic(saved[f"{label}/phi"], true, config, labels, true_labels)
 
     constants = [pooled(g) for _, g in family_grid(config, "constant")]
     shaped = [pooled(g) for _, g in family_grid(config, config.shape) if not g.startswith("constant ")]
-    family, omega, _ = choose_schedule(config, constants, shaped)
-    grid, gen = family_grid(config, family), torch.Generator().manual_seed(seed)
-    estimates, noise = [], []
-    for c in range(k):
+    return choose_schedule(config, constants, shaped)[:2]
+
+
+def class_estimates(
+    saved: dict[str, Tensor], config, grid: list[tuple[float, str]], draws: int = 0, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Per class: the vertex ω̂_c over ``grid`` of the class's samples against its data items, and with
+    ``draws`` its variance σ²_c over that many random halves of both (zeros without): ``([K], [K])``."""
+    labels, true, true_labels = class_ids(saved)
+    gen, estimates, noise = torch.Generator().manual_seed(seed), [], []
+    for c in range(int(labels.max()) + 1):
         own, data = (labels == c).nonzero()[:, 0], true[true_labels == c]
         estimates.append(class_vertex(saved, own, data, config, grid))
         halves = [
@@ -90,10 +103,17 @@ def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> di
             )
             for _ in range(draws)
         ]
-        noise.append(float(torch.tensor(halves, dtype=torch.float64).var()))
-    hat, sigma2 = torch.tensor(estimates, dtype=torch.float64), torch.tensor(noise, dtype=torch.float64)
+        noise.append(float(torch.tensor(halves, dtype=torch.float64).var()) if halves else 0.0)
+    return torch.tensor(estimates, dtype=torch.float64), torch.tensor(noise, dtype=torch.float64)
+
+
+def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> dict:
+    """The shared answer, each class's vertex ω̂_c, its half-draw variance σ²_c, τ², B_c and the shrunk ω_c
+    (module docstring) from a landscape's saved features."""
+    family, omega = shared_answer(saved, config)
+    hat, sigma2 = class_estimates(saved, config, family_grid(config, family), draws, seed)
     tau2 = max(0.0, float(hat.var()) - float(sigma2.mean()))
-    share = tau2 / (tau2 + sigma2) if tau2 > 0 else torch.zeros(k, dtype=torch.float64)
+    share = tau2 / (tau2 + sigma2) if tau2 > 0 else torch.zeros(len(hat), dtype=torch.float64)
     shrunk = (omega + share * (hat - hat.mean())).clamp(min=0.0)
     return {
         "family": family,
@@ -106,6 +126,25 @@ def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> di
     }
 
 
+def consensus_choice(saved: dict[str, Tensor], other: dict[str, Tensor], config) -> dict:
+    """The shared answer of ``saved`` (the search's space) and ω_c = max(0, ω* + m_c), where m_c is the
+    smaller of the two spaces' deviations d_c = ω̂_c − mean_c ω̂_c when both have the same sign, else 0:
+    a class moves only as far as ``other`` (a second feature space of the same samples) agrees."""
+    family, omega = shared_answer(saved, config)
+    grid = family_grid(config, family)
+    hat, second = class_estimates(saved, config, grid)[0], class_estimates(other, config, grid)[0]
+    first_dev, second_dev = hat - hat.mean(), second - second.mean()
+    agree = torch.sign(first_dev) == torch.sign(second_dev)
+    move = torch.where(agree, torch.sign(first_dev) * torch.minimum(first_dev.abs(), second_dev.abs()), 0.0)
+    return {
+        "family": family,
+        "omega": omega,
+        "estimates": hat.tolist(),
+        "second_estimates": second.tolist(),
+        "omegas": (omega + move).clamp(min=0.0).tolist(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
@@ -113,6 +152,12 @@ def main() -> None:
     parser.add_argument("--statistic", default="energy+covariance", help="the search statistic")
     parser.add_argument("--seed", type=int, default=0, help="the saved seed's samples (and the halves' seed)")
     parser.add_argument("--draws", type=int, default=32, help="random halves per class (the search's 32)")
+    parser.add_argument(
+        "--consensus",
+        metavar="VARIANT",
+        help="instead of shrinking by noise, move a class only as far as this variant's features of the same "
+        "samples agree (consensus_choice)",
+    )
     parser.add_argument("--score", action="store_true", help="score the choice as RESULTS.md scores")
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
@@ -128,17 +173,25 @@ def main() -> None:
         path = args.features / f"{file_stem(key)}.safetensors"
         if not path.is_file():
             parser.error(f"{path} is missing: run statistic_landscape.py --variant {args.variant} first")
-        found = shrunk_choice(load_file(str(path)), config, args.draws, args.seed)
-        print(checkpoint, f"{found['family']} {found['omega']:.3f}, τ² {found['tau2']:.4g}")
-        for name in ("estimates", "noise_var", "share", "omegas"):
-            print(f"  {name}: {', '.join(f'{v:.3f}' for v in found[name])}")
+        if args.consensus:
+            saved, other = space_features(
+                args.features, checkpoint, [args.variant, args.consensus], args.seed
+            ).values()
+            found = consensus_choice(saved, other, config)
+            print(checkpoint, f"{found['family']} {found['omega']:.3f}, consensus with {args.consensus}")
+        else:
+            found = shrunk_choice(load_file(str(path)), config, args.draws, args.seed)
+            print(checkpoint, f"{found['family']} {found['omega']:.3f}, τ² {found['tau2']:.4g}")
+        for name in ("estimates", "second_estimates", "noise_var", "share", "omegas"):
+            if name in found:
+                print(f"  {name}: {', '.join(f'{v:.3f}' for v in found[name])}")
         if args.score:
             profile = found["family"].removeprefix("increasing-")
             chosen = [f"{profile} {w}" for w in found["omegas"]]
             found["scored"] = score_choice(
                 checkpoint, chosen, evaluation_setup(*checkpoint.split("/"), args.work), args.baselines
             )
-        name = f"{key}:{args.statistic}"
+        name = f"{key}:{args.statistic}" + (f"~{args.consensus}" if args.consensus else "")
         kept = read_results(args.out).get(name, {})
         if "scored" in kept and "scored" not in found and kept.get("omegas") == found["omegas"]:
             found["scored"] = kept["scored"]  # the same choice: keep its earlier scores
