@@ -58,7 +58,7 @@ from learnguide.core.metrics import feature_moments, frechet_distance_from_momen
 from learnguide.core.schedules import step_grid
 from learnguide.images.classifier import predict
 from results_file import add_results, read_results
-from statistic_landscape import JUDGES, file_stem, joined_seeds, searched_key
+from statistic_landscape import JUDGES, add_saved_paths, file_stem, joined_seeds, searched_key
 
 COLUMNS = ("search", *JUDGES)
 PAIRS = [("search", JUDGES[0]), ("search", JUDGES[1]), JUDGES]  # the columns compared
@@ -223,8 +223,6 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
     parser.add_argument("--variant", default="batchnorm-search", help="its saved features")
     parser.add_argument("--statistic", default="energy+covariance", help="the search statistic, per class")
-    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
-    parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
     parser.add_argument(
         "--seeds", action="store_true", help="all saved seeds of the search's samples taken together"
     )
@@ -251,8 +249,7 @@ def main() -> None:
         help="other variants whose features of the same samples were saved: each class's preferred constant "
         "in every space, and how the spaces agree",
     )
-    parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_choice_agreement.json"))
+    add_saved_paths(parser, "class_choice_agreement.json")
     args = parser.parse_args()
     if args.seeds and args.seed:
         parser.error("--seed names one saved seed; --seeds takes them all")

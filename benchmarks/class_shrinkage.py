@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -48,7 +47,7 @@ from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup
 from learnguide.core.line_search import choose_schedule, parabola_minimum, search_statistic
 from results_file import add_results, read_results
 from space_average_landscape import space_features
-from statistic_landscape import file_stem, searched_key
+from statistic_landscape import add_saved_paths, file_stem, searched_key
 
 
 def family_grid(config, family: str) -> list[tuple[float, str]]:
@@ -159,10 +158,7 @@ def main() -> None:
         "samples agree (consensus_choice)",
     )
     parser.add_argument("--score", action="store_true", help="score the choice as RESULTS.md scores")
-    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
-    parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
-    parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/class_shrinkage.json"))
+    add_saved_paths(parser, "class_shrinkage.json")
     args = parser.parse_args()
     if args.draws < 2:
         parser.error(f"--draws must be >= 2, got {args.draws}")

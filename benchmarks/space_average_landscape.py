@@ -36,7 +36,15 @@ from safetensors.torch import load_file
 from learned_vs_tuned import CHECKPOINTS, evaluation_setup, score_against_tuned
 from learnguide.core.line_search import schedule_network, search_statistic
 from results_file import add_results, read_results
-from statistic_landscape import JUDGES, SEARCH, file_stem, judge_references, search_choices, searched_key
+from statistic_landscape import (
+    JUDGES,
+    SEARCH,
+    add_saved_paths,
+    file_stem,
+    judge_references,
+    search_choices,
+    searched_key,
+)
 
 AVERAGE = "mean of the spaces"
 UNGUIDED = "constant 0"
@@ -96,10 +104,7 @@ def main() -> None:
     parser.add_argument("--statistic", default="energy+covariance", choices=["energy", "energy+covariance"])
     parser.add_argument("--seed", type=int, default=0, help="the saved seed of the search's samples")
     parser.add_argument("--score", action="store_true", help="score the averaged answer as RESULTS.md scores")
-    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
-    parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
-    parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/space_average_landscape.json"))
+    add_saved_paths(parser, "space_average_landscape.json")
     args = parser.parse_args()
     if len(set(args.spaces)) < 2:
         parser.error("--spaces: at least two different feature spaces to average")

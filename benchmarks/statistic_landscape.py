@@ -71,6 +71,16 @@ JUDGES = ("FD eval. judge", "FD held-out judge")
 CONSTANTS = [f"constant {w:g}" for w in SEARCH.omegas]  # the labels of the search's constants
 
 
+def add_saved_paths(parser: argparse.ArgumentParser, out: str) -> None:
+    """The paths of a benchmark that reads these saved features: ``--work`` (the feature classifiers),
+    ``--features``, ``--baselines`` (the tuned baselines' recorded scores) and ``--out`` (default
+    ``benchmarks/results/<out>``)."""
+    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
+    parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
+    parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results") / out)
+
+
 def judge_references(scorer) -> dict:
     """Each judge's reference statistics (test split), keyed as ``JUDGES``."""
     return dict(zip(JUDGES, (scorer.reference, scorer.held_out[1]), strict=True))
