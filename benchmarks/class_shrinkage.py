@@ -20,7 +20,8 @@ setting to tune:
 With ``--consensus VARIANT`` the per-class deviations are kept instead only where a second feature space of
 the same samples (that variant's features, saved by ``statistic_landscape.py --variant VARIANT``) agrees:
 with d_c = ω̂_c − mean_c ω̂_c in each space over f*'s grid, a class moves by the smaller of its two
-deviations when they have the same sign and not at all otherwise, ω_c = max(0, ω* + m_c) (no setting either).
+deviations when they have the same sign and not at all otherwise, ω_c = max(0, ω* + m_c) (no setting either);
+with ``--shrink`` as well, by B_c · m_c.
 
 No judge is consulted for the choice; ``--score`` scores it as RESULTS.md scores (three sets, both judges)
 against the best tuned baseline recorded in ``learned_vs_tuned.json``. The samples are those
@@ -125,16 +126,20 @@ def shrunk_choice(saved: dict[str, Tensor], config, draws: int, seed: int) -> di
     }
 
 
-def consensus_choice(saved: dict[str, Tensor], other: dict[str, Tensor], config) -> dict:
+def consensus_choice(
+    saved: dict[str, Tensor], other: dict[str, Tensor], config, share: list[float] | None = None
+) -> dict:
     """The shared answer of ``saved`` (the search's space) and ω_c = max(0, ω* + m_c), where m_c is the
     smaller of the two spaces' deviations d_c = ω̂_c − mean_c ω̂_c when both have the same sign, else 0:
-    a class moves only as far as ``other`` (a second feature space of the same samples) agrees."""
+    a class moves only as far as ``other`` (a second feature space of the same samples) agrees. With
+    ``share`` (:func:`shrunk_choice`'s B_c, per class) each move is scaled by it too."""
     family, omega = shared_answer(saved, config)
     grid = family_grid(config, family)
     hat, second = class_estimates(saved, config, grid)[0], class_estimates(other, config, grid)[0]
     first_dev, second_dev = hat - hat.mean(), second - second.mean()
     agree = torch.sign(first_dev) == torch.sign(second_dev)
     move = torch.where(agree, torch.sign(first_dev) * torch.minimum(first_dev.abs(), second_dev.abs()), 0.0)
+    move = move * (torch.tensor(share, dtype=torch.float64) if share is not None else 1.0)
     return {
         "family": family,
         "omega": omega,
@@ -157,11 +162,16 @@ def main() -> None:
         help="instead of shrinking by noise, move a class only as far as this variant's features of the same "
         "samples agree (consensus_choice)",
     )
+    parser.add_argument(
+        "--shrink", action="store_true", help="with --consensus: scale each move by the shrinkage's share B_c"
+    )
     parser.add_argument("--score", action="store_true", help="score the choice as RESULTS.md scores")
     add_saved_paths(parser, "class_shrinkage.json")
     args = parser.parse_args()
     if args.draws < 2:
         parser.error(f"--draws must be >= 2, got {args.draws}")
+    if args.shrink and not args.consensus:
+        parser.error("--shrink scales the moves of --consensus; without it the shrinkage is the default rule")
     config = replace(VARIANTS["shape-search"].line_search, statistic=args.statistic)  # its grid and shape
     for checkpoint in args.checkpoints:
         began = time.perf_counter()
@@ -173,7 +183,8 @@ def main() -> None:
             saved, other = space_features(
                 args.features, checkpoint, [args.variant, args.consensus], args.seed
             ).values()
-            found = consensus_choice(saved, other, config)
+            share = shrunk_choice(saved, config, args.draws, args.seed)["share"] if args.shrink else None
+            found = consensus_choice(saved, other, config, share) | ({"share": share} if share else {})
             print(checkpoint, f"{found['family']} {found['omega']:.3f}, consensus with {args.consensus}")
         else:
             found = shrunk_choice(load_file(str(path)), config, args.draws, args.seed)
@@ -188,6 +199,7 @@ def main() -> None:
                 checkpoint, chosen, evaluation_setup(*checkpoint.split("/"), args.work), args.baselines
             )
         name = f"{key}:{args.statistic}" + (f"~{args.consensus}" if args.consensus else "")
+        name += "+shrink" if args.shrink else ""
         kept = read_results(args.out).get(name, {})
         if "scored" in kept and "scored" not in found and kept.get("omegas") == found["omegas"]:
             found["scored"] = kept["scored"]  # the same choice: keep its earlier scores
