@@ -16,7 +16,7 @@ checked). Prints and writes per checkpoint each schedule's pooled statistic and 
 per-class rule's recorded ratio to the best tuned baseline (held-out and evaluation FD, a diagnosis: the
 decision never reads it). Cost: each checked rule adds one schedule's samples (32,000 denoiser evaluations
 at 25 steps, 0.2× a 7-point grid), the shared answer's one more, so a search that checks one rule costs
-2.07× a grid (over issue 14's 2× by 4 %).
+2.26× a grid (304,000 + 64,000 evaluations; over issue 14's 2× by 13 %).
 
     PYTHONPATH=benchmarks python benchmarks/per_class_check.py          # about 1-3 min per checkpoint
 """
