@@ -5,7 +5,8 @@ Fashion-MNIST well_trained, but at ω_max = 4, beyond the judges' 2: the line se
 distance, β = 1.75, clean feature classifier) keeps falling with late guidance that the judges' Fréchet
 distance punishes. This draws the final samples of the line search (same settings and seed: 640 from the same
 noise, 64 per class) once per schedule (``--constants``, the increasing cosine schedule at ``--cosine``
-scales, the linear one at ``--linear``; by default the shape search's whole grid) and saves their features
+scales, the linear one at ``--linear``, guidance on the window ``--interval`` at ``--interval-omegas``; by
+default the shape search's whole grid) and saves their features
 (``--features``), so that any statistic can be scored later without drawing again (``--from-features``).
 The same samples are scored by:
 
@@ -51,7 +52,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from learned_vs_tuned import VARIANTS, evaluation_setup, score, variant_features
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
+from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance, IntervalGuidance
 from learnguide.core.line_search import (
     choose_schedule,
     common_draw,
@@ -91,6 +92,9 @@ def schedules(args: argparse.Namespace) -> dict[str, GuidanceSchedule]:
     found: dict[str, GuidanceSchedule] = {f"constant {w:g}": ConstantGuidance(w) for w in args.constants}
     found |= {f"cosine {w:g}": IncreasingGuidance(w, "cosine") for w in args.cosine}
     found |= {f"linear {w:g}": IncreasingGuidance(w, "linear") for w in args.linear}
+    if args.interval_omegas:
+        lo, hi = args.interval
+        found |= {f"interval {w:g}": IntervalGuidance(w, lo, hi) for w in args.interval_omegas}
     return found
 
 
@@ -232,6 +236,10 @@ def main() -> None:
     parser.add_argument("--constants", type=float, nargs="*", default=list(SEARCH.omegas))
     parser.add_argument("--cosine", type=float, nargs="*", default=list(SEARCH.scales))
     parser.add_argument("--linear", type=float, nargs="*", default=[])
+    parser.add_argument(
+        "--interval-omegas", type=float, nargs="*", default=[], help="ω of interval schedules on --interval"
+    )
+    parser.add_argument("--interval", type=float, nargs=2, default=[0.3, 0.8], metavar=("T_LO", "T_HI"))
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
     parser.add_argument("--from-features", action="store_true", help="score the saved features, draw nothing")
