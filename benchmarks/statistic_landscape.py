@@ -239,7 +239,14 @@ def main() -> None:
     parser.add_argument(
         "--interval-omegas", type=float, nargs="*", default=[], help="ω of interval schedules on --interval"
     )
-    parser.add_argument("--interval", type=float, nargs=2, default=[0.3, 0.8], metavar=("T_LO", "T_HI"))
+    parser.add_argument(
+        "--interval",
+        type=float,
+        nargs=2,
+        default=[0.3, 0.8],
+        metavar=("T_LO", "T_HI"),
+        help="the window of t (where a step starts) the interval schedules guide in",
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
     parser.add_argument("--from-features", action="store_true", help="score the saved features, draw nothing")
@@ -262,6 +269,8 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
+    if not 0.0 <= args.interval[0] < args.interval[1] <= 1.0:
+        parser.error(f"--interval needs 0 <= T_LO < T_HI <= 1, got {args.interval}")
     searched = searched_key(args.checkpoint, args.variant)
     key = searched + (f"@{args.seed}" if args.seed else "")
     path = args.features / f"{file_stem(key)}.safetensors"
