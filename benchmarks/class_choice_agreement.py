@@ -58,6 +58,7 @@ from learnguide.core.metrics import feature_moments, frechet_distance_from_momen
 from learnguide.core.schedules import step_grid
 from learnguide.images.classifier import predict
 from results_file import add_results, read_results
+from space_average_landscape import space_features
 from statistic_landscape import JUDGES, add_saved_paths, file_stem, joined_seeds, searched_key
 
 COLUMNS = ("search", *JUDGES)
@@ -280,15 +281,9 @@ def main() -> None:
             print(f"  {n} per class:", {k: round(v, 3) for k, v in row.items()})
         entry = {"statistic": args.statistic, "seeds": seeds, "choices": choices, "agreement": found}
         entry |= {"by_size": by_size} if by_size else {}
-        if args.spaces:
-            paths = {
-                v: args.features / f"{file_stem(searched_key(checkpoint, v))}.safetensors"
-                for v in args.spaces
-            }
-            if missing := [str(path) for path in paths.values() if not path.is_file()]:
-                raise SystemExit(f"{', '.join(missing)} missing: run statistic_landscape.py --variant first")
-            others = {v: load_file(str(path)) for v, path in paths.items()}
-            entry["spaces"] = space_vertices({args.variant: saved, **others}, config)
+        if args.spaces:  # the same samples' features in other spaces (checked), beside the search's own
+            others = space_features(args.features, checkpoint, [args.variant, *args.spaces], args.seed)
+            entry["spaces"] = space_vertices(others | {args.variant: saved}, config)
             print_spaces(entry["spaces"])
         if args.score:
             entry["scored"] = score_choice(checkpoint, choices["search"], setup, args.baselines)

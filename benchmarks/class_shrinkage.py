@@ -43,8 +43,9 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from class_choice_agreement import class_ids, score_choice
-from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup
+from class_choice_agreement import class_ids
+from class_omega_headroom import FAMILIES, PerClassGuidance
+from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup, score_against_tuned
 from learnguide.core.line_search import choose_schedule, parabola_minimum, search_statistic
 from results_file import add_results, read_results
 from space_average_landscape import space_features
@@ -193,11 +194,9 @@ def main() -> None:
             if name in found:
                 print(f"  {name}: {', '.join(f'{v:.3f}' for v in found[name])}")
         if args.score:
-            profile = found["family"].removeprefix("increasing-")
-            chosen = [f"{profile} {w}" for w in found["omegas"]]
-            found["scored"] = score_choice(
-                checkpoint, chosen, evaluation_setup(*checkpoint.split("/"), args.work), args.baselines
-            )
+            guidance = PerClassGuidance([FAMILIES[found["family"]](w) for w in found["omegas"]])
+            setup = evaluation_setup(*checkpoint.split("/"), args.work)
+            found["scored"] = score_against_tuned(checkpoint, guidance, "per class", setup, args.baselines)
         name = f"{key}:{args.statistic}" + (f"~{args.consensus}" if args.consensus else "")
         name += "+shrink" if args.shrink else ""
         kept = read_results(args.out).get(name, {})

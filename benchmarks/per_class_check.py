@@ -32,9 +32,9 @@ import torch
 from safetensors.torch import load_file
 
 from class_choice_agreement import class_ids, schedule_of
-from class_omega_headroom import PerClassGuidance
+from class_omega_headroom import FAMILIES, PerClassGuidance
 from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup, variant_features
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
+from learnguide.core.guidance import ConstantGuidance
 from learnguide.core.line_search import common_draw, final_samples, search_statistic
 from results_file import add_results, read_results
 from statistic_landscape import file_stem, searched_key
@@ -47,28 +47,22 @@ RULES = {  # rule -> (results file, entry key suffix): where its per-class choic
 }
 
 
-def family_schedule(family: str, omega: float) -> GuidanceSchedule:
-    """The schedule of a search answer: ``"constant"`` or ``"increasing-<profile>"`` at ω or ω_max."""
-    if family == "constant":
-        return ConstantGuidance(omega)
-    return IncreasingGuidance(omega, family.removeprefix("increasing-"))
-
-
 def recorded_rules(results: Path, checkpoint: str, statistic: str) -> tuple[tuple[str, float], dict]:
     """The shared answer (family, ω) and, per rule of ``RULES``, ``(per-class schedule, recorded ratios)``
     from the benchmarks' JSON in ``results``. Exits naming a missing entry."""
-    key, rules = f"{searched_key(checkpoint, SPACE)}:{statistic}", {}
+    key, entries = f"{searched_key(checkpoint, SPACE)}:{statistic}", {}
     for rule, (name, suffix) in RULES.items():
-        entry = read_results(results / name).get(key + suffix)
-        if not entry or "scored" not in entry:
+        entries[rule] = read_results(results / name).get(key + suffix)
+        if not entries[rule] or "scored" not in entries[rule]:
             raise SystemExit(f"{results / name} has no scored {key + suffix}: run its benchmark with --score")
+    rules = {}
+    for rule, entry in entries.items():
         if rule == "raw":
             guidance = PerClassGuidance([schedule_of(label) for label in entry["choices"]["search"]])
         else:
-            shared = (entry["family"], entry["omega"])
-            guidance = PerClassGuidance([family_schedule(entry["family"], w) for w in entry["omegas"]])
+            guidance = PerClassGuidance([FAMILIES[entry["family"]](w) for w in entry["omegas"]])
         rules[rule] = (guidance, entry["scored"]["ratios"])
-    return shared, rules
+    return (entries["shrunk"]["family"], entries["shrunk"]["omega"]), rules
 
 
 def pooled_statistics(checkpoint: str, schedules: dict, args: argparse.Namespace) -> dict[str, float]:
@@ -107,7 +101,7 @@ def main() -> None:
     for checkpoint in args.checkpoints:
         began = time.perf_counter()
         shared, rules = recorded_rules(args.results, checkpoint, args.statistic)
-        schedules = {"ω = 0": ConstantGuidance(0.0), "shared": family_schedule(*shared)}
+        schedules = {"ω = 0": ConstantGuidance(0.0), "shared": FAMILIES[shared[0]](shared[1])}
         schedules |= {rule: guidance for rule, (guidance, _) in rules.items()}
         stats = pooled_statistics(checkpoint, schedules, args)
         decisions = {rule: stats[rule] < stats["shared"] for rule in rules}
