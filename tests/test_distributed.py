@@ -84,11 +84,13 @@ def test_a_multi_process_run_ends_its_process_group_before_the_interpreter_does(
     # builds a module on the meta device, which imports it): its import used to keep the group alive.
     script = tmp_path / "end.py"
     script.write_text(
-        "import atexit, gc, weakref\nimport torch.distributed as dist\n"
+        "import atexit, gc, os, weakref\nimport torch.distributed as dist\n"
         "from learnguide.distributed import processes\nprocs = processes()\n"
         "assert procs.gather(procs.rank) == [0, 1]\nworld = weakref.ref(dist.group.WORLD)\n"
         "import torch._dynamo\natexit._run_exitfuncs()\ngc.collect()\n"
-        "print('ended' if not dist.is_initialized() else 'running', 'freed' if world() is None else 'held')\n"
+        "ended = 'ended' if not dist.is_initialized() else 'running'\n"
+        "freed = 'freed' if world() is None else 'held'\n"
+        "os.write(1, f'{ended} {freed}\\n'.encode())\n"  # one write: two processes' lines never interleave
     )
     done = run([*ACCELERATE[:-2], str(script)])  # the launcher without "-m learnguide.apps.cli"
     assert done.stdout.split() == ["ended", "freed", "ended", "freed"]
