@@ -13,7 +13,7 @@ when there with every judge's.
     python benchmarks/inception_check.py --checkpoint mnist/under_trained --per-class 30 --sets 3 \
         --out benchmarks/results/inception_check.json
     PYTHONPATH=benchmarks python benchmarks/inception_check.py --checkpoint fashion-mnist/under_trained \
-        --variant batchnorm-covariance-search --schedules "constant 0" "constant 0.75" "cosine 3"
+        --variant batchnorm-covariance-search --schedules "constant 0.5" "constant 0.75" "cosine 3"
 """
 
 from __future__ import annotations
@@ -85,6 +85,10 @@ def main() -> None:
         entry = read_results(args.out).get(f"{args.checkpoint}:{args.variant}")
         if entry is None:
             raise SystemExit(f"{args.out} has no entry {args.checkpoint}:{args.variant}: run it first")
+        if any(k not in row for row in entry["scores"].values() for k in JUDGED):
+            raise SystemExit(
+                f"{args.checkpoint}:{args.variant} was scored without every judge per set: run it again"
+            )
         paired_table(entry["scores"], list(tuned_winners(dataset_name, regime))[: args.winners])
         return
     fixed = {label: labelled_schedule(label) for label in args.schedules}
