@@ -31,22 +31,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from class_choice_agreement import schedule_of
 from class_omega_headroom import PerClassGuidance, pick, standard_error_moves
 from learned_vs_tuned import evaluation_setup, score, tuned_winners
-from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
 from learnguide.core.line_search import choose_schedule, common_draw, search_statistic
 from learnguide.images.evaluation import sample_set
 from results_file import add_results
 from statistic_landscape import JUDGES, SEARCH
-
-
-def labelled_schedule(label: str) -> GuidanceSchedule:
-    """The schedule of a label of ``statistic_landscape.schedules``: ``"constant <ω>"``, or
-    ``"cosine <ω_max>"`` / ``"linear <ω_max>"`` (the increasing schedule of that profile)."""
-    family, value = label.split()
-    if family == "constant":
-        return ConstantGuidance(float(value))
-    return IncreasingGuidance(float(value), family)
 
 
 def score_rule(setup: tuple, checkpoint: str, searched: str, rule: list[str], fresh_seeds: list[int]) -> dict:
@@ -57,8 +48,8 @@ def score_rule(setup: tuple, checkpoint: str, searched: str, rule: list[str], fr
     dataset, _, scorer, eval_sets = setup
     k, per_class = dataset.num_classes, len(eval_sets[0][0]) // dataset.num_classes
     methods = {
-        "per-class rule": PerClassGuidance([labelled_schedule(label) for label in rule]),
-        f"search: {searched}": labelled_schedule(searched),
+        "per-class rule": PerClassGuidance([schedule_of(label) for label in rule]),
+        f"search: {searched}": schedule_of(searched),
         **tuned_winners(*checkpoint.split("/")),
     }
     fresh = [sample_set(k, per_class, seed) for seed in fresh_seeds]

@@ -85,6 +85,11 @@ FAMILIES = {  # --family: the schedule of one grid value ω (a constant, or the 
 }
 
 
+def per_class_schedule(family: str, omegas: list[float]) -> PerClassGuidance:
+    """One schedule of ``FAMILIES[family]`` per class id c, at ``omegas[c]``."""
+    return PerClassGuidance([FAMILIES[family](w) for w in omegas])
+
+
 def landscape_samples(
     scorer, guidance: GuidanceSchedule, checkpoint: str, classes: int, per_class: int, seed: int, work: Path
 ) -> tuple[Tensor, Tensor]:
@@ -289,7 +294,7 @@ def main() -> None:
             for label, g in tuned_winners(dataset_name, regime).items()
             if label != json.dumps(unguided.config())  # digits well_trained's winner is ω = 0 itself
         }
-    chosen = PerClassGuidance([FAMILIES[args.family](w) for w in omegas])
+    chosen = per_class_schedule(args.family, omegas)
     per_class = score(scorer, chosen, eval_sets, f"{args.checkpoint} per-class ω")
     entry = {
         "family": args.family,

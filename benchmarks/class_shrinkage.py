@@ -44,7 +44,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from class_choice_agreement import class_ids
-from class_omega_headroom import FAMILIES, PerClassGuidance
+from class_omega_headroom import per_class_schedule
 from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup, score_against_tuned
 from learnguide.core.line_search import choose_schedule, parabola_minimum, search_statistic
 from results_file import add_results, read_results
@@ -194,7 +194,7 @@ def main() -> None:
             if name in found:
                 print(f"  {name}: {', '.join(f'{v:.3f}' for v in found[name])}")
         if args.score:
-            guidance = PerClassGuidance([FAMILIES[found["family"]](w) for w in found["omegas"]])
+            guidance = per_class_schedule(found["family"], found["omegas"])
             setup = evaluation_setup(*checkpoint.split("/"), args.work)
             found["scored"] = score_against_tuned(checkpoint, guidance, "per class", setup, args.baselines)
         name = f"{key}:{args.statistic}" + (f"~{args.consensus}" if args.consensus else "")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from class_omega_headroom import FAMILIES, PerClassGuidance
+from class_omega_headroom import per_class_schedule
 from learned_vs_tuned import CHECKPOINTS, best_tuned, evaluation_setup, score_with_baselines, tuned_winners
 from learnguide.core.line_search import schedule_network
 from learnguide.images.evaluation import sample_set
@@ -59,7 +59,7 @@ def main() -> None:
         name, rule = args.per_class, read_results(args.rules).get(args.per_class)
         if rule is None:
             parser.error(f"--per-class {args.per_class}: no such entry in {args.rules}")
-        answer = PerClassGuidance([FAMILIES[rule["family"]](w) for w in rule["omegas"]])
+        answer = per_class_schedule(rule["family"], rule["omegas"])
         described = [rule["family"], rule["omegas"]]
     sets = [sample_set(k, per_class, seed) for seed in args.seeds]
     earlier = read_results(args.out)

@@ -22,7 +22,7 @@ import argparse
 from pathlib import Path
 
 from class_choice_agreement import schedule_of
-from class_omega_headroom import PerClassGuidance
+from class_omega_headroom import per_class_schedule
 from learned_vs_tuned import evaluation_setup, tuned_winners
 from learnguide.apps.comparison import evaluate_over_sets
 from learnguide.core.guidance import GuidanceSchedule, OmegaNet
@@ -41,7 +41,7 @@ def labelled_schedule(label: str) -> GuidanceSchedule:
         return schedule_of(label)
     if family != "constant":
         raise SystemExit(f"--schedules {label!r}: one value per class is read for constants only")
-    return PerClassGuidance([schedule_of(f"constant {w}") for w in values.split(",")])
+    return per_class_schedule("constant", [float(w) for w in values.split(",")])
 
 
 def paired_table(scores: dict[str, dict], winners: list[str]) -> None:
@@ -92,8 +92,11 @@ def main() -> None:
         paired_table(entry["scores"], list(tuned_winners(dataset_name, regime))[: args.winners])
         return
     fixed = {label: labelled_schedule(label) for label in args.schedules}
+    learned = args.work / f"{dataset_name}-{regime}-{args.variant}"
+    if not learned.is_dir():  # before the test split's Inception reference, which can take 20-40 min
+        parser.error(f"{learned} is missing: run learned_vs_tuned.py --variant {args.variant} first")
     dataset, denoiser, scorer, _ = evaluation_setup(dataset_name, regime, args.work, inception=True)
-    net = OmegaNet.load(args.work / f"{dataset_name}-{regime}-{args.variant}", denoiser.schedule)
+    net = OmegaNet.load(learned, denoiser.schedule)
     winners = list(tuned_winners(dataset_name, regime).items())[: args.winners]
     methods = {"learned": net, **dict(winners), **fixed}
     eval_sets = [sample_set(dataset.num_classes, args.per_class, 100 + j) for j in range(args.sets)]

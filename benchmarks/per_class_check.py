@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file
 
 from class_choice_agreement import class_ids, schedule_of
-from class_omega_headroom import FAMILIES, PerClassGuidance
+from class_omega_headroom import FAMILIES, PerClassGuidance, per_class_schedule
 from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup, variant_features
 from learnguide.core.guidance import ConstantGuidance
 from learnguide.core.line_search import common_draw, final_samples, search_statistic
@@ -60,7 +60,7 @@ def recorded_rules(results: Path, checkpoint: str, statistic: str) -> tuple[tupl
         if rule == "raw":
             guidance = PerClassGuidance([schedule_of(label) for label in entry["choices"]["search"]])
         else:
-            guidance = PerClassGuidance([FAMILIES[entry["family"]](w) for w in entry["omegas"]])
+            guidance = per_class_schedule(entry["family"], entry["omegas"])
         rules[rule] = (guidance, entry["scored"]["ratios"])
     return (entries["shrunk"]["family"], entries["shrunk"]["omega"]), rules
 
