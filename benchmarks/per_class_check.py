@@ -37,7 +37,7 @@ from learned_vs_tuned import CHECKPOINTS, VARIANTS, evaluation_setup, variant_fe
 from learnguide.core.guidance import ConstantGuidance
 from learnguide.core.line_search import common_draw, final_samples, search_statistic
 from results_file import add_results, read_results
-from statistic_landscape import file_stem, searched_key
+from statistic_landscape import add_saved_paths, file_stem, searched_key
 
 SPACE = "batchnorm-search"  # the recommended search's features
 RULES = {  # rule -> (results file, entry key suffix): where its per-class choice and scores were recorded
@@ -94,9 +94,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
     parser.add_argument("--statistic", default="energy+covariance", choices=["energy", "energy+covariance"])
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="the rules' JSON")
-    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
-    parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/per_class_check.json"))
+    add_saved_paths(parser, "per_class_check.json", baselines=False)
     args = parser.parse_args()
     for checkpoint in args.checkpoints:
         began = time.perf_counter()

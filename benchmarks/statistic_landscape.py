@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,7 +59,6 @@ from learnguide.core.line_search import (
     common_draw,
     final_samples,
     parabola_minimum,
-    pooled_energy,
     schedule_network,
     search_statistic,
 )
@@ -72,13 +72,15 @@ JUDGES = ("FD eval. judge", "FD held-out judge")
 CONSTANTS = [f"constant {w:g}" for w in SEARCH.omegas]  # the labels of the search's constants
 
 
-def add_saved_paths(parser: argparse.ArgumentParser, out: str) -> None:
+def add_saved_paths(parser: argparse.ArgumentParser, out: str, baselines: bool = True) -> None:
     """The paths of a benchmark that reads these saved features: ``--work`` (the feature classifiers),
-    ``--features``, ``--baselines`` (the tuned baselines' recorded scores) and ``--out`` (default
-    ``benchmarks/results/<out>``)."""
+    ``--features``, ``--baselines`` (the tuned baselines' recorded scores; only if ``baselines``) and
+    ``--out`` (default ``benchmarks/results/<out>``)."""
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
     parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
-    parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
+    if baselines:
+        recorded = Path("benchmarks/results/learned_vs_tuned.json")
+        parser.add_argument("--baselines", type=Path, default=recorded)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results") / out)
 
 
@@ -120,8 +122,21 @@ def draw_features(args: argparse.Namespace, setup: tuple) -> dict[str, torch.Ten
     return saved
 
 
-def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, float]]:
-    """Every statistic and judge for every schedule of ``saved``."""
+def beta_column(stat: str, beta: float) -> str:
+    """The column of :func:`table_from`'s table holding search statistic ``stat`` at ``beta``."""
+    return f"L β={beta:g}" + (" + cov. term" if stat == "energy+covariance" else "")
+
+
+def beta_columns(betas: Sequence[float]) -> dict[str, str]:
+    """For each of ``betas``: the search statistics at that β, named ``<statistic>@<β>``, -> their column."""
+    return {f"{stat}@{b:g}": beta_column(stat, b) for b in betas for stat in COLUMNS}
+
+
+def table_from(
+    saved: dict[str, torch.Tensor], scorer, betas: Sequence[float] = (1.0,)
+) -> dict[str, dict[str, float]]:
+    """Every statistic (the search's, and both at each of ``betas``: :func:`beta_columns`) and judge for
+    every schedule of ``saved``."""
     true, labels = saved["true"], saved["labels"]
     true_moments = feature_moments(true)
     references = judge_references(scorer)
@@ -132,12 +147,16 @@ def table_from(saved: dict[str, torch.Tensor], scorer) -> dict[str, dict[str, fl
             COLUMNS[stat]: search_statistic(guided, true, replace(SEARCH, statistic=stat), labels)
             for stat in COLUMNS
         }
+        searched |= {
+            beta_column(stat, b): search_statistic(
+                guided, true, replace(SEARCH, statistic=stat, beta=b), labels
+            )
+            for b in betas
+            for stat in COLUMNS
+        }
         table[label] = (
             searched
-            | {
-                "L β=1": pooled_energy(guided, true, 1.0, SEARCH.lam, labels),
-                "FD clean (train)": frechet_distance_from_moments(*feature_moments(guided), *true_moments),
-            }
+            | {"FD clean (train)": frechet_distance_from_moments(*feature_moments(guided), *true_moments)}
             | {name: references[name].frechet_distance(saved[f"{label}/{name}"]) for name in JUDGES}
         )
     return table
@@ -247,10 +266,19 @@ def main() -> None:
         metavar=("T_LO", "T_HI"),
         help="the window of t (where a step starts) the interval schedules guide in",
     )
-    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
-    parser.add_argument("--features", type=Path, default=Path("runs/statistic-landscape"))
+    add_saved_paths(parser, "statistic_landscape.json", baselines=False)
     parser.add_argument("--from-features", action="store_true", help="score the saved features, draw nothing")
-    parser.add_argument("--score", nargs="*", default=[], choices=list(COLUMNS), help="score these choices")
+    parser.add_argument(
+        "--betas",
+        type=float,
+        nargs="*",
+        default=[1.0],
+        help="also both search statistics at these β (columns 'L β=B', 'L β=B + cov. term'; choices "
+        "'energy@B', 'energy+covariance@B')",
+    )
+    parser.add_argument(
+        "--score", nargs="*", default=[], help="score these choices: a --statistic name, or one at --betas"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the search's seed (samples and data items)")
     parser.add_argument(
         "--variant",
@@ -267,10 +295,14 @@ def main() -> None:
         help="with --seeds-table: the judges' vertices from random subsets of all seeds' samples of these "
         "sizes (FD's small-sample bias), and from all",
     )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/statistic_landscape.json"))
     args = parser.parse_args()
     if not 0.0 <= args.interval[0] < args.interval[1] <= 1.0:
         parser.error(f"--interval needs 0 <= T_LO < T_HI <= 1, got {args.interval}")
+    if not all(0.0 < b < 2.0 for b in args.betas):
+        parser.error(f"--betas needs 0 < β < 2 (the energy distance's range), got {args.betas}")
+    columns = COLUMNS | beta_columns(args.betas)
+    if unknown := [stat for stat in args.score if stat not in columns]:
+        parser.error(f"--score {' '.join(unknown)}: not one of {', '.join(columns)}")
     searched = searched_key(args.checkpoint, args.variant)
     key = searched + (f"@{args.seed}" if args.seed else "")
     path = args.features / f"{file_stem(key)}.safetensors"
@@ -281,12 +313,12 @@ def main() -> None:
         saved = draw_features(args, setup)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({key: value.contiguous() for key, value in saved.items()}, str(path))
-    table = table_from(saved, setup[2])
+    table = table_from(saved, setup[2], args.betas)
     for label, row in table.items():
         print(label, {k: round(v, 5) for k, v in row.items()})
     argmins = {stat: min(table, key=lambda lab: table[lab][stat]) for stat in next(iter(table.values()))}
     print("argmin:", argmins)
-    choices, scores = search_choices(table), {}
+    choices, scores = search_choices(table, columns), {}
     print("search choices:", choices)
     dataset, denoiser, scorer, eval_sets = setup
     for stat in args.score:
