@@ -17,11 +17,11 @@ two constants on RESULTS.md's evaluation sets, in both classifiers' features, ne
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from learned_vs_tuned import CHECKPOINTS, best_tuned, evaluation_setup, known_scores, score
+from grid_ceiling import ceiling_arguments
+from learned_vs_tuned import best_tuned, evaluation_setup, known_scores, score
 from learnguide.core.guidance import ConstantGuidance
 from results_file import add_results, read_results
 
@@ -73,14 +73,8 @@ def markdown_table(report: dict, tuned: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
-    parser.add_argument("--scores", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
-    parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/constant_ceiling.json"))
-    parser.add_argument("--table", action="store_true", help="print the table from --out and stop")
-    args = parser.parse_args()
-    scored = json.loads(args.scores.read_text())
+    args = ceiling_arguments(__doc__.split("\n\n")[0], "constant_ceiling.json")
+    scored = json.loads(args.baselines.read_text())
     tuned = {name: known_scores(scored, name) for name in args.checkpoints}
     if args.table:
         print(markdown_table(json.loads(args.out.read_text()), tuned))

@@ -83,16 +83,23 @@ def markdown_table(report: dict) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def ceiling_arguments(description: str, out: str) -> argparse.Namespace:
+    """The parsed flags of a ceiling diagnostic: ``--checkpoints``, ``--baselines`` (the tuned winners'
+    recorded scores), ``--work``, ``--out`` (default ``benchmarks/results/<out>``) and ``--table``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--checkpoints", nargs="+", default=[f"{d}/{r}" for d, r in CHECKPOINTS])
     parser.add_argument("--baselines", type=Path, default=Path("benchmarks/results/learned_vs_tuned.json"))
     parser.add_argument("--work", type=Path, default=Path("runs/learned-vs-tuned"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/grid_ceiling.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results") / out)
     parser.add_argument("--table", action="store_true", help="print the table from --out and stop")
     args = parser.parse_args()
     if unknown := [c for c in args.checkpoints if tuple(c.split("/")) not in CHECKPOINTS]:
         parser.error(f"--checkpoints {' '.join(unknown)}: not one of RESULTS.md's six")
+    return args
+
+
+def main() -> None:
+    args = ceiling_arguments(__doc__.split("\n\n")[0], "grid_ceiling.json")
     if not args.table:
         for checkpoint in args.checkpoints:
             began = time.perf_counter()
