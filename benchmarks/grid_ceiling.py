@@ -27,7 +27,7 @@ from learned_vs_tuned import (
     best_tuned,
     evaluation_setup,
     recorded_baselines,
-    score_against_tuned,
+    score,
 )
 from learnguide.core.guidance import ConstantGuidance, GuidanceSchedule, IncreasingGuidance
 from results_file import add_results, read_results
@@ -46,24 +46,26 @@ def grid_schedules() -> dict[str, GuidanceSchedule]:
 
 def run(checkpoint: str, work: Path, baselines: Path) -> dict:
     """Each grid schedule's scores and ratios to the best tuned baseline on ``checkpoint``:
-    ``{label: {"scores", "ratios"}}``."""
+    ``{label: {"scores", "ratios", "recorded"}}`` (``recorded``: reused from ``baselines``)."""
     tuned = recorded_baselines(read_results(baselines), checkpoint)
     if "unguided" not in tuned:
         raise SystemExit(f"{baselines} has no scores of {checkpoint}: run learned_vs_tuned.py first")
+    best = {m: best_tuned(tuned, m)[m] for m in METRICS}
     setup, found = None, {}
     for label, guidance in grid_schedules().items():
-        key = (
-            "unguided"
-            if guidance.config() == ConstantGuidance(0.0).config()
-            else json.dumps(guidance.config())
-        )
+        unguided = guidance.config() == ConstantGuidance(0.0).config()
+        key = "unguided" if unguided else json.dumps(guidance.config())
         if key in tuned:
             scores = tuned[key]
-            ratios = {m: scores[m] / best_tuned(tuned, m)[m] for m in METRICS}
-            found[label] = {"scores": scores, "ratios": ratios, "recorded": True}
-            continue
-        setup = setup or evaluation_setup(*checkpoint.split("/"), work)
-        found[label] = score_against_tuned(checkpoint, guidance, label, setup, baselines)
+        else:
+            setup = setup or evaluation_setup(*checkpoint.split("/"), work)
+            scores = score(setup[2], guidance, setup[3], f"{checkpoint} {label}")
+        ratios = {m: scores[m] / best[m] for m in METRICS}
+        print(
+            f"{checkpoint} {label}: ratio to best tuned (eval. / held-out)",
+            {m: round(r, 3) for m, r in ratios.items()},
+        )
+        found[label] = {"scores": scores, "ratios": ratios, "recorded": key in tuned}
     return found
 
 
