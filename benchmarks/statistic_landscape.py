@@ -148,9 +148,9 @@ def table_from(
             for stat in COLUMNS
         }
         searched |= {
-            beta_column(stat, b): search_statistic(
-                guided, true, replace(SEARCH, statistic=stat, beta=b), labels
-            )
+            beta_column(stat, b): searched[COLUMNS[stat]]
+            if b == SEARCH.beta
+            else search_statistic(guided, true, replace(SEARCH, statistic=stat, beta=b), labels)
             for b in betas
             for stat in COLUMNS
         }

@@ -53,3 +53,17 @@ def test_every_import_in_the_docs_resolves():
     assert len(imports) >= 5
     for line in imports:
         exec(line, {})
+
+
+def test_the_readme_layout_names_every_module_and_only_modules_that_exist():
+    layout = (ROOT / "README.md").read_text().split("## Layout\n", 1)[1].split("\n## ", 1)[0]
+    package = ROOT / "src" / "learnguide"
+    named = set()
+    for bullet in re.findall(r"^- .*?(?=^- |\Z)", layout, flags=re.S | re.M):
+        folder = re.match(r"- `(\w+)/`", bullet)
+        names = re.findall(r"`(\w+)`", bullet)
+        named |= {Path(folder[1] if folder else "", f"{name}.py") for name in names}
+    assert len(named) >= 30
+    on_disk = {path.relative_to(package) for path in package.rglob("*.py") if path.name != "__init__.py"}
+    assert named - on_disk == set(), "README's Layout names modules that do not exist"
+    assert on_disk - named == set(), "README's Layout leaves these modules out"
