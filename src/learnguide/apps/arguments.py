@@ -254,7 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--features",
         help="with --online: compare particles in the features φ(x, s) of this classifier folder instead of "
         "pixels (a noisy one, train-classifier --noisy, at any s; a clean one compares final samples only: "
-        "--rollout equal to --grid-steps)",
+        "--rollout equal to --grid-steps), or of an encoder folder (learnguide.core.encoders.save_encoder)",
+    )
+    fit.add_argument(
+        "--features-of",
+        choices=["decoded", "latents"],
+        help="with --features and a latent --model: measure its particles decoded by its VAE (default) or "
+        "as latents (an encoder made for them)",
     )
     _add_feature_layer_argument(fit)
     fit.add_argument(

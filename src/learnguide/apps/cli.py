@@ -42,6 +42,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     learn = "online" if args.online or args.objective != "energy" or args.rollout > 1 else "bank"
     search = _search_settings(args)  # --shape, --scales and --statistic only beside --line-search
+    if args.features_of and not args.features:
+        raise ValueError("--features-of says how --features sees a latent model's particles: add --features")
     if args.line_search:
         if learn != "bank":
             raise ValueError(
@@ -111,7 +113,7 @@ def _fit_online(args: argparse.Namespace) -> int:
     churn = args.churn if args.churn is not None else default_churn(args.start, args.rollout)
     config = _pick(OnlineConfig, args, churn=churn, reference=args.reference or 1)
     learn = (args.out, config, args.output, _reward(args), _progress(args), args.features)
-    learn += (tuple(args.feature_layer or ("pooled",)), _omega_hparams(args))
+    learn += (tuple(args.feature_layer or ("pooled",)), _omega_hparams(args), args.features_of or "decoded")
     killed = training_state_meta(args.out)  # a resumed run: what the killed one did is in the record
     _, record = fit_online_folder(_pick(DenoiserSource, args), *learn)
     tail, procs = record.losses[-50:], processes()
@@ -157,8 +159,9 @@ def _fit_line_search(args: argparse.Namespace, search: dict) -> int:
     config.validate()  # before the denoiser loads
     features, layers = args.features, tuple(args.feature_layer or ("pooled",))
     _, record = fit_line_search_folder(
-        _pick(DenoiserSource, args), args.out, config, features, layers, _progress(args)
-    )
+        _pick(DenoiserSource, args), args.out, config, features, layers, _progress(args),
+        features_of=args.features_of or "decoded",
+    )  # fmt: skip
     curve = line_search_curve(record.omegas, record.losses, config.shape, record.scales, record.shape_losses)
     constant = record.shape == "constant"
     chosen = f"ω = {record.omega:.4g}" if constant else f"{record.shape}, ω_max = {record.omega:.4g}"
@@ -200,6 +203,8 @@ def _fit(args: argparse.Namespace) -> int:
     from learnguide.core.banks import FitConfig
 
     search = _search_settings(args)  # --shape, --scales and --statistic only beside --line-search
+    if args.features_of and not args.features:
+        raise ValueError("--features-of says how --features sees a latent model's particles: add --features")
     if args.line_search:
         return _fit_line_search(args, search)
     if args.online:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from learnguide.apps.loading import DenoiserSource, pick_conditions
-from learnguide.checkpoints import atomic_write_text, strict_json
+from learnguide.checkpoints import atomic_write_text, folder_kind, strict_json
 from learnguide.core.banks import (
     BankConfig,
     BankRecord,
@@ -22,6 +22,8 @@ from learnguide.core.banks import (
     load_bank,
 )
 from learnguide.core.discrepancy import FeatureMap
+from learnguide.core.encoders import KIND as ENCODER_KIND
+from learnguide.core.encoders import encoder_features, load_encoder
 from learnguide.core.guidance import OmegaNet, export_schedule
 from learnguide.core.items import DataSampler
 from learnguide.core.line_search import (
@@ -42,15 +44,63 @@ from learnguide.images.reports import plot_binned_omega
 SCALE_ITEMS = 512  # clean data items each joined feature layer is scaled by (docs/design.md §3.2)
 
 
+FEATURES_OF = ("decoded", "latents")
+"""What a latent model's particles are measured as in ``--features``: decoded by its VAE, or as latents."""
+
+
 def load_feature_map(
-    folder: str | Path, layers: tuple[str, ...], sample_data: DataSampler, data_id: str | None = None
-) -> FeatureMap:
-    """The frozen feature map of the classifier in ``folder`` (trained on ``data_id``'s data when given):
-    its ``layers`` (:func:`~learnguide.images.classifier.classifier_features`), several scaled on
-    ``SCALE_ITEMS`` items drawn from ``sample_data`` with seed 0."""
-    classifier = load_classifier(folder, data_id=data_id)
-    x0 = sample_data(SCALE_ITEMS, torch.Generator().manual_seed(0))[0] if len(layers) > 1 else None
-    return classifier_features(classifier, layers, x0)
+    folder: str | Path | None,
+    layers: tuple[str, ...],
+    sample_data: DataSampler,
+    data_id: str | None = None,
+    latent_model: str | Path | None = None,
+    features_of: str = "decoded",
+) -> FeatureMap | None:
+    """The frozen feature map in ``folder`` (None: pixels, returned as None): a classifier's ``layers``
+    (:func:`~learnguide.images.classifier.classifier_features`; several are scaled on ``SCALE_ITEMS`` items
+    drawn from ``sample_data`` with seed 0; trained on ``data_id``'s data when given), or an encoder's
+    (:func:`~learnguide.core.encoders.load_encoder`). With ``latent_model`` (a diffusers pipeline folder;
+    one without a VAE works in pixels), ``features_of`` says whether its particles are measured decoded by
+    its VAE (``"decoded"``) or as latents (``"latents"``). Raises ``ValueError`` when φ cannot take the
+    particles (tried once on two data items)."""
+    if folder is None:
+        return None
+    if features_of not in FEATURES_OF:
+        raise ValueError(f"--features-of must be one of {FEATURES_OF}, got {features_of!r}")
+    codec = None
+    if latent_model is not None:
+        from learnguide.integrations.diffusers_latents import load_vae
+
+        codec = load_vae(latent_model)
+    if features_of == "latents" and codec is None:
+        raise ValueError(
+            "--features-of latents measures a latent model's latents; this denoiser works in pixels"
+        )
+    decoder = codec if features_of == "decoded" else None
+    x0 = sample_data(SCALE_ITEMS if len(layers) > 1 else 2, torch.Generator().manual_seed(0))[0]
+    images = decoder.decode(x0) if decoder is not None else x0
+    if folder_kind(folder) == ENCODER_KIND:
+        if tuple(layers) != ("pooled",):
+            raise ValueError(f"--feature-layer picks a classifier's layers; {folder} is an encoder")
+        phi = encoder_features(*load_encoder(folder))
+    else:
+        classifier = load_classifier(folder, data_id=data_id)
+        phi = classifier_features(classifier, layers, images if len(layers) > 1 else None)
+    try:
+        with torch.no_grad():
+            phi(images[:2], torch.zeros(2, dtype=images.dtype))
+    except RuntimeError as err:  # torch's shape errors
+        what = "decoded images" if decoder is not None else "particles"
+        first = str(err).splitlines()[0]
+        raise ValueError(
+            f"--features {folder} cannot take this denoiser's {what} of shape {list(images.shape[1:])} "
+            f"({first})"
+        ) from None
+    if decoder is None:
+        return phi
+    from learnguide.integrations.diffusers_latents import decoded_features
+
+    return decoded_features(phi, decoder)
 
 
 def make_bank(
@@ -113,16 +163,20 @@ def fit_online_folder(
     features: str | Path | None = None,
     feature_layers: tuple[str, ...] = ("pooled",),
     omega_hparams: dict | None = None,
+    features_of: str = "decoded",
 ) -> tuple[OmegaNet, TrainingRecord]:
     """Learn ω online (Algorithm 1) for ``source``'s denoiser into ``out`` (resumable: a killed run started
     again on the same folder continues); each batch's denoiser calls are split over the processes. With
     ``features`` (a classifier folder: noisy, ``train-classifier --noisy``, or clean for a whole rollout) the
     particles are compared in its frozen features φ(x, s) (``feature_layers``: pooled features, logits, or
-    both joined) instead of pixels. ``omega_hparams``: other :class:`OmegaNet` keywords (e.g. ``shared``)."""
+    both joined) instead of pixels; an encoder folder (:func:`~learnguide.core.encoders.save_encoder`) works
+    the same way; ``features_of``: a latent model's particles decoded or as latents
+    (:func:`load_feature_map`).
+    ``omega_hparams``: other :class:`OmegaNet` keywords (e.g. ``shared``)."""
     denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
     procs = processes()
     x0, example = sample_data(2, torch.Generator().manual_seed(0))
-    phi = load_feature_map(features, tuple(feature_layers), sample_data) if features else None
+    phi = load_feature_map(features, tuple(feature_layers), sample_data, None, source.model, features_of)
     particles = 1 if config.start == "on-policy" else config.particles  # on-policy items have one particle
     what = f"a batch of {config.batch_size} items × {particles} particles"
     what += f" × {config.rollout} rollout steps" if config.rollout > 1 else ""
@@ -157,17 +211,19 @@ def fit_line_search_folder(
     features: str | Path | None = None,
     feature_layers: tuple[str, ...] = ("pooled",),
     progress: bool = True,
+    features_of: str = "decoded",
 ) -> tuple[OmegaNet, LineSearchRecord]:
     """Find one constant ω (or increasing schedule, with ``config.shape``) for ``source``'s denoiser by a line
     search on common random numbers (:func:`~learnguide.core.line_search.line_search_omega`) and save it to
     ``out`` as an ω-network that gives it, with the loss over the grid, the settings and any warning.
-    ``features``: a classifier folder whose frozen features of final samples (``feature_layers``) the
-    distance is measured in; None: pixels. Runs in one process."""
+    ``features``: a classifier (or encoder) folder whose frozen features of final samples
+    (``feature_layers``; a latent model's ``features_of``, :func:`load_feature_map`) the distance is measured
+    in; None: pixels. Runs in one process."""
     procs = processes()
     if procs.world > 1:
         raise ValueError("fit --line-search runs in one process: start it without a launcher")
     denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
-    phi = load_feature_map(features, tuple(feature_layers), sample_data) if features else None
+    phi = load_feature_map(features, tuple(feature_layers), sample_data, None, source.model, features_of)
     _, example = sample_data(2, torch.Generator().manual_seed(0))
     record = line_search_omega(
         denoiser.to(procs.device), denoiser.schedule, sample_data, config, phi, progress, procs.device

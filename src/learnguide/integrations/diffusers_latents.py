@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from learnguide.checkpoints import atomic_save_tensors
+from learnguide.core.discrepancy import FeatureMap
 from learnguide.data.images import ImageDataset
 from learnguide.data.prompts import PromptImageData
 
@@ -87,6 +88,18 @@ class DecodedReward(nn.Module):
     def forward(self, latents: Tensor, cond: Tensor) -> Tensor:
         """R of the decoded latents ``[B, c, h, w]``: ``[B]``."""
         return self.reward(self.codec(latents), cond)
+
+
+def decoded_features(phi: FeatureMap, codec: LatentCodec) -> FeatureMap:
+    """A pixel-space feature map on a latent model's particles: φ(decode(z [B, c, h, w]), s [B]) -> [B, F].
+    The gradient passes through the frozen VAE decoder to z. Decoded particles are images only where they are
+    nearly clean, so use it on final samples (a line search, a whole-trajectory rollout) or with a φ made for
+    decoded noisy latents."""
+
+    def decoded(latents: Tensor, s: Tensor) -> Tensor:
+        return phi(codec(latents), s)
+
+    return decoded
 
 
 def load_vae(folder: str | Path) -> LatentCodec | None:
