@@ -1,6 +1,7 @@
 """A user's frozen encoder as the feature map φ, and a latent model's particles in φ (docs/design.md §3.2)."""
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -234,3 +235,16 @@ def test_a_latent_models_search_measures_decoded_images_or_latents(tmp_path):
     assert losses["decoded"] != pytest.approx(losses["latents"], rel=1e-3)
     wrong = ["--features", str(tmp_path / "latent-encoder"), "--out", str(tmp_path / "wrong")]
     assert main(["fit", "--line-search", *model, *wrong]) == 2  # decoded images are [1, 8, 8]
+
+
+def test_an_online_fit_compares_particles_in_a_time_conditioned_encoders_features(tmp_path, capsys):
+    from learnguide.apps.cli import main
+    from learnguide.core.guidance import OmegaNet
+
+    save_encoder(TimeScaled(), tmp_path / "enc", time_conditioned=True, input_shape=(1, 8, 8))
+    args = ["fit", "--online", *DIGITS, "--features", str(tmp_path / "enc"), "--iterations", "2"]
+    assert main([*args, "--batch-size", "20", "--particles", "2", "--out", str(tmp_path / "omega")]) == 0
+    saved = json.loads((tmp_path / "omega" / "config.json").read_text())["extra"]
+    assert saved["features"] == str((tmp_path / "enc").resolve())
+    assert OmegaNet.load(tmp_path / "omega").hparams["num_classes"] == 10
+    assert re.search(r"denoiser evals and [1-9]\d* feature evals", capsys.readouterr().out)
