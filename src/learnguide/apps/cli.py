@@ -42,8 +42,6 @@ def _demo(args: argparse.Namespace) -> int:
 
     learn = "online" if args.online or args.objective != "energy" or args.rollout > 1 else "bank"
     search = _search_settings(args)  # --shape, --scales and --statistic only beside --line-search
-    if args.features_of and not args.features:
-        raise ValueError("--features-of says how --features sees a latent model's particles: add --features")
     if args.line_search:
         if learn != "bank":
             raise ValueError(
