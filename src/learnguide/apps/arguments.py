@@ -252,9 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: 3e-3)")
     fit.add_argument(
         "--features",
-        help="with --online: compare particles in the features φ(x, s) of this classifier folder instead of "
-        "pixels (a noisy one, train-classifier --noisy, at any s; a clean one compares final samples only: "
-        "--rollout equal to --grid-steps), or of an encoder folder (learnguide.core.encoders.save_encoder)",
+        help="with --online or --line-search: compare particles in the features φ(x, s) of this classifier "
+        "folder instead of pixels (a noisy one, train-classifier --noisy, at any s; a clean one compares "
+        "final samples only: --line-search, or --rollout equal to --grid-steps), or of an encoder folder "
+        "(learnguide.core.encoders.save_encoder)",
     )
     fit.add_argument(
         "--features-of",
