@@ -576,8 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_objective_argument(exp)
     exp.add_argument(
         "--features",
-        help="learn ω online in the features of this classifier folder instead of pixels (a noisy one, "
-        "train-classifier --noisy; a clean one only for a whole-trajectory rollout)",
+        help="learn ω online (or by --line-search) in the features of this classifier folder instead of "
+        "pixels (a noisy one, train-classifier --noisy; a clean one only for final samples: a "
+        "whole-trajectory rollout or the line search), or of an encoder folder",
     )
     _add_feature_layer_argument(exp)
     exp.add_argument("--kernel", choices=list(KERNELS), help="the discrepancy's kernel (default: energy)")
