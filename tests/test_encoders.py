@@ -248,3 +248,24 @@ def test_an_online_fit_compares_particles_in_a_time_conditioned_encoders_feature
     assert saved["features"] == str((tmp_path / "enc").resolve())
     assert OmegaNet.load(tmp_path / "omega").hparams["num_classes"] == 10
     assert re.search(r"denoiser evals and [1-9]\d* feature evals", capsys.readouterr().out)
+
+
+@register_encoder
+class Tied(nn.Module):
+    """Two layers sharing one weight (safetensors refuses shared tensors unless they are copied)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False)
+        self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return self.second(self.first(x.flatten(1)))
+
+
+def test_an_encoder_with_tied_weights_saves_and_loads(tmp_path):
+    torch.manual_seed(0)
+    module = Tied()
+    save_encoder(module, tmp_path / "enc", input_shape=(1, 2, 2))
+    x = torch.randn(3, 1, 2, 2)
+    assert torch.allclose(encoder_features(*load_encoder(tmp_path / "enc"))(x, torch.zeros(3)), module(x))

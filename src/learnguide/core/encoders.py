@@ -97,7 +97,8 @@ def save_encoder(
         module: an instance of a registered class (:func:`register_encoder`).
         directory: the folder to write (``config.json`` + ``model.safetensors``, atomically).
         init: the JSON keyword arguments that rebuild ``module``'s architecture.
-        time_conditioned: ``module(x, s)`` takes the particles' time s ``[B]``; otherwise ``module(x)``.
+        time_conditioned: ``module(x, s)`` takes the particles' time s ``[B]`` (t ∈ [0, 1], 0 = data);
+            otherwise ``module(x)``.
         input_shape: the particle shape it takes (e.g. ``(C, H, W)``); checked on every call when given.
     """
     path, init = class_path(type(module)), dict(init or {})
@@ -105,7 +106,7 @@ def save_encoder(
         raise ValueError(f"{path} is not registered: decorate it with register_encoder before saving it")
     config = {"kind": KIND, "class": path, "init": init, "time_conditioned": time_conditioned}
     config["input_shape"] = list(input_shape) if input_shape is not None else None
-    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    state = {k: v.detach().clone().contiguous() for k, v in module.state_dict().items()}  # tied: copies
     return save_checkpoint(directory, state, config)
 
 
