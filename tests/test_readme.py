@@ -67,3 +67,13 @@ def test_the_readme_layout_names_every_module_and_only_modules_that_exist():
     on_disk = {path.relative_to(package) for path in package.rglob("*.py") if path.name != "__init__.py"}
     assert named - on_disk == set(), "README's Layout names modules that do not exist"
     assert on_disk - named == set(), "README's Layout leaves these modules out"
+
+
+def test_the_encoder_example_of_docs_diffusers_saves_a_folder_that_loads(tmp_path, monkeypatch):
+    from learnguide.core.encoders import encoder_features, load_encoder
+
+    (example,) = [b for b in _python_blocks(ROOT / "docs" / "diffusers.md") if "save_encoder(" in b]
+    monkeypatch.chdir(tmp_path)
+    exec(example, {"__name__": "docs_example"})
+    phi = encoder_features(*load_encoder(tmp_path / "runs" / "my-encoder"))
+    assert phi(torch.randn(2, 3, 256, 256), torch.zeros(2)).shape == (2, 64)
