@@ -26,16 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from learnguide.checkpoints import (
-    CONFIG_FILE,
-    SIZE,
-    CheckpointError,
-    Field,
-    checked_config,
-    load_module,
-    read_json_config,
-    save_checkpoint,
-)
+from learnguide.checkpoints import SIZE, CheckpointError, Field, load_module, save_checkpoint
 from learnguide.core.discrepancy import FeatureMap
 
 KIND = "learnguide.encoder"
@@ -76,8 +67,22 @@ def registered_encoder(path: str) -> type[nn.Module] | None:
     return None
 
 
+def _registered_class(path: str) -> type[nn.Module]:
+    """The ``class`` of an encoder's config.json resolved by :func:`registered_encoder`; ``ValueError``
+    (a :class:`~learnguide.checkpoints.CheckpointError` naming the file, through ``Field.parse``) when it is
+    not registered."""
+    cls = registered_encoder(path)
+    if cls is None:
+        raise ValueError(
+            f"it names the class {path}, which is not registered: decorate it with "
+            f"learnguide.core.encoders.register_encoder, or declare it as an entry point of the group "
+            f"{ENTRY_POINT_GROUP} of an installed package"
+        )
+    return cls
+
+
 CONFIG_FIELDS = {  # what load_encoder reads from config.json
-    "class": Field(str),
+    "class": Field(str, parse=_registered_class),
     "init": Field(dict),
     "time_conditioned": Field(bool),
     "input_shape": Field(list, items=SIZE, optional=True),
@@ -111,20 +116,10 @@ def save_encoder(
 
 
 def load_encoder(directory: str | Path) -> tuple[nn.Module, dict]:
-    """The encoder saved in ``directory`` (eval mode) and its config; a folder that is not an encoder, a class
-    that is not registered, or weights that do not fit the class is a one-line
-    :class:`~learnguide.checkpoints.CheckpointError`."""
-    directory = Path(directory)
-    source = directory / CONFIG_FILE
-    path = checked_config(read_json_config(source, KIND), CONFIG_FIELDS, source)["class"]
-    cls = registered_encoder(path)
-    if cls is None:
-        raise CheckpointError(
-            f"{source} names the class {path}, which is not registered: decorate it with "
-            f"learnguide.core.encoders.register_encoder, or declare it as an entry point of the group "
-            f"{ENTRY_POINT_GROUP} of an installed package"
-        )
-    module, config = load_module(directory, KIND, CONFIG_FIELDS, lambda c: cls(**c["init"]))
+    """The encoder saved in ``directory`` (eval mode) and its config (``class`` resolved to the registered
+    class); a folder that is not an encoder, a class that is not registered, or weights that do not fit the
+    class is a one-line :class:`~learnguide.checkpoints.CheckpointError`."""
+    module, config = load_module(directory, KIND, CONFIG_FIELDS, lambda c: c["class"](**c["init"]))
     return module.eval(), config
 
 
