@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -41,6 +42,9 @@ from learnguide.distributed import processes
 from learnguide.images.classifier import classifier_features, load_classifier
 from learnguide.images.reports import plot_binned_omega
 
+if TYPE_CHECKING:
+    from learnguide.integrations.diffusers_latents import LatentCodec
+
 SCALE_ITEMS = 512  # clean data items each joined feature layer is scaled by (docs/design.md §3.2)
 
 
@@ -53,25 +57,20 @@ def load_feature_map(
     layers: tuple[str, ...],
     sample_data: DataSampler,
     data_id: str | None = None,
-    latent_model: str | Path | None = None,
+    codec: LatentCodec | None = None,
     features_of: str = "decoded",
 ) -> FeatureMap | None:
     """The frozen feature map in ``folder`` (None: pixels, returned as None): a classifier's ``layers``
     (:func:`~learnguide.images.classifier.classifier_features`; several are scaled on ``SCALE_ITEMS`` items
     drawn from ``sample_data`` with seed 0; trained on ``data_id``'s data when given), or an encoder's
-    (:func:`~learnguide.core.encoders.load_encoder`). With ``latent_model`` (a diffusers pipeline folder;
-    one without a VAE works in pixels), ``features_of`` says whether its particles are measured decoded by
-    its VAE (``"decoded"``) or as latents (``"latents"``). Raises ``ValueError`` when φ cannot take the
+    (:func:`~learnguide.core.encoders.load_encoder`). With ``codec`` (a latent model's VAE: the particles
+    are latents), ``features_of`` says whether they are measured decoded by it (``"decoded"``) or as latents
+    (``"latents"``). Raises ``ValueError`` when φ cannot take the
     particles (tried once on two data items)."""
     if folder is None:
         return None
     if features_of not in FEATURES_OF:
         raise ValueError(f"--features-of must be one of {FEATURES_OF}, got {features_of!r}")
-    codec = None
-    if latent_model is not None:
-        from learnguide.integrations.diffusers_latents import load_vae
-
-        codec = load_vae(latent_model)
     if features_of == "latents" and codec is None:
         raise ValueError(
             "--features-of latents measures a latent model's latents; this denoiser works in pixels"
@@ -108,7 +107,7 @@ def make_bank(
 ) -> BankRecord:
     """Write (or resume) a transition bank of ``source``'s denoiser into ``out``; under a launcher process r
     makes shards r, r + N, … A latent model's encoded data are cached in ``out/latents``."""
-    denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
+    denoiser, sample_data, denoiser_id, _ = source.load(cache_dir=out, progress=progress)
     procs = processes()
     return generate_bank(
         denoiser.to(procs.device),
@@ -173,10 +172,10 @@ def fit_online_folder(
     the same way; ``features_of``: a latent model's particles decoded or as latents
     (:func:`load_feature_map`).
     ``omega_hparams``: other :class:`OmegaNet` keywords (e.g. ``shared``)."""
-    denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
+    denoiser, sample_data, denoiser_id, codec = source.load(cache_dir=out, progress=progress)
     procs = processes()
     x0, example = sample_data(2, torch.Generator().manual_seed(0))
-    phi = load_feature_map(features, tuple(feature_layers), sample_data, None, source.model, features_of)
+    phi = load_feature_map(features, tuple(feature_layers), sample_data, None, codec, features_of)
     particles = 1 if config.start == "on-policy" else config.particles  # on-policy items have one particle
     what = f"a batch of {config.batch_size} items × {particles} particles"
     what += f" × {config.rollout} rollout steps" if config.rollout > 1 else ""
@@ -222,8 +221,8 @@ def fit_line_search_folder(
     procs = processes()
     if procs.world > 1:
         raise ValueError("fit --line-search runs in one process: start it without a launcher")
-    denoiser, sample_data, denoiser_id = source.load(cache_dir=out, progress=progress)
-    phi = load_feature_map(features, tuple(feature_layers), sample_data, None, source.model, features_of)
+    denoiser, sample_data, denoiser_id, codec = source.load(cache_dir=out, progress=progress)
+    phi = load_feature_map(features, tuple(feature_layers), sample_data, None, codec, features_of)
     _, example = sample_data(2, torch.Generator().manual_seed(0))
     record = line_search_omega(
         denoiser.to(procs.device), denoiser.schedule, sample_data, config, phi, progress, procs.device

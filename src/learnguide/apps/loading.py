@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor
@@ -30,13 +30,18 @@ from learnguide.images.denoisers import (
     recorded_dataset,
 )
 
+if TYPE_CHECKING:
+    from learnguide.integrations.diffusers_latents import LatentCodec
+
 
 class LoadedDenoiser(NamedTuple):
-    """A frozen denoiser, the data it is measured against and an id of its weights."""
+    """A frozen denoiser, the data it is measured against, an id of its weights and, for a latent diffusers
+    model, its VAE (None in pixel space)."""
 
     denoiser: Denoiser
     sample_data: DataSampler
     denoiser_id: str
+    codec: LatentCodec | None = None
 
 
 def is_prompt_file(path: str | Path | None) -> bool:
@@ -138,14 +143,14 @@ class DenoiserSource:
             if flag := self.class_data_flag():
                 raise ValueError(f"{flag} draws class-labelled images; {self.dataset} holds prompts")
             denoiser = DiffusersDenoiser(model, scheduler, null_embedding=dataset.null_embedding)
-            return LoadedDenoiser(denoiser, dataset.data_sampler(), model_id)
+            return LoadedDenoiser(denoiser, dataset.data_sampler(), model_id, codec)
         denoiser = DiffusersDenoiser(model, scheduler, null_class=self.null_class)
         if denoiser.null_class < dataset.num_classes:
             raise ValueError(
                 f"the null class {denoiser.null_class} is one of {self.dataset}'s {dataset.num_classes} "
                 "classes: pass the id the model was trained with as ∅ (--null-class)"
             )
-        return LoadedDenoiser(denoiser, self._image_sampler(dataset), model_id)
+        return LoadedDenoiser(denoiser, self._image_sampler(dataset), model_id, codec)
 
     def class_data_flag(self) -> str | None:
         """The first of ``--balanced-classes``, ``--target-data`` given (they need class-labelled images)."""
